@@ -1,0 +1,571 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * flowscope agent: one record per TCP connection, built from tracepoints only
+ * (no kprobes, no fentry/fexit), aggregated in the kernel and sent to user
+ * space through a ring buffer when the connection closes.
+ *
+ * Life of a flow (keyed by the struct sock address):
+ *   CLOSE->SYN_SENT      outbound, process context: bind pid/comm/cgroup
+ *   LISTEN->SYN_RECV     inbound child, softirq: provisional owner = listener
+ *   accept(2) returns    process context: bind to the accepting process
+ *   ->ESTABLISHED        tuple known: index it for drop attribution
+ *   ->FIN_WAIT1/LAST_ACK our FIN is in flight
+ *   ->CLOSE              read tcp_sock counters, emit, forget
+ * The ports read 0 at the final ->CLOSE, so the tuple is saved earlier (at
+ * ESTABLISHED, at a reset, at a retransmit).
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "agent.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define IPPROTO_TCP_ 6
+
+/* Set by user space before load. */
+const volatile __u32 filter_netns = 0;   /* 0: any */
+const volatile __u16 filter_port = 0;    /* 0: any; local or remote */
+const volatile __u32 filter_pid = 0;     /* 0: any */
+const volatile __u64 filter_cgroup = 0;  /* 0: any */
+const volatile __u32 drop_reason_consumed = 0xffffffff; /* SKB_CONSUMED on this kernel */
+const volatile __u64 wakeup_bytes = 256 * 1024;          /* ring buffer fill that wakes the reader */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 131072); /* resized by user space (--max-flows) */
+	__type(key, __u64);
+	__type(value, struct fs_flow);
+} flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 131072);
+	__type(key, struct fs_tuple_key);
+	__type(value, __u64);
+} tuples SEC(".maps");
+
+/* Drops of packets whose flow had no known tuple yet (a SYN refused before the
+ * connecting socket's port was seen); merged when the tuple appears. */
+struct pending_drops {
+	struct fs_drop_slot slot[FS_DROP_SLOTS];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct fs_tuple_key);
+	__type(value, struct pending_drops);
+} pending SEC(".maps");
+
+struct owner {
+	__u64 cgroup_id;
+	__u32 pid;
+	__u32 pad;
+	char comm[FS_COMM_LEN];
+};
+struct listener_key {
+	__u32 netns;
+	__u16 port;
+	__u16 pad;
+};
+/* Who listens on a port: the provisional owner of an inbound child until accept(). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct listener_key);
+	__type(value, struct owner);
+} listeners SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 * 1024 * 1024); /* resized by user space (--ringbuf-size) */
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FS_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+static __always_inline void stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline __u32 sk_netns(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+/* Reads addresses and ports; returns 0 when the local port is not bound yet. */
+static __always_inline int read_tuple(const struct sock *sk, struct fs_tuple *t)
+{
+	__u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	if (!lport)
+		return 0;
+	t->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	t->local_port = lport;
+	t->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (t->family == AF_INET6) {
+		BPF_CORE_READ_INTO(&t->local_addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&t->remote_addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		BPF_CORE_READ_INTO((__u32 *)t->local_addr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)t->remote_addr, sk, __sk_common.skc_daddr);
+	}
+	return 1;
+}
+
+static __always_inline void tuple_key(const struct fs_tuple *t, struct fs_tuple_key *k)
+{
+	__builtin_memcpy(k->local_addr, t->local_addr, 16);
+	__builtin_memcpy(k->remote_addr, t->remote_addr, 16);
+	k->local_port = t->local_port;
+	k->remote_port = t->remote_port;
+}
+
+static __always_inline void add_drop(struct fs_drop_slot *slots, __u32 *other, __u32 reason, __u32 n)
+{
+	/* Slots store reason+1 so that 0 means free; claimed with cmpxchg because
+	 * several CPUs may drop packets of one flow at once. */
+	__u32 tag = reason + 1;
+#pragma unroll
+	for (int i = 0; i < FS_DROP_SLOTS; i++) {
+		__u32 cur = slots[i].reason;
+		if (cur == 0)
+			cur = __sync_val_compare_and_swap(&slots[i].reason, 0, tag);
+		if (cur == 0 || cur == tag) {
+			__sync_fetch_and_add(&slots[i].count, n);
+			return;
+		}
+	}
+	if (other)
+		__sync_fetch_and_add(other, n);
+}
+
+/* Records the flow's tuple once the local port is bound, indexes it for drop
+ * attribution and folds in drops seen before the tuple was known. */
+static __always_inline void learn_tuple(const struct sock *sk, struct fs_flow *f)
+{
+	if (f->tuple.local_port)
+		return;
+	if (!read_tuple(sk, &f->tuple))
+		return;
+	struct fs_tuple_key k = {};
+	tuple_key(&f->tuple, &k);
+	__u64 skp = (__u64)sk;
+	if (bpf_map_update_elem(&tuples, &k, &skp, BPF_ANY))
+		stat_inc(FS_STAT_TUPLE_MAP_FULL);
+	struct pending_drops *p = bpf_map_lookup_elem(&pending, &k);
+	if (p) {
+#pragma unroll
+		for (int i = 0; i < FS_DROP_SLOTS; i++)
+			if (p->slot[i].reason)
+				add_drop(f->drops, &f->drops_other, p->slot[i].reason - 1, p->slot[i].count);
+		bpf_map_delete_elem(&pending, &k);
+	}
+}
+
+static __always_inline void bind_owner(struct fs_flow *f)
+{
+	f->pid = bpf_get_current_pid_tgid() >> 32;
+	f->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(f->comm, sizeof(f->comm));
+	f->flags |= FS_F_ATTRIBUTED;
+}
+
+/* Fills the counters of a record from the live socket. Works on BTF pointers
+ * and on a socket address kept as an integer (the periodic dump). */
+static __always_inline void read_counters(const struct sock *sk, struct fs_flow *f)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	f->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
+	f->bytes_received = BPF_CORE_READ(tp, bytes_received);
+	f->segs_out = BPF_CORE_READ(tp, segs_out);
+	f->segs_in = BPF_CORE_READ(tp, segs_in);
+	f->total_retrans = BPF_CORE_READ(tp, total_retrans);
+	f->srtt_us = BPF_CORE_READ(tp, srtt_us);
+	f->mdev_us = BPF_CORE_READ(tp, mdev_us);
+	f->sk_err = BPF_CORE_READ(sk, sk_err);
+	/* write_seq counts the FIN once queued: all of it acked means the FIN too. */
+	if ((f->flags & FS_F_FIN_SENT) && BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq))
+		f->flags |= FS_F_FIN_ACKED;
+	/* SOCK_DONE is set by tcp_fin(): the peer's FIN was received in order and
+	 * is counted in bytes_received. */
+	unsigned long skflags = BPF_CORE_READ(sk, __sk_common.skc_flags);
+	if (skflags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_DONE)))
+		f->flags |= FS_F_FIN_RECEIVED;
+	if ((f->direction == FS_DIR_OUTBOUND) && (f->flags & FS_F_ESTABLISHED))
+		f->flags |= FS_F_SYN_ACKED;
+}
+
+static __always_inline int passes_filters(const struct fs_flow *f)
+{
+	if (filter_port && f->tuple.local_port != filter_port && f->tuple.remote_port != filter_port)
+		return 0;
+	if (filter_pid && f->pid != filter_pid)
+		return 0;
+	if (filter_cgroup && f->cgroup_id != filter_cgroup)
+		return 0;
+	return 1;
+}
+
+static __always_inline void emit(struct fs_flow *f)
+{
+	if (!passes_filters(f)) {
+		stat_inc(FS_STAT_FLOWS_FILTERED);
+		return;
+	}
+	struct fs_flow *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		stat_inc(FS_STAT_RINGBUF_FULL);
+		return;
+	}
+	__builtin_memcpy(r, f, sizeof(*r));
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	bpf_ringbuf_submit(r, avail >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+	stat_inc(FS_STAT_FLOWS_EMITTED);
+}
+
+static __always_inline void forget(struct fs_flow *f, __u64 key)
+{
+	if (f->tuple.local_port) {
+		struct fs_tuple_key k = {};
+		tuple_key(&f->tuple, &k);
+		__u64 *owner = bpf_map_lookup_elem(&tuples, &k);
+		if (owner && *owner == key)
+			bpf_map_delete_elem(&tuples, &k);
+	}
+	bpf_map_delete_elem(&flows, &key);
+}
+
+static __always_inline void track_listener(const struct sock *sk, int newstate)
+{
+	struct listener_key lk = {.netns = sk_netns(sk), .port = BPF_CORE_READ(sk, __sk_common.skc_num)};
+	if (newstate == TCP_LISTEN) {
+		struct owner o = {};
+		o.pid = bpf_get_current_pid_tgid() >> 32;
+		o.cgroup_id = bpf_get_current_cgroup_id();
+		bpf_get_current_comm(o.comm, sizeof(o.comm));
+		bpf_map_update_elem(&listeners, &lk, &o, BPF_ANY);
+	} else {
+		bpf_map_delete_elem(&listeners, &lk);
+	}
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP_)
+		return 0;
+	stat_inc(FS_STAT_STATE_EVENTS);
+	if (newstate == TCP_LISTEN || (oldstate == TCP_LISTEN && newstate == TCP_CLOSE)) {
+		track_listener(sk, newstate);
+		return 0;
+	}
+
+	__u64 key = (__u64)sk;
+	__u64 now = bpf_ktime_get_ns();
+	struct fs_flow *f = bpf_map_lookup_elem(&flows, &key);
+	if (!f) {
+		if (oldstate == TCP_CLOSE && newstate == TCP_CLOSE)
+			return 0;
+		__u32 netns = sk_netns(sk);
+		if (filter_netns && netns != filter_netns)
+			return 0;
+		struct fs_flow nf = {};
+		nf.sk = key;
+		nf.start_ns = now;
+		nf.last_report_ns = now;
+		nf.netns = netns;
+		if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) {
+			nf.direction = FS_DIR_OUTBOUND;
+			bind_owner(&nf); /* connect(2) runs in the caller's context */
+		} else if (oldstate == TCP_LISTEN || oldstate == TCP_SYN_RECV || newstate == TCP_SYN_RECV) {
+			nf.direction = FS_DIR_INBOUND;
+			struct listener_key lk = {.netns = netns, .port = BPF_CORE_READ(sk, __sk_common.skc_num)};
+			struct owner *o = bpf_map_lookup_elem(&listeners, &lk);
+			if (o) {
+				nf.pid = o->pid;
+				nf.cgroup_id = o->cgroup_id;
+				__builtin_memcpy(nf.comm, o->comm, sizeof(nf.comm));
+			}
+		} else {
+			nf.flags |= FS_F_PREEXISTING;
+		}
+		if (bpf_map_update_elem(&flows, &key, &nf, BPF_NOEXIST)) {
+			stat_inc(FS_STAT_FLOW_MAP_FULL);
+			return 0;
+		}
+		stat_inc(FS_STAT_FLOWS_CREATED);
+		f = bpf_map_lookup_elem(&flows, &key);
+		if (!f)
+			return 0;
+	}
+
+	if (newstate != TCP_CLOSE)
+		learn_tuple(sk, f);
+	switch (newstate) {
+	case TCP_ESTABLISHED:
+		f->flags |= FS_F_ESTABLISHED;
+		break;
+	case TCP_FIN_WAIT1:
+	case TCP_LAST_ACK:
+		f->flags |= FS_F_FIN_SENT;
+		break;
+	case TCP_CLOSE:
+		read_counters(sk, f);
+		f->last_state = (__u8)oldstate;
+		f->end_ns = now;
+		f->kind = FS_KIND_FINAL;
+		stat_inc(FS_STAT_FLOWS_CLOSED);
+		emit(f);
+		forget(f, key);
+		break;
+	}
+	return 0;
+}
+
+static __always_inline struct fs_flow *flow_of(const struct sock *sk)
+{
+	if (!sk)
+		return 0;
+	__u64 key = (__u64)sk;
+	return bpf_map_lookup_elem(&flows, &key);
+}
+
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(on_retransmit, const struct sock *sk)
+{
+	/* The counters come from tcp_sock at close; here we only learn the tuple of
+	 * a connect that never completes (SYN retransmits), for the timeout record. */
+	struct fs_flow *f = flow_of(sk);
+	if (f)
+		learn_tuple(sk, f);
+	return 0;
+}
+
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(on_send_reset, const struct sock *sk)
+{
+	struct fs_flow *f = flow_of(sk);
+	if (f) {
+		f->flags |= FS_F_RST_SENT;
+		stat_inc(FS_STAT_RESETS);
+	}
+	return 0;
+}
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(on_receive_reset, struct sock *sk)
+{
+	struct fs_flow *f = flow_of(sk);
+	if (f) {
+		learn_tuple(sk, f); /* a refused connect is seen here with its port */
+		f->flags |= FS_F_RST_RECEIVED;
+		stat_inc(FS_STAT_RESETS);
+	}
+	return 0;
+}
+
+/* --- drops ---------------------------------------------------------------- */
+
+struct pkt_tuple {
+	struct fs_tuple_key k; /* src as local, dst as remote */
+};
+
+/* Parses the IP and TCP headers of an skb; 0 if it is not TCP or unreadable. */
+static __always_inline int parse_skb(const struct sk_buff *skb, struct fs_tuple_key *k)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	if (nh == (__u16)~0U)
+		return 0;
+	__u8 l4proto;
+	__u32 l4off;
+	if (proto == ETH_P_IP) {
+		struct iphdr ip;
+		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh))
+			return 0;
+		if (ip.version != 4)
+			return 0;
+		l4proto = ip.protocol;
+		l4off = nh + ip.ihl * 4;
+		__builtin_memcpy(k->local_addr, &ip.saddr, 4);
+		__builtin_memcpy(k->remote_addr, &ip.daddr, 4);
+	} else if (proto == ETH_P_IPV6) {
+		struct ipv6hdr ip6;
+		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
+			return 0;
+		l4proto = ip6.nexthdr; /* extension headers are not followed */
+		l4off = nh + sizeof(ip6);
+		__builtin_memcpy(k->local_addr, &ip6.saddr, 16);
+		__builtin_memcpy(k->remote_addr, &ip6.daddr, 16);
+	} else {
+		return 0;
+	}
+	if (l4proto != IPPROTO_TCP_)
+		return 0;
+	__be16 ports[2];
+	if (bpf_probe_read_kernel(ports, sizeof(ports), head + l4off))
+		return 0;
+	k->local_port = bpf_ntohs(ports[0]);
+	k->remote_port = bpf_ntohs(ports[1]);
+	return 1;
+}
+
+static __always_inline void swap_key(struct fs_tuple_key *k)
+{
+	struct fs_tuple_key s = {};
+	__builtin_memcpy(s.local_addr, k->remote_addr, 16);
+	__builtin_memcpy(s.remote_addr, k->local_addr, 16);
+	s.local_port = k->remote_port;
+	s.remote_port = k->local_port;
+	*k = s;
+}
+
+static __always_inline struct fs_flow *flow_by_tuple(struct fs_tuple_key *k)
+{
+	__u64 *skp = bpf_map_lookup_elem(&tuples, k);
+	if (!skp)
+		return 0;
+	return bpf_map_lookup_elem(&flows, skp);
+}
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(on_kfree_skb, struct sk_buff *skb, void *location, int reason)
+{
+	if ((__u32)reason == drop_reason_consumed)
+		return 0;
+	stat_inc(FS_STAT_DROPS_SEEN);
+	struct fs_flow *f = flow_of(BPF_CORE_READ(skb, sk));
+	struct fs_tuple_key k = {};
+	if (!f) {
+		if (!parse_skb(skb, &k))
+			return 0;
+		/* The packet's source is the sender: try the receiving socket
+		 * (local = destination) first, then the sending one. */
+		swap_key(&k);
+		f = flow_by_tuple(&k);
+		if (!f) {
+			swap_key(&k);
+			f = flow_by_tuple(&k);
+		}
+	}
+	if (f) {
+		add_drop(f->drops, &f->drops_other, reason, 1);
+		stat_inc(FS_STAT_DROPS_ATTRIBUTED);
+		return 0;
+	}
+	/* Keep it for a flow that may learn this tuple later (as sender). */
+	struct pending_drops *p = bpf_map_lookup_elem(&pending, &k);
+	if (!p) {
+		struct pending_drops z = {};
+		bpf_map_update_elem(&pending, &k, &z, BPF_NOEXIST);
+		p = bpf_map_lookup_elem(&pending, &k);
+		if (!p)
+			return 0;
+	}
+	add_drop(p->slot, 0, reason, 1);
+	return 0;
+}
+
+/* --- process attribution for accepted sockets ------------------------------ */
+
+static __always_inline int bind_accepted(long fd)
+{
+	if (fd < 0)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || (unsigned long)fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = 0;
+	if (bpf_probe_read_kernel(&file, sizeof(file), fds + fd) || !file)
+		return 0;
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	if (!sock)
+		return 0;
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	__u64 key = (__u64)sk;
+	struct fs_flow *f = bpf_map_lookup_elem(&flows, &key);
+	if (f && !(f->flags & FS_F_ATTRIBUTED)) {
+		bind_owner(f);
+		stat_inc(FS_STAT_ATTRIBUTED_ACCEPT);
+	}
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int on_accept4_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return bind_accepted(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int on_accept_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return bind_accepted(ctx->ret);
+}
+
+/* Fallback where syscall tracepoints are missing: the first receive or send on
+ * a socket runs in the owner's context. */
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(on_recv_length, struct sock *sk)
+{
+	struct fs_flow *f = flow_of(sk);
+	if (f && !(f->flags & FS_F_ATTRIBUTED))
+		bind_owner(f);
+	return 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(on_send_length, struct sock *sk)
+{
+	struct fs_flow *f = flow_of(sk);
+	if (f && !(f->flags & FS_F_ATTRIBUTED))
+		bind_owner(f);
+	return 0;
+}
+
+/* --- interim records -------------------------------------------------------- */
+
+struct dump_ctx {
+	__u64 now;
+	__u64 min_age;
+};
+
+static long dump_one(struct bpf_map *map, __u64 *key, struct fs_flow *f, struct dump_ctx *c)
+{
+	if (c->now - f->last_report_ns < c->min_age)
+		return 0;
+	f->last_report_ns = c->now;
+	struct fs_flow r;
+	__builtin_memcpy(&r, f, sizeof(r));
+	read_counters((const struct sock *)f->sk, &r);
+	r.end_ns = c->now;
+	r.kind = FS_KIND_INTERIM;
+	emit(&r);
+	return 0;
+}
+
+/* Run from user space with BPF_PROG_TEST_RUN, never attached: args[0] is the
+ * minimum time since a flow's last report (0 at shutdown: every open flow). */
+SEC("raw_tp")
+int dump_flows(__u64 *args)
+{
+	struct dump_ctx c = {.now = bpf_ktime_get_ns(), .min_age = args[0]};
+	bpf_for_each_map_elem(&flows, dump_one, &c, 0);
+	return 0;
+}

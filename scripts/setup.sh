@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs every Debian package flowscope needs to build, run and test, then builds it.
+# Usage (as root on Debian 12): bash scripts/setup.sh [--no-build]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "setup.sh: run as root (it installs packages with apt-get)" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+# Build toolchain and libraries.
+PKGS_BUILD=(
+  build-essential cmake ninja-build pkg-config clang llvm
+  libbpf-dev bpftool libelf-dev zlib1g-dev
+  libpcap-dev libsqlite3-dev libcpp-httplib-dev libssl-dev prometheus-cpp-dev
+  libcli11-dev libfmt-dev libspdlog-dev nlohmann-json3-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev
+)
+# Real peers the tests compare against.
+PKGS_TEST=(
+  iproute2 nftables tshark nfdump softflowd libbpf-tools iperf3 procps python3 sqlite3 curl
+)
+need=()
+for p in "${PKGS_BUILD[@]}" "${PKGS_TEST[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -q
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+
+if [ "${1:-}" != "--no-build" ]; then
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  cmake --build build -j"$(nproc)"
+fi

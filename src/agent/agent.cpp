@@ -1,0 +1,320 @@
+#include "agent/agent.h"
+
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "agent.skel.h"
+#include "flow/cgroup.h"
+#include "flow/json.h"
+#include "kernel/btf.h"
+#include "kernel/handles.h"
+#include "kernel/libbpf_log.h"
+#include "kernel/system.h"
+
+namespace flowscope {
+
+using Skel = SkelPtr<agent_bpf, agent_bpf__destroy>;
+
+struct Agent::Impl {
+  AgentOptions opts;
+  Skel skel;
+  std::vector<LinkPtr> links;
+  RingBufferPtr rb;
+  DropReasonNames drop_names;
+  CgroupResolver cgroups;
+  std::vector<std::shared_ptr<FlowSink>> sinks;
+  std::vector<std::string> degraded;
+  int64_t clock_offset = 0;
+  uint64_t records_received = 0;
+  int ncpus = 1;
+
+  static int on_record(void* ctx, void* data, size_t size);
+  void handle(const fs_flow& k);
+  Result<void> dump(uint64_t min_age_ns);
+  uint64_t stat(uint32_t idx) const;
+};
+
+namespace {
+
+uint64_t now_ns(clockid_t c) {
+  timespec t{};
+  clock_gettime(c, &t);
+  return uint64_t(t.tv_sec) * 1000000000ull + t.tv_nsec;
+}
+
+uint32_t round_up_pow2(uint32_t v) {
+  uint32_t p = 4096;
+  while (p < v && p < (1u << 30)) p <<= 1;
+  return p;
+}
+
+Result<uint64_t> resolve_cgroup(const std::string& spec, const std::string& root) {
+  uint64_t id = 0;
+  auto [ptr, ec] = std::from_chars(spec.data(), spec.data() + spec.size(), id);
+  if (ec == std::errc() && ptr == spec.data() + spec.size()) return id;
+  std::string path = spec;
+  if (!std::filesystem::exists(path) && !root.empty()) path = root + (spec.starts_with('/') ? "" : "/") + spec;
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return fail("cgroup '{}' not found (give a path under {} or a cgroup id)", spec, root.empty() ? "the cgroup2 mount" : root);
+  }
+  return static_cast<uint64_t>(st.st_ino);
+}
+
+std::string verifier_tail(std::string log, size_t max_lines = 30) {
+  // The end of the log says why; the start is the program listing.
+  size_t pos = log.size();
+  for (size_t i = 0; i < max_lines && pos > 0; i++) {
+    pos = log.rfind('\n', pos - 1);
+    if (pos == std::string::npos) {
+      pos = 0;
+      break;
+    }
+  }
+  return log.substr(pos);
+}
+
+bool tracefs_event_exists(const std::string& cat, const std::string& name) {
+  for (const char* base : {"/sys/kernel/tracing/events/", "/sys/kernel/debug/tracing/events/"}) {
+    if (std::filesystem::exists(std::string(base) + cat + "/" + name)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+Agent::Agent(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Agent::~Agent() = default;
+
+void Agent::add_sink(std::shared_ptr<FlowSink> sink) { impl_->sinks.push_back(std::move(sink)); }
+const std::vector<std::string>& Agent::degraded() const { return impl_->degraded; }
+
+Result<std::unique_ptr<Agent>> Agent::create(const AgentOptions& opts) {
+  if (auto r = check_bpf_privileges(); !r) return std::unexpected(r.error());
+  auto btf = load_kernel_btf();
+  if (!btf) return std::unexpected(btf.error());
+
+  auto impl = std::make_unique<Impl>();
+  impl->opts = opts;
+  impl->ncpus = std::max(1, libbpf_num_possible_cpus());
+  impl->drop_names = enum_names(btf->get(), "skb_drop_reason", "SKB_DROP_REASON_");
+  raise_memlock_limit();
+
+  uint32_t netns = 0;
+  if (opts.netns) {
+    auto ns = resolve_netns(*opts.netns);
+    if (!ns) return std::unexpected(ns.error());
+    netns = *ns;
+  }
+  uint64_t cgroup_id = 0;
+  if (opts.cgroup) {
+    auto cg = resolve_cgroup(*opts.cgroup, impl->cgroups.root());
+    if (!cg) return std::unexpected(cg.error());
+    cgroup_id = *cg;
+  }
+
+  impl->skel.reset(agent_bpf__open());
+  if (!impl->skel) return fail("cannot open the agent's BPF object: {}", std::strerror(errno));
+  agent_bpf* s = impl->skel.get();
+  s->rodata->filter_netns = netns;
+  s->rodata->filter_port = opts.port;
+  s->rodata->filter_pid = opts.pid;
+  s->rodata->filter_cgroup = cgroup_id;
+  if (auto it = std::find_if(impl->drop_names.begin(), impl->drop_names.end(),
+                             [](const auto& kv) { return kv.second == "SKB_CONSUMED"; });
+      it != impl->drop_names.end()) {
+    s->rodata->drop_reason_consumed = static_cast<uint32_t>(it->first);
+  }
+  const uint32_t rb_bytes = round_up_pow2(opts.ringbuf_bytes);
+  s->rodata->wakeup_bytes = rb_bytes / 4;
+  bpf_map__set_max_entries(s->maps.flows, opts.max_flows);
+  bpf_map__set_max_entries(s->maps.tuples, opts.max_flows);
+  bpf_map__set_max_entries(s->maps.events, rb_bytes);
+
+  // Probe: each optional hook is turned off, and said so, when this kernel
+  // lacks it.
+  const struct btf* b = btf->get();
+  if (tracepoint_arg_count(b, "inet_sock_set_state") < 3) {
+    return fail("this kernel has no sock:inet_sock_set_state tracepoint (Linux 4.16+ is required)");
+  }
+  auto optional_tp = [&](bpf_program* p, const char* tp, int min_args, const char* what) {
+    if (tracepoint_arg_count(b, tp) < min_args) {
+      bpf_program__set_autoload(p, false);
+      impl->degraded.push_back(fmt::format("{}: tracepoint {} unavailable", what, tp));
+    }
+  };
+  optional_tp(s->progs.on_kfree_skb, "kfree_skb", 3, "drop reasons");
+  optional_tp(s->progs.on_send_reset, "tcp_send_reset", 1, "close=rst_sent");
+  optional_tp(s->progs.on_receive_reset, "tcp_receive_reset", 1, "close=rst_received");
+  optional_tp(s->progs.on_retransmit, "tcp_retransmit_skb", 1, "tuple of timed-out connects");
+
+  bool accept_tps = false;
+  if (auto tf = ensure_tracefs(); !tf) {
+    impl->degraded.push_back(tf.error().message);
+  } else {
+    accept_tps = tracefs_event_exists("syscalls", "sys_exit_accept4") && tracefs_event_exists("syscalls", "sys_exit_accept");
+  }
+  if (!accept_tps) {
+    bpf_program__set_autoload(s->progs.on_accept4_exit, false);
+    bpf_program__set_autoload(s->progs.on_accept_exit, false);
+    impl->degraded.push_back("accept attribution: syscall tracepoints unavailable, using first send/receive");
+    optional_tp(s->progs.on_recv_length, "sock_recv_length", 1, "inbound attribution");
+    optional_tp(s->progs.on_send_length, "sock_send_length", 1, "inbound attribution");
+  } else {
+    bpf_program__set_autoload(s->progs.on_recv_length, false);
+    bpf_program__set_autoload(s->progs.on_send_length, false);
+  }
+
+  take_libbpf_log();
+  if (int err = agent_bpf__load(s); err) {
+    std::string tail = verifier_tail(take_libbpf_log());
+    if (err == -EPERM || errno == EPERM) {
+      return fail("the kernel refused to load BPF programs (EPERM): BPF may be disabled or restricted by a security policy\n{}", tail);
+    }
+    return fail("loading the agent's BPF programs failed: {}\n{}", std::strerror(-err), tail);
+  }
+
+  bpf_program* attach_order[] = {s->progs.on_kfree_skb,   s->progs.on_send_reset,  s->progs.on_receive_reset,
+                                 s->progs.on_retransmit,  s->progs.on_accept4_exit, s->progs.on_accept_exit,
+                                 s->progs.on_recv_length, s->progs.on_send_length,  s->progs.on_state};
+  for (bpf_program* p : attach_order) {
+    if (!bpf_program__autoload(p)) continue;
+    bpf_link* l = bpf_program__attach(p);
+    if (!l) {
+      int e = errno;
+      if (p == s->progs.on_state) return fail("attaching {} failed: {}", bpf_program__name(p), std::strerror(e));
+      impl->degraded.push_back(fmt::format("{}: attach failed: {}", bpf_program__name(p), std::strerror(e)));
+      continue;
+    }
+    impl->links.emplace_back(l);
+  }
+
+  impl->rb.reset(ring_buffer__new(bpf_map__fd(s->maps.events), &Impl::on_record, impl.get(), nullptr));
+  if (!impl->rb) return fail("cannot open the ring buffer: {}", std::strerror(errno));
+  impl->clock_offset = monotonic_to_realtime_offset_ns();
+  for (const auto& d : impl->degraded) spdlog::warn("degraded: {}", d);
+  return std::unique_ptr<Agent>(new Agent(std::move(impl)));
+}
+
+int Agent::Impl::on_record(void* ctx, void* data, size_t size) {
+  auto* self = static_cast<Impl*>(ctx);
+  if (size < sizeof(fs_flow)) return 0;
+  fs_flow k;
+  std::memcpy(&k, data, sizeof(k));
+  self->handle(k);
+  return 0;
+}
+
+void Agent::Impl::handle(const fs_flow& k) {
+  records_received++;
+  FlowRecord r = decode_flow(k, clock_offset, drop_names);
+  if (r.cgroup_id) {
+    r.cgroup = cgroups.path(r.cgroup_id);
+    r.container_id = container_id_from_cgroup(r.cgroup);
+  }
+  for (auto& s : sinks) s->write(r);
+}
+
+Result<void> Agent::Impl::dump(uint64_t min_age_ns) {
+  uint64_t args[1] = {min_age_ns};
+  LIBBPF_OPTS(bpf_test_run_opts, topts, .ctx_in = args, .ctx_size_in = sizeof(args));
+  if (bpf_prog_test_run_opts(bpf_program__fd(skel->progs.dump_flows), &topts) != 0) {
+    return fail("reporting open flows failed: {}", std::strerror(errno));
+  }
+  return {};
+}
+
+uint64_t Agent::Impl::stat(uint32_t idx) const {
+  std::vector<uint64_t> per_cpu(ncpus);
+  if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.stats), &idx, per_cpu.data()) != 0) return 0;
+  uint64_t sum = 0;
+  for (uint64_t v : per_cpu) sum += v;
+  return sum;
+}
+
+AgentStats Agent::stats() const {
+  const Impl& i = *impl_;
+  AgentStats s;
+  s.state_events = i.stat(FS_STAT_STATE_EVENTS);
+  s.flows_created = i.stat(FS_STAT_FLOWS_CREATED);
+  s.flows_closed = i.stat(FS_STAT_FLOWS_CLOSED);
+  s.flows_emitted = i.stat(FS_STAT_FLOWS_EMITTED);
+  s.flows_filtered = i.stat(FS_STAT_FLOWS_FILTERED);
+  s.flow_map_full = i.stat(FS_STAT_FLOW_MAP_FULL);
+  s.ringbuf_full = i.stat(FS_STAT_RINGBUF_FULL);
+  s.tuple_map_full = i.stat(FS_STAT_TUPLE_MAP_FULL);
+  s.drops_seen = i.stat(FS_STAT_DROPS_SEEN);
+  s.drops_attributed = i.stat(FS_STAT_DROPS_ATTRIBUTED);
+  s.attributed_accept = i.stat(FS_STAT_ATTRIBUTED_ACCEPT);
+  s.resets = i.stat(FS_STAT_RESETS);
+  s.records_received = i.records_received;
+  s.open_flows = s.flows_created > s.flows_closed ? s.flows_created - s.flows_closed : 0;
+  s.max_flows = i.opts.max_flows;
+  return s;
+}
+
+std::string stats_json(const AgentStats& s, uint64_t time_ns) {
+  return fmt::format(
+      R"({{"type":"stats","time_ns":{},"state_events":{},"flows_created":{},"flows_closed":{},"flows_emitted":{},)"
+      R"("flows_filtered":{},"records_received":{},"lost":{},"flow_map_full":{},"ringbuf_full":{},"tuple_map_full":{},)"
+      R"("open_flows":{},"max_flows":{},"map_fill":{:.4f},"drops_seen":{},"drops_attributed":{},"attributed_accept":{},"resets":{}}})",
+      time_ns, s.state_events, s.flows_created, s.flows_closed, s.flows_emitted, s.flows_filtered, s.records_received,
+      s.lost(), s.flow_map_full, s.ringbuf_full, s.tuple_map_full, s.open_flows, s.max_flows,
+      s.max_flows ? double(s.open_flows) / double(s.max_flows) : 0.0, s.drops_seen, s.drops_attributed,
+      s.attributed_accept, s.resets);
+}
+
+Result<void> Agent::run(const std::atomic<bool>& stop) {
+  Impl& i = *impl_;
+  using clock = std::chrono::steady_clock;
+  const auto timeout = i.opts.active_timeout;
+  // Check for flows due an interim record often enough that none is late by
+  // more than a tenth of the timeout (bounded to keep the map walk cheap).
+  const auto dump_every = std::clamp<std::chrono::milliseconds>(timeout / 10, std::chrono::milliseconds(100),
+                                                                std::chrono::milliseconds(5000));
+  auto next_dump = clock::now() + dump_every;
+  auto next_stats = clock::now() + i.opts.stats_interval;
+  while (!stop.load(std::memory_order_relaxed)) {
+    // The kernel wakes us only when the buffer fills past a threshold; the
+    // timeout bounds the latency of records at low rates.
+    int n = ring_buffer__poll(i.rb.get(), 100);
+    if (n < 0 && n != -EINTR) return fail("ring buffer poll failed: {}", std::strerror(-n));
+    ring_buffer__consume(i.rb.get());
+    for (auto& s : i.sinks) s->flush();
+    auto now = clock::now();
+    if (now >= next_dump) {
+      if (auto r = i.dump(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count()); !r) return r;
+      next_dump = now + dump_every;
+    }
+    if (i.opts.stats_interval.count() > 0 && now >= next_stats) {
+      spdlog::default_logger()->flush();
+      fmt::print(stderr, "{}\n", stats_json(stats(), now_ns(CLOCK_REALTIME)));
+      std::fflush(stderr);
+      next_stats = now + i.opts.stats_interval;
+    }
+    i.clock_offset = monotonic_to_realtime_offset_ns();
+  }
+  // Still-open flows leave as interim records so nothing seen is lost at exit.
+  auto r = i.dump(0);
+  ring_buffer__consume(i.rb.get());
+  for (auto& s : i.sinks) s->flush();
+  if (i.opts.stats_interval.count() > 0) {
+    fmt::print(stderr, "{}\n", stats_json(stats(), now_ns(CLOCK_REALTIME)));
+    std::fflush(stderr);
+  }
+  return r;
+}
+
+}  // namespace flowscope

@@ -1,0 +1,82 @@
+// The flow agent: loads agent.bpf.c, turns its ring-buffer records into
+// FlowRecords and hands them to sinks (JSON lines, IPFIX, ...).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "flow/flow_record.h"
+#include "kernel/result.h"
+
+namespace flowscope {
+
+class FlowSink {
+ public:
+  virtual ~FlowSink() = default;
+  virtual void write(const FlowRecord& r) = 0;
+  // Called after each batch of records and at shutdown.
+  virtual void flush() {}
+};
+
+struct AgentOptions {
+  std::chrono::milliseconds active_timeout{60'000};
+  uint32_t max_flows = 131072;
+  uint32_t ringbuf_bytes = 4 << 20;
+  std::optional<std::string> netns;   // path or inode
+  uint16_t port = 0;
+  uint32_t pid = 0;
+  std::optional<std::string> cgroup;  // path (absolute or under the cgroup2 mount) or id
+  std::chrono::milliseconds stats_interval{0};  // 0: no periodic stats
+  bool verbose = false;
+};
+
+// Counters from the kernel side and from user space, for --stats and metrics.
+struct AgentStats {
+  uint64_t state_events = 0;
+  uint64_t flows_created = 0;
+  uint64_t flows_closed = 0;
+  uint64_t flows_emitted = 0;
+  uint64_t flows_filtered = 0;
+  uint64_t flow_map_full = 0;
+  uint64_t ringbuf_full = 0;
+  uint64_t tuple_map_full = 0;
+  uint64_t drops_seen = 0;
+  uint64_t drops_attributed = 0;
+  uint64_t attributed_accept = 0;
+  uint64_t resets = 0;
+  uint64_t records_received = 0;  // read from the ring buffer by user space
+  uint64_t open_flows = 0;
+  uint64_t max_flows = 0;
+  uint64_t lost() const { return flow_map_full + ringbuf_full; }
+};
+
+class Agent {
+ public:
+  static Result<std::unique_ptr<Agent>> create(const AgentOptions& opts);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  void add_sink(std::shared_ptr<FlowSink> sink);
+  // Runs until `stop` becomes true; then reports still-open flows as interim
+  // records and returns.
+  Result<void> run(const std::atomic<bool>& stop);
+  AgentStats stats() const;
+  // What start-up probing turned off, one line each.
+  const std::vector<std::string>& degraded() const;
+
+  struct Impl;
+
+ private:
+  explicit Agent(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+std::string stats_json(const AgentStats& s, uint64_t time_ns);
+
+}  // namespace flowscope

@@ -1,0 +1,72 @@
+#include "kernel/system.h"
+
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <ctime>
+
+#include <linux/magic.h>
+
+namespace flowscope {
+
+Result<void> check_bpf_privileges() {
+  if (geteuid() != 0) {
+    return fail("flowscope needs root (or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN) to load BPF programs; run it with sudo");
+  }
+  return {};
+}
+
+Result<void> ensure_tracefs() {
+  struct statfs fs {};
+  for (const char* p : {"/sys/kernel/tracing", "/sys/kernel/debug/tracing"}) {
+    if (statfs(p, &fs) == 0 && fs.f_type == TRACEFS_MAGIC) return {};
+  }
+  if (mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, nullptr) != 0) {
+    return fail("tracefs is not mounted and mounting it at /sys/kernel/tracing failed: {}", std::strerror(errno));
+  }
+  return {};
+}
+
+Result<uint32_t> resolve_netns(const std::string& spec) {
+  uint32_t ino = 0;
+  auto [ptr, ec] = std::from_chars(spec.data(), spec.data() + spec.size(), ino);
+  if (ec == std::errc() && ptr == spec.data() + spec.size() && ino != 0) return ino;
+  struct stat st {};
+  if (stat(spec.c_str(), &st) != 0) {
+    return fail("network namespace '{}': {}", spec, std::strerror(errno));
+  }
+  struct statfs fs {};
+  if (statfs(spec.c_str(), &fs) == 0 && fs.f_type != NSFS_MAGIC) {
+    return fail("'{}' is not a network namespace (expected a path like /var/run/netns/NAME or /proc/PID/ns/net, or an inode number)", spec);
+  }
+  return static_cast<uint32_t>(st.st_ino);
+}
+
+uint32_t current_netns() {
+  struct stat st {};
+  if (stat("/proc/thread-self/ns/net", &st) != 0) return 0;
+  return static_cast<uint32_t>(st.st_ino);
+}
+
+int64_t monotonic_to_realtime_offset_ns() {
+  // Bracket the realtime read between two monotonic reads to halve the error.
+  timespec m1{}, r{}, m2{};
+  clock_gettime(CLOCK_MONOTONIC, &m1);
+  clock_gettime(CLOCK_REALTIME, &r);
+  clock_gettime(CLOCK_MONOTONIC, &m2);
+  auto ns = [](const timespec& t) { return int64_t(t.tv_sec) * 1000000000 + t.tv_nsec; };
+  return ns(r) - (ns(m1) + ns(m2)) / 2;
+}
+
+void raise_memlock_limit() {
+  rlimit r{RLIM_INFINITY, RLIM_INFINITY};
+  setrlimit(RLIMIT_MEMLOCK, &r);
+}
+
+}  // namespace flowscope
