@@ -1,0 +1,27 @@
+// Subcommand registration: each part of flowscope adds its subcommand to the
+// app and returns a runner that is called when it was chosen.
+#pragma once
+
+#include <atomic>
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace flowscope::cli {
+
+struct Command {
+  CLI::App* app;
+  std::function<int()> run;
+};
+
+struct GlobalOptions {
+  bool verbose = false;
+};
+
+// Set by SIGINT/SIGTERM; long-running commands stop when it turns true.
+extern std::atomic<bool> g_stop;
+void install_signal_handlers();
+
+Command add_agent_command(CLI::App& app, const GlobalOptions& global);
+
+}  // namespace flowscope::cli

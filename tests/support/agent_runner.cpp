@@ -1,0 +1,52 @@
+#include "support/agent_runner.h"
+
+#include <signal.h>
+
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace fstest {
+
+std::vector<Json> parse_json_lines(const std::string& text, const std::string& type) {
+  std::vector<Json> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] != '{') continue;
+    Json j = Json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.value("type", "") == type) out.push_back(std::move(j));
+  }
+  return out;
+}
+
+AgentRunner::AgentRunner(std::vector<std::string> extra_args) {
+  std::vector<std::string> argv = {FLOWSCOPE_BIN, "agent"};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  proc_ = std::make_unique<Process>(argv);
+  if (!proc_->wait_for("agent running", std::chrono::seconds(20))) {
+    throw std::runtime_error("agent did not start: " + proc_->err());
+  }
+}
+
+int AgentRunner::stop() {
+  proc_->signal(SIGINT);
+  return proc_->wait(std::chrono::seconds(20));
+}
+
+std::vector<Json> AgentRunner::flows() const { return parse_json_lines(proc_->out(), "flow"); }
+std::vector<Json> AgentRunner::stats() const { return parse_json_lines(proc_->err(), "stats"); }
+
+std::vector<Json> AgentRunner::wait_flows(const std::function<bool(const Json&)>& pred,
+                                          std::chrono::milliseconds timeout) const {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    std::vector<Json> hits;
+    for (auto& f : flows())
+      if (pred(f)) hits.push_back(f);
+    if (!hits.empty() || std::chrono::steady_clock::now() >= deadline) return hits;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+}  // namespace fstest

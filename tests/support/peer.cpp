@@ -1,0 +1,178 @@
+// fs_peer: a TCP client and server whose byte counts are the tests' ground
+// truth. Prints one JSON line per connection on stdout.
+//
+//   fs_peer server --addr A --port P [--send N] [--count K] [--rst] [--hold-ms T]
+//   fs_peer client --addr A --port P [--send N] [--rst] [--hold-ms T] [--timeout-ms T]
+//
+// client: connect, send N bytes, wait T ms, shutdown(SHUT_WR), read to EOF, close.
+// server: accept K connections one by one; read to EOF, send N bytes, close.
+// --rst closes with SO_LINGER{1,0}, which sends a reset instead of a FIN.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+namespace {
+
+struct Opts {
+  std::string addr = "127.0.0.1";
+  uint16_t port = 0;
+  uint64_t send = 0;
+  int count = 1;
+  bool rst = false;
+  int hold_ms = 0;
+  int timeout_ms = 10000;
+};
+
+sockaddr_storage resolve(const std::string& addr, uint16_t port, socklen_t& len) {
+  sockaddr_storage ss{};
+  auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
+  auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (inet_pton(AF_INET, addr.c_str(), &s4->sin_addr) == 1) {
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons(port);
+    len = sizeof(*s4);
+  } else if (inet_pton(AF_INET6, addr.c_str(), &s6->sin6_addr) == 1) {
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons(port);
+    len = sizeof(*s6);
+  } else {
+    fmt::print(stderr, "fs_peer: bad address {}\n", addr);
+    exit(2);
+  }
+  return ss;
+}
+
+uint16_t port_of(int fd, bool peer) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if ((peer ? getpeername : getsockname)(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return 0;
+  return ntohs(ss.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&ss)->sin_port
+                                       : reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+}
+
+bool send_all(int fd, uint64_t n) {
+  std::vector<char> buf(64 * 1024, 'x');
+  while (n > 0) {
+    ssize_t w = ::send(fd, buf.data(), std::min<uint64_t>(n, buf.size()), MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    n -= static_cast<uint64_t>(w);
+  }
+  return true;
+}
+
+uint64_t read_all(int fd) {
+  std::vector<char> buf(64 * 1024);
+  uint64_t total = 0;
+  for (;;) {
+    ssize_t r = ::recv(fd, buf.data(), buf.size(), 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return total;
+    total += static_cast<uint64_t>(r);
+  }
+}
+
+void close_conn(int fd, bool rst) {
+  if (rst) {
+    linger l{1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+  }
+  ::close(fd);
+}
+
+int run_server(const Opts& o) {
+  socklen_t len = 0;
+  sockaddr_storage ss = resolve(o.addr, o.port, len);
+  int fd = socket(ss.ss_family, SOCK_STREAM, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || listen(fd, 128) != 0) {
+    fmt::print(stderr, "fs_peer: listen {}:{}: {}\n", o.addr, o.port, strerror(errno));
+    return 1;
+  }
+  fmt::print("{{\"role\":\"listening\",\"pid\":{},\"port\":{}}}\n", getpid(), port_of(fd, false));
+  fflush(stdout);
+  for (int i = 0; i < o.count; i++) {
+    int c = accept(fd, nullptr, nullptr);
+    if (c < 0) return 1;
+    uint64_t got = read_all(c);
+    bool ok = send_all(c, o.send);
+    if (o.hold_ms) std::this_thread::sleep_for(std::chrono::milliseconds(o.hold_ms));
+    fmt::print("{{\"role\":\"server\",\"pid\":{},\"local_port\":{},\"remote_port\":{},\"received\":{},\"sent\":{}}}\n",
+               getpid(), port_of(c, false), port_of(c, true), got, ok ? o.send : 0);
+    fflush(stdout);
+    close_conn(c, o.rst);
+  }
+  ::close(fd);
+  return 0;
+}
+
+int run_client(const Opts& o) {
+  socklen_t len = 0;
+  sockaddr_storage ss = resolve(o.addr, o.port, len);
+  int fd = socket(ss.ss_family, SOCK_STREAM, 0);
+  // Bounded connect: SYN retransmits stop after the user timeout.
+  unsigned timeout = static_cast<unsigned>(o.timeout_ms);
+  setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout, sizeof(timeout));
+  int syn_retries = 2;
+  setsockopt(fd, IPPROTO_TCP, TCP_SYNCNT, &syn_retries, sizeof(syn_retries));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+    int e = errno;
+    fmt::print("{{\"role\":\"client\",\"pid\":{},\"local_port\":{},\"error\":\"{}\"}}\n", getpid(), port_of(fd, false),
+               strerror(e));
+    ::close(fd);
+    return 3;
+  }
+  bool ok = send_all(fd, o.send);
+  if (o.hold_ms) std::this_thread::sleep_for(std::chrono::milliseconds(o.hold_ms));
+  uint64_t got = 0;
+  if (o.rst) {
+    fmt::print("{{\"role\":\"client\",\"pid\":{},\"local_port\":{},\"received\":0,\"sent\":{}}}\n", getpid(),
+               port_of(fd, false), ok ? o.send : 0);
+    close_conn(fd, true);
+    return 0;
+  }
+  shutdown(fd, SHUT_WR);
+  got = read_all(fd);
+  fmt::print("{{\"role\":\"client\",\"pid\":{},\"local_port\":{},\"received\":{},\"sent\":{}}}\n", getpid(),
+             port_of(fd, false), got, ok ? o.send : 0);
+  ::close(fd);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"fs_peer: TCP test peer with known byte counts"};
+  app.require_subcommand(1);
+  Opts o;
+  for (auto* sub : {app.add_subcommand("server", "accept and echo counts"), app.add_subcommand("client", "connect")}) {
+    sub->add_option("--addr", o.addr);
+    sub->add_option("--port", o.port);
+    sub->add_option("--send", o.send);
+    sub->add_option("--count", o.count);
+    sub->add_flag("--rst", o.rst);
+    sub->add_option("--hold-ms", o.hold_ms);
+    sub->add_option("--timeout-ms", o.timeout_ms);
+  }
+  CLI11_PARSE(app, argc, argv);
+  setvbuf(stdout, nullptr, _IOLBF, 0);
+  return app.got_subcommand("server") ? run_server(o) : run_client(o);
+}
