@@ -37,16 +37,20 @@ const volatile __u64 filter_cgroup = 0;  /* 0: any */
 const volatile __u32 drop_reason_consumed = 0xffffffff; /* SKB_CONSUMED on this kernel */
 const volatile __u64 wakeup_bytes = 256 * 1024;          /* ring buffer fill that wakes the reader */
 
+/* Not preallocated: kernel memory follows the number of open connections,
+ * bounded by --max-flows (safe in any context since Linux 6.1's bpf_mem_alloc). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 131072); /* resized by user space (--max-flows) */
+	__uint(max_entries, 262144); /* resized by user space (--max-flows) */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
 	__type(value, struct fs_flow);
 } flows SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 131072);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct fs_tuple_key);
 	__type(value, __u64);
 } tuples SEC(".maps");

@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include <bpf/bpf.h>
@@ -84,6 +85,17 @@ std::string verifier_tail(std::string log, size_t max_lines = 30) {
     }
   }
   return log.substr(pos);
+}
+
+// Kernel memory charged to a map, as the kernel reports it in fdinfo.
+uint64_t map_memlock(int fd) {
+  std::ifstream in(fmt::format("/proc/self/fdinfo/{}", fd));
+  std::string key;
+  uint64_t value = 0;
+  while (in >> key) {
+    if (key == "memlock:" && in >> value) return value;
+  }
+  return 0;
 }
 
 bool tracefs_event_exists(const std::string& cat, const std::string& name) {
@@ -264,6 +276,8 @@ AgentStats Agent::stats() const {
   s.records_received = i.records_received;
   s.open_flows = s.flows_created > s.flows_closed ? s.flows_created - s.flows_closed : 0;
   s.max_flows = i.opts.max_flows;
+  bpf_map* m;
+  bpf_object__for_each_map(m, i.skel->obj) s.bpf_map_bytes += map_memlock(bpf_map__fd(m));
   return s;
 }
 
@@ -271,10 +285,10 @@ std::string stats_json(const AgentStats& s, uint64_t time_ns) {
   return fmt::format(
       R"({{"type":"stats","time_ns":{},"state_events":{},"flows_created":{},"flows_closed":{},"flows_emitted":{},)"
       R"("flows_filtered":{},"records_received":{},"lost":{},"flow_map_full":{},"ringbuf_full":{},"tuple_map_full":{},)"
-      R"("open_flows":{},"max_flows":{},"map_fill":{:.4f},"drops_seen":{},"drops_attributed":{},"attributed_accept":{},"resets":{}}})",
+      R"("open_flows":{},"max_flows":{},"map_fill":{:.4f},"bpf_map_bytes":{},"drops_seen":{},"drops_attributed":{},"attributed_accept":{},"resets":{}}})",
       time_ns, s.state_events, s.flows_created, s.flows_closed, s.flows_emitted, s.flows_filtered, s.records_received,
       s.lost(), s.flow_map_full, s.ringbuf_full, s.tuple_map_full, s.open_flows, s.max_flows,
-      s.max_flows ? double(s.open_flows) / double(s.max_flows) : 0.0, s.drops_seen, s.drops_attributed,
+      s.max_flows ? double(s.open_flows) / double(s.max_flows) : 0.0, s.bpf_map_bytes, s.drops_seen, s.drops_attributed,
       s.attributed_accept, s.resets);
 }
 
