@@ -4,7 +4,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <sched.h>
+
 #include <algorithm>
+#include <cctype>
+#include <map>
 #include <charconv>
 #include <cstring>
 #include <filesystem>
@@ -43,6 +48,7 @@ struct Agent::Impl {
 
   static int on_record(void* ctx, void* data, size_t size);
   void handle(const fs_flow& k);
+  void seed_existing(uint32_t only_netns);
   Result<void> dump(uint64_t min_age_ns);
   uint64_t stat(uint32_t idx) const;
 };
@@ -103,6 +109,23 @@ bool tracefs_event_exists(const std::string& cat, const std::string& name) {
     if (std::filesystem::exists(std::string(base) + cat + "/" + name)) return true;
   }
   return false;
+}
+
+// Every network namespace some process or bind mount holds, by inode, with a
+// path that opens it.
+std::map<uint64_t, std::string> network_namespaces() {
+  std::map<uint64_t, std::string> out;
+  auto add = [&](const std::string& p) {
+    struct stat st {};
+    if (stat(p.c_str(), &st) == 0) out.emplace(st.st_ino, p);
+  };
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/var/run/netns", ec)) add(e.path());
+  for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = e.path().filename();
+    if (!name.empty() && std::isdigit(static_cast<unsigned char>(name[0]))) add(e.path().string() + "/ns/net");
+  }
+  return out;
 }
 
 }  // namespace
@@ -213,6 +236,8 @@ Result<std::unique_ptr<Agent>> Agent::create(const AgentOptions& opts) {
     impl->links.emplace_back(l);
   }
 
+  impl->seed_existing(netns);
+
   impl->rb.reset(ring_buffer__new(bpf_map__fd(s->maps.events), &Impl::on_record, impl.get(), nullptr));
   if (!impl->rb) return fail("cannot open the ring buffer: {}", std::strerror(errno));
   // Fixed for the agent's life so that every record of a flow carries the
@@ -220,6 +245,34 @@ Result<std::unique_ptr<Agent>> Agent::create(const AgentOptions& opts) {
   impl->clock_offset = monotonic_to_realtime_offset_ns();
   for (const auto& d : impl->degraded) spdlog::warn("degraded: {}", d);
   return std::unique_ptr<Agent>(new Agent(std::move(impl)));
+}
+
+// Connections already open when the agent starts: bpf_iter/tcp walks the
+// sockets of the namespace of the thread that opens the iterator, so a thread
+// enters each namespace in turn.
+void Agent::Impl::seed_existing(uint32_t only_netns) {
+  LinkPtr link(bpf_program__attach_iter(skel->progs.seed_flows, nullptr));
+  if (!link) {
+    degraded.push_back(fmt::format("connections open before start-up: iter/tcp unavailable ({})", std::strerror(errno)));
+    return;
+  }
+  const int link_fd = bpf_link__fd(link.get());
+  size_t walked = 0;
+  for (const auto& [ino, path] : network_namespaces()) {
+    if (only_netns && ino != only_netns) continue;
+    std::thread t([&, p = path] {
+      Fd ns(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!ns || setns(ns.get(), CLONE_NEWNET) != 0) return;
+      Fd it(bpf_iter_create(link_fd));
+      if (!it) return;
+      char buf[256];
+      while (::read(it.get(), buf, sizeof(buf)) > 0) {
+      }
+      walked++;
+    });
+    t.join();
+  }
+  spdlog::debug("seeded open connections from {} network namespaces", walked);
 }
 
 int Agent::Impl::on_record(void* ctx, void* data, size_t size) {
