@@ -223,31 +223,50 @@ static __always_inline void emit(struct scratch *s)
 	stat_inc(FS_TSTAT_EMITTED);
 }
 
-/* The packet's IP addresses from the copied header (zeros when not IP). */
-static __always_inline void read_addrs(struct scratch *s, __u8 *src, __u8 *dst)
+static __always_inline __u32 be32_at(const __u8 *p)
 {
-	if (s->ev.flags & FS_TEV_NOT_IP)
-		return;
-	if ((s->buf[0] >> 4) == 4 && s->caplen >= 20) {
-		__builtin_memcpy(src, s->buf + 12, 4);
-		__builtin_memcpy(dst, s->buf + 16, 4);
-	} else if ((s->buf[0] >> 4) == 6 && s->caplen >= 40) {
-		__builtin_memcpy(src, s->buf + 8, 16);
-		__builtin_memcpy(dst, s->buf + 24, 16);
-	}
+	return ((__u32)p[0] << 24) | ((__u32)p[1] << 16) | ((__u32)p[2] << 8) | p[3];
 }
 
-static __always_inline int same16(const __u8 *a, const __u8 *b)
+/* See fs_trace_tracked in trace.h. 0 when the packet is not IP. */
+static __always_inline __u64 fingerprint(struct scratch *s)
 {
-	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
-	return x[0] == y[0] && x[1] == y[1];
+	if (s->ev.flags & FS_TEV_NOT_IP)
+		return 0;
+	const __u8 *b = s->buf;
+	__u64 fp;
+	__u32 l4;
+	__u8 proto;
+	if ((b[0] >> 4) == 4) {
+		fp = ((__u64)b[4] << 24) | ((__u64)b[5] << 16) | ((__u64)b[2] << 8) | b[3];
+		l4 = (b[0] & 0xf) * 4;
+		proto = b[9];
+	} else {
+		fp = ((__u64)(b[1] & 0xf) << 32) | ((__u64)b[2] << 24) | ((__u64)b[3] << 16) | ((__u64)b[4] << 8) | b[5];
+		l4 = 40;
+		proto = b[6];
+	}
+	if (l4 + 16 > s->caplen)
+		return fp;
+	const __u8 *t = b + (l4 & 63); /* l4 <= 60 */
+	fp *= 0x100000001b3ULL;
+	if (proto == 6) {
+		fp ^= be32_at(t + 4); /* seq */
+		fp *= 0x100000001b3ULL;
+		fp ^= be32_at(t + 8); /* ack */
+		fp *= 0x100000001b3ULL;
+		fp ^= t[13];          /* flags */
+	} else if (proto == 1 || proto == 58) {
+		fp ^= be32_at(t + 4); /* echo id and sequence */
+	} else if (proto == 17) {
+		fp ^= ((__u32)t[4] << 8) | t[5]; /* UDP length */
+	}
+	return fp;
 }
 
 static __always_inline int is_reused(const struct fs_trace_tracked *t, const struct fs_trace_tracked *now)
 {
-	if (t->head != now->head || t->protocol != now->protocol)
-		return 1;
-	return !same16(t->src, now->src) && !same16(t->dst, now->dst);
+	return t->head != now->head || t->protocol != now->protocol || t->fingerprint != now->fingerprint;
 }
 
 static __always_inline int handle(struct sk_buff *skb, __u64 cookie, __u64 location, __u32 reason)
@@ -263,8 +282,7 @@ static __always_inline int handle(struct sk_buff *skb, __u64 cookie, __u64 locat
 	struct fs_trace_tracked *t = track ? bpf_map_lookup_elem(&tracked, &key) : 0;
 	fill_event(s, skb, cookie);
 	__u64 head = (__u64)BPF_CORE_READ(skb, head);
-	struct fs_trace_tracked now = {.head = head, .protocol = s->ev.protocol};
-	read_addrs(s, now.src, now.dst);
+	struct fs_trace_tracked now = {.head = head, .protocol = s->ev.protocol, .fingerprint = fingerprint(s)};
 	if (t && is_reused(t, &now)) {
 		/* See fs_trace_tracked in trace.h. A reallocated head (skb_cow)
 		 * also lands here: the packet then continues as a new one when it
@@ -275,11 +293,6 @@ static __always_inline int handle(struct sk_buff *skb, __u64 cookie, __u64 locat
 	}
 	if (t) {
 		s->ev.pkt_id = t->pkt_id;
-		if (kind == FS_TP_KIND_GENERIC) {
-			t->head = head;
-			__builtin_memcpy(t->src, now.src, 16);
-			__builtin_memcpy(t->dst, now.dst, 16);
-		}
 	} else {
 		if (!passes_filters(s))
 			return 0;

@@ -60,17 +60,20 @@ struct fs_trace_event {
 struct fs_trace_tracked {
 	fs_u64 pkt_id;
 	fs_u64 first_ns;
-	fs_u64 head;     /* skb->head when last seen */
-	fs_u8 src[16];   /* IP addresses when last seen (IPv4: first 4 bytes) */
-	fs_u8 dst[16];
-	fs_u16 protocol; /* skb->protocol when last seen */
+	fs_u64 head;        /* skb->head when last seen */
+	fs_u64 fingerprint; /* header fields NAT and forwarding leave alone */
+	fs_u16 protocol;    /* skb->protocol when last seen */
 	fs_u16 pad[3];
 };
 /* An sk_buff freed where no tracepoint fires (__kfree_skb, used by TCP for
  * most received segments) is soon reused for another packet: the slab hands
- * out the last freed object first. A tracked skb is taken as reused, and the
- * event treated as a new packet, when its data buffer (head), its protocol,
- * or both its source and destination address changed (NAT changes one). */
+ * out the last freed object first, often with the same data buffer. A
+ * tracked skb is taken as reused, and the event treated as a new packet, when
+ * its data buffer (head), its protocol or its fingerprint changed. The
+ * fingerprint covers what differs between two packets of one flow but stays
+ * put through NAT and forwarding: IPv4 id and total length (IPv6 payload
+ * length and flow label), TCP sequence, acknowledgment and flags, ICMP id and
+ * sequence, UDP length. */
 
 /* Indices of the per-CPU `stats` array. */
 enum fs_trace_stat {

@@ -13,4 +13,4 @@ static_assert(offsetof(fs_trace_event, tp) == 32);
 static_assert(offsetof(fs_trace_event, protocol) == 64);
 static_assert(offsetof(fs_trace_event, ifname) == 72);
 static_assert(offsetof(fs_trace_event, pkt) == 88);
-static_assert(sizeof(fs_trace_tracked) == 64);
+static_assert(sizeof(fs_trace_tracked) == 40);
