@@ -81,6 +81,7 @@ struct ApiServer::Impl {
   void route(const std::string& path, Handler h) {
     srv.Get(path, [this, path, h = std::move(h)](const httplib::Request& req, httplib::Response& res) {
       const auto t0 = std::chrono::steady_clock::now();
+      res.status = 200;
       try {
         h(req, res);
       } catch (const std::exception& e) {

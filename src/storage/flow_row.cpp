@@ -25,7 +25,7 @@ FlowRow flow_row_from_record(const FlowRecord& r, std::string exporter, uint32_t
   }
   w.src_port = r.local_port;
   w.dst_port = r.remote_port;
-  w.protocol = 6;
+  w.protocol = r.protocol;
   w.direction = to_string(r.direction);
   w.bytes = r.bytes_sent;
   w.packets = r.segs_sent;
