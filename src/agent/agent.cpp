@@ -44,6 +44,7 @@ struct Agent::Impl {
   void handle(const fs_flow& k);
   Result<void> dump(uint64_t min_age_ns);
   uint64_t stat(uint32_t idx) const;
+  std::string stats_line(const AgentStats& s) const;
 };
 
 namespace {
@@ -276,6 +277,20 @@ std::string stats_json(const AgentStats& s, uint64_t time_ns) {
       s.attributed_accept, s.resets);
 }
 
+// stats_json plus the sinks' own counters (IPFIX queue and send counters).
+std::string Agent::Impl::stats_line(const AgentStats& s) const {
+  std::string line = stats_json(s, now_ns(CLOCK_REALTIME));
+  for (const auto& sink : sinks) {
+    std::string extra = sink->stats_fields();
+    if (extra.empty()) continue;
+    line.pop_back();  // the closing brace
+    line += ',';
+    line += extra;
+    line += '}';
+  }
+  return line;
+}
+
 Result<void> Agent::run(const std::atomic<bool>& stop) {
   Impl& i = *impl_;
   using clock = std::chrono::steady_clock;
@@ -300,7 +315,7 @@ Result<void> Agent::run(const std::atomic<bool>& stop) {
     }
     if (i.opts.stats_interval.count() > 0 && now >= next_stats) {
       spdlog::default_logger()->flush();
-      fmt::print(stderr, "{}\n", stats_json(stats(), now_ns(CLOCK_REALTIME)));
+      fmt::print(stderr, "{}\n", i.stats_line(stats()));
       std::fflush(stderr);
       next_stats = now + i.opts.stats_interval;
     }
@@ -311,7 +326,7 @@ Result<void> Agent::run(const std::atomic<bool>& stop) {
   ring_buffer__consume(i.rb.get());
   for (auto& s : i.sinks) s->flush();
   if (i.opts.stats_interval.count() > 0) {
-    fmt::print(stderr, "{}\n", stats_json(stats(), now_ns(CLOCK_REALTIME)));
+    fmt::print(stderr, "{}\n", i.stats_line(stats()));
     std::fflush(stderr);
   }
   return r;

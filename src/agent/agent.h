@@ -21,6 +21,9 @@ class FlowSink {
   virtual void write(const FlowRecord& r) = 0;
   // Called after each batch of records and at shutdown.
   virtual void flush() {}
+  // Extra counters for the --stats line, as JSON object members without the
+  // braces ("name":value,...); empty if none. Called from the agent's thread.
+  virtual std::string stats_fields() const { return {}; }
 };
 
 struct AgentOptions {

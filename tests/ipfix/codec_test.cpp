@@ -2,6 +2,10 @@
 // withdrawal, data before its template, sequence gaps, hostile input.
 #include <arpa/inet.h>
 
+#include <ctime>
+#include <fstream>
+#include <iterator>
+
 #include <gtest/gtest.h>
 
 #include "ipfix/decoder.h"
@@ -124,4 +128,373 @@ TEST(IpfixCodec, RoundTripV4AndV6) {
   EXPECT_EQ(flows[1].end_reason, kEndActiveTimeout);
   EXPECT_EQ(dec.counters().messages_malformed, 0u);
   EXPECT_EQ(dec.counters().sequence_gaps, 0u);
+}
+
+TEST(IpfixCodec, MessagesRespectMaxSizeAndSequenceCountsDataRecords) {
+  Encoder enc({.domain = 1, .max_message = 1400});
+  Decoder dec;
+  auto tm = enc.template_messages(1);
+  for (const auto& m : tm) EXPECT_LE(m.size(), 1400u);
+  const uint32_t after_templates = enc.sequence();
+  EXPECT_EQ(after_templates, std::size(kFsElements));  // RFC 5610 options records are data records
+  std::vector<FlowRecord> in;
+  for (int i = 0; i < 100; i++) {
+    in.push_back(sample(i % 2 ? 6 : 4, uint16_t(1000 + i)));
+    in.back().cgroup = std::string(1000, 'c');  // cut to kMaxCgroupPath
+  }
+  auto msgs = enc.encode(in, 2);
+  EXPECT_GT(msgs.size(), 1u);
+  EXPECT_EQ(wire::get32(msgs[0].data() + 8), after_templates);
+  for (const auto& m : msgs) {
+    EXPECT_LE(m.size(), 1400u);
+    EXPECT_EQ(wire::get16(m.data() + 2), m.size());
+    auto r = dec.feed("x", Transport::Udp, m);
+    ASSERT_TRUE(r.ok());
+  }
+  EXPECT_EQ(enc.sequence(), after_templates + 100);
+  {
+    // A decoder that has the templates sees consecutive sequence numbers.
+    Decoder dec2;
+    feed_all(dec2, tm);
+    EXPECT_EQ(feed_all(dec2, msgs).size(), 100u);
+    EXPECT_EQ(dec2.counters().sequence_gaps, 0u);
+  }
+  EXPECT_EQ(dec.counters().flows, 0u + 0);  // templates were never fed: all held
+  EXPECT_GT(dec.counters().sets_held, 0u);
+  auto flows = feed_all(dec, tm);  // templates arrive: held sets decode
+  ASSERT_EQ(flows.size(), 100u);
+  for (int i = 0; i < 100; i++) {
+    EXPECT_EQ(flows[i].record.local_port, 1000 + i);
+    EXPECT_EQ(flows[i].record.cgroup.size(), kMaxCgroupPath);
+  }
+  EXPECT_EQ(dec.counters().sets_no_template, 0u);
+}
+
+TEST(IpfixCodec, SequenceGapsCountLostRecords) {
+  Encoder enc({.domain = 3});
+  Decoder dec;
+  feed_all(dec, enc.template_messages(1));
+  feed_all(dec, enc.encode(std::vector<FlowRecord>{sample(4, 1)}, 1));
+  enc.skip(5);  // five records dropped by the exporter
+  feed_all(dec, enc.encode(std::vector<FlowRecord>{sample(4, 2)}, 1));
+  auto lost = enc.encode(std::vector<FlowRecord>{sample(4, 3), sample(4, 4)}, 1);  // lost on the way
+  (void)lost;
+  feed_all(dec, enc.encode(std::vector<FlowRecord>{sample(4, 5)}, 1));
+  EXPECT_EQ(dec.counters().sequence_gaps, 2u);
+  EXPECT_EQ(dec.counters().records_lost, 7u);
+  auto st = dec.exporter_stats();
+  ASSERT_EQ(st.size(), 1u);
+  EXPECT_EQ(st[0].domain, 3u);
+  EXPECT_EQ(st[0].sequence_gaps, 2u);
+  EXPECT_EQ(st[0].records_lost, 7u);
+  // Domains are separate: another domain from the same exporter starts fresh.
+  Encoder enc2({.domain = 4});
+  enc2.skip(1000);
+  feed_all(dec, enc2.template_messages(1));
+  EXPECT_EQ(dec.counters().sequence_gaps, 2u);
+}
+
+TEST(IpfixCodec, UdpTemplatesExpireTcpTemplatesDoNot) {
+  auto t0 = std::chrono::system_clock::time_point(std::chrono::seconds(1'700'000'000));
+  Encoder enc;
+  auto tm = enc.template_messages(1);
+  auto data = enc.encode(std::vector<FlowRecord>{sample(4, 1)}, 1);
+  for (auto transport : {Transport::Udp, Transport::Tcp}) {
+    Decoder dec({.template_lifetime = 30s, .hold_time = 5s});
+    for (auto& m : tm) dec.feed("e", transport, m, t0);
+    EXPECT_EQ(dec.feed("e", transport, data[0], t0 + 29s).flows.size(), 1u);
+    auto r = dec.feed("e", transport, data[0], t0 + 31s);
+    if (transport == Transport::Udp) {
+      EXPECT_TRUE(r.flows.empty());
+      EXPECT_GE(dec.counters().templates_expired, 1u);
+      // Held, then dropped and counted when the hold time passes.
+      EXPECT_EQ(dec.counters().sets_held, 1u);
+      dec.expire(t0 + 40s);
+      EXPECT_EQ(dec.counters().sets_no_template, 1u);
+    } else {
+      EXPECT_EQ(r.flows.size(), 1u);
+    }
+  }
+}
+
+namespace {
+Message withdrawal(uint16_t set_id, uint16_t tid, uint32_t domain = 0) {
+  Message m;
+  wire::put16(m, 10);
+  wire::put16(m, 24);
+  wire::put32(m, 1);
+  wire::put32(m, 0);
+  wire::put32(m, domain);
+  wire::put16(m, set_id);
+  wire::put16(m, 8);
+  wire::put16(m, tid);
+  wire::put16(m, 0);
+  return m;
+}
+}  // namespace
+
+TEST(IpfixCodec, WithdrawalAppliesOverTcpIgnoredOverUdp) {
+  Encoder enc;
+  auto tm = enc.template_messages(1);
+  auto data = enc.encode(std::vector<FlowRecord>{sample(4, 1)}, 1);
+  {
+    Decoder dec;
+    feed_all(dec, tm, Transport::Udp);
+    EXPECT_TRUE(dec.feed("x", Transport::Udp, withdrawal(2, kTemplateV4)).ok());
+    EXPECT_EQ(dec.counters().withdrawals_ignored, 1u);
+    EXPECT_EQ(dec.feed("x", Transport::Udp, data[0]).flows.size(), 1u);
+  }
+  {
+    Decoder dec;
+    feed_all(dec, tm, Transport::Tcp);
+    EXPECT_TRUE(dec.feed("x", Transport::Tcp, withdrawal(2, kTemplateV4)).ok());
+    EXPECT_EQ(dec.counters().templates_withdrawn, 1u);
+    EXPECT_TRUE(dec.feed("x", Transport::Tcp, data[0]).flows.empty());
+    // Withdraw-all (template id 2 in a template set), then re-announce.
+    feed_all(dec, tm, Transport::Tcp);
+    EXPECT_TRUE(dec.feed("x", Transport::Tcp, withdrawal(2, 2)).ok());
+    EXPECT_EQ(dec.exporter_stats()[0].templates, 1u);  // the options template stays
+    EXPECT_TRUE(dec.feed("x", Transport::Tcp, data[0]).flows.empty());
+    // A closed session forgets its templates.
+    feed_all(dec, tm, Transport::Tcp);
+    dec.close_session("x");
+    EXPECT_TRUE(dec.exporter_stats().empty());
+  }
+}
+
+TEST(IpfixCodec, EnterpriseElementsRecognisedByRfc5610Names) {
+  // The agent uses PEN 12345; the collector is configured with the default PEN
+  // and still decodes the flowscope elements from the in-band type records.
+  Encoder enc({.pen = 12345});
+  Decoder dec;
+  feed_all(dec, enc.template_messages(1));
+  auto flows = feed_all(dec, enc.encode(std::vector<FlowRecord>{sample(4, 1)}, 1));
+  ASSERT_EQ(flows.size(), 1u);
+  EXPECT_TRUE(flows[0].flowscope);
+  expect_same(sample(4, 1), flows[0].record);
+}
+
+TEST(IpfixCodec, StreamFramerSplitsMessages) {
+  Encoder enc({.max_message = 65535});
+  std::vector<uint8_t> stream;
+  auto msgs = enc.template_messages(1);
+  for (auto& m : enc.encode(std::vector<FlowRecord>{sample(4, 1), sample(6, 2)}, 1)) msgs.push_back(m);
+  for (auto& m : msgs) stream.insert(stream.end(), m.begin(), m.end());
+  StreamFramer fr;
+  Decoder dec;
+  size_t flows = 0, n = 0;
+  for (size_t i = 0; i < stream.size(); i += 7) {  // arbitrary chunks
+    fr.append(std::span(stream).subspan(i, std::min<size_t>(7, stream.size() - i)));
+    for (auto m = fr.next(); !m.empty(); m = fr.next()) {
+      n++;
+      auto r = dec.feed("t", Transport::Tcp, m);
+      EXPECT_TRUE(r.ok());
+      flows += r.flows.size();
+    }
+  }
+  EXPECT_EQ(n, msgs.size());
+  EXPECT_EQ(flows, 2u);
+  EXPECT_FALSE(fr.broken());
+  std::vector<uint8_t> junk = {0, 5, 0, 20};
+  fr.append(junk);
+  EXPECT_TRUE(fr.next().empty());
+  EXPECT_TRUE(fr.broken());
+}
+
+// Hostile input: each case must be rejected and counted, never crash.
+TEST(IpfixCodec, MalformedMessagesRejectedAndCounted) {
+  Encoder enc;
+  auto tm = enc.template_messages(1);
+  auto good = enc.encode(std::vector<FlowRecord>{sample(4, 1)}, 1)[0];
+  struct Case {
+    const char* name;
+    Message m;
+  };
+  std::vector<Case> cases;
+  cases.push_back({"empty", {}});
+  cases.push_back({"truncated header", Message(good.begin(), good.begin() + 10)});
+  {
+    Message m = good;
+    wire::set16(m, 2, uint16_t(m.size() + 10));  // length lies: longer than the datagram
+    cases.push_back({"length beyond datagram", m});
+  }
+  {
+    Message m = good;
+    wire::set16(m, 2, 8);
+    cases.push_back({"length below header", m});
+  }
+  {
+    Message m = good;
+    wire::set16(m, 0, 5);
+    cases.push_back({"version 5", m});
+  }
+  {
+    Message m = good;
+    wire::set16(m, 18, 2);  // set length below the set header
+    cases.push_back({"set length 2", m});
+  }
+  {
+    Message m = good;
+    wire::set16(m, 18, 0);
+    cases.push_back({"zero-length set", m});
+  }
+  {
+    Message m = good;
+    wire::set16(m, 18, uint16_t(m.size()));  // set runs past the message
+    cases.push_back({"set beyond message", m});
+  }
+  {
+    Message m = good;
+    wire::set16(m, 16, 7);  // reserved set id
+    cases.push_back({"reserved set id", m});
+  }
+  {
+    Message m;  // template set with a huge field count and no fields
+    for (uint16_t v : {10, 28, 0, 1, 0, 0, 0, 0, 0, 0, 2, 12, 300, 60000}) wire::put16(m, v);
+    wire::put32(m, 0);
+    cases.push_back({"huge template field count", m});
+  }
+  {
+    Message m;  // template with a zero-length field
+    for (uint16_t v : {10, 28, 0, 1, 0, 0, 0, 0, 0, 0, 2, 12, 300, 1, 8, 0}) wire::put16(m, v);
+    cases.push_back({"zero-length field", m});
+  }
+  {
+    Message m;  // options template with scope count above field count
+    for (uint16_t v : {10, 30, 0, 1, 0, 0, 0, 0, 0, 0, 3, 14, 300, 1, 5, 8, 4}) wire::put16(m, v);
+    cases.push_back({"scope count above field count", m});
+  }
+  {
+    Message m;  // template id below 256
+    for (uint16_t v : {10, 28, 0, 1, 0, 0, 0, 0, 0, 0, 2, 12, 100, 1, 8, 4}) wire::put16(m, v);
+    cases.push_back({"template id 100", m});
+  }
+  for (auto& c : cases) {
+    Decoder dec;
+    feed_all(dec, tm);
+    auto before = dec.counters().messages_malformed;
+    auto r = dec.feed("x", Transport::Udp, c.m);
+    EXPECT_FALSE(r.ok()) << c.name;
+    EXPECT_TRUE(r.flows.empty()) << c.name;
+    EXPECT_EQ(dec.counters().messages_malformed, before + 1) << c.name;
+    // The decoder still works afterwards.
+    EXPECT_EQ(dec.feed("x", Transport::Udp, good).flows.size(), 1u) << c.name;
+  }
+}
+
+TEST(IpfixCodec, VariableLengthOverrunIsMalformed) {
+  Encoder enc;
+  auto tm = enc.template_messages(1);
+  auto good = enc.encode(std::vector<FlowRecord>{sample(4, 1)}, 1)[0];
+  // The comm field's length octet follows 20 + 2*4 + 2+2+1+1+1 + 6*8 + 4*4 octets.
+  const size_t comm_len_at = 20 + 8 + 7 + 48 + 16;
+  ASSERT_EQ(good[comm_len_at], 4);  // "curl"
+  Message m = good;
+  m[comm_len_at] = 250;  // runs past the set
+  Decoder dec;
+  feed_all(dec, tm);
+  auto r = dec.feed("x", Transport::Udp, m);
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(dec.counters().messages_malformed, 1u);
+}
+
+TEST(IpfixCodec, HeldDataIsBounded) {
+  Encoder enc;
+  auto tm = enc.template_messages(1);
+  Decoder dec({.hold_max_bytes = 4096});
+  for (int i = 0; i < 100; i++) {
+    auto m = enc.encode(std::vector<FlowRecord>{sample(4, uint16_t(i))}, 1);
+    EXPECT_TRUE(dec.feed("x", Transport::Udp, m[0]).ok());
+  }
+  EXPECT_EQ(dec.counters().sets_held, 100u);
+  EXPECT_GT(dec.counters().sets_no_template, 50u);
+  EXPECT_EQ(dec.counters().sequence_gaps, 0u);  // unknown record counts: no false gaps
+  // The newest held sets decode when the templates come; none is lost uncounted.
+  auto flows = feed_all(dec, tm);
+  EXPECT_EQ(flows.size(), dec.counters().sets_held_decoded);
+  EXPECT_EQ(dec.counters().sets_held_decoded + dec.counters().sets_no_template, 100u);
+  EXPECT_EQ(flows.back().record.local_port, 99);
+}
+
+// softflowd (Debian's package) exported these messages, IPFIX and NetFlow v9,
+// from a capture of real traffic; its own debug log (data/*.log) says what it
+// exported. The decoder must find the same flows.
+namespace {
+
+std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+struct SoftflowdFlow {
+  std::string a, b;
+  uint16_t pa = 0, pb = 0;
+  int proto = 0;
+  uint64_t octets_ab = 0, packets_ab = 0, octets_ba = 0, packets_ba = 0;
+  uint64_t start_ms = 0;
+};
+
+// "EXPIRED: seq:2 [10.99.0.1]:45524 <> [10.99.0.2]:47002 proto:6 octets>:10372
+// packets>:7 octets<:768 packets<:5 start:2026-11-25T12:27:45.718 ..."
+std::vector<SoftflowdFlow> parse_softflowd_log(const std::string& path) {
+  std::vector<SoftflowdFlow> out;
+  std::ifstream f(path);
+  std::string line;
+  while (std::getline(f, line)) {
+    SoftflowdFlow s;
+    char a[64] = {}, b[64] = {}, start[32] = {};
+    unsigned pa = 0, pb = 0;
+    unsigned long long oab = 0, pab = 0, oba = 0, pba = 0;
+    if (std::sscanf(line.c_str(),
+                    "EXPIRED: seq:%*u [%63[^]]]:%u <> [%63[^]]]:%u proto:%d octets>:%llu packets>:%llu octets<:%llu "
+                    "packets<:%llu start:%31s",
+                    a, &pa, b, &pb, &s.proto, &oab, &pab, &oba, &pba, start) != 10)
+      continue;
+    s.a = a;
+    s.b = b;
+    s.pa = uint16_t(pa);
+    s.pb = uint16_t(pb);
+    s.octets_ab = oab;
+    s.packets_ab = pab;
+    s.octets_ba = oba;
+    s.packets_ba = pba;
+    std::tm tm{};
+    const char* rest = strptime(start, "%Y-%m-%dT%H:%M:%S", &tm);
+    s.start_ms = uint64_t(timegm(&tm)) * 1000 + (rest && *rest == '.' ? std::strtoul(rest + 1, nullptr, 10) : 0);
+    out.push_back(s);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(IpfixCodec, DecodesSoftflowdIpfixAndNetflowV9) {
+  for (std::string name : {"softflowd-ipfix", "softflowd-v9"}) {
+    SCOPED_TRACE(name);
+    auto expected = parse_softflowd_log(std::string(IPFIX_TEST_DATA) + "/" + name + ".log");
+    ASSERT_FALSE(expected.empty());
+    Decoder dec;
+    auto res = dec.feed("softflowd", Transport::Udp, read_bytes(std::string(IPFIX_CORPUS) + "/" + name + ".bin"));
+    ASSERT_TRUE(res.ok()) << res.error;
+    // NetFlow v9 carries whole seconds in its header: up to 1 s off.
+    const uint64_t tolerance_ms = name == "softflowd-v9" ? 1000 : 1;
+    for (const auto& e : expected) {
+      if (e.proto != 6) continue;  // TCP: both directions, as softflowd exports them
+      int found = 0;
+      for (const auto& f : res.flows) {
+        const auto& r = f.record;
+        const bool ab = r.local_addr == e.a && r.local_port == e.pa && r.remote_addr == e.b && r.remote_port == e.pb;
+        const bool ba = r.local_addr == e.b && r.local_port == e.pb && r.remote_addr == e.a && r.remote_port == e.pa;
+        if (!ab && !ba) continue;
+        found++;
+        EXPECT_EQ(r.protocol, 6);
+        EXPECT_EQ(r.bytes_sent, ab ? e.octets_ab : e.octets_ba);
+        EXPECT_EQ(r.segs_sent, ab ? e.packets_ab : e.packets_ba);
+        const uint64_t start_ms = r.start_ns / 1'000'000;
+        EXPECT_LE(std::max(start_ms, e.start_ms) - std::min(start_ms, e.start_ms), tolerance_ms);
+      }
+      EXPECT_EQ(found, 2);
+    }
+    EXPECT_EQ(dec.counters().messages_malformed, 0u);
+  }
 }
