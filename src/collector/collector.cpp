@@ -301,19 +301,14 @@ struct Collector::Impl {
     ipfix::StreamFramer framer;
     std::vector<uint8_t> buf(64 * 1024);
     bool framing_error = false;
-    while (!stop.load()) {
-      pollfd p{fd.get(), POLLIN, 0};
-      int pr = ::poll(&p, 1, 200);
-      if (pr == 0) continue;
-      if (pr < 0) {
-        if (errno == EINTR) continue;
-        break;
-      }
-      ssize_t n = ::recv(fd.get(), buf.data(), buf.size(), 0);
-      if (n == 0) break;
+    // Reads once; false when the connection is over (EOF, error, bad framing).
+    auto read_once = [&](int flags, bool& again) {
+      again = false;
+      ssize_t n = ::recv(fd.get(), buf.data(), buf.size(), flags);
+      if (n == 0) return false;
       if (n < 0) {
-        if (errno == EINTR || errno == EAGAIN) continue;
-        break;
+        again = errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK;
+        return again;
       }
       tcp_bytes += static_cast<uint64_t>(n);
       framer.append({buf.data(), static_cast<size_t>(n)});
@@ -333,8 +328,26 @@ struct Collector::Impl {
         // exporter reconnects and re-sends its templates).
         framing_error = true;
         tcp_framing_errors++;
+        return false;
+      }
+      return true;
+    };
+    bool open = true, again = false;
+    while (open && !stop.load()) {
+      pollfd p{fd.get(), POLLIN, 0};
+      int pr = ::poll(&p, 1, 200);
+      if (pr == 0) continue;
+      if (pr < 0) {
+        if (errno == EINTR) continue;
         break;
       }
+      open = read_once(0, again);
+    }
+    // Stopping: what the exporter already sent is in our receive buffer and
+    // it counts it as delivered, so decode it before closing.
+    while (open) {
+      open = read_once(MSG_DONTWAIT, again);
+      if (again) break;
     }
     Event bye;
     bye.kind = Event::Closed;
@@ -424,16 +437,9 @@ Collector::~Collector() {
   i.q_space_cv.notify_all();
   if (i.udp_thread.joinable()) i.udp_thread.join();
   if (i.tcp_thread.joinable()) i.tcp_thread.join();
-  {
-    std::list<std::pair<int, std::thread>> conns;
-    {
-      std::lock_guard lk(i.conn_mu);
-      for (auto& c : i.conns)
-        if (c.first >= 0) ::shutdown(c.first, SHUT_RDWR);
-    }
-    // Threads take conn_mu when they finish: join without holding it.
-    for (auto& c : i.conns) c.second.join();
-  }
+  // Connection threads see `stop` within a poll interval, read what is
+  // buffered and finish; they take conn_mu on the way out, so join without it.
+  for (auto& c : i.conns) c.second.join();
   i.q_cv.notify_all();
   if (i.dec_thread.joinable()) i.dec_thread.join();
 }
