@@ -454,3 +454,54 @@ TEST(ApiSecurity, NonLoopbackBindRequiresToken) {
   EXPECT_TRUE(ex["exporters"].empty());
   EXPECT_EQ(col.stop(), 0);
 }
+
+// `flowscope run`: agent, store and API in one process. What the API returns
+// is what fs_peer measured on its own sockets.
+TEST(RunCommand, StoresTheAgentsFlowsAndServesThem) {
+  TempDir dir;
+  NsPair p("run");
+  Process run({FLOWSCOPE_BIN, "run", "--db", dir.path() + "/flows.db", "--http-port", "0", "--netns", p.a.path()});
+  ASSERT_TRUE(run.wait_for("flowscope running", 20s)) << run.err();
+  std::smatch m;
+  const std::string err = run.err();
+  ASSERT_TRUE(std::regex_search(err, m, std::regex(R"(HTTP API on http://127\.0\.0\.1:(\d+))"))) << err;
+  const int http_port = std::stoi(m[1]);
+
+  Process server({"ip", "netns", "exec", p.b.name(), FS_PEER_BIN, "server", "--addr", "::", "--port", "5401", "--send",
+                  "4321", "--count", "3"});
+  ASSERT_TRUE(server.wait_for("listening", 10s, false));
+  std::vector<Json> clients;
+  for (int i = 0; i < 3; ++i) {
+    Process c({"ip", "netns", "exec", p.a.name(), FS_PEER_BIN, "client", "--addr", i == 1 ? p.b6 : p.b4, "--port",
+               "5401", "--send", std::to_string(20000 * (i + 1))});
+    ASSERT_EQ(c.wait(20s), 0) << c.err();
+    const std::string out = c.out();
+    clients.push_back(Json::parse(out.substr(0, out.find('\n')), nullptr, false));
+    ASSERT_TRUE(clients.back().contains("local_port")) << out;
+  }
+  EXPECT_EQ(server.wait(20s), 0);
+  auto stored = wait_api_flows(http_port, "port=5401", 3, 15s);
+  ASSERT_EQ(stored.size(), 3u);
+  for (const auto& c : clients) {
+    int found = 0;
+    for (const auto& s : stored) {
+      if (s["src_port"] != c["local_port"]) continue;
+      ++found;
+      EXPECT_EQ(s["bytes"], c["sent"]);
+      EXPECT_EQ(s["rev_bytes"], c["received"]);
+      EXPECT_EQ(s["pid"], c["pid"]);
+      EXPECT_EQ(s["comm"], "fs_peer");
+      EXPECT_EQ(s["direction"], "outbound");
+      EXPECT_EQ(s["close"], "fin");
+      EXPECT_EQ(s["exporter"], "local");
+    }
+    EXPECT_EQ(found, 1) << c.dump();
+  }
+  auto [st, top] = http_get("127.0.0.1", http_port, "/api/top?group=port&by=bytes&port=5401");
+  ASSERT_EQ(st, 200);
+  ASSERT_EQ(top["top"].size(), 1u);
+  EXPECT_EQ(top["top"][0]["port"], 5401);
+  EXPECT_EQ(top["top"][0]["flows"], 3);
+  run.signal(SIGINT);
+  EXPECT_EQ(run.wait(30s), 0) << run.err();
+}
