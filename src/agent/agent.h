@@ -28,7 +28,7 @@ class FlowSink {
 
 struct AgentOptions {
   std::chrono::milliseconds active_timeout{60'000};
-  uint32_t max_flows = 131072;
+  uint32_t max_flows = 262144;
   uint32_t ringbuf_bytes = 4 << 20;
   std::optional<std::string> netns;   // path or inode
   uint16_t port = 0;
@@ -36,6 +36,7 @@ struct AgentOptions {
   std::optional<std::string> cgroup;  // path (absolute or under the cgroup2 mount) or id
   std::chrono::milliseconds stats_interval{0};  // 0: no periodic stats
   bool verbose = false;
+  bool unspecified_drops = false;  // attribute kfree_skb frees without a reason too
 };
 
 // Counters from the kernel side and from user space, for --stats and metrics.
@@ -50,11 +51,13 @@ struct AgentStats {
   uint64_t tuple_map_full = 0;
   uint64_t drops_seen = 0;
   uint64_t drops_attributed = 0;
+  uint64_t drops_unspecified = 0;
   uint64_t attributed_accept = 0;
   uint64_t resets = 0;
   uint64_t records_received = 0;  // read from the ring buffer by user space
   uint64_t open_flows = 0;
   uint64_t max_flows = 0;
+  uint64_t bpf_map_bytes = 0;  // kernel memory of all the agent's maps, as the kernel accounts it
   uint64_t lost() const { return flow_map_full + ringbuf_full; }
 };
 
