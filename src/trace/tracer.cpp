@@ -8,6 +8,7 @@
 
 #include <linux/bpf.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <thread>
@@ -216,10 +217,6 @@ Result<std::unique_ptr<Tracer>> Tracer::create(const TraceOptions& opts) {
     const uint64_t cookie = impl->attached.size() | (static_cast<uint64_t>(tp.kind) << FS_TP_KIND_SHIFT);
     auto link = raw_tp_open(fd, tp.name, cookie);
     if (!link) {
-      if (errno == EINVAL && impl->attached.empty() && impl->skipped.empty()) {
-        // The first attach failing with EINVAL: most likely no cookie support.
-        spdlog::debug("raw tracepoint {}: {}", tp.name, link.error().message);
-      }
       impl->skipped.push_back(fmt::format("{}: attach failed: {}", tp.name, link.error().message));
       continue;
     }
