@@ -203,6 +203,8 @@ Result<std::unique_ptr<Agent>> Agent::create(const AgentOptions& opts) {
 
   impl->rb.reset(ring_buffer__new(bpf_map__fd(s->maps.events), &Impl::on_record, impl.get(), nullptr));
   if (!impl->rb) return fail("cannot open the ring buffer: {}", std::strerror(errno));
+  // Fixed for the agent's life so that every record of a flow carries the
+  // same start time; a clock step later shifts new records, not old ones.
   impl->clock_offset = monotonic_to_realtime_offset_ns();
   for (const auto& d : impl->degraded) spdlog::warn("degraded: {}", d);
   return std::unique_ptr<Agent>(new Agent(std::move(impl)));
@@ -304,7 +306,6 @@ Result<void> Agent::run(const std::atomic<bool>& stop) {
       std::fflush(stderr);
       next_stats = now + i.opts.stats_interval;
     }
-    i.clock_offset = monotonic_to_realtime_offset_ns();
   }
   // Still-open flows leave as interim records so nothing seen is lost at exit.
   auto r = i.dump(0);

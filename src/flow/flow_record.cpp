@@ -40,6 +40,19 @@ CloseReason close_reason(const fs_flow& k) {
   if (k.flags & FS_F_RST_SENT) return CloseReason::RstSent;
   // A connect that never completed ended by its SYN timer (or was abandoned).
   if (k.sk_err == ETIMEDOUT || connecting) return CloseReason::Timeout;
+  // An abort (close with unread data, SO_LINGER 0, shutdown by the owner)
+  // moves the socket to CLOSE *before* the kernel sends the reset, so the
+  // reset tracepoint comes too late for the record: the state it left from
+  // says it. From these states only an abort leads straight to CLOSE.
+  switch (k.last_state) {
+    case TCP_ESTABLISHED:
+    case TCP_CLOSE_WAIT:
+    case TCP_SYN_RECV:
+    case TCP_FIN_WAIT1:
+      return CloseReason::RstSent;
+    default:
+      break;
+  }
   return CloseReason::Fin;
 }
 

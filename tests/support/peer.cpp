@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -36,6 +37,8 @@ struct Opts {
   bool rst = false;
   int hold_ms = 0;
   int timeout_ms = 10000;
+  int syn_retries = 2;
+  int threads = 4;
 };
 
 sockaddr_storage resolve(const std::string& addr, uint16_t port, socklen_t& len) {
@@ -131,8 +134,7 @@ int run_client(const Opts& o) {
   // Bounded connect: SYN retransmits stop after the user timeout.
   unsigned timeout = static_cast<unsigned>(o.timeout_ms);
   setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout, sizeof(timeout));
-  int syn_retries = 2;
-  setsockopt(fd, IPPROTO_TCP, TCP_SYNCNT, &syn_retries, sizeof(syn_retries));
+  setsockopt(fd, IPPROTO_TCP, TCP_SYNCNT, &o.syn_retries, sizeof(o.syn_retries));
   if (connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
     int e = errno;
     fmt::print("{{\"role\":\"client\",\"pid\":{},\"local_port\":{},\"error\":\"{}\"}}\n", getpid(), port_of(fd, false),
@@ -157,13 +159,51 @@ int run_client(const Opts& o) {
   return 0;
 }
 
+// burst: a listener that accepts and closes, and `threads` connectors making
+// `count` connections in total as fast as they can.
+int run_burst(const Opts& o) {
+  socklen_t len = 0;
+  sockaddr_storage ss = resolve(o.addr, o.port, len);
+  int lfd = socket(ss.ss_family, SOCK_STREAM, 0);
+  int one = 1;
+  setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (bind(lfd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || listen(lfd, 4096) != 0) {
+    fmt::print(stderr, "fs_peer: listen: {}\n", strerror(errno));
+    return 1;
+  }
+  std::atomic<int> done{0};
+  std::thread acceptor([&] {
+    for (int i = 0; i < o.count; i++) {
+      int c = accept(lfd, nullptr, nullptr);
+      if (c < 0) break;
+      ::close(c);
+    }
+  });
+  std::vector<std::thread> workers;
+  for (int t = 0; t < o.threads; t++) {
+    workers.emplace_back([&, t] {
+      for (int i = t; i < o.count; i += o.threads) {
+        int fd = socket(ss.ss_family, SOCK_STREAM, 0);
+        if (connect(fd, reinterpret_cast<const sockaddr*>(&ss), len) == 0) done++;
+        ::close(fd);
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  acceptor.join();
+  ::close(lfd);
+  fmt::print("{{\"role\":\"burst\",\"pid\":{},\"connections\":{}}}\n", getpid(), done.load());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"fs_peer: TCP test peer with known byte counts"};
   app.require_subcommand(1);
   Opts o;
-  for (auto* sub : {app.add_subcommand("server", "accept and echo counts"), app.add_subcommand("client", "connect")}) {
+  for (auto* sub : {app.add_subcommand("server", "accept and echo counts"), app.add_subcommand("client", "connect"),
+                    app.add_subcommand("burst", "many short connections to itself")}) {
     sub->add_option("--addr", o.addr);
     sub->add_option("--port", o.port);
     sub->add_option("--send", o.send);
@@ -171,8 +211,11 @@ int main(int argc, char** argv) {
     sub->add_flag("--rst", o.rst);
     sub->add_option("--hold-ms", o.hold_ms);
     sub->add_option("--timeout-ms", o.timeout_ms);
+    sub->add_option("--syn-retries", o.syn_retries);
+    sub->add_option("--threads", o.threads);
   }
   CLI11_PARSE(app, argc, argv);
   setvbuf(stdout, nullptr, _IOLBF, 0);
+  if (app.got_subcommand("burst")) return run_burst(o);
   return app.got_subcommand("server") ? run_server(o) : run_client(o);
 }

@@ -1,0 +1,473 @@
+// flowscope agent against the kernel's own view: real connections between
+// network namespaces, ground truth from the peers themselves (fs_peer), from
+// nstat, ss, nft counters and the cgroup filesystem.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <regex>
+#include <thread>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "kernel/btf.h"
+#include "support/agent_runner.h"
+#include "support/netns.h"
+#include "support/process.h"
+
+namespace fstest {
+namespace {
+
+using namespace std::chrono_literals;
+
+Json peer_result(Process& p, const std::string& role) {
+  std::istringstream in(p.out());
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = Json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.value("role", "") == role) return j;
+  }
+  return Json();
+}
+
+std::unique_ptr<Process> start_server(const NetNs& ns, const std::string& addr, int port, std::vector<std::string> extra = {}) {
+  std::vector<std::string> argv = {"ip", "netns", "exec", ns.name(), FS_PEER_BIN, "server", "--addr", addr,
+                                   "--port", std::to_string(port)};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  auto p = std::make_unique<Process>(argv);
+  if (!p->wait_for("listening", 10s, false)) throw std::runtime_error("server did not start: " + p->err());
+  return p;
+}
+
+std::unique_ptr<Process> run_client(const NetNs& ns, const std::string& addr, int port, std::vector<std::string> extra = {}) {
+  std::vector<std::string> argv = {"ip", "netns", "exec", ns.name(), FS_PEER_BIN, "client", "--addr", addr,
+                                   "--port", std::to_string(port)};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  auto p = std::make_unique<Process>(argv);
+  p->wait(60s);
+  return p;
+}
+
+std::optional<Json> wait_final(AgentRunner& agent, unsigned netns, int local_port, std::chrono::milliseconds t = 5s) {
+  auto hits = agent.wait_flows(
+      [&](const Json& f) { return f["record"] == "final" && f["netns"] == netns && f["local_port"] == local_port; }, t);
+  if (hits.empty()) return std::nullopt;
+  return hits.front();
+}
+
+int free_port() {
+  static int next = 20000 + (getpid() % 20000);
+  return next++;
+}
+
+uint64_t nstat(const NetNs& ns, const std::string& counter) {
+  std::string out = sh_out(ns.exec() + "nstat -asz " + counter);
+  std::smatch m;
+  std::regex re(counter + R"(\s+(\d+))");
+  if (!std::regex_search(out, m, re)) throw std::runtime_error("nstat: no " + counter + " in: " + out);
+  return std::stoull(m[1]);
+}
+
+std::string kernel_drop_name(const std::string& wanted) {
+  auto btf = flowscope::load_kernel_btf();
+  if (!btf) return "";
+  for (auto& [v, n] : flowscope::enum_names(btf->get(), "skb_drop_reason", "SKB_DROP_REASON_"))
+    if (n == wanted) return n;
+  return "";
+}
+
+uint64_t drops_named(const Json& f, const std::string& name) {
+  return f["drops"].contains(name) ? f["drops"][name].get<uint64_t>() : 0;
+}
+
+// --- exact payload bytes ---------------------------------------------------
+
+struct BytesCase {
+  bool v6;
+  uint64_t up;    // client -> server
+  uint64_t down;  // server -> client
+};
+
+void PrintTo(const BytesCase& c, std::ostream* os) {
+  *os << (c.v6 ? "v6 " : "v4 ") << c.up << " up, " << c.down << " down";
+}
+
+class ExactBytes : public ::testing::TestWithParam<BytesCase> {};
+
+TEST_P(ExactBytes, BothEndsMatchWhatThePeersCounted) {
+  const auto c = GetParam();
+  NsPair net("bytes");
+  const int port = free_port();
+  AgentRunner agent({"--port", std::to_string(port)});
+  const std::string srv_addr = c.v6 ? net.b6 : net.b4;
+  auto server = start_server(net.b, srv_addr, port, {"--send", std::to_string(c.down)});
+  auto client = run_client(net.a, srv_addr, port, {"--send", std::to_string(c.up)});
+  server->wait(10s);
+  Json cj = peer_result(*client, "client"), sj = peer_result(*server, "server");
+  ASSERT_FALSE(cj.is_null()) << client->out() << client->err();
+  ASSERT_FALSE(sj.is_null()) << server->out();
+  // The peers' own counts are the truth: what was written was read.
+  ASSERT_EQ(cj["sent"], c.up);
+  ASSERT_EQ(sj["received"], c.up);
+  ASSERT_EQ(cj["received"], c.down);
+
+  auto cf = wait_final(agent, net.a.inode(), cj["local_port"]);
+  auto sf = wait_final(agent, net.b.inode(), port);
+  ASSERT_TRUE(cf) << agent.process().out();
+  ASSERT_TRUE(sf) << agent.process().out();
+  EXPECT_EQ((*cf)["bytes_sent"], cj["sent"]);
+  EXPECT_EQ((*cf)["bytes_received"], cj["received"]);
+  EXPECT_EQ((*sf)["bytes_sent"], sj["sent"]);
+  EXPECT_EQ((*sf)["bytes_received"], sj["received"]);
+  EXPECT_EQ((*cf)["direction"], "outbound");
+  EXPECT_EQ((*sf)["direction"], "inbound");
+  EXPECT_EQ((*cf)["family"], c.v6 ? 6 : 4);
+  EXPECT_EQ((*cf)["local_addr"], c.v6 ? net.a6 : net.a4);
+  EXPECT_EQ((*cf)["remote_addr"], srv_addr);
+  EXPECT_EQ((*cf)["remote_port"], port);
+  EXPECT_EQ((*sf)["remote_port"], cj["local_port"]);
+  EXPECT_EQ((*cf)["close"], "fin");
+  EXPECT_EQ((*sf)["close"], "fin");
+  EXPECT_GE((*cf)["end_ns"].get<uint64_t>(), (*cf)["start_ns"].get<uint64_t>());
+  EXPECT_EQ((*cf)["duration_ns"], (*cf)["end_ns"].get<uint64_t>() - (*cf)["start_ns"].get<uint64_t>());
+  EXPECT_GT((*cf)["segs_sent"].get<uint64_t>(), 0u);
+  EXPECT_GT((*sf)["segs_received"].get<uint64_t>(), 0u);
+  EXPECT_EQ(agent.stop(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Sizes, ExactBytes,
+                         ::testing::Values(BytesCase{false, 0, 0}, BytesCase{false, 1, 1},
+                                           BytesCase{false, 1 << 20, 12345}, BytesCase{false, 12345, 1 << 20},
+                                           BytesCase{true, 0, 0}, BytesCase{true, 1, 1},
+                                           BytesCase{true, 1 << 20, 12345}, BytesCase{true, 12345, 1 << 20}),
+                         [](const auto& i) {
+                           return fmt::format("{}_{}up_{}down", i.param.v6 ? "v6" : "v4", i.param.up, i.param.down);
+                         });
+
+TEST(Agent, Ipv4OnDualStackSocketIsFamily4) {
+  NsPair net("dual");
+  const int port = free_port();
+  AgentRunner agent({"--port", std::to_string(port)});
+  auto server = start_server(net.b, "::", port, {"--send", "10"});
+  auto client = run_client(net.a, net.b4, port, {"--send", "20"});
+  auto sf = wait_final(agent, net.b.inode(), port);
+  ASSERT_TRUE(sf) << agent.process().out();
+  EXPECT_EQ((*sf)["family"], 4);
+  EXPECT_EQ((*sf)["local_addr"], net.b4);
+  EXPECT_EQ((*sf)["remote_addr"], net.a4);
+  EXPECT_EQ((*sf)["bytes_received"], 20);
+}
+
+// --- loss, retransmits, drops ----------------------------------------------
+
+TEST(Agent, RetransmitsAndDropsMatchKernelCounters) {
+  NsPair net("loss");
+  const int port = free_port();
+  // 5% of what reaches the server's port is dropped by nftables; the rule's
+  // counter is the truth for drops, nstat for retransmits.
+  ASSERT_EQ(sh(net.b.exec() + "nft add table inet fsloss"), 0);
+  ASSERT_EQ(sh(net.b.exec() + "nft add chain inet fsloss in '{ type filter hook input priority 0; }'"), 0);
+  ASSERT_EQ(sh(net.b.exec() + fmt::format("nft add rule inet fsloss in tcp dport {} numgen random mod 100 '<' 5 counter drop", port)), 0);
+  AgentRunner agent({"--port", std::to_string(port)});
+  auto server = start_server(net.b, net.b4, port, {"--send", "1000"});
+  auto client = run_client(net.a, net.b4, port, {"--send", std::to_string(4 << 20)});
+  server->wait(30s);
+  Json cj = peer_result(*client, "client");
+  ASSERT_FALSE(cj.is_null()) << client->err();
+  auto cf = wait_final(agent, net.a.inode(), cj["local_port"]);
+  auto sf = wait_final(agent, net.b.inode(), port);
+  ASSERT_TRUE(cf && sf) << agent.process().out();
+
+  EXPECT_EQ((*cf)["bytes_sent"], 4 << 20);
+  EXPECT_EQ((*cf)["retrans_segs"], nstat(net.a, "TcpRetransSegs"));
+  EXPECT_EQ((*sf)["retrans_segs"], nstat(net.b, "TcpRetransSegs"));
+  EXPECT_GT((*cf)["retrans_segs"].get<uint64_t>(), 0u);
+
+  std::string rules = sh_out(net.b.exec() + "nft list chain inet fsloss in");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(rules, m, std::regex(R"(counter packets (\d+))")));
+  const uint64_t nft_dropped = std::stoull(m[1]);
+  const std::string reason = kernel_drop_name("NETFILTER_DROP");
+  ASSERT_FALSE(reason.empty());
+  EXPECT_GT(nft_dropped, 0u);
+  EXPECT_EQ(drops_named(*sf, reason) + drops_named(*cf, reason), nft_dropped)
+      << "server " << sf->dump() << "\nclient " << cf->dump();
+}
+
+// --- RTT against ss ----------------------------------------------------------
+
+TEST(Agent, RttMatchesSsForAnIdleLongLivedFlow) {
+  NsPair net("rtt");
+  const int port = free_port();
+  AgentRunner agent({"--port", std::to_string(port), "--active-timeout", "1"});
+  auto server = start_server(net.b, net.b4, port);
+  std::thread t([&] { run_client(net.a, net.b4, port, {"--send", std::to_string(256 << 10), "--hold-ms", "4000"}); });
+  std::this_thread::sleep_for(2000ms);  // transfer done; the connection idles: no new RTT samples
+  std::string ss = sh_out(net.a.exec() + fmt::format("ss -tinH dst {}:{}", net.b4, port));
+  std::this_thread::sleep_for(1500ms);  // an interim record taken while idle
+  t.join();
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(ss, m, std::regex(R"(rtt:([\d.]+)/([\d.]+))"))) << ss;
+  const double ss_rtt_us = std::stod(m[1]) * 1000, ss_var_us = std::stod(m[2]) * 1000;
+  auto interim = agent.wait_flows([&](const Json& f) { return f["record"] == "interim" && f["netns"] == net.a.inode(); }, 3s);
+  ASSERT_FALSE(interim.empty()) << agent.process().out();
+  const Json& f = interim.back();
+  EXPECT_NEAR(f["srtt_us"].get<double>(), ss_rtt_us, 0.2 * ss_rtt_us + 1) << ss;
+  EXPECT_NEAR(f["rttvar_us"].get<double>(), ss_var_us, 0.2 * ss_var_us + 1) << ss;
+}
+
+// --- how connections end -------------------------------------------------------
+
+TEST(Agent, RefusedConnectIsAFlowWithNoSocketDrop) {
+  NsPair net("refused");
+  const int port = free_port();
+  AgentRunner agent({"--port", std::to_string(port)});
+  auto client = run_client(net.a, net.b4, port, {"--send", "1"});
+  Json cj = peer_result(*client, "client");
+  ASSERT_EQ(cj.value("error", ""), "Connection refused") << client->out();
+  auto cf = agent.wait_flows([&](const Json& f) { return f["netns"] == net.a.inode(); }, 5s);
+  ASSERT_EQ(cf.size(), 1u) << agent.process().out();
+  EXPECT_EQ(cf[0]["close"], "refused");
+  EXPECT_EQ(cf[0]["direction"], "outbound");
+  EXPECT_EQ(cf[0]["remote_port"], port);
+  EXPECT_NE(cf[0]["local_port"], 0);
+  const std::string reason = kernel_drop_name("NO_SOCKET");
+  ASSERT_FALSE(reason.empty());
+  EXPECT_EQ(drops_named(cf[0], reason), 1u) << cf[0].dump();
+}
+
+TEST(Agent, ResetByPeerAndResetSent) {
+  NsPair net("rst");
+  const int port = free_port();
+  AgentRunner agent({"--port", std::to_string(port)});
+  // The server resets after its reply; the client sees rst_received.
+  {
+    auto server = start_server(net.b, net.b4, port, {"--rst", "--hold-ms", "300"});
+    auto client = run_client(net.a, net.b4, port, {"--send", "100", "--hold-ms", "0"});
+    server->wait(10s);
+    Json cj = peer_result(*client, "client");
+    auto cf = wait_final(agent, net.a.inode(), cj["local_port"]);
+    auto sf = wait_final(agent, net.b.inode(), port);
+    ASSERT_TRUE(cf && sf) << agent.process().out();
+    EXPECT_EQ((*sf)["close"], "rst_sent");
+    EXPECT_EQ((*cf)["close"], "rst_received");
+  }
+  // The client resets while the server waits for more: rst_sent / rst_received.
+  const int port2 = free_port();
+  AgentRunner agent2({"--port", std::to_string(port2)});
+  auto server = start_server(net.b, net.b4, port2);
+  auto client = run_client(net.a, net.b4, port2, {"--send", "100", "--rst", "--hold-ms", "200"});
+  server->wait(10s);
+  Json cj = peer_result(*client, "client");
+  auto cf = wait_final(agent2, net.a.inode(), cj["local_port"]);
+  auto sf = wait_final(agent2, net.b.inode(), port2);
+  ASSERT_TRUE(cf && sf) << agent2.process().out();
+  EXPECT_EQ((*cf)["close"], "rst_sent");
+  EXPECT_EQ((*sf)["close"], "rst_received");
+  EXPECT_EQ((*sf)["bytes_received"], 100);
+}
+
+TEST(Agent, ConnectTimeoutIsAFlow) {
+  NsPair net("timeout");
+  const int port = free_port();
+  ASSERT_EQ(sh(net.b.exec() + "nft add table inet fsto"), 0);
+  ASSERT_EQ(sh(net.b.exec() + "nft add chain inet fsto in '{ type filter hook input priority 0; }'"), 0);
+  ASSERT_EQ(sh(net.b.exec() + fmt::format("nft add rule inet fsto in tcp dport {} counter drop", port)), 0);
+  AgentRunner agent({"--port", std::to_string(port)});
+  auto client = run_client(net.a, net.b4, port, {"--syn-retries", "1", "--timeout-ms", "2500"});
+  Json cj = peer_result(*client, "client");
+  ASSERT_EQ(cj.value("error", ""), "Connection timed out") << client->out();
+  auto cf = agent.wait_flows([&](const Json& f) { return f["netns"] == net.a.inode(); }, 5s);
+  ASSERT_EQ(cf.size(), 1u) << agent.process().out();
+  EXPECT_EQ(cf[0]["close"], "timeout");
+  EXPECT_NE(cf[0]["local_port"], 0);
+  std::string rules = sh_out(net.b.exec() + "nft list chain inet fsto in");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(rules, m, std::regex(R"(counter packets (\d+))")));
+  EXPECT_EQ(drops_named(cf[0], kernel_drop_name("NETFILTER_DROP")), std::stoull(m[1])) << cf[0].dump();
+  EXPECT_EQ(cf[0]["retrans_segs"], nstat(net.a, "TcpRetransSegs"));  // the SYN's retransmits
+  EXPECT_GT(cf[0]["retrans_segs"].get<uint64_t>(), 0u);
+}
+
+// --- attribution ---------------------------------------------------------------
+
+TEST(Agent, AttributesBothEndsToTheirProcessesUnderLoad) {
+  NsPair net("owner");
+  const int port = free_port();
+  // Busy loops on every CPU: a softirq that interrupts them must not hand
+  // them the flow.
+  std::vector<std::unique_ptr<Process>> burners;
+  for (unsigned i = 0; i < std::thread::hardware_concurrency(); i++)
+    burners.push_back(std::make_unique<Process>(std::vector<std::string>{"sh", "-c", "while :; do :; done"}));
+  AgentRunner agent({"--port", std::to_string(port)});
+  auto server = start_server(net.b, net.b4, port, {"--count", "5", "--send", "3000"});
+  std::vector<Json> clients;
+  for (int i = 0; i < 5; i++) clients.push_back(peer_result(*run_client(net.a, net.b4, port, {"--send", "5000"}), "client"));
+  server->wait(10s);
+  burners.clear();
+  for (const auto& cj : clients) {
+    auto cf = wait_final(agent, net.a.inode(), cj["local_port"]);
+    ASSERT_TRUE(cf) << agent.process().out();
+    EXPECT_EQ((*cf)["pid"], cj["pid"]);
+    EXPECT_EQ((*cf)["comm"], "fs_peer");
+  }
+  const Json listening = peer_result(*server, "listening");
+  auto sflows = agent.wait_flows([&](const Json& f) { return f["netns"] == net.b.inode() && f["record"] == "final"; }, 5s);
+  ASSERT_EQ(sflows.size(), 5u);
+  for (const auto& sf : sflows) {
+    EXPECT_EQ(sf["pid"], listening["pid"]) << sf.dump();
+    EXPECT_EQ(sf["comm"], "fs_peer");
+  }
+}
+
+TEST(Agent, ContainerCgroupGivesContainerIdAndFilters) {
+  const std::string root = sh_out("findmnt -n -o TARGET -t cgroup2 | head -1");
+  ASSERT_FALSE(root.empty()) << "no cgroup2 mount";
+  const std::string mnt = root.substr(0, root.find('\n'));
+  const std::string id = "0123456789abcdef0123456789abcdef0123456789abcdef" + fmt::format("{:016x}", getpid());
+  const std::string rel = "/fstest.slice/docker-" + id + ".scope";
+  std::filesystem::create_directories(mnt + rel);
+  struct stat st {};
+  ASSERT_EQ(stat((mnt + rel).c_str(), &st), 0);
+  NsPair net("cg");
+  const int port = free_port();
+  AgentRunner agent({"--port", std::to_string(port), "--cgroup", rel});
+  auto server = start_server(net.b, net.b4, port, {"--count", "1"});
+  // The client runs inside the container's cgroup; the server does not.
+  auto client = std::make_unique<Process>(std::vector<std::string>{
+      "sh", "-c",
+      fmt::format("echo $$ > {}/cgroup.procs && exec ip netns exec {} {} client --addr {} --port {} --send 7", mnt + rel,
+                  net.a.name(), FS_PEER_BIN, net.b4, port)});
+  client->wait(20s);
+  server->wait(10s);
+  Json cj = peer_result(*client, "client");
+  ASSERT_FALSE(cj.is_null()) << client->err();
+  auto cf = wait_final(agent, net.a.inode(), cj["local_port"]);
+  ASSERT_TRUE(cf) << agent.process().out();
+  EXPECT_EQ((*cf)["container_id"], id);
+  EXPECT_EQ((*cf)["cgroup"], rel);
+  EXPECT_EQ((*cf)["cgroup_id"], st.st_ino);
+  agent.stop();
+  // --cgroup filtered out the server's flow, which is in another cgroup.
+  for (const auto& f : agent.flows()) EXPECT_EQ(f["cgroup"], rel) << f.dump();
+  client.reset();
+  rmdir((mnt + rel).c_str());
+  rmdir((mnt + "/fstest.slice").c_str());
+}
+
+TEST(Agent, NetnsAndPidFiltersRunInTheKernel) {
+  NsPair net("filt");
+  const int port = free_port();
+  auto server = start_server(net.b, net.b4, port, {"--count", "2"});
+  const Json listening = peer_result(*server, "listening");
+  AgentRunner by_ns({"--netns", net.a.path()});
+  AgentRunner by_pid({"--pid", std::to_string(listening["pid"].get<int>())});
+  for (int i = 0; i < 2; i++) run_client(net.a, net.b4, port, {"--send", "9"});
+  server->wait(10s);
+  std::this_thread::sleep_for(500ms);
+  by_ns.stop();
+  by_pid.stop();
+  auto ns_flows = by_ns.flows();
+  auto pid_flows = by_pid.flows();
+  ASSERT_EQ(ns_flows.size(), 2u) << by_ns.process().out();
+  for (auto& f : ns_flows) EXPECT_EQ(f["netns"], net.a.inode());
+  ASSERT_EQ(pid_flows.size(), 2u) << by_pid.process().out();
+  for (auto& f : pid_flows) EXPECT_EQ(f["pid"], listening["pid"]);
+}
+
+// --- interim records -------------------------------------------------------------
+
+TEST(Agent, LongFlowYieldsInterimThenFinalAndTotalsAddUp) {
+  NsPair net("interim");
+  const int port = free_port();
+  AgentRunner agent({"--port", std::to_string(port), "--active-timeout", "1"});
+  auto server = start_server(net.b, net.b4, port, {"--send", "777"});
+  auto client = run_client(net.a, net.b4, port, {"--send", "100000", "--hold-ms", "2600"});
+  server->wait(10s);
+  Json cj = peer_result(*client, "client");
+  auto cf = wait_final(agent, net.a.inode(), cj["local_port"]);
+  ASSERT_TRUE(cf) << agent.process().out();
+  std::vector<Json> interim;
+  for (auto& f : agent.flows())
+    if (f["record"] == "interim" && f["netns"] == net.a.inode() && f["local_port"] == cj["local_port"]) interim.push_back(f);
+  ASSERT_GE(interim.size(), 2u) << agent.process().out();
+  uint64_t prev_end = 0;
+  for (auto& f : interim) {
+    EXPECT_EQ(f["close"], "active");
+    EXPECT_EQ(f["start_ns"], (*cf)["start_ns"]);
+    EXPECT_GT(f["end_ns"].get<uint64_t>(), prev_end);
+    prev_end = f["end_ns"];
+    EXPECT_LE(f["bytes_sent"].get<uint64_t>(), (*cf)["bytes_sent"].get<uint64_t>());
+    EXPECT_EQ(f["bytes_sent"], 100000);  // all sent before the hold: totals so far
+  }
+  EXPECT_EQ((*cf)["bytes_sent"], cj["sent"]);
+  EXPECT_EQ((*cf)["bytes_received"], cj["received"]);
+  EXPECT_GT((*cf)["end_ns"].get<uint64_t>(), interim.back()["end_ns"].get<uint64_t>());
+}
+
+TEST(Agent, OpenFlowsAreReportedAtShutdown) {
+  NsPair net("shutdown");
+  const int port = free_port();
+  AgentRunner agent({"--port", std::to_string(port)});
+  auto server = start_server(net.b, net.b4, port);
+  std::thread t([&] { run_client(net.a, net.b4, port, {"--send", "4242", "--hold-ms", "3000"}); });
+  std::this_thread::sleep_for(1000ms);
+  EXPECT_EQ(agent.stop(), 0);
+  t.join();
+  auto flows = agent.flows();
+  ASSERT_EQ(flows.size(), 2u) << agent.process().out();
+  for (auto& f : flows) EXPECT_EQ(f["record"], "interim");
+}
+
+// --- overload is counted -----------------------------------------------------------
+
+TEST(Agent, RingBufferOverflowIsCounted) {
+  const int port = free_port();
+  uint64_t lost = 0;
+  for (int attempt = 0; attempt < 3 && lost == 0; attempt++) {
+    AgentRunner agent({"--port", std::to_string(port + attempt), "--ringbuf-size", "4096", "--stats", "0.2"});
+    Process burst({FS_PEER_BIN, "burst", "--addr", "127.0.0.1", "--port", std::to_string(port + attempt), "--count",
+                   "3000", "--threads", "4"});
+    ASSERT_EQ(burst.wait(60s), 0) << burst.err();
+    std::this_thread::sleep_for(500ms);
+    agent.stop();
+    auto stats = agent.stats();
+    ASSERT_FALSE(stats.empty()) << agent.process().err();
+    const Json& s = stats.back();
+    lost = s["ringbuf_full"];
+    // Every closed flow is accounted for: received, filtered or lost.
+    EXPECT_EQ(s["flows_emitted"], s["records_received"]);
+    EXPECT_EQ(s["flows_closed"].get<uint64_t>(),
+              s["flows_emitted"].get<uint64_t>() + s["flows_filtered"].get<uint64_t>() + s["ringbuf_full"].get<uint64_t>())
+        << s.dump();
+    EXPECT_EQ(s["lost"], s["ringbuf_full"].get<uint64_t>() + s["flow_map_full"].get<uint64_t>());
+    EXPECT_EQ(agent.flows().size(), s["records_received"].get<uint64_t>());
+  }
+  EXPECT_GT(lost, 0u) << "a 4 KiB ring buffer never overflowed under a burst";
+}
+
+// --- bad situations -------------------------------------------------------------------
+
+TEST(AgentErrors, ClearOneLineErrors) {
+  {
+    Process p({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", FLOWSCOPE_BIN, "agent"});
+    EXPECT_EQ(p.wait(10s), 1);
+    EXPECT_NE(p.err().find("needs root"), std::string::npos) << p.err();
+  }
+  {
+    Process p({FLOWSCOPE_BIN, "agent", "--netns", "/var/run/netns/does-not-exist"});
+    EXPECT_EQ(p.wait(10s), 1);
+    EXPECT_NE(p.err().find("does-not-exist"), std::string::npos) << p.err();
+    const std::string err = p.err();
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  }
+  {
+    Process p({FLOWSCOPE_BIN, "agent", "--no-such-option"});
+    EXPECT_NE(p.wait(10s), 0);
+    EXPECT_NE(p.err().find("no-such-option"), std::string::npos) << p.err();
+  }
+}
+
+}  // namespace
+}  // namespace fstest
