@@ -29,7 +29,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 NS_A, NS_B = "fsbench-a", "fsbench-b"
 NS_A4, NS_B4 = "10.253.77.1", "10.253.77.2"
-CHURN_PORT, BULK_PORT, HOLD_PORT, IPFIX_PORT = 17001, 17002, 17003, 17004
+CHURN_PORT, BULK_PORT, HOLD_PORT, IPFIX_PORT, HTTP_PORT = 17001, 17002, 17003, 17004, 17008
 ONE_CONN_PORT = 17099  # local port of bulk stream 0: "a filter matching one connection"
 NOMATCH_FILTER = "tcp port 9"  # discard port: nothing on this host uses it
 
@@ -255,22 +255,30 @@ class Features:
 
     def collector_argv(self, udp_port, tcp_port, db):
         """The collector's command line, from the option names its --help
-        offers; None (with a reason) when they cannot be recognised."""
+        offers; (None, reason) when they cannot be recognised. Options named
+        *port* get a bare port, others HOST:PORT; a *dir* option gets a
+        directory (the SQLite file is then found inside it)."""
         h = self.collector_help
         if h is None:
             return None, "not available in this build (no `flowscope collector`)"
         udp = option_matching(h, "udp")
         tcp = option_matching(h, "tcp")
         dbo = option_matching(h, "db") or option_matching(h, "sqlite") or option_matching(h, "database") \
-            or option_matching(h, "storage")
+            or option_matching(h, "storage") or option_matching(h, "data")
         if not udp or not dbo:
             return None, "collector options not recognised (update collector_argv in bench/harness.py)"
-        argv = [FS, "collector", udp, f"127.0.0.1:{udp_port}", dbo, db]
-        if tcp and tcp_port:
-            argv += [tcp, f"127.0.0.1:{tcp_port}"]
-        http = option_matching(h, "http")
+
+        def ep(opt, port):
+            return str(port) if "port" in opt else f"127.0.0.1:{port}"
+
+        if "dir" in dbo:
+            os.makedirs(db, exist_ok=True)
+        argv = [FS, "collector", udp, ep(udp, udp_port), dbo, db]
+        if tcp:
+            argv += [tcp, ep(tcp, tcp_port)]
+        http = option_matching(h, "http") or option_matching(h, "api")
         if http:
-            argv += [http, "127.0.0.1:0"]
+            argv += [http, ep(http, HTTP_PORT)]
         return argv, None
 
 
@@ -340,7 +348,7 @@ class AgentIpfix(Contender):
         if not f.ipfix_opt:
             raise Unavailable("not available in this build (agent has no --ipfix)")
         db = os.path.join(WORK, f"collector-{time.time_ns()}.db")
-        argv, why = f.collector_argv(IPFIX_PORT, None, db)
+        argv, why = f.collector_argv(IPFIX_PORT, IPFIX_PORT + 1, db)
         if not argv:
             raise Unavailable(why)
         col = Proc("collector", argv)
@@ -729,7 +737,11 @@ def collector_scenario(ctx):
 
 
 def count_sqlite_rows(db):
-    """Rows in the biggest table of a SQLite file (the flow table)."""
+    """Rows in the biggest table of a SQLite file (the flow table); for a
+    directory, of the SQLite files in it."""
+    if os.path.isdir(db):
+        return sum(count_sqlite_rows(os.path.join(db, f)) for f in os.listdir(db)
+                   if f.endswith((".db", ".sqlite", ".sqlite3")))
     if not os.path.exists(db):
         return 0
     try:
