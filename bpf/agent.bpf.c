@@ -37,16 +37,20 @@ const volatile __u64 filter_cgroup = 0;  /* 0: any */
 const volatile __u32 drop_reason_consumed = 0xffffffff; /* SKB_CONSUMED on this kernel */
 const volatile __u64 wakeup_bytes = 256 * 1024;          /* ring buffer fill that wakes the reader */
 
+/* Not preallocated: kernel memory follows the number of open connections,
+ * bounded by --max-flows (safe in any context since Linux 6.1's bpf_mem_alloc). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 131072); /* resized by user space (--max-flows) */
+	__uint(max_entries, 262144); /* resized by user space (--max-flows) */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
 	__type(value, struct fs_flow);
 } flows SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 131072);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct fs_tuple_key);
 	__type(value, __u64);
 } tuples SEC(".maps");
@@ -567,5 +571,58 @@ int dump_flows(__u64 *args)
 {
 	struct dump_ctx c = {.now = bpf_ktime_get_ns(), .min_age = args[0]};
 	bpf_for_each_map_elem(&flows, dump_one, &c, 0);
+	return 0;
+}
+
+/* --- connections open before the agent started ------------------------------ */
+
+/* Run once per network namespace at start-up (bpf_iter over its TCP sockets):
+ * established connections get a flow entry so they report interim and final
+ * records like the rest. Their start and owner are unknown. */
+SEC("iter/tcp")
+int seed_flows(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	if (!skc)
+		return 0;
+	int state = skc->skc_state;
+	if (state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV || state == TCP_CLOSE)
+		return 0;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
+		return 0;
+	const struct sock *sk = (const struct sock *)tp;
+	__u32 netns = sk_netns(sk);
+	struct listener_key lk = {.netns = netns, .port = BPF_CORE_READ(sk, __sk_common.skc_num)};
+	if (state == TCP_LISTEN) {
+		/* Listening sockets come first in the walk; their owner is unknown
+		 * here (accept() will name it). */
+		struct owner o = {};
+		bpf_map_update_elem(&listeners, &lk, &o, BPF_NOEXIST);
+		return 0;
+	}
+	if (filter_netns && netns != filter_netns)
+		return 0;
+	__u64 key = (__u64)sk;
+	__u64 now = bpf_ktime_get_ns();
+	struct fs_flow nf = {};
+	nf.sk = key;
+	nf.start_ns = now;
+	nf.last_report_ns = now;
+	nf.netns = netns;
+	nf.flags = FS_F_PREEXISTING;
+	if (state != TCP_SYN_SENT && state != TCP_SYN_RECV)
+		nf.flags |= FS_F_ESTABLISHED;
+	/* A connection on a listening port was accepted; any other was connected
+	 * from here (so its SYN is in bytes_acked). */
+	nf.direction = bpf_map_lookup_elem(&listeners, &lk) ? FS_DIR_INBOUND : FS_DIR_OUTBOUND;
+	if (state == TCP_FIN_WAIT1 || state == TCP_FIN_WAIT2 || state == TCP_CLOSING || state == TCP_LAST_ACK)
+		nf.flags |= FS_F_FIN_SENT;
+	if (bpf_map_update_elem(&flows, &key, &nf, BPF_NOEXIST))
+		return 0; /* already tracked, or the map is full (counted below) */
+	stat_inc(FS_STAT_FLOWS_CREATED);
+	struct fs_flow *f = bpf_map_lookup_elem(&flows, &key);
+	if (f)
+		learn_tuple(sk, f);
 	return 0;
 }

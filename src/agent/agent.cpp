@@ -4,10 +4,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <sched.h>
+
 #include <algorithm>
+#include <cctype>
+#include <map>
 #include <charconv>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include <bpf/bpf.h>
@@ -42,8 +48,10 @@ struct Agent::Impl {
 
   static int on_record(void* ctx, void* data, size_t size);
   void handle(const fs_flow& k);
+  void seed_existing(uint32_t only_netns);
   Result<void> dump(uint64_t min_age_ns);
   uint64_t stat(uint32_t idx) const;
+  std::string stats_line(const AgentStats& s) const;
 };
 
 namespace {
@@ -86,11 +94,39 @@ std::string verifier_tail(std::string log, size_t max_lines = 30) {
   return log.substr(pos);
 }
 
+// Kernel memory charged to a map, as the kernel reports it in fdinfo.
+uint64_t map_memlock(int fd) {
+  std::ifstream in(fmt::format("/proc/self/fdinfo/{}", fd));
+  std::string key;
+  uint64_t value = 0;
+  while (in >> key) {
+    if (key == "memlock:" && in >> value) return value;
+  }
+  return 0;
+}
+
 bool tracefs_event_exists(const std::string& cat, const std::string& name) {
   for (const char* base : {"/sys/kernel/tracing/events/", "/sys/kernel/debug/tracing/events/"}) {
     if (std::filesystem::exists(std::string(base) + cat + "/" + name)) return true;
   }
   return false;
+}
+
+// Every network namespace some process or bind mount holds, by inode, with a
+// path that opens it.
+std::map<uint64_t, std::string> network_namespaces() {
+  std::map<uint64_t, std::string> out;
+  auto add = [&](const std::string& p) {
+    struct stat st {};
+    if (stat(p.c_str(), &st) == 0) out.emplace(st.st_ino, p);
+  };
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/var/run/netns", ec)) add(e.path());
+  for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = e.path().filename();
+    if (!name.empty() && std::isdigit(static_cast<unsigned char>(name[0]))) add(e.path().string() + "/ns/net");
+  }
+  return out;
 }
 
 }  // namespace
@@ -201,6 +237,8 @@ Result<std::unique_ptr<Agent>> Agent::create(const AgentOptions& opts) {
     impl->links.emplace_back(l);
   }
 
+  impl->seed_existing(netns);
+
   impl->rb.reset(ring_buffer__new(bpf_map__fd(s->maps.events), &Impl::on_record, impl.get(), nullptr));
   if (!impl->rb) return fail("cannot open the ring buffer: {}", std::strerror(errno));
   // Fixed for the agent's life so that every record of a flow carries the
@@ -208,6 +246,34 @@ Result<std::unique_ptr<Agent>> Agent::create(const AgentOptions& opts) {
   impl->clock_offset = monotonic_to_realtime_offset_ns();
   for (const auto& d : impl->degraded) spdlog::warn("degraded: {}", d);
   return std::unique_ptr<Agent>(new Agent(std::move(impl)));
+}
+
+// Connections already open when the agent starts: bpf_iter/tcp walks the
+// sockets of the namespace of the thread that opens the iterator, so a thread
+// enters each namespace in turn.
+void Agent::Impl::seed_existing(uint32_t only_netns) {
+  LinkPtr link(bpf_program__attach_iter(skel->progs.seed_flows, nullptr));
+  if (!link) {
+    degraded.push_back(fmt::format("connections open before start-up: iter/tcp unavailable ({})", std::strerror(errno)));
+    return;
+  }
+  const int link_fd = bpf_link__fd(link.get());
+  size_t walked = 0;
+  for (const auto& [ino, path] : network_namespaces()) {
+    if (only_netns && ino != only_netns) continue;
+    std::thread t([&, p = path] {
+      Fd ns(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!ns || setns(ns.get(), CLONE_NEWNET) != 0) return;
+      Fd it(bpf_iter_create(link_fd));
+      if (!it) return;
+      char buf[256];
+      while (::read(it.get(), buf, sizeof(buf)) > 0) {
+      }
+      walked++;
+    });
+    t.join();
+  }
+  spdlog::debug("seeded open connections from {} network namespaces", walked);
 }
 
 int Agent::Impl::on_record(void* ctx, void* data, size_t size) {
@@ -264,6 +330,8 @@ AgentStats Agent::stats() const {
   s.records_received = i.records_received;
   s.open_flows = s.flows_created > s.flows_closed ? s.flows_created - s.flows_closed : 0;
   s.max_flows = i.opts.max_flows;
+  bpf_map* m;
+  bpf_object__for_each_map(m, i.skel->obj) s.bpf_map_bytes += map_memlock(bpf_map__fd(m));
   return s;
 }
 
@@ -271,11 +339,25 @@ std::string stats_json(const AgentStats& s, uint64_t time_ns) {
   return fmt::format(
       R"({{"type":"stats","time_ns":{},"state_events":{},"flows_created":{},"flows_closed":{},"flows_emitted":{},)"
       R"("flows_filtered":{},"records_received":{},"lost":{},"flow_map_full":{},"ringbuf_full":{},"tuple_map_full":{},)"
-      R"("open_flows":{},"max_flows":{},"map_fill":{:.4f},"drops_seen":{},"drops_attributed":{},"attributed_accept":{},"resets":{}}})",
+      R"("open_flows":{},"max_flows":{},"map_fill":{:.4f},"bpf_map_bytes":{},"drops_seen":{},"drops_attributed":{},"attributed_accept":{},"resets":{}}})",
       time_ns, s.state_events, s.flows_created, s.flows_closed, s.flows_emitted, s.flows_filtered, s.records_received,
       s.lost(), s.flow_map_full, s.ringbuf_full, s.tuple_map_full, s.open_flows, s.max_flows,
-      s.max_flows ? double(s.open_flows) / double(s.max_flows) : 0.0, s.drops_seen, s.drops_attributed,
+      s.max_flows ? double(s.open_flows) / double(s.max_flows) : 0.0, s.bpf_map_bytes, s.drops_seen, s.drops_attributed,
       s.attributed_accept, s.resets);
+}
+
+// stats_json plus the sinks' own counters (IPFIX queue and send counters).
+std::string Agent::Impl::stats_line(const AgentStats& s) const {
+  std::string line = stats_json(s, now_ns(CLOCK_REALTIME));
+  for (const auto& sink : sinks) {
+    std::string extra = sink->stats_fields();
+    if (extra.empty()) continue;
+    line.pop_back();  // the closing brace
+    line += ',';
+    line += extra;
+    line += '}';
+  }
+  return line;
 }
 
 Result<void> Agent::run(const std::atomic<bool>& stop) {
@@ -302,7 +384,7 @@ Result<void> Agent::run(const std::atomic<bool>& stop) {
     }
     if (i.opts.stats_interval.count() > 0 && now >= next_stats) {
       spdlog::default_logger()->flush();
-      fmt::print(stderr, "{}\n", stats_json(stats(), now_ns(CLOCK_REALTIME)));
+      fmt::print(stderr, "{}\n", i.stats_line(stats()));
       std::fflush(stderr);
       next_stats = now + i.opts.stats_interval;
     }
@@ -312,7 +394,7 @@ Result<void> Agent::run(const std::atomic<bool>& stop) {
   ring_buffer__consume(i.rb.get());
   for (auto& s : i.sinks) s->flush();
   if (i.opts.stats_interval.count() > 0) {
-    fmt::print(stderr, "{}\n", stats_json(stats(), now_ns(CLOCK_REALTIME)));
+    fmt::print(stderr, "{}\n", i.stats_line(stats()));
     std::fflush(stderr);
   }
   return r;

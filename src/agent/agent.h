@@ -21,11 +21,14 @@ class FlowSink {
   virtual void write(const FlowRecord& r) = 0;
   // Called after each batch of records and at shutdown.
   virtual void flush() {}
+  // Extra counters for the --stats line, as JSON object members without the
+  // braces ("name":value,...); empty if none. Called from the agent's thread.
+  virtual std::string stats_fields() const { return {}; }
 };
 
 struct AgentOptions {
   std::chrono::milliseconds active_timeout{60'000};
-  uint32_t max_flows = 131072;
+  uint32_t max_flows = 262144;
   uint32_t ringbuf_bytes = 4 << 20;
   std::optional<std::string> netns;   // path or inode
   uint16_t port = 0;
@@ -52,6 +55,7 @@ struct AgentStats {
   uint64_t records_received = 0;  // read from the ring buffer by user space
   uint64_t open_flows = 0;
   uint64_t max_flows = 0;
+  uint64_t bpf_map_bytes = 0;  // kernel memory of all the agent's maps, as the kernel accounts it
   uint64_t lost() const { return flow_map_full + ringbuf_full; }
 };
 

@@ -51,6 +51,9 @@ struct FlowRecord {
   std::optional<std::string> container_id;  // filled by the cgroup resolver
   uint32_t netns = 0;
   std::vector<DropCount> drops;
+  // IANA protocol number. The agent only sees TCP; flows decoded from other
+  // IPFIX exporters can be anything (not part of the agent's JSON).
+  uint8_t protocol = 6;
 
   uint64_t duration_ns() const { return end_ns > start_ns ? end_ns - start_ns : 0; }
 };

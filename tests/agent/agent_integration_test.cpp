@@ -471,3 +471,34 @@ TEST(AgentErrors, ClearOneLineErrors) {
 
 }  // namespace
 }  // namespace fstest
+
+namespace fstest {
+namespace {
+
+TEST(Agent, ConnectionsOpenBeforeStartAreReported) {
+  NsPair net("pre");
+  const int port = free_port();
+  auto server = start_server(net.b, net.b4, port, {"--send", "321"});
+  std::thread t([&] { run_client(net.a, net.b4, port, {"--send", "1234", "--hold-ms", "3500"}); });
+  std::this_thread::sleep_for(1000ms);  // established and idle before the agent exists
+  AgentRunner agent({"--port", std::to_string(port), "--active-timeout", "1"});
+  t.join();
+  server->wait(10s);
+  const Json sj = peer_result(*server, "server");
+  auto sf = wait_final(agent, net.b.inode(), port);
+  ASSERT_TRUE(sf) << agent.process().out();
+  EXPECT_TRUE((*sf)["preexisting"].get<bool>());
+  EXPECT_EQ((*sf)["direction"], "inbound");
+  EXPECT_EQ((*sf)["bytes_received"], sj["received"]);
+  EXPECT_EQ((*sf)["bytes_sent"], sj["sent"]);
+  auto interim = agent.wait_flows([&](const Json& f) { return f["record"] == "interim" && f["netns"] == net.b.inode(); }, 1s);
+  EXPECT_FALSE(interim.empty()) << "an idle connection opened before start-up gets interim records";
+  auto cflows = agent.wait_flows([&](const Json& f) { return f["record"] == "final" && f["netns"] == net.a.inode(); }, 2s);
+  ASSERT_EQ(cflows.size(), 1u);
+  EXPECT_EQ(cflows[0]["direction"], "outbound");
+  EXPECT_EQ(cflows[0]["bytes_sent"], 1234);
+  EXPECT_EQ(cflows[0]["bytes_received"], 321);
+}
+
+}  // namespace
+}  // namespace fstest

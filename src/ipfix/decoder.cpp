@@ -1,0 +1,771 @@
+#include "ipfix/decoder.h"
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <optional>
+#include <tuple>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "ipfix/wire.h"
+
+namespace flowscope::ipfix {
+
+namespace {
+
+using namespace wire;
+using Clock = std::chrono::system_clock;
+
+constexpr size_t kIpfixHeader = 16;
+constexpr size_t kV9Header = 20;
+constexpr size_t kSetHeader = 4;
+
+// What a template field means to the decoder.
+enum class Kind : uint8_t {
+  Skip, Src4, Dst4, Src6, Dst6, SrcPort, DstPort, Proto, Octets, Packets, RevOctets, RevPackets,
+  Direction, EndReason, TcpFlags, StartS, EndS, StartMs, EndMs, StartUs, EndUs, StartNs, EndNs,
+  StartUp, EndUp, SysInitMs, Enterprise,
+  // RFC 5610 options records
+  IeId, IePen, IeType, IeName,
+};
+
+struct Field {
+  uint16_t id = 0;
+  uint16_t length = 0;  // kVarLen: variable
+  uint32_t pen = 0;
+  Kind kind = Kind::Skip;
+};
+
+struct Template {
+  uint16_t id = 0;
+  bool options = false;
+  std::vector<Field> fields;
+  size_t min_length = 0;  // fixed fields plus one octet per variable field
+  Clock::time_point refreshed{};
+};
+
+Kind iana_kind(uint16_t id) {
+  switch (id) {
+    case iana::sourceIPv4Address: return Kind::Src4;
+    case iana::destinationIPv4Address: return Kind::Dst4;
+    case iana::sourceIPv6Address: return Kind::Src6;
+    case iana::destinationIPv6Address: return Kind::Dst6;
+    case iana::sourceTransportPort: return Kind::SrcPort;
+    case iana::destinationTransportPort: return Kind::DstPort;
+    case iana::protocolIdentifier: return Kind::Proto;
+    case iana::octetDeltaCount:
+    case iana::octetTotalCount: return Kind::Octets;
+    case iana::packetDeltaCount:
+    case iana::packetTotalCount: return Kind::Packets;
+    case iana::flowDirection: return Kind::Direction;
+    case iana::flowEndReason: return Kind::EndReason;
+    case iana::tcpControlBits: return Kind::TcpFlags;
+    case iana::flowStartSeconds: return Kind::StartS;
+    case iana::flowEndSeconds: return Kind::EndS;
+    case iana::flowStartMilliseconds: return Kind::StartMs;
+    case iana::flowEndMilliseconds: return Kind::EndMs;
+    case iana::flowStartMicroseconds: return Kind::StartUs;
+    case iana::flowEndMicroseconds: return Kind::EndUs;
+    case iana::flowStartNanoseconds: return Kind::StartNs;
+    case iana::flowEndNanoseconds: return Kind::EndNs;
+    case iana::flowStartSysUpTime: return Kind::StartUp;
+    case iana::flowEndSysUpTime: return Kind::EndUp;
+    case iana::systemInitTimeMilliseconds: return Kind::SysInitMs;
+    case iana::informationElementId: return Kind::IeId;
+    case iana::privateEnterpriseNumber: return Kind::IePen;
+    case iana::informationElementDataType: return Kind::IeType;
+    case iana::informationElementName: return Kind::IeName;
+    default: return Kind::Skip;
+  }
+}
+
+Kind field_kind(uint16_t id, uint32_t pen) {
+  if (pen == 0) return iana_kind(id);
+  if (pen == kReversePen) {
+    if (id == iana::octetDeltaCount || id == iana::octetTotalCount) return Kind::RevOctets;
+    if (id == iana::packetDeltaCount || id == iana::packetTotalCount) return Kind::RevPackets;
+    return Kind::Skip;
+  }
+  return Kind::Enterprise;
+}
+
+// NetFlow v9 uses the IANA numbering for the elements we read (RFC 3954
+// field types 1..), except that it has no enterprise bit.
+Kind v9_kind(uint16_t id) { return id < 128 ? iana_kind(id) : Kind::Skip; }
+
+using DomainKey = std::tuple<std::string, uint16_t, uint32_t>;  // exporter, version, domain
+
+struct Domain {
+  Transport transport = Transport::Udp;
+  std::map<uint16_t, Template> templates;
+  // RFC 5610 names learned from this exporter: (pen, id) -> flowscope element.
+  std::map<std::pair<uint32_t, uint16_t>, FsElement> fs_names;
+  bool seq_valid = false;
+  uint32_t next_seq = 0;
+  ExporterStats stats;
+};
+
+struct Held {
+  DomainKey key;
+  uint16_t set_id;
+  std::vector<uint8_t> body;
+  Clock::time_point at;
+  uint32_t export_time;
+  uint32_t sys_uptime;  // NetFlow v9 header
+};
+
+struct Ctx {
+  uint16_t version;
+  uint32_t export_time;
+  uint32_t sys_uptime;
+};
+
+uint64_t ntp_to_unix_ns(uint64_t v) {
+  const uint64_t sec = v >> 32;
+  const uint64_t frac = v & 0xffffffffu;
+  constexpr uint64_t kNtpToUnix = 2208988800ull;
+  if (sec < kNtpToUnix) return 0;
+  return (sec - kNtpToUnix) * 1'000'000'000ull + ((frac * 1'000'000'000ull) >> 32);
+}
+
+std::string format_addr(int family, const uint8_t* a) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  inet_ntop(family == 4 ? AF_INET : AF_INET6, a, buf, sizeof(buf));
+  return buf;
+}
+
+std::optional<CloseReason> close_from_string(std::string_view s) {
+  for (auto c : {CloseReason::Active, CloseReason::Fin, CloseReason::RstSent, CloseReason::RstReceived,
+                 CloseReason::Refused, CloseReason::Timeout})
+    if (s == to_string(c)) return c;
+  return std::nullopt;
+}
+
+std::vector<DropCount> parse_drops(std::string_view s) {
+  std::vector<DropCount> out;
+  while (!s.empty() && out.size() < 64) {
+    size_t comma = s.find(',');
+    std::string_view item = s.substr(0, comma);
+    s = comma == std::string_view::npos ? std::string_view{} : s.substr(comma + 1);
+    size_t eq = item.rfind('=');
+    if (eq == std::string_view::npos || eq == 0) continue;
+    uint64_t n = 0;
+    auto num = item.substr(eq + 1);
+    auto [p, ec] = std::from_chars(num.data(), num.data() + num.size(), n);
+    if (ec != std::errc() || p != num.data() + num.size()) continue;
+    out.push_back({std::string(item.substr(0, eq)), n});
+  }
+  return out;
+}
+
+// Values of one data record, before they become a flow.
+struct Values {
+  bool src4 = false, dst4 = false, src6 = false, dst6 = false;
+  std::array<uint8_t, 16> src{}, dst{};
+  uint16_t sport = 0, dport = 0;
+  std::optional<uint8_t> proto;
+  uint64_t octets = 0, packets = 0, rev_octets = 0, rev_packets = 0;
+  bool has_reverse = false;
+  std::optional<uint8_t> direction, end_reason;
+  uint8_t tcp_flags = 0;
+  uint64_t start_ns = 0, end_ns = 0;
+  std::optional<uint64_t> start_up, end_up, sys_init_ms;
+  // flowscope elements
+  bool fs = false;
+  uint32_t srtt = 0, rttvar = 0, retrans = 0, pid = 0, netns = 0;
+  uint64_t cgroup_id = 0;
+  std::string comm, cgroup, container, close, drops;
+  std::optional<bool> interim, preexisting;
+  // RFC 5610
+  std::optional<uint16_t> ie_id;
+  std::optional<uint32_t> ie_pen;
+  std::string ie_name;
+};
+
+}  // namespace
+
+struct Decoder::Impl {
+  DecoderOptions opts;
+  DecoderCounters c;
+  std::map<DomainKey, Domain> domains;
+  std::deque<Held> held;
+  size_t held_bytes = 0;
+  Clock::time_point last_expire{};
+
+  Domain* domain(const DomainKey& k, Transport t, bool create) {
+    auto it = domains.find(k);
+    if (it != domains.end()) return &it->second;
+    if (!create || domains.size() >= opts.max_domains) return nullptr;
+    Domain& d = domains[k];
+    d.transport = t;
+    d.stats.exporter = std::get<0>(k);
+    d.stats.version = std::get<1>(k);
+    d.stats.domain = std::get<2>(k);
+    return &d;
+  }
+
+  const Template* find_template(Domain& d, uint16_t id, Clock::time_point now) {
+    auto it = d.templates.find(id);
+    if (it == d.templates.end()) return nullptr;
+    if (d.transport == Transport::Udp && now - it->second.refreshed > opts.template_lifetime) {
+      d.templates.erase(it);
+      c.templates_expired++;
+      return nullptr;
+    }
+    return &it->second;
+  }
+
+  void expire(Clock::time_point now) {
+    for (auto& [k, d] : domains) {
+      if (d.transport != Transport::Udp) continue;
+      std::erase_if(d.templates, [&](const auto& kv) {
+        bool old = now - kv.second.refreshed > opts.template_lifetime;
+        if (old) c.templates_expired++;
+        return old;
+      });
+    }
+    while (!held.empty() && now - held.front().at > opts.hold_time) drop_held_front();
+    last_expire = now;
+  }
+
+  void drop_held_front() {
+    c.sets_no_template++;
+    c.bytes_no_template += held.front().body.size();
+    if (auto it = domains.find(held.front().key); it != domains.end()) it->second.stats.sets_no_template++;
+    held_bytes -= held.front().body.size();
+    held.pop_front();
+  }
+
+  void hold(const DomainKey& k, Domain* d, uint16_t set_id, std::span<const uint8_t> body, Clock::time_point now,
+            const Ctx& ctx) {
+    if (!d || body.size() > opts.hold_max_bytes) {
+      c.sets_no_template++;
+      c.bytes_no_template += body.size();
+      if (d) d->stats.sets_no_template++;
+      return;
+    }
+    while (!held.empty() && held_bytes + body.size() > opts.hold_max_bytes) drop_held_front();
+    held.push_back({k, set_id, std::vector<uint8_t>(body.begin(), body.end()), now, ctx.export_time, ctx.sys_uptime});
+    held_bytes += body.size();
+    c.sets_held++;
+  }
+
+  // Parses a template set (IPFIX set 2/3, NetFlow v9 flowset 0/1). With
+  // apply=false it only validates; returns an error text or empty.
+  std::string templates(const DomainKey& k, Domain* d, Transport t, uint16_t version, uint16_t set_id,
+                        std::span<const uint8_t> body, Clock::time_point now, bool apply,
+                        std::vector<uint16_t>* added) {
+    const bool v9 = version == kVersionNetflow9;
+    const bool options = v9 ? set_id == 1 : set_id == kSetOptionsTemplate;
+    size_t pos = 0;
+    while (body.size() - pos >= 4) {
+      const uint8_t* p = body.data() + pos;
+      const uint16_t tid = get16(p);
+      const uint16_t count = get16(p + 2);
+      if (tid == 0 && count == 0) break;  // padding
+      Template tmpl;
+      tmpl.id = tid;
+      tmpl.options = options;
+      tmpl.refreshed = now;
+      size_t fpos = pos + 4;
+      size_t nfields = count;
+      size_t nscope = 0;
+
+      if (!v9 && count == 0) {
+        // Withdrawal (RFC 7011 §8.1): template id, field count 0.
+        if (tid != set_id && tid < kSetMinData) return fmt::format("withdrawal of invalid template id {}", tid);
+        pos = fpos;
+        if (!apply) continue;
+        if (t == Transport::Udp) {
+          c.withdrawals_ignored++;
+          continue;
+        }
+        if (!d) continue;
+        if (tid == set_id) {  // all (options) templates
+          std::erase_if(d->templates, [&](const auto& kv) { return kv.second.options == options; });
+        } else {
+          d->templates.erase(tid);
+        }
+        c.templates_withdrawn++;
+        continue;
+      }
+      if (tid < kSetMinData) return fmt::format("template id {} below 256", tid);
+
+      if (options) {
+        if (v9) {
+          // template id, scope length (octets), option length (octets)
+          const uint16_t scope_len = count;
+          if (body.size() - fpos < 2) return "truncated options template";
+          const uint16_t opt_len = get16(body.data() + fpos);
+          fpos += 2;
+          if (scope_len % 4 || opt_len % 4) return "options template lengths not multiples of 4";
+          nscope = scope_len / 4;
+          nfields = nscope + opt_len / 4;
+        } else {
+          if (body.size() - fpos < 2) return "truncated options template";
+          nscope = get16(body.data() + fpos);
+          fpos += 2;
+          if (nscope == 0 || nscope > nfields) return fmt::format("options template {}: scope count {} of {}", tid, nscope, nfields);
+        }
+      }
+      if (nfields == 0) return fmt::format("template {} has no fields", tid);
+      tmpl.fields.reserve(std::min<size_t>(nfields, (body.size() - fpos) / 4 + 1));
+      size_t min_len = 0;
+      for (size_t i = 0; i < nfields; i++) {
+        if (body.size() - fpos < 4) return fmt::format("template {} truncated at field {} of {}", tid, i, nfields);
+        Field f;
+        uint16_t raw = get16(body.data() + fpos);
+        f.length = get16(body.data() + fpos + 2);
+        fpos += 4;
+        if (!v9 && (raw & 0x8000)) {
+          if (body.size() - fpos < 4) return fmt::format("template {} truncated at enterprise number", tid);
+          f.pen = get32(body.data() + fpos);
+          fpos += 4;
+          raw &= 0x7fff;
+        }
+        f.id = raw;
+        if (f.length == 0) return fmt::format("template {} field {} has length 0", tid, f.id);
+        if (v9 && f.length == kVarLen) return "variable-length field in NetFlow v9";
+        if (v9 && options && i < nscope)
+          f.kind = Kind::Skip;  // v9 scope types are their own numbering
+        else
+          f.kind = v9 ? v9_kind(f.id) : field_kind(f.id, f.pen);
+        min_len += f.length == kVarLen ? 1 : f.length;
+        tmpl.fields.push_back(f);
+      }
+      if (min_len == 0 || min_len > 65535) return fmt::format("template {} record length {} invalid", tid, min_len);
+      tmpl.min_length = min_len;
+      pos = fpos;
+      if (!apply) continue;
+      if (options)
+        c.options_templates++;
+      else
+        c.templates++;
+      if (!d) {
+        c.templates_limit++;
+        continue;
+      }
+      auto it = d->templates.find(tid);
+      if (it == d->templates.end() && d->templates.size() >= opts.max_templates_per_domain) {
+        c.templates_limit++;
+        continue;
+      }
+      d->templates[tid] = std::move(tmpl);
+      if (added) added->push_back(tid);
+    }
+    (void)k;
+    return {};
+  }
+
+  // Reads one data record at body[pos..]; returns false if it runs past the set.
+  bool record(const Template& t, std::span<const uint8_t> body, size_t& pos, Values& v, const Domain& d) {
+    for (const Field& f : t.fields) {
+      size_t len = f.length;
+      if (len == kVarLen) {
+        if (body.size() - pos < 1) return false;
+        len = body[pos++];
+        if (len == 255) {
+          if (body.size() - pos < 2) return false;
+          len = get16(body.data() + pos);
+          pos += 2;
+        }
+      }
+      if (body.size() - pos < len) return false;
+      const uint8_t* p = body.data() + pos;
+      pos += len;
+      auto u = [&] { return get_uint(p, len); };
+      const bool num = len <= 8;
+      switch (f.kind) {
+        case Kind::Skip: break;
+        case Kind::Src4: if (len == 4) { std::memcpy(v.src.data(), p, 4); v.src4 = true; } break;
+        case Kind::Dst4: if (len == 4) { std::memcpy(v.dst.data(), p, 4); v.dst4 = true; } break;
+        case Kind::Src6: if (len == 16) { std::memcpy(v.src.data(), p, 16); v.src6 = true; } break;
+        case Kind::Dst6: if (len == 16) { std::memcpy(v.dst.data(), p, 16); v.dst6 = true; } break;
+        case Kind::SrcPort: if (len <= 2) v.sport = uint16_t(u()); break;
+        case Kind::DstPort: if (len <= 2) v.dport = uint16_t(u()); break;
+        case Kind::Proto: if (len == 1) v.proto = p[0]; break;
+        case Kind::Octets: if (num) v.octets = u(); break;
+        case Kind::Packets: if (num) v.packets = u(); break;
+        case Kind::RevOctets: if (num) { v.rev_octets = u(); v.has_reverse = true; } break;
+        case Kind::RevPackets: if (num) { v.rev_packets = u(); v.has_reverse = true; } break;
+        case Kind::Direction: if (len == 1) v.direction = p[0]; break;
+        case Kind::EndReason: if (len == 1) v.end_reason = p[0]; break;
+        case Kind::TcpFlags: if (num) v.tcp_flags = uint8_t(u()); break;
+        case Kind::StartS: if (len == 4) v.start_ns = u() * 1'000'000'000ull; break;
+        case Kind::EndS: if (len == 4) v.end_ns = u() * 1'000'000'000ull; break;
+        case Kind::StartMs: if (len == 8) v.start_ns = u() * 1'000'000ull; break;
+        case Kind::EndMs: if (len == 8) v.end_ns = u() * 1'000'000ull; break;
+        case Kind::StartUs: case Kind::StartNs: if (len == 8) v.start_ns = ntp_to_unix_ns(u()); break;
+        case Kind::EndUs: case Kind::EndNs: if (len == 8) v.end_ns = ntp_to_unix_ns(u()); break;
+        case Kind::StartUp: if (len == 4) v.start_up = u(); break;
+        case Kind::EndUp: if (len == 4) v.end_up = u(); break;
+        case Kind::SysInitMs: if (len == 8) v.sys_init_ms = u(); break;
+        case Kind::IeId: if (len == 2) v.ie_id = uint16_t(u()); break;
+        case Kind::IePen: if (len == 4) v.ie_pen = uint32_t(u()); break;
+        case Kind::IeType: break;
+        case Kind::IeName: v.ie_name.assign(reinterpret_cast<const char*>(p), std::min<size_t>(len, 128)); break;
+        case Kind::Enterprise: enterprise(f, p, len, v, d); break;
+      }
+    }
+    return true;
+  }
+
+  void enterprise(const Field& f, const uint8_t* p, size_t len, Values& v, const Domain& d) {
+    std::optional<FsElement> e;
+    if (f.pen == opts.flowscope_pen) {
+      e = static_cast<FsElement>(f.id);
+    } else if (auto it = d.fs_names.find({f.pen, f.id}); it != d.fs_names.end()) {
+      e = it->second;
+    }
+    if (!e) return;
+    auto str = [&](std::string& s, size_t max) { s.assign(reinterpret_cast<const char*>(p), std::min(len, max)); };
+    const bool num = len <= 8;
+    const uint64_t u = num ? get_uint(p, len) : 0;
+    switch (*e) {
+      case FsElement::srttMicroseconds: if (num) v.srtt = uint32_t(u); break;
+      case FsElement::rttvarMicroseconds: if (num) v.rttvar = uint32_t(u); break;
+      case FsElement::retransmittedSegments: if (num) v.retrans = uint32_t(u); break;
+      case FsElement::processId: if (num) v.pid = uint32_t(u); break;
+      case FsElement::processName: str(v.comm, 64); break;
+      case FsElement::cgroupId: if (num) v.cgroup_id = u; break;
+      case FsElement::cgroupPath: str(v.cgroup, 4096); break;
+      case FsElement::containerId: str(v.container, 256); break;
+      case FsElement::netnsInode: if (num) v.netns = uint32_t(u); break;
+      case FsElement::closeReason: str(v.close, 32); break;
+      case FsElement::dropCounts: str(v.drops, 4096); break;
+      case FsElement::interimRecord: if (len == 1) v.interim = p[0] == 1; break;
+      case FsElement::preexistingFlow: if (len == 1) v.preexisting = p[0] == 1; break;
+      default: return;
+    }
+    v.fs = true;
+  }
+
+  std::optional<DecodedFlow> to_flow(Values& v, const std::string& exporter, uint32_t domain, uint16_t tid,
+                                     const Ctx& ctx) {
+    DecodedFlow out;
+    FlowRecord& r = out.record;
+    if (v.src4 && v.dst4) {
+      r.family = 4;
+    } else if (v.src6 && v.dst6) {
+      r.family = 6;
+    } else {
+      return std::nullopt;
+    }
+    r.local_ip = v.src;
+    r.remote_ip = v.dst;
+    r.local_addr = format_addr(r.family, r.local_ip.data());
+    r.remote_addr = format_addr(r.family, r.remote_ip.data());
+    r.local_port = v.sport;
+    r.remote_port = v.dport;
+    r.protocol = v.proto.value_or(0);
+    r.bytes_sent = v.octets;
+    r.segs_sent = uint32_t(std::min<uint64_t>(v.packets, UINT32_MAX));
+    r.bytes_received = v.rev_octets;
+    r.segs_received = uint32_t(std::min<uint64_t>(v.rev_packets, UINT32_MAX));
+    r.direction = !v.direction               ? Direction::Unknown
+                  : *v.direction == kDirEgress ? Direction::Outbound
+                  : *v.direction == kDirIngress ? Direction::Inbound
+                                                : Direction::Unknown;
+    // Times relative to the exporter's boot: IPFIX needs systemInitTime; v9
+    // has the uptime in its header.
+    if (v.start_up || v.end_up) {
+      std::optional<uint64_t> boot_ms = v.sys_init_ms;
+      if (!boot_ms && ctx.version == kVersionNetflow9) {
+        const uint64_t now_ms = uint64_t(ctx.export_time) * 1000;
+        if (now_ms >= ctx.sys_uptime) boot_ms = now_ms - ctx.sys_uptime;
+      }
+      if (boot_ms) {
+        if (v.start_up && !v.start_ns) v.start_ns = (*boot_ms + *v.start_up) * 1'000'000ull;
+        if (v.end_up && !v.end_ns) v.end_ns = (*boot_ms + *v.end_up) * 1'000'000ull;
+      }
+    }
+    r.start_ns = v.start_ns;
+    r.end_ns = v.end_ns;
+    out.end_reason = v.end_reason.value_or(0);
+    out.tcp_flags = v.tcp_flags;
+    r.interim = v.interim.value_or(out.end_reason == kEndActiveTimeout);
+    r.preexisting = v.preexisting.value_or(false);
+    auto close = close_from_string(v.close);
+    if (close) {
+      r.close = *close;
+    } else {
+      r.close = out.end_reason == kEndActiveTimeout ? CloseReason::Active : CloseReason::Fin;
+    }
+    r.srtt_us = v.srtt;
+    r.rttvar_us = v.rttvar;
+    r.retrans_segs = v.retrans;
+    r.pid = v.pid;
+    r.comm = std::move(v.comm);
+    r.cgroup_id = v.cgroup_id;
+    r.cgroup = std::move(v.cgroup);
+    if (!v.container.empty()) r.container_id = std::move(v.container);
+    r.netns = v.netns;
+    r.drops = parse_drops(v.drops);
+    out.exporter = exporter;
+    out.domain = domain;
+    out.template_id = tid;
+    out.version = ctx.version;
+    out.flowscope = v.fs;
+    out.has_reverse = v.has_reverse;
+    return out;
+  }
+
+  // Decodes a data set with its template. Returns the number of records, or
+  // nullopt if a record runs past the set (malformed).
+  std::optional<uint64_t> data_set(const DomainKey& k, Domain& d, const Template& t, std::span<const uint8_t> body,
+                                   const Ctx& ctx, std::vector<DecodedFlow>& out) {
+    uint64_t n = 0;
+    size_t pos = 0;
+    // Anything shorter than the shortest record at the end is padding.
+    while (body.size() - pos >= t.min_length) {
+      Values v;
+      if (!record(t, body, pos, v, d)) return std::nullopt;
+      n++;
+      c.data_records++;
+      d.stats.data_records++;
+      if (t.options) {
+        c.options_records++;
+        // RFC 5610 type record: learn flowscope element names.
+        if (v.ie_id && v.ie_pen && !v.ie_name.empty()) {
+          if (auto e = fs_element_by_name(v.ie_name); e && d.fs_names.size() < 1024)
+            d.fs_names[{*v.ie_pen, *v.ie_id}] = *e;
+        }
+        continue;
+      }
+      auto f = to_flow(v, std::get<0>(k), std::get<2>(k), t.id, ctx);
+      if (!f) {
+        c.records_unusable++;
+        continue;
+      }
+      out.push_back(std::move(*f));
+    }
+    return n;
+  }
+
+  FeedResult feed(const std::string& exporter, Transport t, std::span<const uint8_t> msg, Clock::time_point now);
+  void release_held(const DomainKey& k, Domain& d, const std::vector<uint16_t>& added, std::vector<DecodedFlow>& out);
+};
+
+FeedResult Decoder::Impl::feed(const std::string& exporter, Transport transport, std::span<const uint8_t> msg,
+                               Clock::time_point now) {
+  FeedResult res;
+  c.messages++;
+  if (now - last_expire > std::chrono::seconds(1) || now < last_expire) expire(now);
+  auto bad = [&](std::string why, Domain* d) {
+    c.messages_malformed++;
+    if (d) d->stats.malformed++;
+    res.flows.clear();
+    res.error = std::move(why);
+    return res;
+  };
+  if (msg.size() < 2) return bad("message shorter than a header", nullptr);
+  const uint16_t version = get16(msg.data());
+  Ctx ctx{version, 0, 0};
+  uint32_t seq = 0, domain_id = 0;
+  size_t hdr = 0, end = msg.size();
+  if (version == kVersionIpfix) {
+    if (msg.size() < kIpfixHeader) return bad("message shorter than the IPFIX header", nullptr);
+    const uint16_t len = get16(msg.data() + 2);
+    if (len < kIpfixHeader || len > msg.size()) return bad(fmt::format("message length {} of {} octets", len, msg.size()), nullptr);
+    end = len;  // trailing bytes beyond the message are ignored
+    ctx.export_time = get32(msg.data() + 4);
+    seq = get32(msg.data() + 8);
+    domain_id = get32(msg.data() + 12);
+    hdr = kIpfixHeader;
+  } else if (version == kVersionNetflow9) {
+    if (msg.size() < kV9Header) return bad("message shorter than the NetFlow v9 header", nullptr);
+    ctx.sys_uptime = get32(msg.data() + 4);
+    ctx.export_time = get32(msg.data() + 8);
+    seq = get32(msg.data() + 12);
+    domain_id = get32(msg.data() + 16);
+    hdr = kV9Header;
+  } else {
+    c.messages_bad_version++;
+    return bad(fmt::format("unsupported version {}", version), nullptr);
+  }
+  const std::span<const uint8_t> sets = msg.subspan(hdr, end - hdr);
+  const DomainKey key{exporter, version, domain_id};
+  Domain* d = domain(key, transport, true);
+
+  // Pass 1: set framing and template structure. A message that fails here is
+  // discarded before it changes any state.
+  {
+    size_t pos = 0;
+    while (pos < sets.size()) {
+      if (sets.size() - pos < kSetHeader) {
+        if (version == kVersionNetflow9) break;  // v9 packets may carry trailing padding
+        return bad("truncated set header", d);
+      }
+      const uint16_t id = get16(sets.data() + pos);
+      const uint16_t len = get16(sets.data() + pos + 2);
+      if (len < kSetHeader || len > sets.size() - pos) return bad(fmt::format("set {} length {} invalid", id, len), d);
+      const bool tmpl = version == kVersionIpfix ? (id == kSetTemplate || id == kSetOptionsTemplate) : id <= 1;
+      if (version == kVersionIpfix && id < kSetMinData && !tmpl) return bad(fmt::format("reserved set id {}", id), d);
+      if (tmpl) {
+        auto err = templates(key, d, transport, version, id, sets.subspan(pos + kSetHeader, len - kSetHeader), now,
+                             false, nullptr);
+        if (!err.empty()) {
+          c.templates_rejected++;
+          return bad(err, d);
+        }
+      }
+      pos += len;
+    }
+  }
+
+  // Pass 2: apply templates, decode data.
+  uint64_t records = 0;
+  bool records_known = true;
+  std::vector<uint16_t> added;
+  size_t pos = 0;
+  while (sets.size() - pos >= kSetHeader) {
+    const uint16_t id = get16(sets.data() + pos);
+    const uint16_t len = get16(sets.data() + pos + 2);
+    const auto body = sets.subspan(pos + kSetHeader, len - kSetHeader);
+    pos += len;
+    c.sets++;
+    if (version == kVersionIpfix ? (id == kSetTemplate || id == kSetOptionsTemplate) : id <= 1) {
+      templates(key, d, transport, version, id, body, now, true, &added);
+      continue;
+    }
+    if (id < kSetMinData) continue;  // NetFlow v9 reserved flowset ids
+    const Template* t = d ? find_template(*d, id, now) : nullptr;
+    if (!t) {
+      records_known = false;
+      hold(key, d, id, body, now, ctx);
+      continue;
+    }
+    auto n = data_set(key, *d, *t, body, ctx, res.flows);
+    if (!n) return bad(fmt::format("data set {}: record overruns the set", id), d);
+    records += *n;
+  }
+
+  if (d) {
+    d->stats.messages++;
+    d->stats.last_seen = now;
+    // Sequence numbers: IPFIX counts data records, v9 counts export packets.
+    if (d->seq_valid && seq != d->next_seq) {
+      const uint32_t diff = seq - d->next_seq;
+      if (diff < 0x80000000u) {
+        c.sequence_gaps++;
+        d->stats.sequence_gaps++;
+        d->stats.records_lost += diff;
+        (version == kVersionIpfix ? c.records_lost : c.packets_lost) += diff;
+      } else {
+        c.sequence_reordered++;
+      }
+    }
+    d->stats.last_sequence = seq;
+    if (version == kVersionNetflow9) {
+      d->next_seq = seq + 1;
+      d->seq_valid = true;
+    } else {
+      // Without a template we cannot count a set's records: resynchronise on
+      // the next message instead of reporting a false gap.
+      d->next_seq = seq + uint32_t(records);
+      d->seq_valid = records_known;
+    }
+    if (!added.empty()) release_held(key, *d, added, res.flows);
+    d->stats.flows += res.flows.size();
+    d->stats.templates = d->templates.size();
+  }
+  c.flows += res.flows.size();
+  return res;
+}
+
+void Decoder::Impl::release_held(const DomainKey& k, Domain& d, const std::vector<uint16_t>& added,
+                                 std::vector<DecodedFlow>& out) {
+  for (auto it = held.begin(); it != held.end();) {
+    if (it->key != k || std::find(added.begin(), added.end(), it->set_id) == added.end()) {
+      ++it;
+      continue;
+    }
+    const Template* t = find_template(d, it->set_id, it->at);
+    if (t) {
+      Ctx ctx{std::get<1>(k), it->export_time, it->sys_uptime};
+      std::vector<DecodedFlow> flows;
+      if (data_set(k, d, *t, it->body, ctx, flows)) {
+        c.sets_held_decoded++;
+        for (auto& f : flows) out.push_back(std::move(f));
+      } else {
+        c.messages_malformed++;
+        d.stats.malformed++;
+      }
+    }
+    held_bytes -= it->body.size();
+    it = held.erase(it);
+  }
+}
+
+Decoder::Decoder(DecoderOptions opts) : impl_(std::make_unique<Impl>()) { impl_->opts = opts; }
+Decoder::~Decoder() = default;
+Decoder::Decoder(Decoder&&) noexcept = default;
+Decoder& Decoder::operator=(Decoder&&) noexcept = default;
+
+FeedResult Decoder::feed(const std::string& exporter, Transport transport, std::span<const uint8_t> message,
+                         Clock::time_point now) {
+  return impl_->feed(exporter, transport, message, now);
+}
+
+void Decoder::close_session(const std::string& exporter) {
+  Impl& i = *impl_;
+  std::erase_if(i.domains, [&](const auto& kv) { return std::get<0>(kv.first) == exporter; });
+  for (auto it = i.held.begin(); it != i.held.end();) {
+    if (std::get<0>(it->key) == exporter) {
+      i.c.sets_no_template++;
+      i.c.bytes_no_template += it->body.size();
+      i.held_bytes -= it->body.size();
+      it = i.held.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Decoder::expire(Clock::time_point now) { impl_->expire(now); }
+const DecoderCounters& Decoder::counters() const { return impl_->c; }
+const DecoderOptions& Decoder::options() const { return impl_->opts; }
+
+std::vector<ExporterStats> Decoder::exporter_stats() const {
+  std::vector<ExporterStats> out;
+  out.reserve(impl_->domains.size());
+  for (const auto& [k, d] : impl_->domains) {
+    out.push_back(d.stats);
+    out.back().templates = d.templates.size();
+  }
+  return out;
+}
+
+void StreamFramer::append(std::span<const uint8_t> bytes) {
+  if (broken_) return;
+  if (pos_ > 0 && pos_ == buf_.size()) {
+    buf_.clear();
+    pos_ = 0;
+  } else if (pos_ > 65536) {
+    buf_.erase(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(pos_));
+    pos_ = 0;
+  }
+  buf_.insert(buf_.end(), bytes.begin(), bytes.end());
+}
+
+std::vector<uint8_t> StreamFramer::next() {
+  if (broken_ || buf_.size() - pos_ < 4) return {};
+  const uint8_t* p = buf_.data() + pos_;
+  const uint16_t version = get16(p);
+  const uint16_t len = get16(p + 2);
+  if (version != kVersionIpfix || len < kIpfixHeader) {
+    broken_ = true;
+    return {};
+  }
+  if (buf_.size() - pos_ < len) return {};
+  std::vector<uint8_t> msg(p, p + len);
+  pos_ += len;
+  return msg;
+}
+
+}  // namespace flowscope::ipfix

@@ -1,0 +1,186 @@
+// IPFIX (RFC 7011) and NetFlow v9 (RFC 3954) decoder: the collector's input.
+//
+// Usage (one Decoder per collector; it is NOT thread-safe, serialise calls):
+//
+//   ipfix::Decoder dec({.template_lifetime = std::chrono::seconds(180)});
+//   // UDP: one datagram is one message.
+//   auto res = dec.feed("udp:192.0.2.1:50000", ipfix::Transport::Udp, datagram, now);
+//   // TCP: cut the byte stream into messages with StreamFramer, one per
+//   // connection, and feed each message; when the connection closes call
+//   // dec.close_session(key) (TCP templates live as long as the session).
+//   for (auto& f : res.flows) store(f.record);   // FlowRecord + protocol etc.
+//   if (!res.ok()) log(res.error);               // malformed: discarded, counted
+//   dec.counters();  dec.exporter_stats();        // for /metrics and the API
+//
+// The exporter key is an opaque string chosen by the caller (transport,
+// address and port, or address only); templates are cached per
+// (exporter key, observation domain). Sequence numbers are checked per
+// (exporter key, observation domain).
+//
+// Hostile input: every length is validated before use; a malformed message is
+// discarded as a whole (no flows from it) and counted; the decoder never
+// crashes, never reads out of bounds, and its memory is bounded (templates
+// per domain, domains, held data sets and their bytes are all capped).
+//
+// Semantics of decoded flows (DecodedFlow::record, a FlowRecord):
+//   local_*  = source*  (sourceIPv4Address/sourceIPv6Address, sourceTransportPort)
+//   remote_* = destination*
+//   bytes_sent / segs_sent       = octet/packet count (Total or Delta, whichever
+//                                  the template has), i.e. source -> destination
+//   bytes_received/segs_received = RFC 5103 reverse counts (0 if absent)
+//   direction: flowDirection egress(1) -> Outbound, ingress(0) -> Inbound,
+//              absent or other -> Unknown
+//   start_ns / end_ns: from flowStart/End{Seconds,Milliseconds,Micro,Nano}
+//              or *SysUpTime (with systemInitTimeMilliseconds or the NetFlow
+//              v9 header's uptime); 0 if the record has none.
+//   interim: flowscopeInterimRecord if present, else flowEndReason ==
+//            activeTimeout(2).
+//   close: flowscopeCloseReason if present; else from flowEndReason (end of
+//          flow -> fin, active timeout -> active, others -> fin).
+//   flowscope's enterprise elements (RTT, pid, comm, cgroup, container, netns,
+//   drops) fill the rest when the exporter is a flowscope agent; they are
+//   recognised by the configured PEN or by their RFC 5610 names.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "flow/flow_record.h"
+#include "ipfix/ie.h"
+
+namespace flowscope::ipfix {
+
+enum class Transport : uint8_t { Udp, Tcp };
+
+struct DecoderOptions {
+  // UDP only: a template not refreshed for this long expires (RFC 7011 §8.4
+  // says at least 3x the exporter's template refresh interval).
+  std::chrono::seconds template_lifetime{1800};
+  // Data sets that arrive before their template are held this long...
+  std::chrono::seconds hold_time{10};
+  // ...up to this many bytes in total (across all exporters); beyond, counted
+  // and dropped.
+  size_t hold_max_bytes = 1 << 20;
+  // Memory bounds against hostile exporters.
+  size_t max_templates_per_domain = 1024;
+  size_t max_domains = 4096;  // (exporter, observation domain) pairs
+  // flowscope's private enterprise number (see ie.h).
+  uint32_t flowscope_pen = kDefaultPen;
+};
+
+struct DecodedFlow {
+  FlowRecord record;          // see the mapping above; record.protocol is set
+  std::string exporter;       // the key given to feed()
+  uint32_t domain = 0;        // observation domain id (NetFlow v9: source id)
+  uint16_t template_id = 0;
+  uint16_t version = 10;      // 10 = IPFIX, 9 = NetFlow v9
+  bool flowscope = false;     // carried flowscope enterprise elements
+  bool has_reverse = false;   // carried RFC 5103 reverse counts
+  uint8_t end_reason = 0;     // flowEndReason, 0 if absent
+  uint8_t tcp_flags = 0;      // tcpControlBits (low 8 bits), 0 if absent
+};
+
+// Decoder-wide counters (monotonic).
+struct DecoderCounters {
+  uint64_t messages = 0;             // fed to the decoder
+  uint64_t messages_malformed = 0;   // discarded whole: bad header, lengths, set structure
+  uint64_t messages_bad_version = 0; // neither 9 nor 10 (also counted malformed)
+  uint64_t sets = 0;
+  uint64_t templates = 0;            // template records accepted (incl. refreshes)
+  uint64_t options_templates = 0;
+  uint64_t templates_rejected = 0;   // invalid template records (message discarded)
+  uint64_t templates_limit = 0;      // not stored: max_templates_per_domain/max_domains reached
+  uint64_t templates_expired = 0;    // UDP lifetime passed
+  uint64_t templates_withdrawn = 0;  // TCP withdrawals applied
+  uint64_t withdrawals_ignored = 0;  // withdrawals over UDP (RFC 7011 §8.4: ignored)
+  uint64_t data_records = 0;         // data records decoded (flows and options data)
+  uint64_t flows = 0;                // flows returned
+  uint64_t options_records = 0;      // options data records (RFC 5610 ones are used)
+  uint64_t records_unusable = 0;     // decoded but no flow (no addresses)
+  uint64_t sets_held = 0;            // data sets that waited for their template
+  uint64_t sets_held_decoded = 0;    // ... and were decoded when it came
+  uint64_t sets_no_template = 0;     // data sets dropped: template never came in time / hold full
+  uint64_t bytes_no_template = 0;
+  uint64_t sequence_gaps = 0;        // times a message's sequence number was not the expected one
+  uint64_t records_lost = 0;         // data records missing per the sequence numbers (IPFIX)
+  uint64_t packets_lost = 0;         // NetFlow v9: export packets missing
+  uint64_t sequence_reordered = 0;   // sequence number behind the expected one
+};
+
+// Per (exporter, observation domain) state, for the ingest statistics API.
+struct ExporterStats {
+  std::string exporter;
+  uint32_t domain = 0;
+  uint16_t version = 10;
+  uint64_t messages = 0;
+  uint64_t data_records = 0;
+  uint64_t flows = 0;
+  uint64_t malformed = 0;  // malformed messages whose header named this domain
+  uint64_t sequence_gaps = 0;
+  uint64_t records_lost = 0;  // IPFIX records (NetFlow v9: packets) missing
+  uint64_t templates = 0;     // currently cached
+  uint64_t sets_no_template = 0;
+  uint32_t last_sequence = 0;
+  std::chrono::system_clock::time_point last_seen{};
+};
+
+struct FeedResult {
+  std::vector<DecodedFlow> flows;  // from this message, plus held sets its templates unlocked
+  std::string error;               // non-empty: the message was malformed and discarded
+  bool ok() const { return error.empty(); }
+};
+
+class Decoder {
+ public:
+  explicit Decoder(DecoderOptions opts = {});
+  ~Decoder();
+  Decoder(Decoder&&) noexcept;
+  Decoder& operator=(Decoder&&) noexcept;
+
+  // Decodes one IPFIX or NetFlow v9 message (the version is read from the
+  // header). `now` drives template expiry and held-data timeouts.
+  FeedResult feed(const std::string& exporter, Transport transport, std::span<const uint8_t> message,
+                  std::chrono::system_clock::time_point now = std::chrono::system_clock::now());
+
+  // A TCP session ended: its templates and held data go with it (RFC 7011 §8.1).
+  void close_session(const std::string& exporter);
+  // Drops expired templates and held sets (feed() also does this lazily).
+  void expire(std::chrono::system_clock::time_point now = std::chrono::system_clock::now());
+
+  const DecoderCounters& counters() const;
+  std::vector<ExporterStats> exporter_stats() const;
+  const DecoderOptions& options() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Cuts an IPFIX byte stream (TCP) into messages using the header's length
+// field. One per connection. A header that is not IPFIX version 10 or whose
+// length is below 16 breaks the stream: the caller should count it and close
+// the connection (framing cannot be recovered).
+class StreamFramer {
+ public:
+  // Appends bytes read from the socket.
+  void append(std::span<const uint8_t> bytes);
+  // Next complete message, or empty when more bytes are needed or broken().
+  std::vector<uint8_t> next();
+  bool broken() const { return broken_; }
+  size_t buffered() const { return buf_.size() - pos_; }
+
+ private:
+  std::vector<uint8_t> buf_;
+  size_t pos_ = 0;
+  bool broken_ = false;
+};
+
+}  // namespace flowscope::ipfix

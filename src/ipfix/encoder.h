@@ -1,0 +1,85 @@
+// IPFIX (RFC 7011) encoder: FlowRecords -> IPFIX messages.
+//
+// Message layout (all integers big-endian):
+//
+//   0                   1                   2                   3
+//   +-------------------------------+-------------------------------+
+//   | Version = 10                  | Length (whole message)        |
+//   +-------------------------------+-------------------------------+
+//   | Export Time (Unix seconds)                                    |
+//   +---------------------------------------------------------------+
+//   | Sequence Number (data records sent before this message, mod 2^32)
+//   +---------------------------------------------------------------+
+//   | Observation Domain ID                                         |
+//   +-------------------------------+-------------------------------+
+//   | Set ID (2 tmpl, 3 opt tmpl,   | Set Length (incl. this header)|
+//   |        >=256 data)            |                               |
+//   +-------------------------------+-------------------------------+
+//   | records ...                                                   |
+//
+// Templates: 256 = IPv4 flow, 257 = IPv6 flow, 258 = RFC 5610 information
+// element type options template (scope: informationElementId,
+// privateEnterpriseNumber). The field list is in encoder.cpp (kFlowFields) and
+// docs/ipfix.md.
+//
+// Sequence numbers count data records (flows and RFC 5610 options data
+// records), never template records, per observation domain; records dropped
+// before encoding are accounted with skip() so the collector sees the loss
+// (RFC 7011 §10.2.2). One Encoder per transport session and domain.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "flow/flow_record.h"
+#include "ipfix/ie.h"
+
+namespace flowscope::ipfix {
+
+inline constexpr uint16_t kTemplateV4 = 256;
+inline constexpr uint16_t kTemplateV6 = 257;
+inline constexpr uint16_t kTemplateIeType = 258;
+
+// Longest strings sent (bytes); longer values are cut. Keeps every record far
+// below the smallest message size (1 KiB) allowed.
+inline constexpr size_t kMaxComm = 16;
+inline constexpr size_t kMaxCgroupPath = 384;
+inline constexpr size_t kMaxContainerId = 128;
+inline constexpr size_t kMaxDropString = 256;
+
+using Message = std::vector<uint8_t>;
+
+struct EncoderOptions {
+  uint32_t domain = 0;
+  uint32_t pen = kDefaultPen;
+  // Largest message in bytes: UDP should fit the path MTU (1400 leaves room
+  // for IPv6 + UDP headers in a 1500-byte MTU); TCP can use up to 65535.
+  size_t max_message = 1400;
+};
+
+class Encoder {
+ public:
+  explicit Encoder(EncoderOptions opts = {});
+
+  // The template sets (IPv4, IPv6, RFC 5610 options template) and the RFC 5610
+  // type records describing flowscope's enterprise elements. Send at session
+  // start, after every reconnect (TCP) and periodically (UDP).
+  std::vector<Message> template_messages(uint32_t export_time);
+  // Encodes flow records into as few messages as fit max_message.
+  std::vector<Message> encode(std::span<const FlowRecord> records, uint32_t export_time);
+  // `n` data records were dropped before they could be encoded.
+  void skip(uint64_t n) { seq_ += static_cast<uint32_t>(n); }
+  uint32_t sequence() const { return seq_; }
+  const EncoderOptions& options() const { return opts_; }
+
+ private:
+  EncoderOptions opts_;
+  uint32_t seq_ = 0;
+};
+
+// "REASON=count,..." as sent in flowscopeDropCounts (cut at kMaxDropString on
+// an entry boundary).
+std::string drops_to_string(const std::vector<DropCount>& drops);
+
+}  // namespace flowscope::ipfix

@@ -1,0 +1,154 @@
+// IPFIX information elements flowscope sends and understands.
+//
+// IANA elements (RFC 7012 registry) wherever one exists; RFC 5103 reverse
+// elements (private enterprise 29305) for the counts of the other direction of
+// a bidirectional flow; flowscope's own elements under a configurable private
+// enterprise number (PEN) for what IANA lacks. Every flowscope element is also
+// described in-band with RFC 5610 information-element type records, so a
+// collector that does not know the PEN still learns names and types.
+// docs/ipfix.md lists all of them.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace flowscope::ipfix {
+
+// RFC 5612 reserves PEN 32473 for documentation and examples. It is the
+// default only as a placeholder: an operator with an assigned PEN passes
+// --ipfix-pen. The decoder recognises flowscope elements by the configured PEN
+// and also by the RFC 5610 names an exporter announces.
+inline constexpr uint32_t kDefaultPen = 32473;
+inline constexpr uint32_t kReversePen = 29305;  // RFC 5103 reverse information elements
+
+inline constexpr uint16_t kVersionIpfix = 10;
+inline constexpr uint16_t kVersionNetflow9 = 9;
+inline constexpr uint16_t kSetTemplate = 2;
+inline constexpr uint16_t kSetOptionsTemplate = 3;
+inline constexpr uint16_t kSetMinData = 256;
+inline constexpr uint16_t kVarLen = 65535;
+
+// IANA element ids.
+namespace iana {
+inline constexpr uint16_t octetDeltaCount = 1;
+inline constexpr uint16_t packetDeltaCount = 2;
+inline constexpr uint16_t protocolIdentifier = 4;
+inline constexpr uint16_t tcpControlBits = 6;
+inline constexpr uint16_t sourceTransportPort = 7;
+inline constexpr uint16_t sourceIPv4Address = 8;
+inline constexpr uint16_t destinationTransportPort = 11;
+inline constexpr uint16_t destinationIPv4Address = 12;
+inline constexpr uint16_t flowEndSysUpTime = 21;
+inline constexpr uint16_t flowStartSysUpTime = 22;
+inline constexpr uint16_t sourceIPv6Address = 27;
+inline constexpr uint16_t destinationIPv6Address = 28;
+inline constexpr uint16_t ipVersion = 60;
+inline constexpr uint16_t flowDirection = 61;
+inline constexpr uint16_t octetTotalCount = 85;
+inline constexpr uint16_t packetTotalCount = 86;
+inline constexpr uint16_t flowEndReason = 136;
+inline constexpr uint16_t flowStartSeconds = 150;
+inline constexpr uint16_t flowEndSeconds = 151;
+inline constexpr uint16_t flowStartMilliseconds = 152;
+inline constexpr uint16_t flowEndMilliseconds = 153;
+inline constexpr uint16_t flowStartMicroseconds = 154;
+inline constexpr uint16_t flowEndMicroseconds = 155;
+inline constexpr uint16_t flowStartNanoseconds = 156;
+inline constexpr uint16_t flowEndNanoseconds = 157;
+inline constexpr uint16_t systemInitTimeMilliseconds = 160;
+inline constexpr uint16_t informationElementId = 303;
+inline constexpr uint16_t informationElementDataType = 339;
+inline constexpr uint16_t informationElementDescription = 340;
+inline constexpr uint16_t informationElementName = 341;
+inline constexpr uint16_t informationElementSemantics = 344;
+inline constexpr uint16_t informationElementUnits = 345;
+inline constexpr uint16_t privateEnterpriseNumber = 346;
+}  // namespace iana
+
+// flowEndReason values (RFC 5102).
+inline constexpr uint8_t kEndIdleTimeout = 1;
+inline constexpr uint8_t kEndActiveTimeout = 2;
+inline constexpr uint8_t kEndOfFlow = 3;
+inline constexpr uint8_t kEndForced = 4;
+inline constexpr uint8_t kEndLackOfResources = 5;
+
+// flowDirection values (RFC 5102): 0 ingress, 1 egress. flowscope reports a
+// flow whose opener it could not tell as 255 (documented in docs/ipfix.md).
+inline constexpr uint8_t kDirIngress = 0;
+inline constexpr uint8_t kDirEgress = 1;
+inline constexpr uint8_t kDirUnknown = 255;
+
+// RFC 5610 informationElementDataType values.
+enum class DataType : uint8_t {
+  octetArray = 0, unsigned8 = 1, unsigned16 = 2, unsigned32 = 3, unsigned64 = 4,
+  boolean = 11, string = 13, dateTimeMilliseconds = 15, ipv4Address = 18, ipv6Address = 19,
+};
+// RFC 5610 informationElementSemantics values.
+enum class Semantics : uint8_t { default_ = 0, quantity = 1, totalCounter = 2, deltaCounter = 3, identifier = 4, flags = 5 };
+// IANA IPFIX information element units.
+enum class Units : uint16_t { none = 0, octets = 2, packets = 3, microseconds = 7 };
+
+// flowscope's enterprise elements (under the configured PEN).
+enum class FsElement : uint16_t {
+  srttMicroseconds = 1,       // unsigned32, smoothed RTT (tcp_info tcpi_rtt)
+  rttvarMicroseconds = 2,     // unsigned32, RTT variance (tcpi_rttvar)
+  retransmittedSegments = 3,  // unsigned32 totalCounter, tcpi_total_retrans
+  processId = 4,              // unsigned32, 0: unknown
+  processName = 5,            // string, the task's comm (<= 16 bytes)
+  cgroupId = 6,               // unsigned64, cgroup v2 inode
+  cgroupPath = 7,             // string, path under the cgroup2 mount
+  containerId = 8,            // string, empty: none
+  netnsInode = 9,             // unsigned32, network namespace inode
+  closeReason = 10,           // string: active, fin, rst_sent, rst_received, refused, timeout
+  dropCounts = 11,            // string "REASON=count,REASON=count" (kernel drop reason names)
+  interimRecord = 12,         // boolean: true for an interim record of a still-open flow
+  preexistingFlow = 13,       // boolean: opened before the agent started
+};
+
+struct ElementInfo {
+  uint16_t id;
+  std::string_view name;
+  DataType type;
+  Semantics semantics;
+  Units units;
+  uint16_t length;  // on the wire; kVarLen for strings
+  std::string_view description;
+};
+
+// The enterprise elements in template order, with their RFC 5610 description.
+inline constexpr ElementInfo kFsElements[] = {
+    {1, "flowscopeSrttMicroseconds", DataType::unsigned32, Semantics::quantity, Units::microseconds, 4,
+     "Smoothed TCP round-trip time"},
+    {2, "flowscopeRttvarMicroseconds", DataType::unsigned32, Semantics::quantity, Units::microseconds, 4,
+     "TCP round-trip time variation"},
+    {3, "flowscopeRetransmittedSegments", DataType::unsigned32, Semantics::totalCounter, Units::packets, 4,
+     "TCP segments retransmitted by the local side"},
+    {4, "flowscopeProcessId", DataType::unsigned32, Semantics::identifier, Units::none, 4,
+     "Process id owning the socket, 0 if unknown"},
+    {5, "flowscopeProcessName", DataType::string, Semantics::default_, Units::none, kVarLen,
+     "Command name (comm) of the owning process"},
+    {6, "flowscopeCgroupId", DataType::unsigned64, Semantics::identifier, Units::none, 8, "cgroup v2 id"},
+    {7, "flowscopeCgroupPath", DataType::string, Semantics::default_, Units::none, kVarLen,
+     "cgroup v2 path of the owning process"},
+    {8, "flowscopeContainerId", DataType::string, Semantics::default_, Units::none, kVarLen,
+     "Container id derived from the cgroup path, empty if none"},
+    {9, "flowscopeNetnsInode", DataType::unsigned32, Semantics::identifier, Units::none, 4,
+     "Network namespace inode"},
+    {10, "flowscopeCloseReason", DataType::string, Semantics::default_, Units::none, kVarLen,
+     "How the connection ended: active, fin, rst_sent, rst_received, refused, timeout"},
+    {11, "flowscopeDropCounts", DataType::string, Semantics::default_, Units::none, kVarLen,
+     "Kernel packet drops of this flow as REASON=count,REASON=count"},
+    {12, "flowscopeInterimRecord", DataType::boolean, Semantics::default_, Units::none, 1,
+     "True for an interim record of a flow that is still open"},
+    {13, "flowscopePreexistingFlow", DataType::boolean, Semantics::default_, Units::none, 1,
+     "True if the connection was open before the agent started"},
+};
+
+inline std::optional<FsElement> fs_element_by_name(std::string_view name) {
+  for (const auto& e : kFsElements)
+    if (e.name == name) return static_cast<FsElement>(e.id);
+  return std::nullopt;
+}
+
+}  // namespace flowscope::ipfix
