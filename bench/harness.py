@@ -521,6 +521,16 @@ def interleaved(ctx, contenders, load, reps):
     return runs, unavailable
 
 
+def round_ratios(runs, name, key):
+    """Contender / baseline of the same round, for each round."""
+    base = {r["round"]: r[key] for r in runs if r["contender"] == "baseline" and r.get(key)}
+    return [r[key] / base[r["round"]] for r in runs if r["contender"] == name and r["round"] in base]
+
+
+def spread(xs):
+    return f"{min(xs):.2f}–{max(xs):.2f}" if xs else "–"
+
+
 def median(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
@@ -556,6 +566,7 @@ def summarize_churn(contenders, runs, unavailable):
         row = {"contender": c.name, "runs": len(rs), "cps": median([r["cps"] for r in rs]),
                "errors": sum(r.get("errors", 0) for r in rs)}
         row["ratio"] = row["cps"] / base if base else None
+        row["round_ratios"] = round_ratios(runs, c.name, "cps")
         if c.measured:
             per = []
             lost = []
@@ -572,6 +583,7 @@ def summarize_churn(contenders, runs, unavailable):
                 "bpf_ns_per_run": median([r["bpf_ms"] * 1e6 / r["bpf_runs"] if r["bpf_runs"] else None for r in rs]),
                 "rss_kib": median([r["rss_kib"] for r in rs]), "map_bytes": median([r["map_bytes"] for r in rs]),
                 "bpf_runs": median([r["bpf_runs"] for r in rs]),
+                "bpf_ns_per_conn": median([r["bpf_ms"] * 1e6 / r["connections"] if r["connections"] else None for r in rs]),
             })
             if lost:
                 row["flows_lost_max"] = max(lost)
@@ -600,6 +612,10 @@ def bulk_scenario(ctx):
         runs, unavailable = interleaved(ctx, contenders, load, a.reps)
     finally:
         server.stop()
+    return summarize_bulk(contenders, runs, unavailable)
+
+
+def summarize_bulk(contenders, runs, unavailable):
     base = median([r["gbps"] for r in runs if r["contender"] == "baseline"])
     rows = []
     for c in contenders:
@@ -609,6 +625,7 @@ def bulk_scenario(ctx):
             continue
         row = {"contender": c.name, "runs": len(rs), "gbps": median([r["gbps"] for r in rs])}
         row["ratio"] = row["gbps"] / base if base else None
+        row["round_ratios"] = round_ratios(runs, c.name, "gbps")
         if c.measured:
             row.update({"cpu_ms": median([r["cpu_ms"] for r in rs]), "bpf_ms": median([r["bpf_ms"] for r in rs]),
                         "total_ms": median([r["cpu_ms"] + r["bpf_ms"] for r in rs]),
@@ -654,7 +671,10 @@ def hold_scenario(ctx, extra_args):
         time.sleep(0.2)
     rss, hwm = rss_kib(agent.pid)
     cpu = cpu_of(agent.pid)
+    idle_maps = sum(maps.values())
+    _, maps = bpf_objects(agent.pid)  # maps are not preallocated: memory follows the open flows
     res.update({"idle_rss_kib": idle_rss, "rss_kib": rss, "hwm_kib": hwm, "map_bytes": sum(maps.values()),
+                "idle_map_bytes": idle_maps,
                 "map_count": len(maps), "agent_cpu_ms": cpu[2] / 1e6})
     seen_by = time.time()
     hold.send_signal(signal.SIGTERM)
@@ -830,6 +850,8 @@ def report(results, args):
     w(f"**Machine:** {m['cpu']}, {m['cores']} cores, {m['mem_mib']} MiB, Linux {m['kernel']}. "
       f"Load average at start: {m['load'][0]:.2f}. Each scenario: {args.reps} interleaved rounds "
       "(every contender once per round, order rotated), medians shown.\n")
+    for k, d in results.get("remeasured", {}).items():
+        w(f"Scenario `{k}` re-measured on {d} (`--only`).\n")
     w("**Noise:** this is a shared 2-core virtual machine; other jobs ran during the measurement, so absolute "
       "numbers move by tens of percent between runs. Ratios to the baseline measured in the same rounds are the "
       "figures to read.\n")
@@ -840,6 +862,7 @@ def report(results, args):
       "connections × 2 ends − records the agent read from its ring buffer (IPFIX contender: records it sent), "
       "next to the agent's own loss counters (ring buffer full, flow map full, IPFIX queue/send drops); tcplife's "
       "own count is the perf-buffer losses it prints.\n")
+    w(targets(results))
     if "micro" in results:
         w("## Micro-benchmarks (agent user-space path per record)\n")
         mr = results["micro"]
@@ -858,14 +881,14 @@ def report(results, args):
         w(f"## 1. Connection churn ({topo}{', client and server in two namespaces over veth' if topo == 'netns' else ''})\n")
         w(f"{args.churn_threads} client threads, {args.churn_threads} server threads, 64-byte request and answer, "
           f"{args.churn_secs} s per run. Baseline: {fmt(s['baseline_cps'])} connections/s.\n")
-        w("| contender | conn/s | ratio | CPU ms (user/sys) | BPF ms | BPF ns/run | cost ns/conn | RSS MiB | maps KiB | flows lost |")
-        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        w("| contender | conn/s | ratio | per-round ratios | CPU ms (user/sys) | BPF ms | BPF ns/run | cost ns/conn | RSS MiB | maps KiB | flows lost |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in s["rows"]:
             if "unavailable" in r:
-                w(f"| {r['contender']} | {r['unavailable']} |||||||||")
+                w(f"| {r['contender']} | {r['unavailable']} ||||||||||")
                 continue
             if "cpu_ms" not in r:
-                w(f"| {r['contender']} | {fmt(r['cps'])} | 1.00 | – | – | – | – | – | – | – |")
+                w(f"| {r['contender']} | {fmt(r['cps'])} | 1.00 | – | – | – | – | – | – | – | – |")
                 continue
             lost = "–"
             if "flows_lost_max" in r:
@@ -873,7 +896,7 @@ def report(results, args):
             elif "tool_lost_max" in r:
                 lost = f"{r['tool_lost_max']} (tool's own count)"
             other = f" + collector {fmt(r['other_cpu_ms'])}" if r.get("other_cpu_ms") else ""
-            w(f"| {r['contender']} | {fmt(r['cps'])} | {fmt(r['ratio'], '.2f')} | {fmt(r['cpu_ms'])} "
+            w(f"| {r['contender']} | {fmt(r['cps'])} | {fmt(r['ratio'], '.2f')} | {spread(r.get('round_ratios', []))} | {fmt(r['cpu_ms'])} "
               f"({fmt(r['user_ms'])}/{fmt(r['sys_ms'])}){other} | {fmt(r['bpf_ms'])} | {fmt(r['bpf_ns_per_run'])} | "
               f"{fmt(r['ns_per_conn'])} | {fmt(r['rss_kib'] / 1024, '.1f')} | {fmt(r['map_bytes'] / 1024)} | {lost} |")
         w("\ncost ns/conn = (contender CPU + its BPF run time) / connections; both ends of each connection are "
@@ -885,19 +908,19 @@ def report(results, args):
             w(f"Not run: {s['unavailable']}\n")
         else:
             w(f"{args.bulk_streams} TCP streams, {args.bulk_secs} s per run. Baseline: {fmt(s['baseline_gbps'], '.2f')} Gbit/s.\n")
-            w("| contender | Gbit/s | ratio | CPU ms | BPF ms | CPU+BPF ms | RSS MiB | notes |")
-            w("|---|---:|---:|---:|---:|---:|---:|---|")
+            w("| contender | Gbit/s | ratio | per-round ratios | CPU ms | BPF ms | CPU+BPF ms | RSS MiB | notes |")
+            w("|---|---:|---:|---:|---:|---:|---:|---:|---|")
             for r in s["rows"]:
                 if "unavailable" in r:
-                    w(f"| {r['contender']} | {r['unavailable']} |||||||")
+                    w(f"| {r['contender']} | {r['unavailable']} ||||||||")
                     continue
                 if "cpu_ms" not in r:
-                    w(f"| {r['contender']} | {fmt(r['gbps'], '.2f')} | 1.00 | – | – | – | – | |")
+                    w(f"| {r['contender']} | {fmt(r['gbps'], '.2f')} | 1.00 | – | – | – | – | – | |")
                     continue
                 note = ""
                 if "packets_processed" in r:
                     note = f"packets processed (softflowctl): {r['packets_processed']}"
-                w(f"| {r['contender']} | {fmt(r['gbps'], '.2f')} | {fmt(r['ratio'], '.2f')} | {fmt(r['cpu_ms'], '.1f')} | "
+                w(f"| {r['contender']} | {fmt(r['gbps'], '.2f')} | {fmt(r['ratio'], '.2f')} | {spread(r.get('round_ratios', []))} | {fmt(r['cpu_ms'], '.1f')} | "
                   f"{fmt(r['bpf_ms'], '.2f')} | {fmt(r['total_ms'], '.1f')} | {fmt(r['rss_kib'] / 1024, '.1f')} | {note} |")
             ag = next((r for r in s["rows"] if r["contender"].startswith("flowscope agent") and "total_ms" in r), None)
             sf = next((r for r in s["rows"] if r["contender"].startswith("softflowd") and "total_ms" in r), None)
@@ -924,7 +947,10 @@ def report(results, args):
             line("agent RSS idle (MiB)", lambda h: f"{h['idle_rss_kib'] / 1024:.1f}")
             line("agent RSS with all flows open (MiB)", lambda h: f"{h['rss_kib'] / 1024:.1f}")
             line("agent peak RSS, VmHWM (MiB)", lambda h: f"{h['hwm_kib'] / 1024:.1f}")
-            line("BPF map memory, memlock (MiB)", lambda h: f"{h['map_bytes'] / 1048576:.1f} ({h['map_count']} maps)")
+            line("BPF map memory idle, memlock (MiB)",
+                 lambda h: f"{h['idle_map_bytes'] / 1048576:.1f}" if "idle_map_bytes" in h else "–")
+            line("BPF map memory with all flows open, memlock (MiB)",
+                 lambda h: f"{h['map_bytes'] / 1048576:.1f} ({h['map_count']} maps)")
             line("flows with an interim record within 1.1 × active timeout",
                  lambda h: f"{h['interim_tuples']} of {h['interim_expected']}")
             line("kernel: flows not tracked (map full)", lambda h: str(h.get("agent_stats", {}).get("flow_map_full", "?")))
@@ -953,6 +979,64 @@ def report(results, args):
     if os.path.exists(os.path.join(args.outdir, "benchmarks.png")):
         w("## Chart\n\n![throughput ratio to baseline](bench/benchmarks.png)\n")
     return "\n".join(L) + "\n"
+
+
+def targets(results):
+    """Issue 5's targets next to what this run measured."""
+    def row_of(key, prefix):
+        for r in results.get(key, {}).get("rows", []) if isinstance(results.get(key), dict) else []:
+            if r["contender"].startswith(prefix):
+                return r
+        return None
+
+    def verdict(ok):
+        return "–" if ok is None else ("met" if ok else "**not met**")
+    T = ["## Targets (issue 5) and this run\n", "| target | measured | verdict |", "|---|---|---|"]
+    for key, label in (("churn_loopback", "loopback"), ("churn_netns", "netns")):
+        a = row_of(key, "flowscope agent (JSON")
+        if not a or "unavailable" in a:
+            continue
+        rr = a.get("round_ratios", [])
+        T.append(f"| churn {label}: throughput with agent ≥ 0.95 of baseline | {fmt(a['ratio'], '.2f')} "
+                 f"(rounds {spread(rr)}) | {verdict(a['ratio'] >= 0.95) if a.get('ratio') else '–'} |")
+        if "flows_lost_max" in a:
+            T.append(f"| churn {label}: zero flows lost | {a['flows_lost_max']} of {a['expected_max']} "
+                     f"| {verdict(a['flows_lost_max'] == 0)} |")
+        T.append(f"| churn {label}: agent user+sys+BPF ≤ 2 µs per connection | {a['ns_per_conn'] / 1000:.1f} µs "
+                 f"(of which BPF {a['bpf_ns_per_conn'] / 1000:.1f} µs) "
+                 f"| {verdict(a['ns_per_conn'] <= 2000)} |")
+    b = row_of("bulk", "flowscope agent (JSON")
+    sf = row_of("bulk", "softflowd")
+    if b and "unavailable" not in b:
+        T.append(f"| bulk: throughput ratio ≥ 0.98 | {fmt(b['ratio'], '.2f')} (rounds {spread(b.get('round_ratios', []))}) "
+                 f"| {verdict(b['ratio'] >= 0.98)} |")
+        if sf and "total_ms" in sf and b.get("total_ms"):
+            x = sf["total_ms"] / b["total_ms"]
+            T.append(f"| bulk: agent uses ≥ 10× less CPU than softflowd | {x:.0f}× less | {verdict(x >= 10)} |")
+    for h in results.get("hold", [])[:1]:
+        if "unavailable" not in h:
+            T.append(f"| memory: RSS ≤ 64 MiB with 100k connections ({2 * h['established']} flows) | "
+                     f"{h['rss_kib'] / 1024:.1f} MiB (maps {h['map_bytes'] / 1048576:.1f} MiB) | "
+                     f"{verdict(h['rss_kib'] <= 65536)} |")
+            T.append(f"| interim records for all within one active timeout | {h['interim_tuples']} of "
+                     f"{h['interim_expected']} | {verdict(h['interim_tuples'] >= h['interim_expected'])} |")
+    col = results.get("collector", {})
+    rows = col.get("rows", []) if isinstance(col, dict) else []
+    nf = next((r for r in rows if r["contender"].startswith("nfdump") and "records_per_s" in r), None)
+    for r in rows:
+        if r["contender"].startswith("flowscope") and "records_per_s" in r:
+            ok = r["records_per_s"] >= 500000 and (nf is None or r["records_per_s"] >= nf["records_per_s"])
+            T.append(f"| collector {r['contender'].split('(')[1].split(')')[0]}: ≥ 500k records/s and ≥ nfcapd "
+                     f"| {fmt(r['records_per_s'])}/s (nfcapd {fmt(nf['records_per_s']) if nf else '–'}/s) | {verdict(ok)} |")
+    for key in ("churn_loopback", "churn_netns", "bulk"):
+        t = row_of(key, "flowscope trace (non")
+        if t and "unavailable" not in t:
+            T.append(f"| tracer, non-matching filter, {key.replace('_', ' ')}: ≥ 0.95 | {fmt(t['ratio'], '.2f')} "
+                     f"| {verdict(t['ratio'] >= 0.95)} |")
+        elif t:
+            T.append(f"| tracer, non-matching filter, {key.replace('_', ' ')}: ≥ 0.95 | {t['unavailable']} | – |")
+    T.append("\nA ratio whose per-round range spans 1.0 is within this machine's noise; read it with the range.\n")
+    return "\n".join(T) + "\n"
 
 
 def chart(results, path):
@@ -1028,6 +1112,45 @@ def smoke_checks(results):
 
 # ---------------------------------------------------------------- main
 
+class _Named:
+    def __init__(self, name):
+        self.name = name
+        self.measured = name != "baseline"
+
+
+def rewrite_report(args):
+    """Re-summarises the stored runs (so format changes need no new
+    measurement) and rewrites the report and chart."""
+    path = os.path.join(ROOT, "bench", "results.json")
+    with open(path) as f:
+        results = json.load(f)
+    for k, v in results.get("args", {}).items():
+        setattr(args, k, v)
+    args.report_only = True
+    for key in ("churn_loopback", "churn_netns", "bulk"):
+        s = results.get(key)
+        if not s or "rows" not in s:
+            continue
+        names = [_Named(r["contender"]) for r in s["rows"]]
+        unavailable = {r["contender"]: r["unavailable"] for r in s["rows"] if "unavailable" in r}
+        summ = summarize_bulk if key == "bulk" else summarize_churn
+        results[key] = summ(names, s["runs"], unavailable)
+    if isinstance(results.get("hold"), dict):
+        results["hold"] = [results["hold"]]
+    write_outputs(results, args, args.out or os.path.join(ROOT, "BENCHMARKS.md"))
+
+
+def write_outputs(results, args, out):
+    with open(os.path.join(ROOT, "bench", "results.json"), "w") as f:
+        json.dump(results, f, indent=1, default=str)
+    args.outdir = ROOT
+    if chart(results, os.path.join(ROOT, "bench", "benchmarks.png")):
+        args.outdir = os.path.join(ROOT, "bench")
+    with open(out, "w") as f:
+        f.write(report(results, args))
+    log(f"wrote {out}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--smoke", action="store_true", help="seconds, not minutes; fails only on real breakage")
@@ -1035,6 +1158,8 @@ def main():
     ap.add_argument("--reps", type=int)
     ap.add_argument("--hold-agent-args", default="", help="extra agent options for scenario 3, e.g. '--ringbuf-size 67108864'")
     ap.add_argument("--out", help="report path (default BENCHMARKS.md; smoke: none unless given)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite BENCHMARKS.md and the chart from bench/results.json without measuring")
     args = ap.parse_args()
     smoke = args.smoke
     d = dict(reps=1 if smoke else 3, churn_secs=1.5 if smoke else 6, churn_threads=2, bulk_secs=1.5 if smoke else 6,
@@ -1050,6 +1175,8 @@ def main():
     args.hold_variants = [args.hold_agent_args] if (smoke or args.hold_agent_args) else ["", "--ringbuf-size 67108864"]
     only = set(x for x in args.only.split(",") if x) or {"micro", "churn", "bulk", "hold", "collector"}
 
+    if args.report_only:
+        return rewrite_report(args)
     if os.geteuid() != 0:
         sys.exit("bench: run as root (loads BPF programs, creates network namespaces)")
     if not os.access(FS, os.X_OK):
@@ -1059,7 +1186,7 @@ def main():
     ctx = Ctx(args, features)
     old_stats = sh(["sysctl", "-n", "kernel.bpf_stats_enabled"]).strip()
     sh(["sysctl", "-qw", "kernel.bpf_stats_enabled=1"])
-    results = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "smoke": smoke,
+    results = {"args": {k: v for k, v in vars(args).items() if k not in ("outdir",)}, "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "smoke": smoke,
                "features": {"collector": features.collector_help is not None, "trace": features.trace_help is not None,
                             "agent_ipfix": features.ipfix_opt, "tcplife": features.tcplife}}
     t_start = time.time()
@@ -1093,14 +1220,18 @@ def main():
     log(f"done in {results['seconds']:.0f} s")
 
     out = args.out or (None if smoke else os.path.join(ROOT, "BENCHMARKS.md"))
+    stored = os.path.join(ROOT, "bench", "results.json")
+    if out and args.only and os.path.exists(stored):
+        # A partial run updates its scenarios in the stored results and keeps the rest.
+        with open(stored) as f:
+            merged = json.load(f)
+        for k in ("micro", "churn_loopback", "churn_netns", "bulk", "hold", "collector"):
+            if k in results:
+                merged[k] = results[k]
+                merged.setdefault("remeasured", {})[k] = results["date"]
+        results = merged
     if out:
-        with open(os.path.join(ROOT, "bench", "results.json"), "w") as f:
-            json.dump(results, f, indent=1, default=str)
-        if chart(results, os.path.join(ROOT, "bench", "benchmarks.png")):
-            args.outdir = os.path.join(ROOT, "bench")
-        with open(out, "w") as f:
-            f.write(report(results, args))
-        log(f"wrote {out}")
+        write_outputs(results, args, out)
     else:
         print(report(results, args))
     problems = smoke_checks(results)
