@@ -741,8 +741,7 @@ def collector_scenario(ctx):
             col.stop()
             res["rows"].append(row)
             continue
-        stored = wait_stable(lambda: count_sqlite_rows(db), 30)
-        t1 = time.time()
+        stored, t1 = wait_stable(lambda: count_sqlite_rows(db), sent["records"], 120)
         c1 = cpu_of(col.pid)
         col.stop()
         row.update({"sent": sent["records"], "stored": stored, "seconds": t1 - t0,
@@ -799,15 +798,19 @@ def count_sqlite_rows(db):
         return 0
 
 
-def wait_stable(f, timeout):
-    last, end = -1, time.time() + timeout
+def wait_stable(f, target, timeout):
+    """Polls f() until it reaches target or stops growing for 2 s; returns
+    (value, time it first reached that value)."""
+    last, t_last, end = -1, time.time(), time.time() + timeout
     while time.time() < end:
         v = f()
-        if v == last and v > 0:
-            return v
-        last = v
-        time.sleep(0.5)
-    return max(last, 0)
+        now = time.time()
+        if v != last:
+            last, t_last = v, now
+        if v >= target or (v > 0 and now - t_last > 2.0):
+            break
+        time.sleep(0.05)
+    return max(last, 0), t_last
 
 
 def micro_scenario(ctx):
@@ -1141,10 +1144,11 @@ def rewrite_report(args):
 
 
 def write_outputs(results, args, out):
-    with open(os.path.join(ROOT, "bench", "results.json"), "w") as f:
+    default = os.path.abspath(out) == os.path.join(ROOT, "BENCHMARKS.md")
+    with open(os.path.join(ROOT, "bench", "results.json") if default else out + ".json", "w") as f:
         json.dump(results, f, indent=1, default=str)
     args.outdir = ROOT
-    if chart(results, os.path.join(ROOT, "bench", "benchmarks.png")):
+    if default and chart(results, os.path.join(ROOT, "bench", "benchmarks.png")):
         args.outdir = os.path.join(ROOT, "bench")
     with open(out, "w") as f:
         f.write(report(results, args))
@@ -1221,7 +1225,7 @@ def main():
 
     out = args.out or (None if smoke else os.path.join(ROOT, "BENCHMARKS.md"))
     stored = os.path.join(ROOT, "bench", "results.json")
-    if out and args.only and os.path.exists(stored):
+    if out and args.only and not args.out and os.path.exists(stored):
         # A partial run updates its scenarios in the stored results and keeps the rest.
         with open(stored) as f:
             merged = json.load(f)
