@@ -35,6 +35,8 @@ const volatile __u16 filter_port = 0;    /* 0: any; local or remote */
 const volatile __u32 filter_pid = 0;     /* 0: any */
 const volatile __u64 filter_cgroup = 0;  /* 0: any */
 const volatile __u32 drop_reason_consumed = 0xffffffff; /* SKB_CONSUMED on this kernel */
+/* NOT_SPECIFIED on this kernel, or ~0 to attribute those frees too. */
+const volatile __u32 drop_reason_unspecified = 0xffffffff;
 const volatile __u64 wakeup_bytes = 256 * 1024;          /* ring buffer fill that wakes the reader */
 
 /* Not preallocated: kernel memory follows the number of open connections,
@@ -451,6 +453,12 @@ int BPF_PROG(on_kfree_skb, struct sk_buff *skb, void *location, int reason)
 {
 	if ((__u32)reason == drop_reason_consumed)
 		return 0;
+	/* Most NOT_SPECIFIED frees on a TCP path are packets the stack finished
+	 * with (e.g. the handshake's last ACK), not losses: counted, not attributed. */
+	if ((__u32)reason == drop_reason_unspecified) {
+		stat_inc(FS_STAT_DROPS_UNSPECIFIED);
+		return 0;
+	}
 	stat_inc(FS_STAT_DROPS_SEEN);
 	struct fs_flow *f = flow_of(BPF_CORE_READ(skb, sk));
 	struct fs_tuple_key k = {};

@@ -101,6 +101,7 @@ enum fs_stat {
 	FS_STAT_RINGBUF_FULL,      /* a record was lost: ring buffer full */
 	FS_STAT_TUPLE_MAP_FULL,    /* drop attribution by tuple unavailable for a flow */
 	FS_STAT_DROPS_SEEN,        /* kfree_skb events with a real drop reason */
+	FS_STAT_DROPS_UNSPECIFIED, /* kfree_skb with NOT_SPECIFIED, not attributed (see README) */
 	FS_STAT_DROPS_ATTRIBUTED,  /* ... of which belonged to a tracked flow */
 	FS_STAT_ATTRIBUTED_ACCEPT, /* inbound flows bound to the accepting process */
 	FS_STAT_RESETS,            /* tcp_send_reset / tcp_receive_reset on tracked flows */

@@ -173,6 +173,13 @@ Result<std::unique_ptr<Agent>> Agent::create(const AgentOptions& opts) {
       it != impl->drop_names.end()) {
     s->rodata->drop_reason_consumed = static_cast<uint32_t>(it->first);
   }
+  if (!opts.unspecified_drops) {
+    if (auto it = std::find_if(impl->drop_names.begin(), impl->drop_names.end(),
+                               [](const auto& kv) { return kv.second == "NOT_SPECIFIED"; });
+        it != impl->drop_names.end()) {
+      s->rodata->drop_reason_unspecified = static_cast<uint32_t>(it->first);
+    }
+  }
   const uint32_t rb_bytes = round_up_pow2(opts.ringbuf_bytes);
   s->rodata->wakeup_bytes = rb_bytes / 4;
   bpf_map__set_max_entries(s->maps.flows, opts.max_flows);
@@ -325,6 +332,7 @@ AgentStats Agent::stats() const {
   s.tuple_map_full = i.stat(FS_STAT_TUPLE_MAP_FULL);
   s.drops_seen = i.stat(FS_STAT_DROPS_SEEN);
   s.drops_attributed = i.stat(FS_STAT_DROPS_ATTRIBUTED);
+  s.drops_unspecified = i.stat(FS_STAT_DROPS_UNSPECIFIED);
   s.attributed_accept = i.stat(FS_STAT_ATTRIBUTED_ACCEPT);
   s.resets = i.stat(FS_STAT_RESETS);
   s.records_received = i.records_received;
@@ -339,10 +347,11 @@ std::string stats_json(const AgentStats& s, uint64_t time_ns) {
   return fmt::format(
       R"({{"type":"stats","time_ns":{},"state_events":{},"flows_created":{},"flows_closed":{},"flows_emitted":{},)"
       R"("flows_filtered":{},"records_received":{},"lost":{},"flow_map_full":{},"ringbuf_full":{},"tuple_map_full":{},)"
-      R"("open_flows":{},"max_flows":{},"map_fill":{:.4f},"bpf_map_bytes":{},"drops_seen":{},"drops_attributed":{},"attributed_accept":{},"resets":{}}})",
+      R"("open_flows":{},"max_flows":{},"map_fill":{:.4f},"bpf_map_bytes":{},"drops_seen":{},"drops_attributed":{},"drops_unspecified":{},"attributed_accept":{},"resets":{}}})",
       time_ns, s.state_events, s.flows_created, s.flows_closed, s.flows_emitted, s.flows_filtered, s.records_received,
       s.lost(), s.flow_map_full, s.ringbuf_full, s.tuple_map_full, s.open_flows, s.max_flows,
       s.max_flows ? double(s.open_flows) / double(s.max_flows) : 0.0, s.bpf_map_bytes, s.drops_seen, s.drops_attributed,
+      s.drops_unspecified,
       s.attributed_accept, s.resets);
 }
 

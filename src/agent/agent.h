@@ -36,6 +36,7 @@ struct AgentOptions {
   std::optional<std::string> cgroup;  // path (absolute or under the cgroup2 mount) or id
   std::chrono::milliseconds stats_interval{0};  // 0: no periodic stats
   bool verbose = false;
+  bool unspecified_drops = false;  // attribute kfree_skb frees without a reason too
 };
 
 // Counters from the kernel side and from user space, for --stats and metrics.
@@ -50,6 +51,7 @@ struct AgentStats {
   uint64_t tuple_map_full = 0;
   uint64_t drops_seen = 0;
   uint64_t drops_attributed = 0;
+  uint64_t drops_unspecified = 0;
   uint64_t attributed_accept = 0;
   uint64_t resets = 0;
   uint64_t records_received = 0;  // read from the ring buffer by user space

@@ -97,6 +97,8 @@ Command add_agent_command(CLI::App& app, const GlobalOptions& global) {
   cmd->add_option("--port", o.port, "Only flows with this local or remote port");
   cmd->add_option("--pid", o.pid, "Only flows owned by this process id");
   cmd->add_option("--cgroup", o.cgroup, "Only flows of this cgroup (path or cgroup id)");
+  cmd->add_flag("--unspecified-drops", o.unspecified_drops,
+                "Also attribute kernel frees without a drop reason (NOT_SPECIFIED) to flows");
   cmd->add_option("--stats", args->stats_s, "Print counters to stderr as JSON lines every SECONDS")
       ->check(CLI::Range(0.0, 86400.0));
   cmd->add_option("--ipfix", args->ipfix,

@@ -23,5 +23,8 @@ extern std::atomic<bool> g_stop;
 void install_signal_handlers();
 
 Command add_agent_command(CLI::App& app, const GlobalOptions& global);
+Command add_collector_command(CLI::App& app, const GlobalOptions& global);
+Command add_run_command(CLI::App& app, const GlobalOptions& global);
+Command add_trace_command(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace flowscope::cli

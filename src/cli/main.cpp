@@ -49,6 +49,9 @@ int main(int argc, char** argv) {
 
   std::vector<Command> commands;
   commands.push_back(add_agent_command(app, global));
+  commands.push_back(add_collector_command(app, global));
+  commands.push_back(add_run_command(app, global));
+  commands.push_back(add_trace_command(app, global));
 
   try {
     app.parse(argc, argv);

@@ -205,7 +205,22 @@ class IpfixExporter::Destination {
   }
 
   // Makes sure there is a usable session; false while waiting to retry.
+  // TCP: the collector closed its end (it never sends data on IPFIX TCP). A
+  // send into such a socket still succeeds once and the message is lost
+  // uncounted, so look before sending and reconnect instead.
+  bool peer_closed() const {
+    pollfd p{sock_.get(), POLLIN | POLLRDHUP, 0};
+    if (::poll(&p, 1, 0) != 1) return false;
+    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) return true;
+    char c;
+    return ::recv(sock_.get(), &c, 1, MSG_PEEK | MSG_DONTWAIT) <= 0;
+  }
+
   bool ensure_session() {
+    if (sock_ && d_.tcp && peer_closed()) {
+      spdlog::info("ipfix {}: collector closed the connection; reconnecting", d_.url);
+      disconnect();
+    }
     if (sock_) {
       if (!d_.tcp && Clock::now() >= next_templates_ && !send_templates()) next_templates_ = Clock::now();
       return true;
@@ -236,36 +251,49 @@ class IpfixExporter::Destination {
     return true;
   }
 
-  void send_batch(std::vector<FlowRecord>& batch) {
+  // TCP: the collector never writes, so a readable socket means it closed
+  // (or reset) the connection. Checked before each batch so records are not
+  // written into a dead connection's buffer.
+  bool peer_closed() const {
+    pollfd p{sock_.get(), POLLIN | POLLRDHUP, 0};
+    return ::poll(&p, 1, 0) == 1 && p.revents != 0;
+  }
+
+  // Returns false if the session broke; the records not sent are put back at
+  // the front of the queue (TCP) to go out after the reconnect.
+  bool send_batch(std::vector<FlowRecord>& batch) {
     {
       std::lock_guard lk(mu_);
       enc_.skip(std::exchange(skipped_, 0));
     }
-    auto msgs = enc_.encode(batch, unix_seconds());
+    std::vector<size_t> per_message;
+    auto msgs = enc_.encode(batch, unix_seconds(), &per_message);
+    size_t sent_records = 0;
     size_t i = 0;
     for (; i < msgs.size(); i++) {
       if (!send_msg(msgs[i])) break;
+      sent_records += per_message[i];
     }
-    // Records per message are not kept; count by bytes of the unsent part.
-    if (i < msgs.size()) {
-      uint64_t unsent = 0;
-      uint64_t total_bytes = 0, unsent_bytes = 0;
-      for (size_t k = 0; k < msgs.size(); k++) {
-        total_bytes += msgs[k].size();
-        if (k >= i) unsent_bytes += msgs[k].size();
-      }
-      unsent = i == 0 ? batch.size() : (batch.size() * unsent_bytes + total_bytes - 1) / total_bytes;
-      dropped_send_failed_ += unsent;
-      records_sent_ += batch.size() - unsent;
+    records_sent_ += sent_records;
+    bool ok = i == msgs.size();
+    if (!ok) {
+      const size_t unsent = batch.size() - sent_records;
       if (d_.tcp) {
+        // A partly written message is cut off by the close and discarded by
+        // the collector, so re-sending these records duplicates nothing.
         disconnect();
+        std::lock_guard lk(mu_);
+        size_t room = o_.queue_records > q_.size() ? o_.queue_records - q_.size() : 0;
+        size_t requeue = std::min(unsent, room);
+        for (size_t k = 0; k < requeue; k++) q_.push_front(std::move(batch[batch.size() - 1 - k]));
+        dropped_send_failed_ += unsent - requeue;
       } else {
+        dropped_send_failed_ += unsent;
         next_templates_ = Clock::now();  // the collector may have restarted
       }
-    } else {
-      records_sent_ += batch.size();
     }
     batch.clear();
+    return ok;
   }
 
   void run() {
@@ -286,6 +314,10 @@ class IpfixExporter::Destination {
         cv_.wait_for(lk, wait, [&] { return stopping_ || (can_send && !q_.empty()); });
         stopping = stopping_;
         if (stopping && Clock::now() >= drain_deadline_) break;
+      }
+      if (sock_ && d_.tcp && peer_closed()) {
+        spdlog::warn("ipfix {}: collector closed the connection; reconnecting", d_.url);
+        disconnect();
       }
       if (!ensure_session()) {
         continue;

@@ -105,6 +105,9 @@ struct Domain {
   std::map<uint16_t, Template> templates;
   // RFC 5610 names learned from this exporter: (pen, id) -> flowscope element.
   std::map<std::pair<uint32_t, uint16_t>, FsElement> fs_names;
+  // systemInitTimeMilliseconds from an options record (softflowd sends it
+  // that way) for *SysUpTime fields.
+  std::optional<uint64_t> sys_init_ms;
   bool seq_valid = false;
   uint32_t next_seq = 0;
   ExporterStats stats;
@@ -446,7 +449,7 @@ struct Decoder::Impl {
   }
 
   std::optional<DecodedFlow> to_flow(Values& v, const std::string& exporter, uint32_t domain, uint16_t tid,
-                                     const Ctx& ctx) {
+                                     const Ctx& ctx, const Domain& d) {
     DecodedFlow out;
     FlowRecord& r = out.record;
     if (v.src4 && v.dst4) {
@@ -474,14 +477,23 @@ struct Decoder::Impl {
     // Times relative to the exporter's boot: IPFIX needs systemInitTime; v9
     // has the uptime in its header.
     if (v.start_up || v.end_up) {
-      std::optional<uint64_t> boot_ms = v.sys_init_ms;
-      if (!boot_ms && ctx.version == kVersionNetflow9) {
-        const uint64_t now_ms = uint64_t(ctx.export_time) * 1000;
-        if (now_ms >= ctx.sys_uptime) boot_ms = now_ms - ctx.sys_uptime;
+      // Uptimes are 32-bit milliseconds and wrap every 49.7 days: take them
+      // as a signed difference from the uptime at export time (NetFlow v9:
+      // in the header; IPFIX: export time minus systemInitTimeMilliseconds).
+      const int64_t export_ms = int64_t(ctx.export_time) * 1000;
+      std::optional<uint32_t> up_at_export;
+      if (ctx.version == kVersionNetflow9) {
+        up_at_export = ctx.sys_uptime;
+      } else if (auto boot_ms = v.sys_init_ms ? v.sys_init_ms : d.sys_init_ms) {
+        up_at_export = uint32_t(uint64_t(export_ms) - *boot_ms);
       }
-      if (boot_ms) {
-        if (v.start_up && !v.start_ns) v.start_ns = (*boot_ms + *v.start_up) * 1'000'000ull;
-        if (v.end_up && !v.end_ns) v.end_ns = (*boot_ms + *v.end_up) * 1'000'000ull;
+      if (up_at_export) {
+        auto abs_ns = [&](uint64_t up) {
+          const int64_t ms = export_ms + int32_t(uint32_t(up) - *up_at_export);
+          return ms > 0 ? uint64_t(ms) * 1'000'000ull : 0;
+        };
+        if (v.start_up && !v.start_ns) v.start_ns = abs_ns(*v.start_up);
+        if (v.end_up && !v.end_ns) v.end_ns = abs_ns(*v.end_up);
       }
     }
     r.start_ns = v.start_ns;
@@ -530,6 +542,7 @@ struct Decoder::Impl {
       d.stats.data_records++;
       if (t.options) {
         c.options_records++;
+        if (v.sys_init_ms) d.sys_init_ms = v.sys_init_ms;
         // RFC 5610 type record: learn flowscope element names.
         if (v.ie_id && v.ie_pen && !v.ie_name.empty()) {
           if (auto e = fs_element_by_name(v.ie_name); e && d.fs_names.size() < 1024)
@@ -537,7 +550,7 @@ struct Decoder::Impl {
         }
         continue;
       }
-      auto f = to_flow(v, std::get<0>(k), std::get<2>(k), t.id, ctx);
+      auto f = to_flow(v, std::get<0>(k), std::get<2>(k), t.id, ctx, d);
       if (!f) {
         c.records_unusable++;
         continue;

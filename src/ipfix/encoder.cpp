@@ -132,7 +132,8 @@ Message encode_flow(const FlowRecord& r) {
 // whenever the set id changes and a new message whenever one is full.
 class Builder {
  public:
-  Builder(const EncoderOptions& o, uint32_t export_time, uint32_t& seq) : o_(o), time_(export_time), seq_(seq) {}
+  Builder(const EncoderOptions& o, uint32_t export_time, uint32_t& seq, std::vector<size_t>* per_message = nullptr)
+      : o_(o), time_(export_time), seq_(seq), per_message_(per_message) {}
 
   void add(uint16_t set_id, const Message& rec, bool data) {
     const size_t need = rec.size() + (set_id == set_id_ && set_at_ ? 0 : 4);
@@ -172,6 +173,7 @@ class Builder {
     set16(cur_, 2, uint16_t(cur_.size()));
     set32(cur_, 8, seq_);
     seq_ += records_;
+    if (per_message_) per_message_->push_back(records_);
     out_.push_back(std::move(cur_));
     cur_.clear();
     set_at_ = 0;
@@ -180,6 +182,7 @@ class Builder {
   const EncoderOptions& o_;
   uint32_t time_;
   uint32_t& seq_;
+  std::vector<size_t>* per_message_;
   std::vector<Message> out_;
   Message cur_;
   size_t set_at_ = 0;  // offset of the open set's header; 0: none
@@ -213,8 +216,9 @@ std::vector<Message> Encoder::template_messages(uint32_t export_time) {
   return b.done();
 }
 
-std::vector<Message> Encoder::encode(std::span<const FlowRecord> records, uint32_t export_time) {
-  Builder b(opts_, export_time, seq_);
+std::vector<Message> Encoder::encode(std::span<const FlowRecord> records, uint32_t export_time,
+                                     std::vector<size_t>* per_message) {
+  Builder b(opts_, export_time, seq_, per_message);
   for (const auto& r : records) b.add(r.family == 6 ? kTemplateV6 : kTemplateV4, encode_flow(r), true);
   return b.done();
 }

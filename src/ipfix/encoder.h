@@ -66,8 +66,10 @@ class Encoder {
   // type records describing flowscope's enterprise elements. Send at session
   // start, after every reconnect (TCP) and periodically (UDP).
   std::vector<Message> template_messages(uint32_t export_time);
-  // Encodes flow records into as few messages as fit max_message.
-  std::vector<Message> encode(std::span<const FlowRecord> records, uint32_t export_time);
+  // Encodes flow records into as few messages as fit max_message. If
+  // `per_message` is given it receives the number of records in each message.
+  std::vector<Message> encode(std::span<const FlowRecord> records, uint32_t export_time,
+                              std::vector<size_t>* per_message = nullptr);
   // `n` data records were dropped before they could be encoded.
   void skip(uint64_t n) { seq_ += static_cast<uint32_t>(n); }
   uint32_t sequence() const { return seq_; }

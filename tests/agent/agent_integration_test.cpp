@@ -202,10 +202,19 @@ TEST(Agent, RttMatchesSsForAnIdleLongLivedFlow) {
   const int port = free_port();
   AgentRunner agent({"--port", std::to_string(port), "--active-timeout", "1"});
   auto server = start_server(net.b, net.b4, port);
-  std::thread t([&] { run_client(net.a, net.b4, port, {"--send", std::to_string(256 << 10), "--hold-ms", "4000"}); });
-  std::this_thread::sleep_for(2000ms);  // transfer done; the connection idles: no new RTT samples
-  std::string ss = sh_out(net.a.exec() + fmt::format("ss -tinH dst {}:{}", net.b4, port));
-  std::this_thread::sleep_for(1500ms);  // an interim record taken while idle
+  std::thread t([&] { run_client(net.a, net.b4, port, {"--send", std::to_string(256 << 10), "--hold-ms", "5000"}); });
+  // Wait until everything sent is acknowledged: from then on the connection
+  // idles and takes no new RTT samples, so ss and the agent must agree.
+  std::string ss;
+  for (int i = 0; i < 100; i++) {
+    std::this_thread::sleep_for(100ms);
+    ss = sh_out(net.a.exec() + fmt::format("ss -tinH dst {}:{}", net.b4, port));
+    if (ss.find("ESTAB") != std::string::npos && ss.find("unacked") == std::string::npos &&
+        ss.find("bytes_acked:262145") != std::string::npos)
+      break;
+  }
+  std::this_thread::sleep_for(300ms);
+  ss = sh_out(net.a.exec() + fmt::format("ss -tinH dst {}:{}", net.b4, port));
   t.join();
   std::smatch m;
   ASSERT_TRUE(std::regex_search(ss, m, std::regex(R"(rtt:([\d.]+)/([\d.]+))"))) << ss;
@@ -479,7 +488,7 @@ TEST(Agent, ConnectionsOpenBeforeStartAreReported) {
   NsPair net("pre");
   const int port = free_port();
   auto server = start_server(net.b, net.b4, port, {"--send", "321"});
-  std::thread t([&] { run_client(net.a, net.b4, port, {"--send", "1234", "--hold-ms", "3500"}); });
+  std::thread t([&] { run_client(net.a, net.b4, port, {"--send", "1234", "--hold-ms", "6000"}); });
   std::this_thread::sleep_for(1000ms);  // established and idle before the agent exists
   AgentRunner agent({"--port", std::to_string(port), "--active-timeout", "1"});
   t.join();

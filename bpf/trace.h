@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Structs and constants shared by trace.bpf.c and user space (src/trace).
+ * Fixed-width types only, no bool, no implicit padding: the C++ side checks the
+ * layout with static_assert (src/trace/trace_abi.h). Never include vmlinux.h here.
+ */
+#ifndef FLOWSCOPE_BPF_TRACE_H
+#define FLOWSCOPE_BPF_TRACE_H
+
+#include "cbpf.h"
+
+/* Bytes of each packet copied into an event, from its IP header on. */
+#define FS_TRACE_SNAP 128
+
+/* The attach cookie of every raw tracepoint link:
+ *   bits  0..15  index of the tracepoint in user space's table
+ *   bits 16..19  FS_TP_KIND_* */
+#define FS_TP_KIND_SHIFT 16
+#define FS_TP_KIND_GENERIC 0
+#define FS_TP_KIND_KFREE 1   /* kfree_skb(skb, location, reason, ...) */
+#define FS_TP_KIND_CONSUME 2 /* consume_skb(skb, location) */
+
+/* fs_trace_event.flags */
+#define FS_TEV_FREE (1u << 0)      /* the packet was freed: its last event */
+#define FS_TEV_NEW (1u << 1)       /* first event of a newly tracked packet */
+#define FS_TEV_HAS_REASON (1u << 2)
+#define FS_TEV_NOT_IP (1u << 3)    /* no IPv4/IPv6 header found */
+
+/*
+ * One event: a tracked packet seen at one tracepoint.
+ *
+ *   0  ts_ns  skb  pkt_id  location               (4 x u64)
+ *  32  tp cpu netns ifindex mark len wire_len reason (8 x u32)
+ *  64  protocol cap_len flags pad                  (4 x u16)
+ *  72  ifname[16]
+ *  88  pkt[FS_TRACE_SNAP]   the packet from its IP header
+ */
+struct fs_trace_event {
+	fs_u64 ts_ns;    /* bpf_ktime_get_ns() */
+	fs_u64 skb;      /* struct sk_buff * as an integer */
+	fs_u64 pkt_id;   /* assigned when the packet first matched */
+	fs_u64 location; /* kfree_skb/consume_skb: the caller's address */
+	fs_u32 tp;       /* index into user space's tracepoint table */
+	fs_u32 cpu;
+	fs_u32 netns;    /* inode of the device's (or socket's) network namespace */
+	fs_u32 ifindex;  /* 0: no device */
+	fs_u32 mark;
+	fs_u32 len;      /* skb->len */
+	fs_u32 wire_len; /* bytes from the IP header to the end of the packet */
+	fs_u32 reason;   /* kfree_skb: enum skb_drop_reason of the running kernel */
+	fs_u16 protocol; /* skb->protocol, host order (0x0800, 0x86dd, ...) */
+	fs_u16 cap_len;  /* bytes valid in pkt */
+	fs_u16 flags;    /* FS_TEV_* */
+	fs_u16 pad;
+	char ifname[16];
+	fs_u8 pkt[FS_TRACE_SNAP];
+};
+
+/* Value of the `tracked` map (key: skb address). */
+struct fs_trace_tracked {
+	fs_u64 pkt_id;
+	fs_u64 first_ns;
+	fs_u64 head;        /* skb->head when last seen */
+	fs_u64 fingerprint; /* header fields NAT and forwarding leave alone */
+	fs_u16 protocol;    /* skb->protocol when last seen */
+	fs_u16 pad[3];
+};
+/* An sk_buff freed where no tracepoint fires (__kfree_skb, used by TCP for
+ * most received segments) is soon reused for another packet: the slab hands
+ * out the last freed object first, often with the same data buffer. A
+ * tracked skb is taken as reused, and the event treated as a new packet, when
+ * its data buffer (head), its protocol or its fingerprint changed. The
+ * fingerprint covers what differs between two packets of one flow but stays
+ * put through NAT and forwarding: IPv4 id and total length (IPv6 payload
+ * length and flow label), TCP sequence, acknowledgment and flags, ICMP id and
+ * sequence, UDP length. */
+
+/* Indices of the per-CPU `stats` array. */
+enum fs_trace_stat {
+	FS_TSTAT_EVENTS = 0,      /* tracepoint hits with an skb */
+	FS_TSTAT_MATCHED,         /* packets that matched the filters and are tracked */
+	FS_TSTAT_EMITTED,         /* events written to the ring buffer */
+	FS_TSTAT_RINGBUF_FULL,    /* events lost: ring buffer full */
+	FS_TSTAT_TRACK_FULL,      /* matched packets not tracked: map full */
+	FS_TSTAT_FILTER_ABORT,    /* filter program ran off its end (counted as no match) */
+	FS_TSTAT_REUSED,          /* tracked skbs found reused for another packet */
+	FS_TSTAT_MAX,
+};
+
+#endif

@@ -1,0 +1,42 @@
+// What `flowscope collector` and `flowscope run` share: the SQLite file, the
+// store writer with retention, and the HTTP API with its security checks.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "collector/http_api.h"
+#include "collector/metrics.h"
+#include "collector/store_writer.h"
+#include "kernel/result.h"
+#include "storage/sqlite_store.h"
+
+namespace flowscope::cli {
+
+struct ServeArgs {
+  std::string db = "flowscope.db";
+  std::string retention = "7d";
+  std::string http_addr = "127.0.0.1";
+  uint16_t http_port = 9740;
+  std::optional<std::string> token_file;
+};
+
+void add_serve_options(CLI::App& cmd, ServeArgs& a, bool http_addr_option);
+
+struct Served {
+  std::shared_ptr<SqliteStore> store;
+  std::shared_ptr<StoreWriter> writer;
+  std::shared_ptr<Metrics> metrics;
+};
+
+// Opens the store and starts the writer (with retention).
+Result<Served> open_store(const ServeArgs& a);
+// Starts the API (after the collector, so exporters() can see it).
+Result<std::unique_ptr<ApiServer>> start_api(const ServeArgs& a, Served& s, ApiServer::JsonFn exporters);
+// Adds the store's and writer's families to /metrics.
+void add_store_metrics(Served& s);
+
+}  // namespace flowscope::cli

@@ -1,0 +1,105 @@
+// Where flows are kept: the interface every backend implements (SQLite now;
+// ClickHouse next). Queries are described by value types, never by SQL text,
+// so a backend decides how to express them and user input never reaches a
+// query string.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kernel/result.h"
+#include "net/cidr.h"
+#include "storage/flow_row.h"
+
+namespace flowscope {
+
+// Filters shared by every query; unset fields do not filter.
+struct FlowFilter {
+  std::optional<uint64_t> from_ns;  // flows that end at or after
+  std::optional<uint64_t> to_ns;    // flows that start at or before
+  std::optional<Cidr> addr;         // src or dst in the network
+  std::optional<Cidr> src;
+  std::optional<Cidr> dst;
+  std::optional<uint16_t> port;     // src or dst port
+  std::optional<uint8_t> protocol;
+  std::optional<std::string> direction;
+  std::optional<std::string> comm;
+  std::optional<uint32_t> pid;
+  std::optional<std::string> container;  // container id (exact, or a prefix of at least 12 characters)
+  std::optional<std::string> close_reason;
+  std::optional<std::string> exporter;
+  std::optional<bool> interim;      // only interim (true) or only final (false) records
+};
+
+struct FlowQuery {
+  FlowFilter filter;
+  uint32_t limit = 100;
+  uint64_t offset = 0;
+};
+
+struct FlowPage {
+  std::vector<FlowRow> flows;  // newest first (by end time, then id)
+  bool more = false;           // another page exists
+};
+
+enum class TopGroup { Src, Dst, Pair, Port, Process, Container };
+enum class TopMetric { Bytes, Flows, Retrans };
+
+struct TopQuery {
+  FlowFilter filter;
+  TopGroup group = TopGroup::Src;
+  TopMetric by = TopMetric::Bytes;
+  uint32_t limit = 10;
+};
+
+struct TopEntry {
+  std::vector<std::string> key;  // one value per group column (pair: src, dst)
+  uint64_t bytes = 0;
+  uint64_t packets = 0;
+  uint64_t flows = 0;
+  uint64_t retrans = 0;
+};
+
+struct SeriesQuery {
+  FlowFilter filter;  // from_ns and to_ns are required
+  uint64_t interval_ns = 60'000'000'000;
+};
+
+struct SeriesPoint {
+  uint64_t time_ns = 0;  // bucket start
+  uint64_t bytes = 0;
+  uint64_t packets = 0;
+  uint64_t flows = 0;
+  uint64_t retrans = 0;
+};
+
+// The store's own health, for /metrics and /api/exporters.
+struct StoreStats {
+  uint64_t rows_inserted = 0;
+  uint64_t batches = 0;
+  uint64_t insert_errors = 0;     // rows lost because a batch failed
+  uint64_t retention_deleted = 0;
+  uint64_t rows = 0;              // rows stored now
+  uint64_t bytes_on_disk = 0;
+};
+
+class FlowStore {
+ public:
+  virtual ~FlowStore() = default;
+  // Stores a batch atomically (all or none). Fills id/delta/first of the rows.
+  virtual Result<void> insert(std::vector<FlowRow>& rows) = 0;
+  virtual Result<FlowPage> query(const FlowQuery& q) = 0;
+  virtual Result<std::vector<TopEntry>> top(const TopQuery& q) = 0;
+  virtual Result<std::vector<SeriesPoint>> series(const SeriesQuery& q) = 0;
+  // Deletes flows that ended before `cutoff_ns`; returns how many.
+  virtual Result<uint64_t> expire(uint64_t cutoff_ns) = 0;
+  virtual StoreStats stats() = 0;
+};
+
+const char* to_string(TopGroup g);
+const char* to_string(TopMetric m);
+
+}  // namespace flowscope

@@ -1,0 +1,613 @@
+#include "storage/sqlite_store.h"
+
+#include <sqlite3.h>
+
+#include <filesystem>
+#include <list>
+#include <mutex>
+#include <unordered_map>
+#include <variant>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+namespace flowscope {
+
+const char* to_string(TopGroup g) {
+  switch (g) {
+    case TopGroup::Src: return "src";
+    case TopGroup::Dst: return "dst";
+    case TopGroup::Pair: return "pair";
+    case TopGroup::Port: return "port";
+    case TopGroup::Process: return "process";
+    case TopGroup::Container: return "container";
+  }
+  return "src";
+}
+
+const char* to_string(TopMetric m) {
+  switch (m) {
+    case TopMetric::Bytes: return "bytes";
+    case TopMetric::Flows: return "flows";
+    case TopMetric::Retrans: return "retransmits";
+  }
+  return "bytes";
+}
+
+namespace {
+
+// Schema version 1. Addresses are 16-byte BLOBs (IPv4 mapped into IPv6) so a
+// CIDR is a BETWEEN over an index; text forms are made on the way out.
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS flows (
+  id            INTEGER PRIMARY KEY,
+  exporter      TEXT    NOT NULL,
+  domain        INTEGER NOT NULL,
+  start_ns      INTEGER NOT NULL,
+  end_ns        INTEGER NOT NULL,
+  src_ip        BLOB    NOT NULL,
+  dst_ip        BLOB    NOT NULL,
+  src_port      INTEGER NOT NULL,
+  dst_port      INTEGER NOT NULL,
+  protocol      INTEGER NOT NULL,
+  direction     TEXT    NOT NULL,
+  bytes         INTEGER NOT NULL,
+  packets       INTEGER NOT NULL,
+  rev_bytes     INTEGER NOT NULL,
+  rev_packets   INTEGER NOT NULL,
+  bidirectional INTEGER NOT NULL,
+  cumulative    INTEGER NOT NULL,
+  interim       INTEGER NOT NULL,
+  retrans       INTEGER,
+  srtt_us       INTEGER,
+  rttvar_us     INTEGER,
+  close_reason  TEXT,
+  pid           INTEGER,
+  comm          TEXT,
+  cgroup_id     INTEGER,
+  cgroup        TEXT,
+  container_id  TEXT,
+  netns         INTEGER,
+  drops         TEXT,
+  drops_total   INTEGER NOT NULL,
+  d_bytes       INTEGER NOT NULL,
+  d_packets     INTEGER NOT NULL,
+  d_retrans     INTEGER NOT NULL,
+  first         INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS flows_end ON flows(end_ns);
+CREATE INDEX IF NOT EXISTS flows_src ON flows(src_ip, end_ns);
+CREATE INDEX IF NOT EXISTS flows_dst ON flows(dst_ip, end_ns);
+CREATE INDEX IF NOT EXISTS flows_comm ON flows(comm) WHERE comm IS NOT NULL;
+CREATE INDEX IF NOT EXISTS flows_container ON flows(container_id) WHERE container_id IS NOT NULL;
+PRAGMA user_version = 1;
+)sql";
+
+constexpr const char* kColumns =
+    "id, exporter, domain, start_ns, end_ns, src_ip, dst_ip, src_port, dst_port, protocol, direction, bytes, "
+    "packets, rev_bytes, rev_packets, bidirectional, cumulative, interim, retrans, srtt_us, rttvar_us, close_reason, "
+    "pid, comm, cgroup_id, cgroup, container_id, netns, drops, drops_total, d_bytes, d_packets, d_retrans, first";
+
+struct DbCloser {
+  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+};
+using Db = std::unique_ptr<sqlite3, DbCloser>;
+
+struct StmtFinalizer {
+  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
+};
+using Stmt = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
+
+using Value = std::variant<std::nullptr_t, int64_t, std::string, Ip16>;
+
+Result<Db> open_db(const std::string& path, bool readonly) {
+  sqlite3* raw = nullptr;
+  int flags = readonly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  flags |= SQLITE_OPEN_NOMUTEX;  // each connection is used by one thread at a time
+  int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+  Db db(raw);
+  if (rc != SQLITE_OK)
+    return fail("cannot open SQLite database {}: {}", path, raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc));
+  sqlite3_busy_timeout(db.get(), 5000);
+  sqlite3_extended_result_codes(db.get(), 1);
+  return db;
+}
+
+Result<void> exec(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    return fail("SQLite: {}", msg);
+  }
+  return {};
+}
+
+Result<Stmt> prepare(sqlite3* db, const std::string& sql) {
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v3(db, sql.c_str(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &s, nullptr) !=
+      SQLITE_OK)
+    return fail("SQLite prepare: {}", sqlite3_errmsg(db));
+  return Stmt(s);
+}
+
+void bind(sqlite3_stmt* s, int i, const Value& v) {
+  std::visit(
+      [&](const auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, std::nullptr_t>)
+          sqlite3_bind_null(s, i);
+        else if constexpr (std::is_same_v<T, int64_t>)
+          sqlite3_bind_int64(s, i, x);
+        else if constexpr (std::is_same_v<T, std::string>)
+          sqlite3_bind_text(s, i, x.data(), static_cast<int>(x.size()), SQLITE_TRANSIENT);
+        else
+          sqlite3_bind_blob(s, i, x.data(), static_cast<int>(x.size()), SQLITE_TRANSIENT);
+      },
+      v);
+}
+
+template <class T>
+Value opt_int(const std::optional<T>& o) {
+  return o ? Value(static_cast<int64_t>(*o)) : Value(nullptr);
+}
+Value opt_text(const std::optional<std::string>& o) { return o ? Value(*o) : Value(nullptr); }
+int64_t i64(uint64_t v) { return static_cast<int64_t>(v); }
+
+// A WHERE clause built from fixed fragments; every value is a bound parameter.
+struct Where {
+  std::string sql;
+  std::vector<Value> args;
+  void add(const char* fragment, std::initializer_list<Value> vals) {
+    sql += sql.empty() ? " WHERE " : " AND ";
+    sql += fragment;
+    args.insert(args.end(), vals);
+  }
+};
+
+Where build_where(const FlowFilter& f) {
+  Where w;
+  if (f.from_ns) w.add("end_ns >= ?", {i64(*f.from_ns)});
+  if (f.to_ns) w.add("start_ns <= ?", {i64(*f.to_ns)});
+  if (f.addr)
+    w.add("(src_ip BETWEEN ? AND ? OR dst_ip BETWEEN ? AND ?)", {f.addr->first, f.addr->last, f.addr->first, f.addr->last});
+  if (f.src) w.add("src_ip BETWEEN ? AND ?", {f.src->first, f.src->last});
+  if (f.dst) w.add("dst_ip BETWEEN ? AND ?", {f.dst->first, f.dst->last});
+  if (f.port) w.add("(src_port = ? OR dst_port = ?)", {int64_t{*f.port}, int64_t{*f.port}});
+  if (f.protocol) w.add("protocol = ?", {int64_t{*f.protocol}});
+  if (f.direction) w.add("direction = ?", {*f.direction});
+  if (f.comm) w.add("comm = ?", {*f.comm});
+  if (f.pid) w.add("pid = ?", {int64_t{*f.pid}});
+  if (f.container) {
+    if (f.container->size() >= 64)
+      w.add("container_id = ?", {*f.container});
+    else
+      w.add("substr(container_id, 1, ?) = ?", {static_cast<int64_t>(f.container->size()), *f.container});
+  }
+  if (f.close_reason) w.add("close_reason = ?", {*f.close_reason});
+  if (f.exporter) w.add("exporter = ?", {*f.exporter});
+  if (f.interim) w.add("interim = ?", {int64_t{*f.interim ? 1 : 0}});
+  return w;
+}
+
+Ip16 column_ip(sqlite3_stmt* s, int i) {
+  Ip16 a{};
+  if (sqlite3_column_bytes(s, i) == 16) std::memcpy(a.data(), sqlite3_column_blob(s, i), 16);
+  return a;
+}
+
+std::string column_text(sqlite3_stmt* s, int i) {
+  const auto* t = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
+  return t ? std::string(t, static_cast<size_t>(sqlite3_column_bytes(s, i))) : std::string();
+}
+
+template <class T>
+std::optional<T> column_opt(sqlite3_stmt* s, int i) {
+  if (sqlite3_column_type(s, i) == SQLITE_NULL) return std::nullopt;
+  if constexpr (std::is_same_v<T, std::string>)
+    return column_text(s, i);
+  else
+    return static_cast<T>(sqlite3_column_int64(s, i));
+}
+
+FlowRow read_row(sqlite3_stmt* s) {
+  FlowRow r;
+  int c = 0;
+  auto u64 = [&] { return static_cast<uint64_t>(sqlite3_column_int64(s, c++)); };
+  r.id = sqlite3_column_int64(s, c++);
+  r.exporter = column_text(s, c++);
+  r.domain = static_cast<uint32_t>(u64());
+  r.start_ns = u64();
+  r.end_ns = u64();
+  r.src_ip = column_ip(s, c++);
+  r.dst_ip = column_ip(s, c++);
+  r.src_port = static_cast<uint16_t>(u64());
+  r.dst_port = static_cast<uint16_t>(u64());
+  r.protocol = static_cast<uint8_t>(u64());
+  r.direction = column_text(s, c++);
+  r.bytes = u64();
+  r.packets = u64();
+  r.rev_bytes = u64();
+  r.rev_packets = u64();
+  r.bidirectional = u64() != 0;
+  r.cumulative = u64() != 0;
+  r.interim = u64() != 0;
+  r.retrans = column_opt<uint32_t>(s, c++);
+  r.srtt_us = column_opt<uint32_t>(s, c++);
+  r.rttvar_us = column_opt<uint32_t>(s, c++);
+  r.close_reason = column_opt<std::string>(s, c++);
+  r.pid = column_opt<uint32_t>(s, c++);
+  r.comm = column_opt<std::string>(s, c++);
+  r.cgroup_id = column_opt<uint64_t>(s, c++);
+  r.cgroup = column_opt<std::string>(s, c++);
+  r.container_id = column_opt<std::string>(s, c++);
+  r.netns = column_opt<uint32_t>(s, c++);
+  if (auto d = column_opt<std::string>(s, c++)) {
+    auto j = nlohmann::json::parse(*d, nullptr, false);
+    if (j.is_object())
+      for (auto& [k, v] : j.items())
+        if (v.is_number_unsigned()) r.drops.push_back({k, v.get<uint64_t>()});
+  }
+  c++;  // drops_total
+  r.delta_bytes = u64();
+  r.delta_packets = u64();
+  r.delta_retrans = u64();
+  r.first = u64() != 0;
+  return r;
+}
+
+// Identity of one flow across its records (the agent's interim records and
+// its final one share it).
+std::string flow_key(const FlowRow& r) {
+  std::string k = r.exporter;
+  k += '|';
+  k += std::to_string(r.domain);
+  k += '|';
+  k += std::to_string(r.start_ns);
+  k.append(reinterpret_cast<const char*>(r.src_ip.data()), 16);
+  k.append(reinterpret_cast<const char*>(r.dst_ip.data()), 16);
+  k += std::to_string(r.src_port) + ':' + std::to_string(r.dst_port) + '/' + std::to_string(r.protocol);
+  return k;
+}
+
+struct Totals {
+  uint64_t bytes = 0, packets = 0, retrans = 0;
+};
+
+uint64_t sub0(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
+
+}  // namespace
+
+struct SqliteStore::Impl {
+  SqliteOptions opts;
+  std::mutex write_mu;  // the writer connection and the delta tracker
+  Db writer;
+  Stmt insert_stmt;
+  // Open cumulative flows: last totals seen, in least-recently-seen order.
+  std::list<std::string> lru;
+  std::unordered_map<std::string, std::pair<Totals, std::list<std::string>::iterator>> open;
+
+  std::mutex read_mu;  // the pool of reader connections
+  std::vector<Db> readers;
+
+  std::mutex stats_mu;
+  StoreStats st;
+  uint64_t tracker_evicted = 0;
+
+  Result<Db> reader() {
+    {
+      std::lock_guard lk(read_mu);
+      if (!readers.empty()) {
+        Db db = std::move(readers.back());
+        readers.pop_back();
+        return db;
+      }
+    }
+    return open_db(opts.path, true);
+  }
+  void give_back(Db db) {
+    std::lock_guard lk(read_mu);
+    if (readers.size() < 8) readers.push_back(std::move(db));
+  }
+
+  // Fills the per-record deltas of a row (under write_mu).
+  void account(FlowRow& r) {
+    const uint64_t retrans = r.retrans.value_or(0);
+    if (!r.cumulative) {
+      r.delta_bytes = r.bytes + r.rev_bytes;
+      r.delta_packets = r.packets + r.rev_packets;
+      r.delta_retrans = retrans;
+      r.first = true;
+      return;
+    }
+    Totals now{r.bytes + r.rev_bytes, r.packets + r.rev_packets, retrans};
+    const std::string key = flow_key(r);
+    auto it = open.find(key);
+    Totals prev;
+    r.first = it == open.end();
+    if (!r.first) prev = it->second.first;
+    r.delta_bytes = sub0(now.bytes, prev.bytes);
+    r.delta_packets = sub0(now.packets, prev.packets);
+    r.delta_retrans = sub0(now.retrans, prev.retrans);
+    if (!r.interim) {
+      if (it != open.end()) {
+        lru.erase(it->second.second);
+        open.erase(it);
+      }
+      return;
+    }
+    if (it != open.end()) {
+      lru.erase(it->second.second);
+      lru.push_front(key);
+      it->second = {now, lru.begin()};
+      return;
+    }
+    lru.push_front(key);
+    open.emplace(key, std::make_pair(now, lru.begin()));
+    while (open.size() > opts.max_tracked_flows) {
+      open.erase(lru.back());
+      lru.pop_back();
+      ++tracker_evicted;
+    }
+  }
+};
+
+SqliteStore::SqliteStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SqliteStore::~SqliteStore() = default;
+
+Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const SqliteOptions& opts) {
+  auto impl = std::make_unique<Impl>();
+  impl->opts = opts;
+  auto db = open_db(opts.path, false);
+  if (!db) return std::unexpected(db.error());
+  impl->writer = std::move(*db);
+  sqlite3* w = impl->writer.get();
+  if (auto r = exec(w, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"); !r)
+    return fail("{}: {}", opts.path, r.error().message);
+  {
+    auto v = prepare(w, "PRAGMA user_version");
+    if (!v) return std::unexpected(v.error());
+    int version = sqlite3_step(v->get()) == SQLITE_ROW ? sqlite3_column_int(v->get(), 0) : 0;
+    if (version > 1) return fail("{}: schema version {} is newer than this flowscope (1)", opts.path, version);
+  }
+  if (auto r = exec(w, kSchema); !r) return fail("{}: {}", opts.path, r.error().message);
+  // The placeholders: 33 columns after id.
+  std::string ph;
+  for (int i = 0; i < 33; ++i) ph += ",?";
+  auto ins = prepare(w, fmt::format("INSERT INTO flows ({}) VALUES (NULL{})", kColumns, ph));
+  if (!ins) return std::unexpected(ins.error());
+  impl->insert_stmt = std::move(*ins);
+  {
+    auto c = prepare(w, "SELECT count(*) FROM flows");
+    if (!c) return std::unexpected(c.error());
+    if (sqlite3_step(c->get()) == SQLITE_ROW) impl->st.rows = static_cast<uint64_t>(sqlite3_column_int64(c->get(), 0));
+  }
+  return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
+}
+
+Result<void> SqliteStore::insert(std::vector<FlowRow>& rows) {
+  if (rows.empty()) return {};
+  Impl& i = *impl_;
+  std::lock_guard lk(i.write_mu);
+  sqlite3* db = i.writer.get();
+  if (auto r = exec(db, "BEGIN IMMEDIATE"); !r) {
+    std::lock_guard sl(i.stats_mu);
+    i.st.insert_errors += rows.size();
+    return r;
+  }
+  sqlite3_stmt* s = i.insert_stmt.get();
+  std::string drops;
+  for (auto& r : rows) {
+    i.account(r);
+    drops.clear();
+    if (!r.drops.empty()) {
+      nlohmann::json j = nlohmann::json::object();
+      for (const auto& d : r.drops) j[d.reason] = d.count;
+      drops = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    }
+    const Value vals[] = {
+        r.exporter,
+        int64_t{r.domain},
+        i64(r.start_ns),
+        i64(r.end_ns),
+        r.src_ip,
+        r.dst_ip,
+        int64_t{r.src_port},
+        int64_t{r.dst_port},
+        int64_t{r.protocol},
+        r.direction,
+        i64(r.bytes),
+        i64(r.packets),
+        i64(r.rev_bytes),
+        i64(r.rev_packets),
+        int64_t{r.bidirectional},
+        int64_t{r.cumulative},
+        int64_t{r.interim},
+        opt_int(r.retrans),
+        opt_int(r.srtt_us),
+        opt_int(r.rttvar_us),
+        opt_text(r.close_reason),
+        opt_int(r.pid),
+        opt_text(r.comm),
+        opt_int(r.cgroup_id),
+        opt_text(r.cgroup),
+        opt_text(r.container_id),
+        opt_int(r.netns),
+        drops.empty() ? Value(nullptr) : Value(drops),
+        i64(r.drops_total()),
+        i64(r.delta_bytes),
+        i64(r.delta_packets),
+        i64(r.delta_retrans),
+        int64_t{r.first},
+    };
+    static_assert(std::size(vals) == 33);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    for (size_t k = 0; k < std::size(vals); ++k) bind(s, static_cast<int>(k + 1), vals[k]);
+    if (sqlite3_step(s) != SQLITE_DONE) {
+      std::string msg = sqlite3_errmsg(db);
+      sqlite3_reset(s);
+      (void)exec(db, "ROLLBACK");
+      std::lock_guard sl(i.stats_mu);
+      i.st.insert_errors += rows.size();
+      return fail("SQLite insert: {}", msg);
+    }
+    r.id = sqlite3_last_insert_rowid(db);
+  }
+  sqlite3_reset(s);
+  if (auto r = exec(db, "COMMIT"); !r) {
+    (void)exec(db, "ROLLBACK");
+    std::lock_guard sl(i.stats_mu);
+    i.st.insert_errors += rows.size();
+    return r;
+  }
+  std::lock_guard sl(i.stats_mu);
+  i.st.rows_inserted += rows.size();
+  i.st.rows += rows.size();
+  i.st.batches++;
+  return {};
+}
+
+namespace {
+
+// Runs a read-only statement: binds `args`, calls `row` for each result row.
+template <class F>
+Result<void> run_query(sqlite3* db, const std::string& sql, const std::vector<Value>& args, F&& row) {
+  auto st = prepare(db, sql);
+  if (!st) return std::unexpected(st.error());
+  for (size_t k = 0; k < args.size(); ++k) bind(st->get(), static_cast<int>(k + 1), args[k]);
+  for (;;) {
+    int rc = sqlite3_step(st->get());
+    if (rc == SQLITE_ROW) {
+      row(st->get());
+      continue;
+    }
+    if (rc == SQLITE_DONE) return {};
+    return fail("SQLite query: {}", sqlite3_errmsg(db));
+  }
+}
+
+}  // namespace
+
+Result<FlowPage> SqliteStore::query(const FlowQuery& q) {
+  auto db = impl_->reader();
+  if (!db) return std::unexpected(db.error());
+  Where w = build_where(q.filter);
+  std::string sql = fmt::format("SELECT {} FROM flows{} ORDER BY end_ns DESC, id DESC LIMIT ? OFFSET ?", kColumns, w.sql);
+  w.args.push_back(static_cast<int64_t>(q.limit) + 1);
+  w.args.push_back(i64(q.offset));
+  FlowPage page;
+  auto r = run_query(db->get(), sql, w.args, [&](sqlite3_stmt* s) { page.flows.push_back(read_row(s)); });
+  impl_->give_back(std::move(*db));
+  if (!r) return std::unexpected(r.error());
+  if (page.flows.size() > q.limit) {
+    page.flows.resize(q.limit);
+    page.more = true;
+  }
+  return page;
+}
+
+Result<std::vector<TopEntry>> SqliteStore::top(const TopQuery& q) {
+  // Group and order expressions come from these fixed tables only.
+  const char* key = "src_ip";
+  int nkeys = 1;
+  bool blob_keys = true;
+  const char* nonnull = nullptr;
+  switch (q.group) {
+    case TopGroup::Src: key = "src_ip"; break;
+    case TopGroup::Dst: key = "dst_ip"; break;
+    case TopGroup::Pair: key = "src_ip, dst_ip"; nkeys = 2; break;
+    // The service port: the local port of an inbound flow, else the destination's.
+    case TopGroup::Port: key = "CASE WHEN direction = 'inbound' THEN src_port ELSE dst_port END"; blob_keys = false; break;
+    case TopGroup::Process: key = "comm"; blob_keys = false; nonnull = "comm IS NOT NULL"; break;
+    case TopGroup::Container: key = "container_id"; blob_keys = false; nonnull = "container_id IS NOT NULL"; break;
+  }
+  const char* order = q.by == TopMetric::Bytes ? "b" : q.by == TopMetric::Flows ? "f" : "r";
+  Where w = build_where(q.filter);
+  if (nonnull) w.add(nonnull, {});
+  std::string sql = fmt::format(
+      "SELECT {0}, SUM(d_bytes) AS b, SUM(d_packets) AS p, SUM(first) AS f, SUM(d_retrans) AS r FROM flows{1} "
+      "GROUP BY {0} ORDER BY {2} DESC, b DESC LIMIT ?",
+      key, w.sql, order);
+  w.args.push_back(static_cast<int64_t>(q.limit));
+  auto db = impl_->reader();
+  if (!db) return std::unexpected(db.error());
+  std::vector<TopEntry> out;
+  auto r = run_query(db->get(), sql, w.args, [&](sqlite3_stmt* s) {
+    TopEntry e;
+    for (int k = 0; k < nkeys; ++k)
+      e.key.push_back(blob_keys ? ip16_to_string(column_ip(s, k)) : column_text(s, k));
+    e.bytes = static_cast<uint64_t>(sqlite3_column_int64(s, nkeys));
+    e.packets = static_cast<uint64_t>(sqlite3_column_int64(s, nkeys + 1));
+    e.flows = static_cast<uint64_t>(sqlite3_column_int64(s, nkeys + 2));
+    e.retrans = static_cast<uint64_t>(sqlite3_column_int64(s, nkeys + 3));
+    out.push_back(std::move(e));
+  });
+  impl_->give_back(std::move(*db));
+  if (!r) return std::unexpected(r.error());
+  return out;
+}
+
+Result<std::vector<SeriesPoint>> SqliteStore::series(const SeriesQuery& q) {
+  if (!q.filter.from_ns || !q.filter.to_ns || q.interval_ns == 0 || *q.filter.to_ns < *q.filter.from_ns)
+    return fail("time series needs from <= to and an interval");
+  const uint64_t from = *q.filter.from_ns, to = *q.filter.to_ns;
+  if ((to - from) / q.interval_ns > 100'000) return fail("time series would have more than 100000 points");
+  // Records are placed by their end time (when their counts were taken).
+  FlowFilter f = q.filter;
+  f.from_ns.reset();
+  f.to_ns.reset();
+  Where w = build_where(f);
+  w.add("end_ns BETWEEN ? AND ?", {i64(from), i64(to)});
+  std::string sql = fmt::format(
+      "SELECT (end_ns - ?) / ? AS bucket, SUM(d_bytes), SUM(d_packets), SUM(first), SUM(d_retrans) FROM flows{} "
+      "GROUP BY bucket ORDER BY bucket",
+      w.sql);
+  std::vector<Value> args = {i64(from), i64(q.interval_ns)};
+  args.insert(args.end(), w.args.begin(), w.args.end());
+  auto db = impl_->reader();
+  if (!db) return std::unexpected(db.error());
+  std::vector<SeriesPoint> out;
+  auto r = run_query(db->get(), sql, args, [&](sqlite3_stmt* s) {
+    SeriesPoint p;
+    p.time_ns = from + static_cast<uint64_t>(sqlite3_column_int64(s, 0)) * q.interval_ns;
+    p.bytes = static_cast<uint64_t>(sqlite3_column_int64(s, 1));
+    p.packets = static_cast<uint64_t>(sqlite3_column_int64(s, 2));
+    p.flows = static_cast<uint64_t>(sqlite3_column_int64(s, 3));
+    p.retrans = static_cast<uint64_t>(sqlite3_column_int64(s, 4));
+    out.push_back(p);
+  });
+  impl_->give_back(std::move(*db));
+  if (!r) return std::unexpected(r.error());
+  return out;
+}
+
+Result<uint64_t> SqliteStore::expire(uint64_t cutoff_ns) {
+  Impl& i = *impl_;
+  std::lock_guard lk(i.write_mu);
+  auto st = prepare(i.writer.get(), "DELETE FROM flows WHERE end_ns < ?");
+  if (!st) return std::unexpected(st.error());
+  sqlite3_bind_int64(st->get(), 1, i64(cutoff_ns));
+  if (sqlite3_step(st->get()) != SQLITE_DONE) return fail("SQLite delete: {}", sqlite3_errmsg(i.writer.get()));
+  const auto n = static_cast<uint64_t>(sqlite3_changes64(i.writer.get()));
+  std::lock_guard sl(i.stats_mu);
+  i.st.retention_deleted += n;
+  i.st.rows = i.st.rows > n ? i.st.rows - n : 0;
+  return n;
+}
+
+StoreStats SqliteStore::stats() {
+  StoreStats s;
+  {
+    std::lock_guard sl(impl_->stats_mu);
+    s = impl_->st;
+  }
+  std::error_code ec;
+  for (const char* suffix : {"", "-wal"}) {
+    auto n = std::filesystem::file_size(impl_->opts.path + suffix, ec);
+    if (!ec) s.bytes_on_disk += n;
+  }
+  return s;
+}
+
+}  // namespace flowscope

@@ -1,0 +1,25 @@
+// pcap-filter expressions compiled by libpcap into classic BPF for raw IP
+// packets (DLT_RAW: the program starts at the IP header), ready for the
+// interpreter in bpf/cbpf.h.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "kernel/result.h"
+#include "trace/trace_abi.h"
+
+namespace flowscope::trace {
+
+// Empty expression: empty program (everything matches). A bad expression
+// fails with libpcap's message and the expression.
+Result<std::vector<fs_cbpf_insn>> compile_filter(const std::string& expr);
+
+// Runs a program with the same interpreter the kernel runs (host build of
+// bpf/cbpf.h). caplen <= FS_CBPF_PKT_MAX. Returns the program's return value.
+uint32_t run_filter(const std::vector<fs_cbpf_insn>& prog, const uint8_t* pkt, uint32_t caplen, uint32_t wirelen);
+
+// "VALUE[/MASK]" (decimal or 0x hex) -> value, mask.
+Result<std::pair<uint32_t, uint32_t>> parse_mark(const std::string& spec);
+
+}  // namespace flowscope::trace

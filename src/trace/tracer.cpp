@@ -1,0 +1,267 @@
+#include "trace/tracer.h"
+
+#include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <linux/bpf.h>
+
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+#include <bpf/bpf.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "kernel/handles.h"
+#include "kernel/libbpf_log.h"
+#include "kernel/system.h"
+#include "trace.skel.h"
+#include "trace/filter.h"
+
+namespace flowscope::trace {
+
+std::vector<SkbTracepoint> skb_tracepoints(const btf* b) {
+  std::vector<SkbTracepoint> out;
+  for (const auto& tp : kernel_tracepoints(b)) {
+    int pos = -1;
+    std::string sig = "(";
+    for (size_t i = 0; i < tp.args.size(); i++) {
+      const std::string& t = tp.args[i].type;
+      if (pos < 0 && (t == "struct sk_buff *" || t == "const struct sk_buff *")) pos = static_cast<int>(i);
+      sig += (i ? ", " : "") + t;
+    }
+    sig += ")";
+    if (pos < 0) continue;
+    SkbTracepoint s{tp.name, pos, FS_TP_KIND_GENERIC, sig};
+    if (tp.name == "kfree_skb" && pos == 0 && tp.args.size() >= 3 && tp.args[1].type == "void *" &&
+        tp.args[2].type == "enum skb_drop_reason") {
+      s.kind = FS_TP_KIND_KFREE;
+    } else if (tp.name == "consume_skb" && pos == 0 && tp.args.size() >= 2 && tp.args[1].type == "void *") {
+      s.kind = FS_TP_KIND_CONSUME;
+    } else if (tp.name == "kfree_skb" || tp.name == "consume_skb") {
+      // An older kernel without location/reason: traced as a plain event;
+      // packets then end by the idle timeout.
+    }
+    out.push_back(std::move(s));
+  }
+  std::sort(out.begin(), out.end(), [](const SkbTracepoint& x, const SkbTracepoint& y) { return x.name < y.name; });
+  return out;
+}
+
+namespace {
+
+using TraceSkel = SkelPtr<trace_bpf, trace_bpf__destroy>;
+
+uint32_t round_up_pow2(uint32_t v) {
+  uint32_t p = 4096;
+  while (p < v) p <<= 1;
+  return p;
+}
+
+// BPF_RAW_TRACEPOINT_OPEN with an attach cookie (Linux 6.10+). libbpf 1.1
+// predates the cookie field, so the attribute is laid out here.
+struct RawTpAttr {
+  uint64_t name;
+  uint32_t prog_fd;
+  uint32_t pad;
+  uint64_t cookie;
+};
+
+Result<Fd> raw_tp_open(int prog_fd, const std::string& name, uint64_t cookie) {
+  RawTpAttr attr{};
+  attr.name = reinterpret_cast<uint64_t>(name.c_str());
+  attr.prog_fd = static_cast<uint32_t>(prog_fd);
+  attr.cookie = cookie;
+  int fd = static_cast<int>(syscall(__NR_bpf, BPF_RAW_TRACEPOINT_OPEN, &attr, sizeof(attr)));
+  if (fd < 0) return fail("{}", std::strerror(errno));
+  return Fd(fd);
+}
+
+std::string verifier_tail(const std::string& log) {
+  constexpr size_t kMax = 3000;
+  return log.size() > kMax ? "..." + log.substr(log.size() - kMax) : log;
+}
+
+}  // namespace
+
+struct Tracer::Impl {
+  TraceSkel skel;
+  std::vector<SkbTracepoint> attached;
+  std::vector<std::string> skipped;
+  std::vector<Fd> links;
+  RingBufferPtr rb;
+  std::map<int64_t, std::string> drop_names;
+  const Handler* handler = nullptr;
+  int ncpus = 1;
+  uint32_t max_packets = 0;
+
+  static int on_event(void* ctx, void* data, size_t size) {
+    auto* self = static_cast<Impl*>(ctx);
+    if (size < sizeof(fs_trace_event) || !self->handler) return 0;
+    fs_trace_event ev;
+    std::memcpy(&ev, data, sizeof(ev));
+    (*self->handler)(ev);
+    return 0;
+  }
+};
+
+Result<unsigned> interface_index(const std::string& ifname, const std::optional<std::string>& netns_path) {
+  if (ifname.empty() || ifname.size() >= IFNAMSIZ) return fail("bad interface name \"{}\"", ifname);
+  if (!netns_path) {
+    unsigned idx = if_nametoindex(ifname.c_str());
+    if (!idx) return fail("no interface \"{}\" in this network namespace", ifname);
+    return idx;
+  }
+  std::string path = *netns_path;
+  if (!path.empty() && path.find('/') == std::string::npos && std::all_of(path.begin(), path.end(), ::isdigit)) {
+    return 0u;  // an inode cannot be entered: the name is matched in the kernel only
+  }
+  Fd ns(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!ns) return fail("cannot open network namespace {}: {}", path, std::strerror(errno));
+  Result<unsigned> r = fail("interface lookup failed");
+  std::thread t([&] {
+    if (setns(ns.get(), CLONE_NEWNET) != 0) {
+      r = fail("cannot enter network namespace {}: {}", path, std::strerror(errno));
+      return;
+    }
+    unsigned idx = if_nametoindex(ifname.c_str());
+    if (!idx)
+      r = fail("no interface \"{}\" in network namespace {}", ifname, path);
+    else
+      r = idx;
+  });
+  t.join();
+  return r;
+}
+
+Tracer::Tracer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Tracer::~Tracer() = default;
+
+Result<std::unique_ptr<Tracer>> Tracer::create(const TraceOptions& opts) {
+  auto prog = compile_filter(opts.filter);  // before privileges: a typo is reported as such
+  if (!prog) return std::unexpected(prog.error());
+  std::pair<uint32_t, uint32_t> mark{0, 0};
+  if (opts.mark) {
+    auto m = parse_mark(*opts.mark);
+    if (!m) return std::unexpected(m.error());
+    mark = *m;
+  }
+  if (auto r = check_bpf_privileges(); !r) return std::unexpected(r.error());
+  uint32_t netns = 0;
+  if (opts.netns) {
+    auto ns = resolve_netns(*opts.netns);
+    if (!ns) return std::unexpected(ns.error());
+    netns = *ns;
+  }
+  if (opts.ifname) {
+    auto idx = interface_index(*opts.ifname, opts.netns);
+    if (!idx) return std::unexpected(idx.error());
+  }
+  auto btf = load_kernel_btf();
+  if (!btf) return std::unexpected(btf.error());
+
+  auto impl = std::make_unique<Impl>();
+  impl->ncpus = std::max(1, libbpf_num_possible_cpus());
+  impl->drop_names = enum_names(btf->get(), "skb_drop_reason", "SKB_DROP_REASON_");
+  impl->max_packets = opts.max_packets;
+  raise_memlock_limit();
+
+  std::vector<SkbTracepoint> wanted;
+  for (auto& tp : skb_tracepoints(btf->get())) {
+    if (opts.drops_only && tp.kind != FS_TP_KIND_KFREE) continue;
+    if (tp.skb_arg > 3) {
+      impl->skipped.push_back(fmt::format("{}: skb is argument {}, at most 3 is supported", tp.name, tp.skb_arg));
+      continue;
+    }
+    wanted.push_back(std::move(tp));
+  }
+  if (opts.drops_only && wanted.empty()) return fail("this kernel has no kfree_skb tracepoint with a drop reason");
+
+  impl->skel.reset(trace_bpf__open());
+  if (!impl->skel) return fail("cannot open the trace BPF object: {}", std::strerror(errno));
+  trace_bpf* s = impl->skel.get();
+  s->rodata->filter_len = static_cast<uint32_t>(prog->size());
+  for (size_t i = 0; i < prog->size(); i++) {
+    const auto& in = (*prog)[i];
+    auto& dst = const_cast<fs_cbpf_insn&>(s->rodata->filter_insns[i]);
+    dst = in;
+  }
+  s->rodata->filter_mark = mark.first;
+  s->rodata->filter_mark_mask = mark.second;
+  s->rodata->filter_netns = netns;
+  if (opts.ifname) {
+    std::memcpy(const_cast<char*>(s->rodata->filter_ifname), opts.ifname->c_str(), opts.ifname->size());
+    s->rodata->filter_ifname_set = 1;
+  }
+  s->rodata->track = opts.drops_only ? 0 : 1;
+  bpf_map__set_max_entries(s->maps.tracked, std::max(16u, opts.max_packets));
+  bpf_map__set_max_entries(s->maps.events, round_up_pow2(opts.ringbuf_bytes));
+
+  take_libbpf_log();
+  if (int err = trace_bpf__load(s); err) {
+    return fail("loading the trace BPF programs failed: {}\n{}", std::strerror(-err), verifier_tail(take_libbpf_log()));
+  }
+  const int prog_fd[4] = {bpf_program__fd(s->progs.trace_arg0), bpf_program__fd(s->progs.trace_arg1),
+                          bpf_program__fd(s->progs.trace_arg2), bpf_program__fd(s->progs.trace_arg3)};
+  for (auto& tp : wanted) {
+    int fd = tp.kind == FS_TP_KIND_KFREE     ? bpf_program__fd(s->progs.trace_kfree)
+             : tp.kind == FS_TP_KIND_CONSUME ? bpf_program__fd(s->progs.trace_consume)
+                                             : prog_fd[tp.skb_arg];
+    const uint64_t cookie = impl->attached.size() | (static_cast<uint64_t>(tp.kind) << FS_TP_KIND_SHIFT);
+    auto link = raw_tp_open(fd, tp.name, cookie);
+    if (!link) {
+      if (errno == EINVAL && impl->attached.empty() && impl->skipped.empty()) {
+        // The first attach failing with EINVAL: most likely no cookie support.
+        spdlog::debug("raw tracepoint {}: {}", tp.name, link.error().message);
+      }
+      impl->skipped.push_back(fmt::format("{}: attach failed: {}", tp.name, link.error().message));
+      continue;
+    }
+    impl->links.push_back(std::move(*link));
+    impl->attached.push_back(std::move(tp));
+  }
+  if (impl->attached.empty()) {
+    return fail("no skb tracepoint could be attached (raw tracepoint attach cookies need Linux 6.10+): {}",
+                impl->skipped.empty() ? std::string("none found in BTF") : impl->skipped.front());
+  }
+  impl->rb.reset(ring_buffer__new(bpf_map__fd(s->maps.events), &Impl::on_event, impl.get(), nullptr));
+  if (!impl->rb) return fail("cannot open the trace ring buffer: {}", std::strerror(errno));
+  return std::unique_ptr<Tracer>(new Tracer(std::move(impl)));
+}
+
+Result<void> Tracer::poll(int timeout_ms, const Handler& h) {
+  impl_->handler = &h;
+  int n = ring_buffer__poll(impl_->rb.get(), timeout_ms);
+  impl_->handler = nullptr;
+  if (n < 0 && n != -EINTR) return fail("reading the trace ring buffer failed: {}", std::strerror(-n));
+  return {};
+}
+
+const std::vector<SkbTracepoint>& Tracer::tracepoints() const { return impl_->attached; }
+const std::vector<std::string>& Tracer::skipped() const { return impl_->skipped; }
+const std::map<int64_t, std::string>& Tracer::drop_names() const { return impl_->drop_names; }
+uint32_t Tracer::max_packets() const { return impl_->max_packets; }
+
+TraceStats Tracer::stats() const {
+  TraceStats st;
+  uint64_t* fields[FS_TSTAT_MAX] = {&st.events, &st.matched, &st.emitted, &st.ringbuf_full, &st.track_full, &st.filter_abort, &st.reused};
+  std::vector<uint64_t> vals(impl_->ncpus);
+  const int fd = bpf_map__fd(impl_->skel->maps.stats);
+  for (uint32_t i = 0; i < FS_TSTAT_MAX; i++) {
+    if (bpf_map_lookup_elem(fd, &i, vals.data()) != 0) continue;
+    for (uint64_t v : vals) *fields[i] += v;
+  }
+  return st;
+}
+
+void Tracer::forget(uint64_t skb, uint64_t pkt_id) {
+  const int fd = bpf_map__fd(impl_->skel->maps.tracked);
+  fs_trace_tracked t{};
+  if (bpf_map_lookup_elem(fd, &skb, &t) == 0 && t.pkt_id == pkt_id) bpf_map_delete_elem(fd, &skb);
+}
+
+}  // namespace flowscope::trace

@@ -1,0 +1,189 @@
+// The HTTP API over a real socket on loopback and a real SQLite file.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include "collector/http_api.h"
+#include "storage/sqlite_store.h"
+
+using namespace flowscope;
+using nlohmann::json;
+
+namespace {
+
+constexpr uint64_t kSec = 1'000'000'000ull;
+
+class ApiFixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/fs-api-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    auto s = SqliteStore::open({.path = dir_ + "/flows.db"});
+    ASSERT_TRUE(s) << s.error().message;
+    store_ = std::move(*s);
+    now_ = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
+    std::vector<FlowRow> rows;
+    for (int i = 0; i < 30; ++i) {
+      FlowRow r;
+      r.exporter = "local";
+      r.start_ns = now_ - 600 * kSec + i * kSec;
+      r.end_ns = r.start_ns + kSec;
+      r.src_ip = *parse_ip(i % 2 ? "10.9.0.1" : "fd00:9::1");
+      r.dst_ip = *parse_ip(i % 2 ? "10.9.0.2" : "fd00:9::2");
+      r.src_port = static_cast<uint16_t>(30000 + i);
+      r.dst_port = 443;
+      r.bytes = 100 * (i + 1);
+      r.cumulative = true;
+      r.bidirectional = true;
+      r.comm = i < 10 ? "curl" : "wget";
+      r.pid = 1000 + i;
+      r.retrans = i == 5 ? 7 : 0;
+      r.close_reason = "fin";
+      rows.push_back(r);
+    }
+    ASSERT_TRUE(store_->insert(rows));
+  }
+  void TearDown() override {
+    api_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void start(ApiOptions o = {}) {
+    o.port = 0;
+    auto a = ApiServer::start(o, store_, [] { return json{{"exporters", json::array()}}; }, nullptr);
+    ASSERT_TRUE(a) << a.error().message;
+    api_ = std::move(*a);
+    client_ = std::make_unique<httplib::Client>(o.host, api_->port());
+  }
+  std::pair<int, json> get(const std::string& path, const httplib::Headers& h = {}) {
+    auto r = client_->Get(path, h);
+    if (!r) return {0, json()};
+    return {r->status, json::parse(r->body, nullptr, false)};
+  }
+
+  std::string dir_;
+  uint64_t now_ = 0;
+  std::shared_ptr<SqliteStore> store_;
+  std::unique_ptr<ApiServer> api_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+}  // namespace
+
+TEST_F(ApiFixture, FlowsSearchAndPaging) {
+  start();
+  auto [st, j] = get("/api/flows?addr=10.9.0.0/16&limit=10");
+  ASSERT_EQ(st, 200);
+  EXPECT_EQ(j["count"], 10);
+  EXPECT_EQ(j["more"], true);
+  EXPECT_EQ(j["next_offset"], 10);
+  for (auto& f : j["flows"]) EXPECT_EQ(f["src_addr"], "10.9.0.1");
+  auto [st2, j2] = get("/api/flows?addr=10.9.0.0/16&limit=10&offset=10");
+  ASSERT_EQ(st2, 200);
+  EXPECT_EQ(j2["count"], 5);
+  EXPECT_EQ(j2["more"], false);
+  auto [st3, j3] = get("/api/flows?addr=fd00:9::/32&process=curl");
+  ASSERT_EQ(st3, 200);
+  EXPECT_EQ(j3["count"], 5);
+}
+
+TEST_F(ApiFixture, TopAndTimeseries) {
+  start();
+  auto [st, j] = get("/api/top?group=process&by=flows");
+  ASSERT_EQ(st, 200);
+  ASSERT_EQ(j["top"].size(), 2u);
+  EXPECT_EQ(j["top"][0]["process"], "wget");
+  EXPECT_EQ(j["top"][0]["flows"], 20);
+  auto [st2, j2] = get("/api/top?group=src&by=retransmits&limit=1");
+  ASSERT_EQ(st2, 200);
+  EXPECT_EQ(j2["top"][0]["src"], "10.9.0.1");
+  EXPECT_EQ(j2["top"][0]["retransmits"], 7);
+  auto [st3, j3] = get("/api/timeseries?from=-20m&interval=5m");
+  ASSERT_EQ(st3, 200);
+  uint64_t flows = 0, bytes = 0;
+  for (auto& p : j3["points"]) {
+    flows += p["flows"].get<uint64_t>();
+    bytes += p["bytes"].get<uint64_t>();
+  }
+  EXPECT_EQ(flows, 30u);
+  EXPECT_EQ(bytes, 100u * 30 * 31 / 2);
+}
+
+TEST_F(ApiFixture, HostileParametersGet400Json) {
+  start();
+  for (const char* path :
+       {"/api/flows?limit=100000000", "/api/flows?addr=10.0.0.0/33", "/api/flows?addr=%27%20OR%201%3D1--",
+        "/api/flows?port=99999", "/api/flows?from=yesterday", "/api/flows?limit=1%3B%20DROP%20TABLE%20flows",
+        "/api/flows?bogus=1", "/api/top?group=src%3BDROP", "/api/top?limit=100000",
+        "/api/timeseries?from=-365d&interval=1s", "/api/exporters?x=1"}) {
+    auto [st, j] = get(path);
+    EXPECT_EQ(st, 400) << path;
+    EXPECT_TRUE(j.is_object() && j.contains("error")) << path;
+  }
+  // SQL metacharacters inside a valid text filter are data: no rows, no error,
+  // and the table is still there.
+  auto [st, j] = get("/api/flows?process=x%27%3B%20DROP%20TABLE%20flows%3B%20--");
+  EXPECT_EQ(st, 200);
+  EXPECT_EQ(j["count"], 0);
+  auto [st2, j2] = get("/api/flows?limit=1");
+  EXPECT_EQ(st2, 200);
+  EXPECT_EQ(j2["count"], 1);
+}
+
+TEST_F(ApiFixture, UnknownPathIs404Json) {
+  start();
+  auto [st, j] = get("/api/nope");
+  EXPECT_EQ(st, 404);
+  EXPECT_TRUE(j.contains("error"));
+}
+
+TEST_F(ApiFixture, TokenRequiredWhenConfigured) {
+  ApiOptions o;
+  o.token = "0123456789abcdef-secret";
+  start(o);
+  EXPECT_EQ(get("/api/flows").first, 401);
+  EXPECT_EQ(get("/metrics").first, 401);
+  EXPECT_EQ(get("/api/flows", {{"Authorization", "Bearer wrong-token-xxxxxxx"}}).first, 401);
+  EXPECT_EQ(get("/api/flows", {{"Authorization", "Basic 0123456789abcdef-secret"}}).first, 401);
+  EXPECT_EQ(get("/api/flows", {{"Authorization", "Bearer 0123456789abcdef-secret"}}).first, 200);
+  EXPECT_EQ(get("/healthz").first, 200);
+}
+
+TEST(ApiServer, RefusesNonLoopbackWithoutToken) {
+  ApiOptions o;
+  o.host = "0.0.0.0";
+  o.port = 0;
+  auto a = ApiServer::start(o, nullptr, nullptr, nullptr);
+  ASSERT_FALSE(a);
+  EXPECT_NE(a.error().message.find("token"), std::string::npos);
+  EXPECT_TRUE(is_loopback_host("127.0.0.1"));
+  EXPECT_TRUE(is_loopback_host("127.1.2.3"));
+  EXPECT_TRUE(is_loopback_host("::1"));
+  EXPECT_FALSE(is_loopback_host("::"));
+  EXPECT_FALSE(is_loopback_host("0.0.0.0"));
+  EXPECT_FALSE(is_loopback_host("10.0.0.1"));
+}
+
+TEST(ApiServer, TokenFileChecks) {
+  char tmpl[] = "/tmp/fs-token-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  const std::string path = dir + "/token";
+  std::ofstream(path) << "  0123456789abcdef-secret\n";
+  chmod(path.c_str(), 0644);
+  EXPECT_FALSE(read_token_file(path));  // readable by others
+  chmod(path.c_str(), 0600);
+  auto t = read_token_file(path);
+  ASSERT_TRUE(t) << t.error().message;
+  EXPECT_EQ(*t, "0123456789abcdef-secret");
+  std::ofstream(path) << "short\n";
+  EXPECT_FALSE(read_token_file(path));
+  EXPECT_FALSE(read_token_file(dir + "/missing"));
+  std::filesystem::remove_all(dir);
+}
