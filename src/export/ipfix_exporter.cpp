@@ -205,22 +205,7 @@ class IpfixExporter::Destination {
   }
 
   // Makes sure there is a usable session; false while waiting to retry.
-  // TCP: the collector closed its end (it never sends data on IPFIX TCP). A
-  // send into such a socket still succeeds once and the message is lost
-  // uncounted, so look before sending and reconnect instead.
-  bool peer_closed() const {
-    pollfd p{sock_.get(), POLLIN | POLLRDHUP, 0};
-    if (::poll(&p, 1, 0) != 1) return false;
-    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) return true;
-    char c;
-    return ::recv(sock_.get(), &c, 1, MSG_PEEK | MSG_DONTWAIT) <= 0;
-  }
-
   bool ensure_session() {
-    if (sock_ && d_.tcp && peer_closed()) {
-      spdlog::info("ipfix {}: collector closed the connection; reconnecting", d_.url);
-      disconnect();
-    }
     if (sock_) {
       if (!d_.tcp && Clock::now() >= next_templates_ && !send_templates()) next_templates_ = Clock::now();
       return true;
