@@ -109,24 +109,28 @@ static __always_inline void stat_inc(__u32 idx)
 
 static __always_inline __u32 sk_netns(const struct sock *sk)
 {
-	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	return sk->__sk_common.skc_net.net->ns.inum;
 }
 
-/* Reads addresses and ports; returns 0 when the local port is not bound yet. */
+/* Reads addresses and ports; returns 0 when the local port is not bound yet.
+ * sk is a BTF pointer here and below: direct loads (CO-RE relocated, checked by
+ * the verifier) cost a load each, a BPF_CORE_READ a helper call each. */
 static __always_inline int read_tuple(const struct sock *sk, struct fs_tuple *t)
 {
-	__u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	const struct sock_common *c = &sk->__sk_common;
+	__u16 lport = c->skc_num;
 	if (!lport)
 		return 0;
-	t->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	t->family = c->skc_family;
 	t->local_port = lport;
-	t->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	t->remote_port = bpf_ntohs(c->skc_dport);
 	if (t->family == AF_INET6) {
-		BPF_CORE_READ_INTO(&t->local_addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&t->remote_addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		__builtin_memcpy(t->local_addr, c->skc_v6_rcv_saddr.in6_u.u6_addr8, 16);
+		__builtin_memcpy(t->remote_addr, c->skc_v6_daddr.in6_u.u6_addr8, 16);
 	} else {
-		BPF_CORE_READ_INTO((__u32 *)t->local_addr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__u32 *)t->remote_addr, sk, __sk_common.skc_daddr);
+		__u32 la = c->skc_rcv_saddr, ra = c->skc_daddr;
+		__builtin_memcpy(t->local_addr, &la, 4);
+		__builtin_memcpy(t->remote_addr, &ra, 4);
 	}
 	return 1;
 }
@@ -189,30 +193,34 @@ static __always_inline void bind_owner(struct fs_flow *f)
 	f->flags |= FS_F_ATTRIBUTED;
 }
 
-/* Fills the counters of a record from the live socket. Works on BTF pointers
- * and on a socket address kept as an integer (the periodic dump). */
-static __always_inline void read_counters(const struct sock *sk, struct fs_flow *f)
-{
-	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
-	f->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
-	f->bytes_received = BPF_CORE_READ(tp, bytes_received);
-	f->segs_out = BPF_CORE_READ(tp, segs_out);
-	f->segs_in = BPF_CORE_READ(tp, segs_in);
-	f->total_retrans = BPF_CORE_READ(tp, total_retrans);
-	f->srtt_us = BPF_CORE_READ(tp, srtt_us);
-	f->mdev_us = BPF_CORE_READ(tp, mdev_us);
-	f->sk_err = BPF_CORE_READ(sk, sk_err);
-	/* write_seq counts the FIN once queued: all of it acked means the FIN too. */
-	if ((f->flags & FS_F_FIN_SENT) && BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq))
-		f->flags |= FS_F_FIN_ACKED;
-	/* SOCK_DONE is set by tcp_fin(): the peer's FIN was received in order and
-	 * is counted in bytes_received. */
-	unsigned long skflags = BPF_CORE_READ(sk, __sk_common.skc_flags);
-	if (skflags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_DONE)))
-		f->flags |= FS_F_FIN_RECEIVED;
-	if ((f->direction == FS_DIR_OUTBOUND) && (f->flags & FS_F_ESTABLISHED))
-		f->flags |= FS_F_SYN_ACKED;
-}
+/* Fills the counters of a record from the live socket. RD reads one field:
+ * a direct load for a BTF pointer (events), BPF_CORE_READ for a socket address
+ * kept as an integer (the periodic dump), from one definition. */
+#define RD_DIRECT(p, field) ((p)->field)
+#define DEFINE_READ_COUNTERS(name, RD)                                                         \
+	static __always_inline void name(const struct tcp_sock *tp, struct fs_flow *f)          \
+	{                                                                                      \
+		f->bytes_acked = RD(tp, bytes_acked);                                          \
+		f->bytes_received = RD(tp, bytes_received);                                    \
+		f->segs_out = RD(tp, segs_out);                                                \
+		f->segs_in = RD(tp, segs_in);                                                  \
+		f->total_retrans = RD(tp, total_retrans);                                      \
+		f->srtt_us = RD(tp, srtt_us);                                                  \
+		f->mdev_us = RD(tp, mdev_us);                                                  \
+		f->sk_err = RD(tp, inet_conn.icsk_inet.sk.sk_err);                             \
+		/* write_seq counts the FIN once queued: all acked means the FIN too. */       \
+		if ((f->flags & FS_F_FIN_SENT) && RD(tp, snd_una) == RD(tp, write_seq))        \
+			f->flags |= FS_F_FIN_ACKED;                                            \
+		/* SOCK_DONE is set by tcp_fin(): the peer's FIN arrived in order and is  \
+		 * counted in bytes_received. */                                            \
+		unsigned long skflags = RD(tp, inet_conn.icsk_inet.sk.__sk_common.skc_flags);  \
+		if (skflags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_DONE)))        \
+			f->flags |= FS_F_FIN_RECEIVED;                                         \
+		if ((f->direction == FS_DIR_OUTBOUND) && (f->flags & FS_F_ESTABLISHED))        \
+			f->flags |= FS_F_SYN_ACKED;                                            \
+	}
+DEFINE_READ_COUNTERS(read_counters, RD_DIRECT)
+DEFINE_READ_COUNTERS(read_counters_probe, BPF_CORE_READ)
 
 static __always_inline int passes_filters(const struct fs_flow *f)
 {
@@ -256,7 +264,7 @@ static __always_inline void forget(struct fs_flow *f, __u64 key)
 
 static __always_inline void track_listener(const struct sock *sk, int newstate)
 {
-	struct listener_key lk = {.netns = sk_netns(sk), .port = BPF_CORE_READ(sk, __sk_common.skc_num)};
+	struct listener_key lk = {.netns = sk_netns(sk), .port = sk->__sk_common.skc_num};
 	if (newstate == TCP_LISTEN) {
 		struct owner o = {};
 		o.pid = bpf_get_current_pid_tgid() >> 32;
@@ -271,7 +279,7 @@ static __always_inline void track_listener(const struct sock *sk, int newstate)
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int newstate)
 {
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP_)
+	if (sk->sk_protocol != IPPROTO_TCP_)
 		return 0;
 	stat_inc(FS_STAT_STATE_EVENTS);
 	if (newstate == TCP_LISTEN || (oldstate == TCP_LISTEN && newstate == TCP_CLOSE)) {
@@ -298,7 +306,7 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 			bind_owner(&nf); /* connect(2) runs in the caller's context */
 		} else if (oldstate == TCP_LISTEN || oldstate == TCP_SYN_RECV || newstate == TCP_SYN_RECV) {
 			nf.direction = FS_DIR_INBOUND;
-			struct listener_key lk = {.netns = netns, .port = BPF_CORE_READ(sk, __sk_common.skc_num)};
+			struct listener_key lk = {.netns = netns, .port = sk->__sk_common.skc_num};
 			struct owner *o = bpf_map_lookup_elem(&listeners, &lk);
 			if (o) {
 				nf.pid = o->pid;
@@ -328,8 +336,10 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 	case TCP_LAST_ACK:
 		f->flags |= FS_F_FIN_SENT;
 		break;
-	case TCP_CLOSE:
-		read_counters(sk, f);
+	case TCP_CLOSE: {
+		struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+		if (tp)
+			read_counters(tp, f);
 		f->last_state = (__u8)oldstate;
 		f->end_ns = now;
 		f->kind = FS_KIND_FINAL;
@@ -337,6 +347,7 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 		emit(f);
 		forget(f, key);
 		break;
+	}
 	}
 	return 0;
 }
@@ -392,9 +403,9 @@ struct pkt_tuple {
 /* Parses the IP and TCP headers of an skb; 0 if it is not TCP or unreadable. */
 static __always_inline int parse_skb(const struct sk_buff *skb, struct fs_tuple_key *k)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
-	__u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	unsigned char *head = skb->head;
+	__u16 nh = skb->network_header;
+	__u16 proto = bpf_ntohs(skb->protocol);
 	if (nh == (__u16)~0U)
 		return 0;
 	__u8 l4proto;
@@ -460,7 +471,7 @@ int BPF_PROG(on_kfree_skb, struct sk_buff *skb, void *location, int reason)
 		return 0;
 	}
 	stat_inc(FS_STAT_DROPS_SEEN);
-	struct fs_flow *f = flow_of(BPF_CORE_READ(skb, sk));
+	struct fs_flow *f = flow_of(skb->sk);
 	struct fs_tuple_key k = {};
 	if (!f) {
 		if (!parse_skb(skb, &k))
@@ -499,12 +510,13 @@ static __always_inline int bind_accepted(long fd)
 	if (fd < 0)
 		return 0;
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (!fdt || (unsigned long)fd >= BPF_CORE_READ(fdt, max_fds))
+	struct fdtable *fdt = task->files->fdt;
+	if (!fdt || (unsigned long)fd >= fdt->max_fds)
 		return 0;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
+	/* An indexed load needs a helper: BTF pointers take constant offsets only. */
+	__u64 slot = (__u64)fdt->fd + (__u64)fd * sizeof(struct file *);
 	struct file *file = 0;
-	if (bpf_probe_read_kernel(&file, sizeof(file), fds + fd) || !file)
+	if (bpf_probe_read_kernel(&file, sizeof(file), (void *)slot) || !file)
 		return 0;
 	struct socket *sock = BPF_CORE_READ(file, private_data);
 	if (!sock)
@@ -565,7 +577,7 @@ static long dump_one(struct bpf_map *map, __u64 *key, struct fs_flow *f, struct 
 	f->last_report_ns = c->now;
 	struct fs_flow r;
 	__builtin_memcpy(&r, f, sizeof(r));
-	read_counters((const struct sock *)f->sk, &r);
+	read_counters_probe((const struct tcp_sock *)f->sk, &r);
 	r.end_ns = c->now;
 	r.kind = FS_KIND_INTERIM;
 	emit(&r);
@@ -601,7 +613,7 @@ int seed_flows(struct bpf_iter__tcp *ctx)
 		return 0;
 	const struct sock *sk = (const struct sock *)tp;
 	__u32 netns = sk_netns(sk);
-	struct listener_key lk = {.netns = netns, .port = BPF_CORE_READ(sk, __sk_common.skc_num)};
+	struct listener_key lk = {.netns = netns, .port = sk->__sk_common.skc_num};
 	if (state == TCP_LISTEN) {
 		/* Listening sockets come first in the walk; their owner is unknown
 		 * here (accept() will name it). */

@@ -35,6 +35,7 @@ const volatile __u32 filter_netns = 0;     /* 0: any */
 const volatile char filter_ifname[16] = {};
 const volatile __u32 filter_ifname_set = 0;
 const volatile __u32 track = 1;            /* 0: no tracking (--drops) */
+const volatile __u64 wakeup_bytes = 1024 * 1024; /* ring buffer fill that wakes the reader */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -216,7 +217,11 @@ static __always_inline int passes_filters(struct scratch *s)
 
 static __always_inline void emit(struct scratch *s)
 {
-	if (bpf_ringbuf_output(&events, &s->ev, sizeof(s->ev), 0)) {
+	/* The reader polls on a timer; it is woken early only when the buffer
+	 * fills up, so a busy trace costs few wake-ups. */
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	__u64 flags = avail >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&events, &s->ev, sizeof(s->ev), flags)) {
 		stat_inc(FS_TSTAT_RINGBUF_FULL);
 		return;
 	}

@@ -21,6 +21,7 @@ PKGS_BUILD=(
 # Real peers the tests compare against.
 PKGS_TEST=(
   iproute2 iputils-ping tcpdump nftables tshark nfdump softflowd libbpf-tools iperf3 procps python3 sqlite3 curl
+  gnuplot-nox
 )
 need=()
 for p in "${PKGS_BUILD[@]}" "${PKGS_TEST[@]}"; do

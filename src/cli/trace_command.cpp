@@ -92,8 +92,8 @@ int run_trace(TraceArgs& a) {
 
   auto finish_packets = [&](std::vector<TracedPacket> done) {
     for (auto& p : done) {
-      for (const auto& ev : p.events)
-        if (!p.freed && &ev == &p.events.back()) t.forget(ev.skb, p.id);
+      // Never freed on a traced path: stop tracking its skb in the kernel.
+      if (!p.freed && !p.events.empty()) t.forget(p.events.back().skb, p.id);
       if (!a.events && !a.json) {
         fmt::print("{}\n", format_packet_block(n, p));
       }
@@ -175,6 +175,10 @@ int run_trace(TraceArgs& a) {
   spdlog::info("{} packets traced, {} events, {} lost (ring buffer full), {} not tracked (--max-packets reached){}",
                st.matched, st.emitted, st.ringbuf_full, st.track_full,
                pcap ? fmt::format(", {} written to {}", pcap->packets(), a.pcap) : "");
+  spdlog::debug("{} tracepoint hits, {} sk_buffs seen reused, {} filter runs ended without a verdict, {} packets shown before "
+                "their end (too many open)",
+                st.events, st.reused, st.filter_abort, assembler.pushed_out());
+  if (st.filter_abort) spdlog::warn("{} packets not matched because the filter program ended without a verdict", st.filter_abort);
   if (write_failed) {
     spdlog::error("{}", write_error);
     return 1;

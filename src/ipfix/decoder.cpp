@@ -113,6 +113,10 @@ struct Domain {
   ExporterStats stats;
 };
 
+// Memory a held set is charged: its body plus bookkeeping, so many tiny sets
+// cannot grow the hold without bound.
+constexpr size_t kHeldOverhead = 128;
+
 struct Held {
   DomainKey key;
   uint16_t set_id;
@@ -198,6 +202,7 @@ struct Decoder::Impl {
   std::map<DomainKey, Domain> domains;
   std::deque<Held> held;
   size_t held_bytes = 0;
+  size_t template_fields = 0;  // fields of all cached templates (memory bound)
   Clock::time_point last_expire{};
 
   Domain* domain(const DomainKey& k, Transport t, bool create) {
@@ -216,6 +221,7 @@ struct Decoder::Impl {
     auto it = d.templates.find(id);
     if (it == d.templates.end()) return nullptr;
     if (d.transport == Transport::Udp && now - it->second.refreshed > opts.template_lifetime) {
+      template_fields -= it->second.fields.size();
       d.templates.erase(it);
       c.templates_expired++;
       return nullptr;
@@ -228,7 +234,10 @@ struct Decoder::Impl {
       if (d.transport != Transport::Udp) continue;
       std::erase_if(d.templates, [&](const auto& kv) {
         bool old = now - kv.second.refreshed > opts.template_lifetime;
-        if (old) c.templates_expired++;
+        if (old) {
+          c.templates_expired++;
+          template_fields -= kv.second.fields.size();
+        }
         return old;
       });
     }
@@ -240,21 +249,21 @@ struct Decoder::Impl {
     c.sets_no_template++;
     c.bytes_no_template += held.front().body.size();
     if (auto it = domains.find(held.front().key); it != domains.end()) it->second.stats.sets_no_template++;
-    held_bytes -= held.front().body.size();
+    held_bytes -= held.front().body.size() + kHeldOverhead;
     held.pop_front();
   }
 
   void hold(const DomainKey& k, Domain* d, uint16_t set_id, std::span<const uint8_t> body, Clock::time_point now,
             const Ctx& ctx) {
-    if (!d || body.size() > opts.hold_max_bytes) {
+    if (!d || body.size() + kHeldOverhead > opts.hold_max_bytes) {
       c.sets_no_template++;
       c.bytes_no_template += body.size();
       if (d) d->stats.sets_no_template++;
       return;
     }
-    while (!held.empty() && held_bytes + body.size() > opts.hold_max_bytes) drop_held_front();
+    while (!held.empty() && held_bytes + body.size() + kHeldOverhead > opts.hold_max_bytes) drop_held_front();
     held.push_back({k, set_id, std::vector<uint8_t>(body.begin(), body.end()), now, ctx.export_time, ctx.sys_uptime});
-    held_bytes += body.size();
+    held_bytes += body.size() + kHeldOverhead;
     c.sets_held++;
   }
 
@@ -290,9 +299,16 @@ struct Decoder::Impl {
         }
         if (!d) continue;
         if (tid == set_id) {  // all (options) templates
-          std::erase_if(d->templates, [&](const auto& kv) { return kv.second.options == options; });
+          std::erase_if(d->templates, [&](const auto& kv) {
+            if (kv.second.options != options) return false;
+            template_fields -= kv.second.fields.size();
+            return true;
+          });
         } else {
-          d->templates.erase(tid);
+          if (auto it = d->templates.find(tid); it != d->templates.end()) {
+            template_fields -= it->second.fields.size();
+            d->templates.erase(it);
+          }
         }
         c.templates_withdrawn++;
         continue;
@@ -354,10 +370,13 @@ struct Decoder::Impl {
         continue;
       }
       auto it = d->templates.find(tid);
-      if (it == d->templates.end() && d->templates.size() >= opts.max_templates_per_domain) {
+      const size_t old_fields = it == d->templates.end() ? 0 : it->second.fields.size();
+      if ((it == d->templates.end() && d->templates.size() >= opts.max_templates_per_domain) ||
+          template_fields - old_fields + tmpl.fields.size() > opts.max_template_fields) {
         c.templates_limit++;
         continue;
       }
+      template_fields = template_fields - old_fields + tmpl.fields.size();
       d->templates[tid] = std::move(tmpl);
       if (added) added->push_back(tid);
     }
@@ -648,6 +667,7 @@ FeedResult Decoder::Impl::feed(const std::string& exporter, Transport transport,
     }
     if (id < kSetMinData) continue;  // NetFlow v9 reserved flowset ids
     const Template* t = d ? find_template(*d, id, now) : nullptr;
+    if (body.empty()) continue;  // an empty data set carries no records
     if (!t) {
       records_known = false;
       hold(key, d, id, body, now, ctx);
@@ -710,7 +730,7 @@ void Decoder::Impl::release_held(const DomainKey& k, Domain& d, const std::vecto
         d.stats.malformed++;
       }
     }
-    held_bytes -= it->body.size();
+    held_bytes -= it->body.size() + kHeldOverhead;
     it = held.erase(it);
   }
 }
@@ -727,12 +747,16 @@ FeedResult Decoder::feed(const std::string& exporter, Transport transport, std::
 
 void Decoder::close_session(const std::string& exporter) {
   Impl& i = *impl_;
-  std::erase_if(i.domains, [&](const auto& kv) { return std::get<0>(kv.first) == exporter; });
+  std::erase_if(i.domains, [&](const auto& kv) {
+    if (std::get<0>(kv.first) != exporter) return false;
+    for (const auto& [id, t] : kv.second.templates) i.template_fields -= t.fields.size();
+    return true;
+  });
   for (auto it = i.held.begin(); it != i.held.end();) {
     if (std::get<0>(it->key) == exporter) {
       i.c.sets_no_template++;
       i.c.bytes_no_template += it->body.size();
-      i.held_bytes -= it->body.size();
+      i.held_bytes -= it->body.size() + kHeldOverhead;
       it = i.held.erase(it);
     } else {
       ++it;

@@ -71,6 +71,7 @@ struct DecoderOptions {
   // Memory bounds against hostile exporters.
   size_t max_templates_per_domain = 1024;
   size_t max_domains = 4096;  // (exporter, observation domain) pairs
+  size_t max_template_fields = 1 << 20;  // fields of all cached templates together (~16 MiB)
   // flowscope's private enterprise number (see ie.h).
   uint32_t flowscope_pen = kDefaultPen;
 };

@@ -8,6 +8,7 @@
 
 #include <linux/bpf.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <thread>
@@ -199,7 +200,9 @@ Result<std::unique_ptr<Tracer>> Tracer::create(const TraceOptions& opts) {
   }
   s->rodata->track = opts.drops_only ? 0 : 1;
   bpf_map__set_max_entries(s->maps.tracked, std::max(16u, opts.max_packets));
-  bpf_map__set_max_entries(s->maps.events, round_up_pow2(opts.ringbuf_bytes));
+  const uint32_t rb_bytes = round_up_pow2(opts.ringbuf_bytes);
+  bpf_map__set_max_entries(s->maps.events, rb_bytes);
+  s->rodata->wakeup_bytes = rb_bytes / 4;
 
   take_libbpf_log();
   if (int err = trace_bpf__load(s); err) {
@@ -214,10 +217,6 @@ Result<std::unique_ptr<Tracer>> Tracer::create(const TraceOptions& opts) {
     const uint64_t cookie = impl->attached.size() | (static_cast<uint64_t>(tp.kind) << FS_TP_KIND_SHIFT);
     auto link = raw_tp_open(fd, tp.name, cookie);
     if (!link) {
-      if (errno == EINVAL && impl->attached.empty() && impl->skipped.empty()) {
-        // The first attach failing with EINVAL: most likely no cookie support.
-        spdlog::debug("raw tracepoint {}: {}", tp.name, link.error().message);
-      }
       impl->skipped.push_back(fmt::format("{}: attach failed: {}", tp.name, link.error().message));
       continue;
     }
@@ -235,7 +234,10 @@ Result<std::unique_ptr<Tracer>> Tracer::create(const TraceOptions& opts) {
 
 Result<void> Tracer::poll(int timeout_ms, const Handler& h) {
   impl_->handler = &h;
+  // The kernel side wakes us only when the buffer is a quarter full: after
+  // the timeout, take whatever arrived without a wake-up.
   int n = ring_buffer__poll(impl_->rb.get(), timeout_ms);
+  if (n >= 0) n = ring_buffer__consume(impl_->rb.get());
   impl_->handler = nullptr;
   if (n < 0 && n != -EINTR) return fail("reading the trace ring buffer failed: {}", std::strerror(-n));
   return {};

@@ -498,3 +498,19 @@ TEST(IpfixCodec, DecodesSoftflowdIpfixAndNetflowV9) {
     EXPECT_EQ(dec.counters().messages_malformed, 0u);
   }
 }
+
+TEST(IpfixCodec, TemplateMemoryIsBounded) {
+  Encoder enc;
+  auto tm = enc.template_messages(1);
+  auto data = enc.encode(std::vector<FlowRecord>{sample(4, 1)}, 1);
+  Decoder dec({.max_template_fields = 40});  // room for one 26-field flow template and the 7-field options one
+  feed_all(dec, tm);
+  EXPECT_EQ(dec.counters().templates_limit, 1u);
+  EXPECT_EQ(dec.feed("x", Transport::Udp, data[0]).flows.size(), 1u);  // IPv4 template kept
+  // Withdrawing over TCP frees the room again.
+  Decoder tcp({.max_template_fields = 40});
+  feed_all(tcp, tm, Transport::Tcp);
+  EXPECT_TRUE(tcp.feed("x", Transport::Tcp, withdrawal(2, kTemplateV4)).ok());
+  feed_all(tcp, tm, Transport::Tcp);
+  EXPECT_EQ(tcp.exporter_stats()[0].templates, 2u);
+}
