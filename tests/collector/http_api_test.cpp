@@ -137,6 +137,21 @@ TEST_F(ApiFixture, HostileParametersGet400Json) {
   EXPECT_EQ(j2["count"], 1);
 }
 
+TEST_F(ApiFixture, MetricsInPrometheusTextFormat) {
+  start();
+  get("/api/flows?limit=1");
+  get("/api/flows?limit=0");
+  auto r = client_->Get("/metrics");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_NE(r->get_header_value("Content-Type").find("text/plain"), std::string::npos);
+  EXPECT_NE(r->body.find("# TYPE flowscope_http_requests_total counter"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find(R"(flowscope_http_requests_total{code="200",endpoint="/api/flows"} 1)"), std::string::npos)
+      << r->body;
+  EXPECT_NE(r->body.find(R"(flowscope_http_requests_total{code="400",endpoint="/api/flows"} 1)"), std::string::npos)
+      << r->body;
+}
+
 TEST_F(ApiFixture, UnknownPathIs404Json) {
   start();
   auto [st, j] = get("/api/nope");
