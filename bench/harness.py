@@ -1018,7 +1018,7 @@ def targets(results):
             T.append(f"| bulk: agent uses ≥ 10× less CPU than softflowd | {x:.0f}× less | {verdict(x >= 10)} |")
     for h in results.get("hold", [])[:1]:
         if "unavailable" not in h:
-            T.append(f"| memory: RSS ≤ 64 MiB with 100k connections ({2 * h['established']} flows) | "
+            T.append(f"| memory: RSS ≤ 64 MiB with 100k connections (here {h['established']}: {2 * h['established']} flows) | "
                      f"{h['rss_kib'] / 1024:.1f} MiB (maps {h['map_bytes'] / 1048576:.1f} MiB) | "
                      f"{verdict(h['rss_kib'] <= 65536)} |")
             T.append(f"| interim records for all within one active timeout | {h['interim_tuples']} of "
