@@ -7,6 +7,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "agent/agent.h"
+
 namespace flowscope::cli {
 
 struct Command {
@@ -21,6 +23,15 @@ struct GlobalOptions {
 // Set by SIGINT/SIGTERM; long-running commands stop when it turns true.
 extern std::atomic<bool> g_stop;
 void install_signal_handlers();
+
+// Capture options shared by `agent` and `run`.
+struct CaptureArgs {
+  AgentOptions opts;
+  double active_timeout_s = 60;
+  double stats_s = 0;
+  AgentOptions resolve(const GlobalOptions& global) const;
+};
+void add_capture_options(CLI::App& cmd, CaptureArgs& c);
 
 Command add_agent_command(CLI::App& app, const GlobalOptions& global);
 Command add_collector_command(CLI::App& app, const GlobalOptions& global);

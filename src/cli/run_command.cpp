@@ -14,19 +14,16 @@ namespace {
 
 struct RunArgs {
   ServeArgs serve;
-  AgentOptions opts;
-  double active_timeout_s = 60;
+  CaptureArgs capture;
 };
 
 int run_run(RunArgs& a, const GlobalOptions& global) {
-  a.opts.verbose = global.verbose;
-  a.opts.active_timeout = std::chrono::milliseconds(static_cast<int64_t>(a.active_timeout_s * 1000));
   auto served = open_store(a.serve);
   if (!served) {
     spdlog::error("{}", served.error().message);
     return 1;
   }
-  auto agent = Agent::create(a.opts);
+  auto agent = Agent::create(a.capture.resolve(global));
   if (!agent) {
     spdlog::error("{}", agent.error().message);
     return 1;
@@ -84,17 +81,7 @@ Command add_run_command(CLI::App& app, const GlobalOptions& global) {
   auto* cmd = app.add_subcommand(
       "run", "Capture every TCP connection, store flows in a SQLite file and serve the HTTP API on 127.0.0.1");
   add_serve_options(*cmd, args->serve, false);
-  AgentOptions& o = args->opts;
-  cmd->add_option("--active-timeout", args->active_timeout_s, "Seconds between interim records of a long-lived flow")
-      ->check(CLI::Range(0.1, 86400.0))
-      ->capture_default_str();
-  cmd->add_option("--max-flows", o.max_flows, "Open connections tracked at once in the kernel")
-      ->check(CLI::Range(1024u, 16u << 20))
-      ->capture_default_str();
-  cmd->add_option("--netns", o.netns, "Only flows in this network namespace (path or inode)");
-  cmd->add_option("--port", o.port, "Only flows with this local or remote port");
-  cmd->add_option("--pid", o.pid, "Only flows owned by this process id");
-  cmd->add_option("--cgroup", o.cgroup, "Only flows of this cgroup (path or cgroup id)");
+  add_capture_options(*cmd, args->capture);
   return {cmd, [args, &global] { return run_run(*args, global); }};
 }
 
