@@ -38,6 +38,7 @@ const volatile __u32 drop_reason_consumed = 0xffffffff; /* SKB_CONSUMED on this 
 /* NOT_SPECIFIED on this kernel, or ~0 to attribute those frees too. */
 const volatile __u32 drop_reason_unspecified = 0xffffffff;
 const volatile __u64 wakeup_bytes = 256 * 1024;          /* ring buffer fill that wakes the reader */
+const volatile __u64 ringbuf_bytes = 4 * 1024 * 1024;    /* size of `events` */
 
 /* Not preallocated: kernel memory follows the number of open connections,
  * bounded by --max-flows (safe in any context since Linux 6.1's bpf_mem_alloc). */
@@ -567,13 +568,23 @@ int BPF_PROG(on_send_length, struct sock *sk)
 
 struct dump_ctx {
 	__u64 now;
-	__u64 min_age;
+	__u64 cutoff;
+	__u64 room;       /* stop when the ring has less free space than this */
+	__u32 incomplete; /* stopped early: run again after draining the ring */
+	__u32 pad;
 };
 
 static long dump_one(struct bpf_map *map, __u64 *key, struct fs_flow *f, struct dump_ctx *c)
 {
-	if (c->now - f->last_report_ns < c->min_age)
+	if (f->last_report_ns > c->cutoff)
 		return 0;
+	/* Never overflow the ring with interim records: stop, let user space
+	 * drain it, and continue in the next pass (flows already reported in
+	 * this sweep carry a last_report_ns past the cutoff). */
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + c->room > ringbuf_bytes) {
+		c->incomplete = 1;
+		return 1;
+	}
 	f->last_report_ns = c->now;
 	struct fs_flow r;
 	__builtin_memcpy(&r, f, sizeof(r));
@@ -584,14 +595,19 @@ static long dump_one(struct bpf_map *map, __u64 *key, struct fs_flow *f, struct 
 	return 0;
 }
 
-/* Run from user space with BPF_PROG_TEST_RUN, never attached: args[0] is the
- * minimum time since a flow's last report (0 at shutdown: every open flow). */
+/* Run from user space with BPF_PROG_TEST_RUN, never attached. args[0] is the
+ * cutoff: flows last reported at or before it get an interim record (now minus
+ * the active timeout; at shutdown, the start of the sweep). Returns 1 when it
+ * stopped early for lack of ring space. */
 SEC("raw_tp")
 int dump_flows(__u64 *args)
 {
-	struct dump_ctx c = {.now = bpf_ktime_get_ns(), .min_age = args[0]};
+	__u64 room = 64 * sizeof(struct fs_flow);
+	if (room > ringbuf_bytes / 2)
+		room = ringbuf_bytes / 2; /* a tiny ring still makes progress */
+	struct dump_ctx c = {.now = bpf_ktime_get_ns(), .cutoff = args[0], .room = room};
 	bpf_for_each_map_elem(&flows, dump_one, &c, 0);
-	return 0;
+	return c.incomplete;
 }
 
 /* --- connections open before the agent started ------------------------------ */

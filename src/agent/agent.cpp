@@ -49,7 +49,7 @@ struct Agent::Impl {
   static int on_record(void* ctx, void* data, size_t size);
   void handle(const fs_flow& k);
   void seed_existing(uint32_t only_netns);
-  Result<void> dump(uint64_t min_age_ns);
+  Result<void> dump(uint64_t cutoff);
   uint64_t stat(uint32_t idx) const;
   std::string stats_line(const AgentStats& s) const;
 };
@@ -182,6 +182,7 @@ Result<std::unique_ptr<Agent>> Agent::create(const AgentOptions& opts) {
   }
   const uint32_t rb_bytes = round_up_pow2(opts.ringbuf_bytes);
   s->rodata->wakeup_bytes = rb_bytes / 4;
+  s->rodata->ringbuf_bytes = rb_bytes;
   bpf_map__set_max_entries(s->maps.flows, opts.max_flows);
   bpf_map__set_max_entries(s->maps.tuples, opts.max_flows);
   bpf_map__set_max_entries(s->maps.events, rb_bytes);
@@ -302,11 +303,20 @@ void Agent::Impl::handle(const fs_flow& k) {
   for (auto& s : sinks) s->write(r);
 }
 
-Result<void> Agent::Impl::dump(uint64_t min_age_ns) {
-  uint64_t args[1] = {min_age_ns};
-  LIBBPF_OPTS(bpf_test_run_opts, topts, .ctx_in = args, .ctx_size_in = sizeof(args));
-  if (bpf_prog_test_run_opts(bpf_program__fd(skel->progs.dump_flows), &topts) != 0) {
-    return fail("reporting open flows failed: {}", std::strerror(errno));
+// One sweep of interim records: flows last reported at or before `cutoff`
+// (CLOCK_MONOTONIC ns, the clock of bpf_ktime_get_ns). The kernel side stops
+// before the ring buffer fills; the sweep drains it and goes on until done.
+Result<void> Agent::Impl::dump(uint64_t cutoff) {
+  // Each pass reports at least one flow unless other CPUs refill the ring as
+  // fast as it drains; the bound keeps a pathological case from spinning.
+  for (uint32_t pass = 0; pass <= opts.max_flows; pass++) {
+    uint64_t args[1] = {cutoff};
+    LIBBPF_OPTS(bpf_test_run_opts, topts, .ctx_in = args, .ctx_size_in = sizeof(args));
+    if (bpf_prog_test_run_opts(bpf_program__fd(skel->progs.dump_flows), &topts) != 0) {
+      return fail("reporting open flows failed: {}", std::strerror(errno));
+    }
+    ring_buffer__consume(rb.get());
+    if (topts.retval == 0) return {};
   }
   return {};
 }
@@ -388,7 +398,8 @@ Result<void> Agent::run(const std::atomic<bool>& stop) {
     for (auto& s : i.sinks) s->flush();
     auto now = clock::now();
     if (now >= next_dump) {
-      if (auto r = i.dump(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count()); !r) return r;
+      const uint64_t t = now_ns(CLOCK_MONOTONIC), age = std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
+      if (auto r = i.dump(t > age ? t - age : 0); !r) return r;
       next_dump = now + dump_every;
     }
     if (i.opts.stats_interval.count() > 0 && now >= next_stats) {
@@ -399,8 +410,7 @@ Result<void> Agent::run(const std::atomic<bool>& stop) {
     }
   }
   // Still-open flows leave as interim records so nothing seen is lost at exit.
-  auto r = i.dump(0);
-  ring_buffer__consume(i.rb.get());
+  auto r = i.dump(now_ns(CLOCK_MONOTONIC));
   for (auto& s : i.sinks) s->flush();
   if (i.opts.stats_interval.count() > 0) {
     fmt::print(stderr, "{}\n", i.stats_line(stats()));

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <regex>
+#include <set>
 #include <thread>
 
 #include <fmt/format.h>
@@ -507,6 +508,40 @@ TEST(Agent, ConnectionsOpenBeforeStartAreReported) {
   EXPECT_EQ(cflows[0]["direction"], "outbound");
   EXPECT_EQ(cflows[0]["bytes_sent"], 1234);
   EXPECT_EQ(cflows[0]["bytes_received"], 321);
+}
+
+}  // namespace
+}  // namespace fstest
+
+namespace fstest {
+namespace {
+
+// The periodic sweep of interim records never overflows the ring: it stops
+// when the ring is nearly full and resumes once user space has drained it.
+TEST(Agent, InterimSweepOfManyFlowsFitsATinyRingBuffer) {
+  NsPair net("sweep");
+  const int port = free_port();
+  constexpr int kConns = 100;
+  auto server = start_server(net.b, net.b4, port, {"--count", std::to_string(kConns)});
+  std::vector<std::unique_ptr<Process>> clients;
+  for (int i = 0; i < kConns; i++)
+    clients.push_back(std::make_unique<Process>(std::vector<std::string>{
+        "ip", "netns", "exec", net.a.name(), FS_PEER_BIN, "client", "--addr", net.b4, "--port", std::to_string(port),
+        "--send", "1", "--hold-ms", "6000"}));
+  std::this_thread::sleep_for(1500ms);  // all connected and idle
+  AgentRunner agent({"--port", std::to_string(port), "--active-timeout", "1", "--ringbuf-size", "4096", "--stats", "1"});
+  std::set<std::tuple<uint64_t, uint64_t, uint64_t>> seen;
+  for (int i = 0; i < 60 && seen.size() < 2u * kConns; i++) {
+    std::this_thread::sleep_for(100ms);
+    for (const auto& f : agent.flows())
+      if (f["record"] == "interim")
+        seen.insert({f["netns"].get<uint64_t>(), f["local_port"].get<uint64_t>(), f["remote_port"].get<uint64_t>()});
+  }
+  agent.stop();
+  EXPECT_EQ(seen.size(), 2u * kConns) << "both ends of every connection get an interim record";
+  auto stats = agent.stats();
+  ASSERT_FALSE(stats.empty());
+  EXPECT_EQ(stats.back()["ringbuf_full"], 0) << stats.back().dump();
 }
 
 }  // namespace
