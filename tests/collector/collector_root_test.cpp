@@ -18,6 +18,7 @@
 #include <httplib.h>
 
 #include "support/agent_runner.h"
+#include "support/softflowd_log.h"
 #include "support/netns.h"
 #include "support/process.h"
 
@@ -268,42 +269,6 @@ Json curl_in(const NetNs& ns, const std::string& url, const std::string& extra =
   return Json::parse(sh_out(ns.exec() + "curl -s " + extra + " '" + url + "'"), nullptr, false);
 }
 
-struct SoftflowdFlow {
-  std::string a, b;
-  int pa = 0, pb = 0, proto = 0;
-  uint64_t octets_ab = 0, packets_ab = 0, octets_ba = 0, packets_ba = 0;
-  uint64_t start_ms = 0;
-};
-
-// softflowd -D prints each flow it exports:
-// "EXPIRED: seq:6 [10.77.0.1]:44016 <> [10.77.0.2]:5555 proto:6 octets>:... packets>:... octets<:... packets<:...
-//  start:2026-11-25T12:58:22.805 ..."
-std::vector<SoftflowdFlow> parse_expired(const std::string& log) {
-  std::vector<SoftflowdFlow> out;
-  std::istringstream in(log);
-  std::string line;
-  while (std::getline(in, line)) {
-    SoftflowdFlow s;
-    char a[64] = {}, b[64] = {}, start[32] = {};
-    unsigned long long oab = 0, pab = 0, oba = 0, pba = 0;
-    if (std::sscanf(line.c_str(),
-                    "EXPIRED: seq:%*u [%63[^]]]:%d <> [%63[^]]]:%d proto:%d octets>:%llu packets>:%llu octets<:%llu "
-                    "packets<:%llu start:%31s",
-                    a, &s.pa, b, &s.pb, &s.proto, &oab, &pab, &oba, &pba, start) != 10)
-      continue;
-    s.a = a;
-    s.b = b;
-    s.octets_ab = oab;
-    s.packets_ab = pab;
-    s.octets_ba = oba;
-    s.packets_ba = pba;
-    std::tm tm{};
-    const char* rest = strptime(start, "%Y-%m-%dT%H:%M:%S", &tm);
-    s.start_ms = uint64_t(timegm(&tm)) * 1000 + (rest && *rest == '.' ? std::strtoul(rest + 1, nullptr, 10) : 0);
-    out.push_back(s);
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -346,7 +311,7 @@ TEST(Softflowd, IpfixFromRealTrafficIsStoredAsExported) {
     if (std::regex_search(st, m, std::regex(R"(Flows exported: \d+ \((\d+) records\))"))) records = std::stoull(m[1]);
   }
   ASSERT_GT(records, 0u);
-  auto expired = parse_expired(sf.out() + sf.err());
+  auto expired = fstest::parse_softflowd_expired(sf.out() + sf.err());
   std::vector<SoftflowdFlow> tcp;
   for (const auto& e : expired)
     if (e.proto == 6 && (e.pa == 5301 || e.pb == 5301)) tcp.push_back(e);

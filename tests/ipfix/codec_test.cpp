@@ -11,6 +11,7 @@
 #include "ipfix/decoder.h"
 #include "ipfix/encoder.h"
 #include "ipfix/wire.h"
+#include "support/softflowd_log.h"
 
 using namespace flowscope;
 using namespace flowscope::ipfix;
@@ -426,44 +427,9 @@ std::vector<uint8_t> read_bytes(const std::string& path) {
   return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
 }
 
-struct SoftflowdFlow {
-  std::string a, b;
-  uint16_t pa = 0, pb = 0;
-  int proto = 0;
-  uint64_t octets_ab = 0, packets_ab = 0, octets_ba = 0, packets_ba = 0;
-  uint64_t start_ms = 0;
-};
-
-// "EXPIRED: seq:2 [10.99.0.1]:45524 <> [10.99.0.2]:47002 proto:6 octets>:10372
-// packets>:7 octets<:768 packets<:5 start:2026-11-25T12:27:45.718 ..."
-std::vector<SoftflowdFlow> parse_softflowd_log(const std::string& path) {
-  std::vector<SoftflowdFlow> out;
+std::string read_text(const std::string& path) {
   std::ifstream f(path);
-  std::string line;
-  while (std::getline(f, line)) {
-    SoftflowdFlow s;
-    char a[64] = {}, b[64] = {}, start[32] = {};
-    unsigned pa = 0, pb = 0;
-    unsigned long long oab = 0, pab = 0, oba = 0, pba = 0;
-    if (std::sscanf(line.c_str(),
-                    "EXPIRED: seq:%*u [%63[^]]]:%u <> [%63[^]]]:%u proto:%d octets>:%llu packets>:%llu octets<:%llu "
-                    "packets<:%llu start:%31s",
-                    a, &pa, b, &pb, &s.proto, &oab, &pab, &oba, &pba, start) != 10)
-      continue;
-    s.a = a;
-    s.b = b;
-    s.pa = uint16_t(pa);
-    s.pb = uint16_t(pb);
-    s.octets_ab = oab;
-    s.packets_ab = pab;
-    s.octets_ba = oba;
-    s.packets_ba = pba;
-    std::tm tm{};
-    const char* rest = strptime(start, "%Y-%m-%dT%H:%M:%S", &tm);
-    s.start_ms = uint64_t(timegm(&tm)) * 1000 + (rest && *rest == '.' ? std::strtoul(rest + 1, nullptr, 10) : 0);
-    out.push_back(s);
-  }
-  return out;
+  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
 }
 
 }  // namespace
@@ -471,7 +437,7 @@ std::vector<SoftflowdFlow> parse_softflowd_log(const std::string& path) {
 TEST(IpfixCodec, DecodesSoftflowdIpfixAndNetflowV9) {
   for (std::string name : {"softflowd-ipfix", "softflowd-v9"}) {
     SCOPED_TRACE(name);
-    auto expected = parse_softflowd_log(std::string(IPFIX_TEST_DATA) + "/" + name + ".log");
+    auto expected = fstest::parse_softflowd_expired(read_text(std::string(IPFIX_TEST_DATA) + "/" + name + ".log"));
     ASSERT_FALSE(expected.empty());
     Decoder dec;
     auto res = dec.feed("softflowd", Transport::Udp, read_bytes(std::string(IPFIX_CORPUS) + "/" + name + ".bin"));
