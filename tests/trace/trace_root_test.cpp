@@ -237,7 +237,7 @@ TEST(TraceRoot, FilterMatchesExactlyWhatTcpdumpMatches) {
       "ip[8] == 64 and tcp",
   };
   const std::string pcap = fmt::format("/tmp/fs-trf-{}.pcap", getpid());
-  Process dump({"ip", "netns", "exec", p.b.name(), "tcpdump", "-i", "eth0", "-n", "-U", "-w", pcap});
+  Process dump({"ip", "netns", "exec", p.b.name(), "tcpdump", "-i", "eth0", "-n", "-U", "--immediate-mode", "-w", pcap});
   ASSERT_TRUE(dump.wait_for("listening on", 10s));
   std::vector<std::unique_ptr<Tracer>> tracers;
   for (const auto& e : exprs) tracers.push_back(std::make_unique<Tracer>(std::vector<std::string>{
@@ -252,7 +252,9 @@ TEST(TraceRoot, FilterMatchesExactlyWhatTcpdumpMatches) {
   sh(p.a.exec() + fmt::format("ping -6 -c 2 -i 0.2 -q {} >/dev/null", p.b6));
   for (int i = 0; i < 3; i++) sh(p.a.exec() + fmt::format("bash -c 'echo x{} > /dev/udp/{}/7001'", i, p.b4));
   sh(p.a.exec() + fmt::format("bash -c 'echo y > /dev/udp/{}/7002'", p.b4));
-  std::this_thread::sleep_for(500ms);
+  // Let tcpdump write the last packets before it is stopped (immediate mode
+  // hands each packet over at once; this covers a loaded machine).
+  std::this_thread::sleep_for(1000ms);
   for (auto& t : tracers) ASSERT_EQ(t->stop(), 0) << t->proc().err();
   dump.signal(SIGINT);
   dump.wait(10s);
