@@ -52,4 +52,11 @@ inline std::vector<SoftflowdFlow> parse_softflowd_expired(const std::string& log
   return out;
 }
 
+// softflowd's IPFIX carries the start as systemInitTimeMilliseconds plus
+// flowStartSysUpTime, each truncated to the millisecond on its own, and its
+// log truncates a third time: the two accounts differ by up to 2 ms.
+inline constexpr uint64_t kSoftflowdIpfixStartSlackMs = 2;
+
+inline uint64_t ms_apart(uint64_t a, uint64_t b) { return a > b ? a - b : b - a; }
+
 }  // namespace fstest
