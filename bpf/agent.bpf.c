@@ -37,6 +37,7 @@ const volatile __u64 filter_cgroup = 0;  /* 0: any */
 const volatile __u32 drop_reason_consumed = 0xffffffff; /* SKB_CONSUMED on this kernel */
 /* NOT_SPECIFIED on this kernel, or ~0 to attribute those frees too. */
 const volatile __u32 drop_reason_unspecified = 0xffffffff;
+const volatile __u32 drop_reason_queue_purge = 0xffffffff; /* QUEUE_PURGE on this kernel */
 const volatile __u64 wakeup_bytes = 256 * 1024;          /* ring buffer fill that wakes the reader */
 const volatile __u64 ringbuf_bytes = 4 * 1024 * 1024;    /* size of `events` */
 
@@ -194,13 +195,28 @@ static __always_inline void bind_owner(struct fs_flow *f)
 	f->flags |= FS_F_ATTRIBUTED;
 }
 
-/* Fills the counters of a record from the live socket. RD reads one field:
+/* What the state a socket is in (or left for CLOSE) says of its handshake and
+ * our FIN: derived here rather than tracked per transition, so the
+ * transitions in between need no work at all. */
+static __always_inline void state_flags(struct fs_flow *f, int state)
+{
+	if (state == TCP_FIN_WAIT1 || state == TCP_FIN_WAIT2 || state == TCP_CLOSING || state == TCP_LAST_ACK ||
+	    state == TCP_TIME_WAIT)
+		f->flags |= FS_F_FIN_SENT;
+	if (state != TCP_SYN_SENT && state != TCP_SYN_RECV && state != TCP_NEW_SYN_RECV && state != TCP_CLOSE &&
+	    state != TCP_LISTEN)
+		f->flags |= FS_F_ESTABLISHED;
+}
+
+/* Fills the counters of a record from the live socket; state is the socket's
+ * state (for a final record, the state it left for CLOSE). RD reads one field:
  * a direct load for a BTF pointer (events), BPF_CORE_READ for a socket address
  * kept as an integer (the periodic dump), from one definition. */
 #define RD_DIRECT(p, field) ((p)->field)
 #define DEFINE_READ_COUNTERS(name, RD)                                                         \
-	static __always_inline void name(const struct tcp_sock *tp, struct fs_flow *f)          \
+	static __always_inline void name(const struct tcp_sock *tp, struct fs_flow *f, int state) \
 	{                                                                                      \
+		state_flags(f, state);                                                         \
 		f->bytes_acked = RD(tp, bytes_acked);                                          \
 		f->bytes_received = RD(tp, bytes_received);                                    \
 		f->segs_out = RD(tp, segs_out);                                                \
@@ -283,15 +299,33 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 	if (sk->sk_protocol != IPPROTO_TCP_)
 		return 0;
 	stat_inc(FS_STAT_STATE_EVENTS);
-	if (newstate == TCP_LISTEN || (oldstate == TCP_LISTEN && newstate == TCP_CLOSE)) {
+	/* Only the first transition (tracking starts), ESTABLISHED (an outbound
+	 * socket's port is bound by now) and CLOSE (the record) need work: the
+	 * others (FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING) are read back from
+	 * the state at close, so they cost no map lookup. A socket first seen in
+	 * one of them was open before the agent: its record starts at CLOSE. */
+	switch (newstate) {
+	case TCP_FIN_WAIT1:
+	case TCP_FIN_WAIT2:
+	case TCP_CLOSE_WAIT:
+	case TCP_LAST_ACK:
+	case TCP_CLOSING:
+		return 0;
+	case TCP_LISTEN:
 		track_listener(sk, newstate);
 		return 0;
+	case TCP_CLOSE:
+		if (oldstate == TCP_LISTEN) {
+			track_listener(sk, newstate);
+			return 0;
+		}
+		break;
 	}
 
 	__u64 key = (__u64)sk;
-	__u64 now = bpf_ktime_get_ns();
 	struct fs_flow *f = bpf_map_lookup_elem(&flows, &key);
 	if (!f) {
+		__u64 now = bpf_ktime_get_ns();
 		if (oldstate == TCP_CLOSE && newstate == TCP_CLOSE)
 			return 0;
 		__u32 netns = sk_netns(sk);
@@ -327,28 +361,20 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 			return 0;
 	}
 
-	if (newstate != TCP_CLOSE)
+	if (newstate != TCP_CLOSE) {
 		learn_tuple(sk, f);
-	switch (newstate) {
-	case TCP_ESTABLISHED:
-		f->flags |= FS_F_ESTABLISHED;
-		break;
-	case TCP_FIN_WAIT1:
-	case TCP_LAST_ACK:
-		f->flags |= FS_F_FIN_SENT;
-		break;
-	case TCP_CLOSE: {
+		return 0;
+	}
+	{
 		struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
 		if (tp)
-			read_counters(tp, f);
+			read_counters(tp, f, oldstate);
 		f->last_state = (__u8)oldstate;
-		f->end_ns = now;
+		f->end_ns = bpf_ktime_get_ns();
 		f->kind = FS_KIND_FINAL;
 		stat_inc(FS_STAT_FLOWS_CLOSED);
 		emit(f);
 		forget(f, key);
-		break;
-	}
 	}
 	return 0;
 }
@@ -471,6 +497,14 @@ int BPF_PROG(on_kfree_skb, struct sk_buff *skb, void *location, int reason)
 		stat_inc(FS_STAT_DROPS_UNSPECIFIED);
 		return 0;
 	}
+	/* A socket torn down with packets still queued frees them as QUEUE_PURGE.
+	 * Without payload (the peer's FIN after our close, a bare ACK) the packet
+	 * was fully processed: bookkeeping, not a loss. With payload it is data
+	 * that was never read, and counts. */
+	if ((__u32)reason == drop_reason_queue_purge && skb->len == 0) {
+		stat_inc(FS_STAT_DROPS_PURGED_EMPTY);
+		return 0;
+	}
 	stat_inc(FS_STAT_DROPS_SEEN);
 	struct fs_flow *f = flow_of(skb->sk);
 	struct fs_tuple_key k = {};
@@ -526,7 +560,13 @@ static __always_inline int bind_accepted(long fd)
 	__u64 key = (__u64)sk;
 	struct fs_flow *f = bpf_map_lookup_elem(&flows, &key);
 	if (f && !(f->flags & FS_F_ATTRIBUTED)) {
-		bind_owner(f);
+		/* Usually the listener's own process accepts: its owner is already
+		 * right, only the flag is missing. */
+		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+		if (tgid == f->pid && f->cgroup_id == bpf_get_current_cgroup_id())
+			f->flags |= FS_F_ATTRIBUTED;
+		else
+			bind_owner(f);
 		stat_inc(FS_STAT_ATTRIBUTED_ACCEPT);
 	}
 	return 0;
@@ -588,7 +628,8 @@ static long dump_one(struct bpf_map *map, __u64 *key, struct fs_flow *f, struct 
 	f->last_report_ns = c->now;
 	struct fs_flow r;
 	__builtin_memcpy(&r, f, sizeof(r));
-	read_counters_probe((const struct tcp_sock *)f->sk, &r);
+	const struct tcp_sock *tp = (const struct tcp_sock *)f->sk;
+	read_counters_probe(tp, &r, BPF_CORE_READ(tp, inet_conn.icsk_inet.sk.__sk_common.skc_state));
 	r.end_ns = c->now;
 	r.kind = FS_KIND_INTERIM;
 	emit(&r);
@@ -647,13 +688,9 @@ int seed_flows(struct bpf_iter__tcp *ctx)
 	nf.last_report_ns = now;
 	nf.netns = netns;
 	nf.flags = FS_F_PREEXISTING;
-	if (state != TCP_SYN_SENT && state != TCP_SYN_RECV)
-		nf.flags |= FS_F_ESTABLISHED;
 	/* A connection on a listening port was accepted; any other was connected
 	 * from here (so its SYN is in bytes_acked). */
 	nf.direction = bpf_map_lookup_elem(&listeners, &lk) ? FS_DIR_INBOUND : FS_DIR_OUTBOUND;
-	if (state == TCP_FIN_WAIT1 || state == TCP_FIN_WAIT2 || state == TCP_CLOSING || state == TCP_LAST_ACK)
-		nf.flags |= FS_F_FIN_SENT;
 	if (bpf_map_update_elem(&flows, &key, &nf, BPF_NOEXIST))
 		return 0; /* already tracked, or the map is full (counted below) */
 	stat_inc(FS_STAT_FLOWS_CREATED);

@@ -173,6 +173,11 @@ Result<std::unique_ptr<Agent>> Agent::create(const AgentOptions& opts) {
       it != impl->drop_names.end()) {
     s->rodata->drop_reason_consumed = static_cast<uint32_t>(it->first);
   }
+  if (auto it = std::find_if(impl->drop_names.begin(), impl->drop_names.end(),
+                             [](const auto& kv) { return kv.second == "QUEUE_PURGE"; });
+      it != impl->drop_names.end()) {
+    s->rodata->drop_reason_queue_purge = static_cast<uint32_t>(it->first);
+  }
   if (!opts.unspecified_drops) {
     if (auto it = std::find_if(impl->drop_names.begin(), impl->drop_names.end(),
                                [](const auto& kv) { return kv.second == "NOT_SPECIFIED"; });
@@ -297,8 +302,9 @@ void Agent::Impl::handle(const fs_flow& k) {
   records_received++;
   FlowRecord r = decode_flow(k, clock_offset, drop_names);
   if (r.cgroup_id) {
-    r.cgroup = cgroups.path(r.cgroup_id);
-    r.container_id = container_id_from_cgroup(r.cgroup);
+    const CgroupInfo& cg = cgroups.info(r.cgroup_id);
+    r.cgroup = cg.path;
+    r.container_id = cg.container_id;
   }
   for (auto& s : sinks) s->write(r);
 }
@@ -343,6 +349,7 @@ AgentStats Agent::stats() const {
   s.drops_seen = i.stat(FS_STAT_DROPS_SEEN);
   s.drops_attributed = i.stat(FS_STAT_DROPS_ATTRIBUTED);
   s.drops_unspecified = i.stat(FS_STAT_DROPS_UNSPECIFIED);
+  s.drops_purged_empty = i.stat(FS_STAT_DROPS_PURGED_EMPTY);
   s.attributed_accept = i.stat(FS_STAT_ATTRIBUTED_ACCEPT);
   s.resets = i.stat(FS_STAT_RESETS);
   s.records_received = i.records_received;
@@ -357,12 +364,12 @@ std::string stats_json(const AgentStats& s, uint64_t time_ns) {
   return fmt::format(
       R"({{"type":"stats","time_ns":{},"state_events":{},"flows_created":{},"flows_closed":{},"flows_emitted":{},)"
       R"("flows_filtered":{},"records_received":{},"lost":{},"flow_map_full":{},"ringbuf_full":{},"tuple_map_full":{},)"
-      R"("open_flows":{},"max_flows":{},"map_fill":{:.4f},"bpf_map_bytes":{},"drops_seen":{},"drops_attributed":{},"drops_unspecified":{},"attributed_accept":{},"resets":{}}})",
+      R"("open_flows":{},"max_flows":{},"map_fill":{:.4f},"bpf_map_bytes":{},"drops_seen":{},"drops_attributed":{},"drops_unspecified":{},"drops_purged_empty":{},)"
+      R"("attributed_accept":{},"resets":{}}})",
       time_ns, s.state_events, s.flows_created, s.flows_closed, s.flows_emitted, s.flows_filtered, s.records_received,
       s.lost(), s.flow_map_full, s.ringbuf_full, s.tuple_map_full, s.open_flows, s.max_flows,
       s.max_flows ? double(s.open_flows) / double(s.max_flows) : 0.0, s.bpf_map_bytes, s.drops_seen, s.drops_attributed,
-      s.drops_unspecified,
-      s.attributed_accept, s.resets);
+      s.drops_unspecified, s.drops_purged_empty, s.attributed_accept, s.resets);
 }
 
 // stats_json plus the sinks' own counters (IPFIX queue and send counters).

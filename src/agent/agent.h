@@ -52,6 +52,7 @@ struct AgentStats {
   uint64_t drops_seen = 0;
   uint64_t drops_attributed = 0;
   uint64_t drops_unspecified = 0;
+  uint64_t drops_purged_empty = 0;
   uint64_t attributed_accept = 0;
   uint64_t resets = 0;
   uint64_t records_received = 0;  // read from the ring buffer by user space

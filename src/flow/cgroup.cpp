@@ -71,11 +71,13 @@ std::string find_cgroup2_mount() {
 CgroupResolver::CgroupResolver() : CgroupResolver(find_cgroup2_mount()) {}
 CgroupResolver::CgroupResolver(std::string cgroup2_root) : root_(std::move(cgroup2_root)) {}
 
-const std::string& CgroupResolver::path(uint64_t id) {
+const CgroupInfo& CgroupResolver::info(uint64_t id) {
   auto it = cache_.find(id);
   if (it != cache_.end()) return it->second;
   if (cache_.size() >= kMaxCached) cache_.clear();
-  return cache_.emplace(id, lookup(id)).first->second;
+  CgroupInfo ci{lookup(id), std::nullopt};
+  ci.container_id = container_id_from_cgroup(ci.path);
+  return cache_.emplace(id, std::move(ci)).first->second;
 }
 
 namespace {

@@ -422,7 +422,12 @@ TEST(Agent, OpenFlowsAreReportedAtShutdown) {
   AgentRunner agent({"--port", std::to_string(port)});
   auto server = start_server(net.b, net.b4, port);
   std::thread t([&] { run_client(net.a, net.b4, port, {"--send", "4242", "--hold-ms", "3000"}); });
-  std::this_thread::sleep_for(1000ms);
+  // Stop while the connection is open (not after a fixed sleep: on a loaded
+  // machine the client may take a while to start).
+  const std::string ss = net.b.exec() + fmt::format("ss -Htn state established '( sport = :{} )'", port);
+  for (int i = 0; i < 100 && sh_out(ss).empty(); i++) std::this_thread::sleep_for(50ms);
+  ASSERT_FALSE(sh_out(ss).empty()) << "the client never connected";
+  std::this_thread::sleep_for(100ms);
   EXPECT_EQ(agent.stop(), 0);
   t.join();
   auto flows = agent.flows();
@@ -433,12 +438,15 @@ TEST(Agent, OpenFlowsAreReportedAtShutdown) {
 // --- overload is counted -----------------------------------------------------------
 
 TEST(Agent, RingBufferOverflowIsCounted) {
+  // In a namespace of its own, filtered in the kernel before tracking: the
+  // accounting below must not see connections made elsewhere on the host.
+  NetNs ns("overflow");
   const int port = free_port();
   uint64_t lost = 0;
   for (int attempt = 0; attempt < 3 && lost == 0; attempt++) {
-    AgentRunner agent({"--port", std::to_string(port + attempt), "--ringbuf-size", "4096", "--stats", "0.2"});
-    Process burst({FS_PEER_BIN, "burst", "--addr", "127.0.0.1", "--port", std::to_string(port + attempt), "--count",
-                   "3000", "--threads", "4"});
+    AgentRunner agent({"--netns", ns.path(), "--ringbuf-size", "4096", "--stats", "0.2"});
+    Process burst({"ip", "netns", "exec", ns.name(), FS_PEER_BIN, "burst", "--addr", "127.0.0.1", "--port",
+                   std::to_string(port + attempt), "--count", "3000", "--threads", "4"});
     ASSERT_EQ(burst.wait(60s), 0) << burst.err();
     std::this_thread::sleep_for(500ms);
     agent.stop();
