@@ -70,6 +70,8 @@ struct {
 	__type(key, struct fs_tuple_key);
 	__type(value, struct pending_drops);
 } pending SEC(".maps");
+/* Entries added to `pending` minus those merged (LRU evictions not seen). */
+__u64 pending_entries = 0;
 
 struct owner {
 	__u64 cgroup_id;
@@ -177,13 +179,18 @@ static __always_inline void learn_tuple(const struct sock *sk, struct fs_flow *f
 	__u64 skp = (__u64)sk;
 	if (bpf_map_update_elem(&tuples, &k, &skp, BPF_ANY))
 		stat_inc(FS_STAT_TUPLE_MAP_FULL);
+	/* Almost always empty: skip the lookup then (evicted entries keep the
+	 * count above zero, which only costs the lookup). */
+	if (!pending_entries)
+		return;
 	struct pending_drops *p = bpf_map_lookup_elem(&pending, &k);
 	if (p) {
 #pragma unroll
 		for (int i = 0; i < FS_DROP_SLOTS; i++)
 			if (p->slot[i].reason)
 				add_drop(f->drops, &f->drops_other, p->slot[i].reason - 1, p->slot[i].count);
-		bpf_map_delete_elem(&pending, &k);
+		if (!bpf_map_delete_elem(&pending, &k))
+			__sync_fetch_and_sub(&pending_entries, 1);
 	}
 }
 
@@ -305,6 +312,11 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 	 * the state at close, so they cost no map lookup. A socket first seen in
 	 * one of them was open before the agent: its record starts at CLOSE. */
 	switch (newstate) {
+	case TCP_ESTABLISHED:
+		/* An accepted socket learned its tuple at SYN_RECV already. */
+		if (oldstate == TCP_SYN_RECV)
+			return 0;
+		break;
 	case TCP_FIN_WAIT1:
 	case TCP_FIN_WAIT2:
 	case TCP_CLOSE_WAIT:
@@ -529,7 +541,8 @@ int BPF_PROG(on_kfree_skb, struct sk_buff *skb, void *location, int reason)
 	struct pending_drops *p = bpf_map_lookup_elem(&pending, &k);
 	if (!p) {
 		struct pending_drops z = {};
-		bpf_map_update_elem(&pending, &k, &z, BPF_NOEXIST);
+		if (!bpf_map_update_elem(&pending, &k, &z, BPF_NOEXIST))
+			__sync_fetch_and_add(&pending_entries, 1);
 		p = bpf_map_lookup_elem(&pending, &k);
 		if (!p)
 			return 0;

@@ -537,8 +537,13 @@ TEST(Agent, InterimSweepOfManyFlowsFitsATinyRingBuffer) {
   for (int i = 0; i < kConns; i++)
     clients.push_back(std::make_unique<Process>(std::vector<std::string>{
         "ip", "netns", "exec", net.a.name(), FS_PEER_BIN, "client", "--addr", net.b4, "--port", std::to_string(port),
-        "--send", "1", "--hold-ms", "6000"}));
-  std::this_thread::sleep_for(1500ms);  // all connected and idle
+        "--send", "1", "--hold-ms", "30000"}));
+  // All connected and idle before the agent starts (100 processes may take a
+  // while to start on a loaded machine).
+  const std::string ss = net.b.exec() + fmt::format("ss -Htn state established '( sport = :{} )' | wc -l", port);
+  for (int i = 0; i < 200 && std::stoi(sh_out(ss)) < kConns; i++) std::this_thread::sleep_for(100ms);
+  ASSERT_EQ(std::stoi(sh_out(ss)), kConns) << "not every client connected";
+  std::this_thread::sleep_for(200ms);
   AgentRunner agent({"--port", std::to_string(port), "--active-timeout", "1", "--ringbuf-size", "4096", "--stats", "1"});
   std::set<std::tuple<uint64_t, uint64_t, uint64_t>> seen;
   for (int i = 0; i < 60 && seen.size() < 2u * kConns; i++) {
