@@ -8,6 +8,7 @@ a PNG chart. Traffic only on loopback or in two network namespaces it creates
 and removes. Standard library only (plus gnuplot for the chart).
 """
 import argparse
+import atexit
 import json
 import os
 import platform
@@ -130,8 +131,26 @@ def bpf_runtime(prog_ids):
 
 # ---------------------------------------------------------------- processes
 
+LIVE = []  # every contender process started; none may outlive its run
+
+
+def kill_leftovers():
+    """A contender left running (a crash between start and stop) would tax
+    every later run: stop any that is still alive."""
+    for p in LIVE:
+        if p.alive():
+            log(f"  warning: {p.name} (pid {p.pid}) outlived its run; killed")
+            p.p.kill()
+            p.p.wait()
+    LIVE.clear()
+
+
+atexit.register(kill_leftovers)
+
+
 class Proc:
     def __init__(self, name, argv, ns=None, stdout=None, stderr_file=None):
+        LIVE.append(self)
         self.name = name
         self.argv = in_ns(ns, argv)
         self.err_path = stderr_file or os.path.join(WORK, f"{name}.{time.time_ns()}.err")
@@ -469,6 +488,7 @@ def measure_run(ctx, contender, load):
     """Starts a contender, runs `load()` (returns a dict), measures the
     contender over exactly the load's window."""
     rec = {"contender": contender.name}
+    kill_leftovers()
     try:
         procs = contender.start(ctx)
     except Unavailable as e:
