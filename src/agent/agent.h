@@ -29,7 +29,7 @@ class FlowSink {
 struct AgentOptions {
   std::chrono::milliseconds active_timeout{60'000};
   uint32_t max_flows = 262144;
-  uint32_t ringbuf_bytes = 4 << 20;
+  uint32_t ringbuf_bytes = 8 << 20;  // ~43k records: absorbs the close of a process holding many connections
   std::optional<std::string> netns;   // path or inode
   uint16_t port = 0;
   uint32_t pid = 0;
