@@ -91,6 +91,22 @@ TEST(DecodeFlow, V4MappedIsReportedAsV4) {
   EXPECT_EQ(r.remote_addr, "192.0.2.9");
 }
 
+// The agent formats IPv4 addresses itself (speed); libc's inet_ntop is the
+// reference, over every value each octet can take.
+TEST(DecodeFlow, Ipv4TextMatchesInetNtop) {
+  fs_flow k = base(FS_DIR_OUTBOUND);
+  for (unsigned v = 0; v < 256; v++) {
+    const uint8_t la[4] = {uint8_t(v), uint8_t(255 - v), uint8_t(v * 7), uint8_t(v / 3)};
+    const uint8_t ra[4] = {uint8_t(v / 10), uint8_t(v), 0, 255};
+    std::memcpy(k.tuple.local_addr, la, 4);
+    std::memcpy(k.tuple.remote_addr, ra, 4);
+    FlowRecord r = decode_flow(k, 0, {});
+    char l[INET_ADDRSTRLEN], rr[INET_ADDRSTRLEN];
+    ASSERT_EQ(r.local_addr, inet_ntop(AF_INET, la, l, sizeof(l)));
+    ASSERT_EQ(r.remote_addr, inet_ntop(AF_INET, ra, rr, sizeof(rr)));
+  }
+}
+
 TEST(DecodeFlow, RealV6StaysV6) {
   fs_flow k = base(FS_DIR_INBOUND);
   k.tuple.family = AF_INET6;
