@@ -839,8 +839,16 @@ def micro_scenario(ctx):
         return {"unavailable": "Google Benchmark not found at build time"}
     out = sh([exe, "--benchmark_format=json", f"--benchmark_min_time={ctx.args.micro_min_time}"], timeout=300)
     data = json.loads(out)
-    return {"rows": [{"name": b["name"], "cpu_ns": b["cpu_time"], "real_ns": b["real_time"]}
-                     for b in data["benchmarks"]]}
+    res = {"rows": [{"name": b["name"], "cpu_ns": b["cpu_time"], "real_ns": b["real_time"]}
+                    for b in data["benchmarks"]]}
+    # The floor under the agent's kernel side: what one run of each building
+    # block costs on this kernel (one program attached at a time, churn load).
+    costs = f"{GEN}/fs_bpf_costs"
+    if os.access(costs, os.X_OK):
+        secs = 0.5 if ctx.args.smoke else 3
+        out = sh([costs, "--seconds", str(secs)], timeout=120)
+        res["bpf_costs"] = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+    return res
 
 
 # ---------------------------------------------------------------- report
@@ -896,6 +904,18 @@ def report(results, args):
             for r in mr["rows"]:
                 w(f"| {r['name']} | {r['cpu_ns']:.0f} |")
             w("")
+            if mr.get("bpf_costs"):
+                w("## BPF building blocks on this kernel (ns per program run)\n")
+                w("Each row is a program doing only that, attached alone to `inet_sock_set_state` (the agent's "
+                  "busiest hook) during loopback churn (`fs_bpf_costs`, programs in `bpf/costs.bpf.c`); run time from "
+                  "the kernel's BPF statistics, which include their own two clock reads. The agent's cost per "
+                  "connection is a sum of these: about 10 runs of its state program, one hash insert and delete per "
+                  "flow in each of two maps, one ring-buffer record and two clock reads per flow.\n")
+                w("| building block | ns per run | minus empty program |\n|---|---:|---:|")
+                empty = next((c["ns_per_run"] for c in mr["bpf_costs"] if c["program"] == "empty"), 0)
+                for c in mr["bpf_costs"]:
+                    w(f"| {c['program']} | {c['ns_per_run']:.0f} | {c['ns_per_run'] - empty:.0f} |")
+                w("")
     for topo in ("loopback", "netns"):
         key = f"churn_{topo}"
         if key not in results:
