@@ -63,6 +63,7 @@ struct {
  * connecting socket's port was seen); merged when the tuple appears. */
 struct pending_drops {
 	struct fs_drop_slot slot[FS_DROP_SLOTS];
+	__u64 last_ns; /* the latest drop: flows that started later were not there */
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -166,32 +167,72 @@ static __always_inline void add_drop(struct fs_drop_slot *slots, __u32 *other, _
 		__sync_fetch_and_add(other, n);
 }
 
-/* Records the flow's tuple once the local port is bound, indexes it for drop
- * attribution and folds in drops seen before the tuple was known. */
+/* Folds in drops of packets that had no socket when dropped, kept under the
+ * packet's (source, destination). Only drops no later flow could own: a flow
+ * that started after the last of them was not there (a retried SYN's server
+ * side must not inherit the first SYN's drop). */
+static __always_inline void merge_pending(struct fs_flow *f, struct fs_tuple_key *k)
+{
+	struct pending_drops *p = bpf_map_lookup_elem(&pending, k);
+	if (!p || p->last_ns < f->start_ns)
+		return;
+#pragma unroll
+	for (int i = 0; i < FS_DROP_SLOTS; i++)
+		if (p->slot[i].reason)
+			add_drop(f->drops, &f->drops_other, p->slot[i].reason - 1, p->slot[i].count);
+	if (!bpf_map_delete_elem(&pending, k))
+		__sync_fetch_and_sub(&pending_entries, 1);
+}
+
+/* Both directions of a flow not in the tuples index: packets it sent and
+ * packets sent to it. Almost always nothing is pending: skip the lookups then
+ * (evicted entries keep the count above zero, which only costs the lookups). */
+static __always_inline void merge_pending_both(struct fs_flow *f)
+{
+	if (!pending_entries || !f->tuple.local_port || (f->flags & FS_F_INDEXED))
+		return;
+	struct fs_tuple_key k = {};
+	tuple_key(&f->tuple, &k);
+	merge_pending(f, &k);
+	struct fs_tuple_key r = {};
+	__builtin_memcpy(r.local_addr, k.remote_addr, 16);
+	__builtin_memcpy(r.remote_addr, k.local_addr, 16);
+	r.local_port = k.remote_port;
+	r.remote_port = k.local_port;
+	merge_pending(f, &r);
+}
+
+/* Puts a long-lived flow into the tuples index, so that drops of its packets
+ * without a socket are attributed as they happen. Short flows are never
+ * indexed (two map updates saved per connection): their rare socket-less
+ * drops wait in `pending` and are folded in at close. */
+static __always_inline void index_flow(struct fs_flow *f)
+{
+	if (!f->tuple.local_port || (f->flags & FS_F_INDEXED))
+		return;
+	merge_pending_both(f);
+	struct fs_tuple_key k = {};
+	tuple_key(&f->tuple, &k);
+	__u64 skp = f->sk;
+	if (bpf_map_update_elem(&tuples, &k, &skp, BPF_ANY))
+		stat_inc(FS_STAT_TUPLE_MAP_FULL);
+	else
+		f->flags |= FS_F_INDEXED;
+}
+
+/* Records the flow's tuple once the local port is bound and folds in drops of
+ * packets it sent before (a SYN refused by a closed port). */
 static __always_inline void learn_tuple(const struct sock *sk, struct fs_flow *f)
 {
 	if (f->tuple.local_port)
 		return;
 	if (!read_tuple(sk, &f->tuple))
 		return;
-	struct fs_tuple_key k = {};
-	tuple_key(&f->tuple, &k);
-	__u64 skp = (__u64)sk;
-	if (bpf_map_update_elem(&tuples, &k, &skp, BPF_ANY))
-		stat_inc(FS_STAT_TUPLE_MAP_FULL);
-	/* Almost always empty: skip the lookup then (evicted entries keep the
-	 * count above zero, which only costs the lookup). */
 	if (!pending_entries)
 		return;
-	struct pending_drops *p = bpf_map_lookup_elem(&pending, &k);
-	if (p) {
-#pragma unroll
-		for (int i = 0; i < FS_DROP_SLOTS; i++)
-			if (p->slot[i].reason)
-				add_drop(f->drops, &f->drops_other, p->slot[i].reason - 1, p->slot[i].count);
-		if (!bpf_map_delete_elem(&pending, &k))
-			__sync_fetch_and_sub(&pending_entries, 1);
-	}
+	struct fs_tuple_key k = {};
+	tuple_key(&f->tuple, &k);
+	merge_pending(f, &k);
 }
 
 static __always_inline void bind_owner(struct fs_flow *f)
@@ -276,7 +317,7 @@ static __always_inline void emit(struct fs_flow *f)
 
 static __always_inline void forget(struct fs_flow *f, __u64 key)
 {
-	if (f->tuple.local_port) {
+	if (f->flags & FS_F_INDEXED) {
 		struct fs_tuple_key k = {};
 		tuple_key(&f->tuple, &k);
 		__u64 *owner = bpf_map_lookup_elem(&tuples, &k);
@@ -382,6 +423,7 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 		if (tp)
 			read_counters(tp, f, oldstate);
 		f->last_state = (__u8)oldstate;
+		merge_pending_both(f);
 		f->end_ns = bpf_ktime_get_ns();
 		f->kind = FS_KIND_FINAL;
 		stat_inc(FS_STAT_FLOWS_CLOSED);
@@ -537,7 +579,8 @@ int BPF_PROG(on_kfree_skb, struct sk_buff *skb, void *location, int reason)
 		stat_inc(FS_STAT_DROPS_ATTRIBUTED);
 		return 0;
 	}
-	/* Keep it for a flow that may learn this tuple later (as sender). */
+	/* No indexed flow: a short one (folds it in at close), or one whose
+	 * tuple is not known yet. Kept under the packet's (source, destination). */
 	struct pending_drops *p = bpf_map_lookup_elem(&pending, &k);
 	if (!p) {
 		struct pending_drops z = {};
@@ -548,6 +591,7 @@ int BPF_PROG(on_kfree_skb, struct sk_buff *skb, void *location, int reason)
 			return 0;
 	}
 	add_drop(p->slot, 0, reason, 1);
+	p->last_ns = bpf_ktime_get_ns();
 	return 0;
 }
 
@@ -639,6 +683,7 @@ static long dump_one(struct bpf_map *map, __u64 *key, struct fs_flow *f, struct 
 		return 1;
 	}
 	f->last_report_ns = c->now;
+	index_flow(f);
 	struct fs_flow r;
 	__builtin_memcpy(&r, f, sizeof(r));
 	const struct tcp_sock *tp = (const struct tcp_sock *)f->sk;

@@ -42,6 +42,7 @@ typedef __u64 fs_u64;
 #define FS_F_ATTRIBUTED (1u << 6)   /* pid/comm/cgroup were taken in process context */
 #define FS_F_SYN_ACKED (1u << 7)    /* our SYN is counted in bytes_acked (active open) */
 #define FS_F_FIN_RECEIVED (1u << 8) /* the peer's FIN is counted in bytes_received */
+#define FS_F_INDEXED (1u << 9)      /* in the tuples map (kernel-internal) */
 
 /* Socket addresses as the socket sees them: local = us, remote = peer. IPv4 uses
  * the first 4 bytes of each address. Ports in host byte order. */

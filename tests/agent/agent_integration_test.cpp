@@ -196,6 +196,71 @@ TEST(Agent, RetransmitsAndDropsMatchKernelCounters) {
       << "server " << sf->dump() << "\nclient " << cf->dump();
 }
 
+// Drops in PREROUTING come before any socket is looked up: the packet has no
+// socket, and the agent finds its flow by address. nft's counter is the truth.
+// 20%: veth aggregates segments, so a 2 MiB transfer is only ~50 packets.
+void nft_prerouting_drops(const NetNs& ns, const std::string& match) {
+  EXPECT_EQ(sh(ns.exec() + "nft add table inet fspre"), 0);
+  EXPECT_EQ(sh(ns.exec() + "nft add chain inet fspre pre '{ type filter hook prerouting priority 0; }'"), 0);
+  EXPECT_EQ(sh(ns.exec() + fmt::format("nft add rule inet fspre pre {} numgen random mod 100 '<' 20 counter drop", match)), 0);
+}
+
+uint64_t nft_counter(const NetNs& ns) {
+  std::string rules = sh_out(ns.exec() + "nft list chain inet fspre pre");
+  std::smatch m;
+  if (!std::regex_search(rules, m, std::regex(R"(counter packets (\d+))"))) return 0;
+  return std::stoull(m[1]);
+}
+
+// A short connection is not in the agent's tuple index: its socket-less drops
+// wait under the packet's addresses and are folded in at close, each once.
+TEST(Agent, SocketlessDropsOfAShortFlowAreCountedOnce) {
+  NsPair net("sklshort");
+  const int port = free_port();
+  nft_prerouting_drops(net.b, fmt::format("tcp dport {}", port));
+  AgentRunner agent({"--port", std::to_string(port)});
+  auto server = start_server(net.b, net.b4, port);
+  auto client = run_client(net.a, net.b4, port, {"--send", std::to_string(2 << 20)});
+  server->wait(30s);
+  Json cj = peer_result(*client, "client");
+  ASSERT_FALSE(cj.is_null()) << client->err();
+  auto cf = wait_final(agent, net.a.inode(), cj["local_port"]);
+  auto sf = wait_final(agent, net.b.inode(), port);
+  ASSERT_TRUE(cf && sf) << agent.process().out();
+  const uint64_t dropped = nft_counter(net.b);
+  const std::string reason = kernel_drop_name("NETFILTER_DROP");
+  EXPECT_GT(dropped, 0u);
+  EXPECT_EQ(drops_named(*sf, reason) + drops_named(*cf, reason), dropped)
+      << "server " << sf->dump() << "\nclient " << cf->dump();
+}
+
+// A long-lived connection is indexed at its first interim record; from then
+// on a socket-less drop goes to the end that was to receive the packet.
+TEST(Agent, SocketlessDropsOfALongFlowGoToTheReceiver) {
+  NsPair net("skllong");
+  const int port = free_port();
+  // Drops of what the server sends, on the client's side.
+  nft_prerouting_drops(net.a, fmt::format("tcp sport {}", port));
+  AgentRunner agent({"--port", std::to_string(port), "--active-timeout", "1"});
+  // The client holds before the server starts sending: by then both flows
+  // have had an interim record. The server (the sender) then resets the
+  // connection, so its flow ends first: an unindexed drop would go to it.
+  auto server = start_server(net.b, net.b4, port, {"--send", std::to_string(2 << 20), "--hold-ms", "1500", "--rst"});
+  auto client = run_client(net.a, net.b4, port, {"--send", "10", "--hold-ms", "2500"});
+  server->wait(30s);
+  Json cj = peer_result(*client, "client");
+  ASSERT_FALSE(cj.is_null()) << client->err();
+  EXPECT_EQ(cj["received"], 2 << 20);
+  auto cf = wait_final(agent, net.a.inode(), cj["local_port"]);
+  auto sf = wait_final(agent, net.b.inode(), port);
+  ASSERT_TRUE(cf && sf) << agent.process().out();
+  const uint64_t dropped = nft_counter(net.a);
+  const std::string reason = kernel_drop_name("NETFILTER_DROP");
+  EXPECT_GT(dropped, 0u);
+  EXPECT_EQ(drops_named(*cf, reason), dropped) << "client " << cf->dump();
+  EXPECT_EQ(drops_named(*sf, reason), 0u) << "server " << sf->dump();
+}
+
 // --- RTT against ss ----------------------------------------------------------
 
 TEST(Agent, RttMatchesSsForAnIdleLongLivedFlow) {
