@@ -175,9 +175,9 @@ int run_trace(TraceArgs& a) {
   spdlog::info("{} packets traced, {} events, {} lost (ring buffer full), {} not tracked (--max-packets reached){}",
                st.matched, st.emitted, st.ringbuf_full, st.track_full,
                pcap ? fmt::format(", {} written to {}", pcap->packets(), a.pcap) : "");
-  spdlog::debug("{} tracepoint hits, {} sk_buffs seen reused, {} filter runs ended without a verdict, {} packets shown before "
-                "their end (too many open)",
-                st.events, st.reused, st.filter_abort, assembler.pushed_out());
+  spdlog::debug("{} tracepoint hits, {} filter runs (the rest answered by the verdict memo), {} sk_buffs seen reused, "
+                "{} filter runs ended without a verdict, {} packets shown before their end (too many open)",
+                st.events, st.filter_runs, st.reused, st.filter_abort, assembler.pushed_out());
   if (st.filter_abort) spdlog::warn("{} packets not matched because the filter program ended without a verdict", st.filter_abort);
   if (write_failed) {
     spdlog::error("{}", write_error);

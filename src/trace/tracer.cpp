@@ -191,6 +191,10 @@ Result<std::unique_ptr<Tracer>> Tracer::create(const TraceOptions& opts) {
     auto& dst = const_cast<fs_cbpf_insn&>(s->rodata->filter_insns[i]);
     dst = in;
   }
+  // The filter path copies only the header bytes the filter can reach; when
+  // they fit the verdict memo (64 bytes), verdicts are memoised per CPU.
+  s->rodata->filter_need = filter_bytes_needed(*prog);
+  s->rodata->memo_on = !prog->empty() && s->rodata->filter_need <= 64 ? 1 : 0;
   s->rodata->filter_mark = mark.first;
   s->rodata->filter_mark_mask = mark.second;
   s->rodata->filter_netns = netns;
@@ -250,7 +254,8 @@ uint32_t Tracer::max_packets() const { return impl_->max_packets; }
 
 TraceStats Tracer::stats() const {
   TraceStats st;
-  uint64_t* fields[FS_TSTAT_MAX] = {&st.events, &st.matched, &st.emitted, &st.ringbuf_full, &st.track_full, &st.filter_abort, &st.reused};
+  uint64_t* fields[FS_TSTAT_MAX] = {&st.events,     &st.matched,      &st.emitted, &st.ringbuf_full,
+                                    &st.track_full, &st.filter_abort, &st.reused,  &st.filter_runs};
   std::vector<uint64_t> vals(impl_->ncpus);
   const int fd = bpf_map__fd(impl_->skel->maps.stats);
   for (uint32_t i = 0; i < FS_TSTAT_MAX; i++) {
@@ -263,7 +268,10 @@ TraceStats Tracer::stats() const {
 void Tracer::forget(uint64_t skb, uint64_t pkt_id) {
   const int fd = bpf_map__fd(impl_->skel->maps.tracked);
   fs_trace_tracked t{};
-  if (bpf_map_lookup_elem(fd, &skb, &t) == 0 && t.pkt_id == pkt_id) bpf_map_delete_elem(fd, &skb);
+  if (bpf_map_lookup_elem(fd, &skb, &t) == 0 && t.pkt_id == pkt_id && bpf_map_delete_elem(fd, &skb) == 0) {
+    // One tracked skb fewer in its hint slot (see track_hint in bpf/trace.h).
+    __atomic_fetch_sub(&impl_->skel->bss->track_hint[fs_track_hint_slot(skb)], 1u, __ATOMIC_RELAXED);
+  }
 }
 
 }  // namespace flowscope::trace

@@ -39,6 +39,7 @@ struct TraceOptions {
 
 struct TraceStats {
   uint64_t events = 0, matched = 0, emitted = 0, ringbuf_full = 0, track_full = 0, filter_abort = 0, reused = 0;
+  uint64_t filter_runs = 0;  // cBPF filter interpreted (events not answered by the verdict memo)
 };
 
 class Tracer {
