@@ -214,7 +214,9 @@ Result<std::unique_ptr<Tracer>> Tracer::create(const TraceOptions& opts) {
   }
   // The filter path copies only the header bytes the filter can reach; when
   // they fit the verdict memo (64 bytes), verdicts are memoised per CPU.
-  s->rodata->filter_need = filter_bytes_needed(*prog);
+  // At least the first byte: it tells IP from non-IP (a filter such as
+  // "greater 100" loads no packet byte, yet matches IP packets only).
+  s->rodata->filter_need = std::max(1u, filter_bytes_needed(*prog));
   s->rodata->memo_on = !prog->empty() && s->rodata->filter_need <= 64 ? 1 : 0;
   s->rodata->filter_mark = mark.first;
   s->rodata->filter_mark_mask = mark.second;
