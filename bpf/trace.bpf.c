@@ -458,7 +458,7 @@ static __always_inline void untrack(__u64 key)
 		__sync_fetch_and_sub(&track_hint[fs_track_hint_slot(key)], 1);
 }
 
-static __always_inline int handle(__u64 skb_addr, __u64 cookie, __u64 location, __u32 reason)
+static __always_inline int handle(void *ctx, __u64 skb_addr, __u64 location, __u32 reason)
 {
 	if (!skb_addr)
 		return 0;
@@ -468,13 +468,15 @@ static __always_inline int handle(__u64 skb_addr, __u64 cookie, __u64 location, 
 		return 0;
 	__u32 gen = ++s->gen;
 	struct sk_buff *skb = KPTR(struct sk_buff, skb_addr);
-	__u32 kind = (cookie >> FS_TP_KIND_SHIFT) & 0xf;
 	__u64 key = skb_addr;
 	struct fs_trace_tracked *t = 0;
 	if (track && track_hint[fs_track_hint_slot(key)])
 		t = bpf_map_lookup_elem(&tracked, &key);
 	if (!t && !decide(s, skb, skb_addr, gen))
 		return 0;
+	/* Which tracepoint fired matters only from here on. */
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u32 kind = (cookie >> FS_TP_KIND_SHIFT) & 0xf;
 	/* A tracked packet, or one that matched just now. */
 	fill_event(s, skb, cookie);
 	s->ev.skb = skb_addr;
@@ -524,37 +526,37 @@ static __always_inline int handle(__u64 skb_addr, __u64 cookie, __u64 location, 
 SEC("raw_tp")
 int trace_arg0(__u64 *ctx)
 {
-	return handle(ctx[0], bpf_get_attach_cookie(ctx), 0, 0);
+	return handle(ctx, ctx[0], 0, 0);
 }
 
 SEC("raw_tp")
 int trace_arg1(__u64 *ctx)
 {
-	return handle(ctx[1], bpf_get_attach_cookie(ctx), 0, 0);
+	return handle(ctx, ctx[1], 0, 0);
 }
 
 SEC("raw_tp")
 int trace_arg2(__u64 *ctx)
 {
-	return handle(ctx[2], bpf_get_attach_cookie(ctx), 0, 0);
+	return handle(ctx, ctx[2], 0, 0);
 }
 
 SEC("raw_tp")
 int trace_arg3(__u64 *ctx)
 {
-	return handle(ctx[3], bpf_get_attach_cookie(ctx), 0, 0);
+	return handle(ctx, ctx[3], 0, 0);
 }
 
 /* consume_skb(skb, location) */
 SEC("raw_tp")
 int trace_consume(__u64 *ctx)
 {
-	return handle(ctx[0], bpf_get_attach_cookie(ctx), ctx[1], 0);
+	return handle(ctx, ctx[0], ctx[1], 0);
 }
 
 /* kfree_skb(skb, location, reason, ...) */
 SEC("raw_tp")
 int trace_kfree(__u64 *ctx)
 {
-	return handle(ctx[0], bpf_get_attach_cookie(ctx), ctx[1], (__u32)ctx[2]);
+	return handle(ctx, ctx[0], ctx[1], (__u32)ctx[2]);
 }
