@@ -40,6 +40,10 @@ const volatile __u32 filter_len = 0; /* cBPF instructions; 0: no pcap filter */
  * proves the bound, filter_bytes_needed()): the filter path copies no more. */
 const volatile __u32 filter_need = FS_CBPF_PKT_MAX;
 const volatile __u32 memo_on = 0; /* 1: verdicts memoised (filter_need <= FS_MEMO_BYTES) */
+/* 1: packet bytes on the filter path read with direct loads (needs a kernel
+ * whose verifier treats a pointer read from an skb as readable memory);
+ * 0: with bpf_probe_read_kernel(). User space tries 1, then 0. */
+const volatile __u32 direct_loads = 1;
 const volatile struct fs_cbpf_insn filter_insns[FS_CBPF_MAX_INSNS] = {};
 const volatile __u32 filter_mark = 0;
 const volatile __u32 filter_mark_mask = 0; /* 0: no mark filter */
@@ -215,7 +219,8 @@ static __always_inline void read_netns_ifname(struct fs_trace_event *ev, struct 
  * first FS_MEMO_BYTES of s->buf hold exactly the captured bytes and zeros
  * after them, so the memo can compare whole words. A short copy (want <=
  * FS_MEMO_BYTES: the filter path) is done with direct loads from the data
- * buffer, a long one with bpf_probe_read_kernel().
+ * buffer when the kernel allows it (direct_loads), otherwise and for a long
+ * copy with bpf_probe_read_kernel().
  */
 static __always_inline void read_packet(struct scratch *s, struct sk_buff *skb, __u32 want)
 {
@@ -239,7 +244,7 @@ static __always_inline void read_packet(struct scratch *s, struct sk_buff *skb, 
 	if (cap > FS_CBPF_PKT_MAX)
 		cap = FS_CBPF_PKT_MAX;
 	__u64 *w = (__u64 *)s->buf;
-	if (want <= FS_MEMO_BYTES) {
+	if (direct_loads && want <= FS_MEMO_BYTES) {
 		/* Fault-safe loads (rdonly untrusted memory): a word that runs
 		 * past the captured bytes stays inside the skb's buffer (the
 		 * shared info follows its end) and is masked below. */

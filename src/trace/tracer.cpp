@@ -203,37 +203,49 @@ Result<std::unique_ptr<Tracer>> Tracer::create(const TraceOptions& opts) {
   }
   if (opts.drops_only && wanted.empty()) return fail("this kernel has no kfree_skb tracepoint with a drop reason");
 
-  impl->skel.reset(trace_bpf__open());
-  if (!impl->skel) return fail("cannot open the trace BPF object: {}", std::strerror(errno));
-  trace_bpf* s = impl->skel.get();
-  s->rodata->filter_len = static_cast<uint32_t>(prog->size());
-  for (size_t i = 0; i < prog->size(); i++) {
-    const auto& in = (*prog)[i];
-    auto& dst = const_cast<fs_cbpf_insn&>(s->rodata->filter_insns[i]);
-    dst = in;
-  }
-  // The filter path copies only the header bytes the filter can reach; when
-  // they fit the verdict memo (64 bytes), verdicts are memoised per CPU.
-  // At least the first byte: it tells IP from non-IP (a filter such as
-  // "greater 100" loads no packet byte, yet matches IP packets only).
-  s->rodata->filter_need = std::max(1u, filter_bytes_needed(*prog));
-  s->rodata->memo_on = !prog->empty() && s->rodata->filter_need <= 64 ? 1 : 0;
-  s->rodata->filter_mark = mark.first;
-  s->rodata->filter_mark_mask = mark.second;
-  s->rodata->filter_netns = netns;
-  if (opts.ifname) {
-    std::memcpy(const_cast<char*>(s->rodata->filter_ifname), opts.ifname->c_str(), opts.ifname->size());
-    s->rodata->filter_ifname_set = 1;
-  }
-  s->rodata->track = opts.drops_only ? 0 : 1;
-  bpf_map__set_max_entries(s->maps.tracked, std::max(16u, opts.max_packets));
-  const uint32_t rb_bytes = round_up_pow2(opts.ringbuf_bytes);
-  bpf_map__set_max_entries(s->maps.events, rb_bytes);
-  s->rodata->wakeup_bytes = rb_bytes / 4;
+  // First with direct loads of packet bytes (a pointer read from an skb is
+  // readable memory for the verifier only since Linux 6.16 or so); if this
+  // kernel rejects that, again with bpf_probe_read_kernel() for them.
+  trace_bpf* s = nullptr;
+  for (uint32_t direct : {1u, 0u}) {
+    impl->skel.reset(trace_bpf__open());
+    if (!impl->skel) return fail("cannot open the trace BPF object: {}", std::strerror(errno));
+    s = impl->skel.get();
+    s->rodata->filter_len = static_cast<uint32_t>(prog->size());
+    for (size_t i = 0; i < prog->size(); i++) {
+      const auto& in = (*prog)[i];
+      auto& dst = const_cast<fs_cbpf_insn&>(s->rodata->filter_insns[i]);
+      dst = in;
+    }
+    // The filter path copies only the header bytes the filter can reach; when
+    // they fit the verdict memo (64 bytes), verdicts are memoised per CPU.
+    // At least the first byte: it tells IP from non-IP (a filter such as
+    // "greater 100" loads no packet byte, yet matches IP packets only).
+    s->rodata->filter_need = std::max(1u, filter_bytes_needed(*prog));
+    s->rodata->memo_on = !prog->empty() && s->rodata->filter_need <= 64 ? 1 : 0;
+    s->rodata->direct_loads = direct;
+    s->rodata->filter_mark = mark.first;
+    s->rodata->filter_mark_mask = mark.second;
+    s->rodata->filter_netns = netns;
+    if (opts.ifname) {
+      std::memcpy(const_cast<char*>(s->rodata->filter_ifname), opts.ifname->c_str(), opts.ifname->size());
+      s->rodata->filter_ifname_set = 1;
+    }
+    s->rodata->track = opts.drops_only ? 0 : 1;
+    bpf_map__set_max_entries(s->maps.tracked, std::max(16u, opts.max_packets));
+    const uint32_t rb_bytes = round_up_pow2(opts.ringbuf_bytes);
+    bpf_map__set_max_entries(s->maps.events, rb_bytes);
+    s->rodata->wakeup_bytes = rb_bytes / 4;
 
-  take_libbpf_log();
-  if (int err = trace_bpf__load(s); err) {
-    return fail("loading the trace BPF programs failed: {}\n{}", std::strerror(-err), verifier_tail(take_libbpf_log()));
+    take_libbpf_log();
+    int err = trace_bpf__load(s);
+    if (!err) break;
+    const std::string log = take_libbpf_log();
+    if (!direct) {
+      return fail("loading the trace BPF programs failed: {}\n{}", std::strerror(-err), verifier_tail(log));
+    }
+    spdlog::debug("trace: direct packet loads rejected by this kernel, using bpf_probe_read_kernel: {}",
+                  verifier_tail(log));
   }
   const int prog_fd[4] = {bpf_program__fd(s->progs.trace_arg0), bpf_program__fd(s->progs.trace_arg1),
                           bpf_program__fd(s->progs.trace_arg2), bpf_program__fd(s->progs.trace_arg3)};
