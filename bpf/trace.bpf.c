@@ -203,7 +203,12 @@ static __always_inline void read_netns_ifname(struct fs_trace_event *ev, struct 
 	struct net_device *dev = skb->dev;
 	if (dev) {
 		ev->ifindex = dev->ifindex;
-		__builtin_memcpy(ev->ifname, dev->name, sizeof(ev->ifname));
+		if (direct_loads) {
+			__builtin_memcpy(ev->ifname, dev->name, sizeof(ev->ifname));
+		} else {
+			__builtin_memset(ev->ifname, 0, sizeof(ev->ifname));
+			bpf_probe_read_kernel_str(ev->ifname, sizeof(ev->ifname), dev->name);
+		}
 		ev->netns = dev->nd_net.net->ns.inum;
 	} else {
 		ev->ifindex = 0;
