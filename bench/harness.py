@@ -556,6 +556,15 @@ def median(xs):
     return statistics.median(xs) if xs else None
 
 
+def selected(ctx, contenders):
+    """--contenders: keep the baseline and the contenders whose name contains
+    one of the given words (e.g. `trace` for the tracer rows only)."""
+    words = [w for w in (ctx.args.contenders or "").split(",") if w]
+    if not words:
+        return contenders
+    return [c for c in contenders if c.name == "baseline" or any(w in c.name for w in words)]
+
+
 def churn_scenario(ctx, topo):
     cns, sns, saddr = TOPOLOGIES[topo]
     a = ctx.args
@@ -567,7 +576,8 @@ def churn_scenario(ctx, topo):
                              "--threads", str(a.churn_threads), "--duration", str(a.churn_secs)]))
         return json.loads(out.strip().splitlines()[-1])
 
-    contenders = [Baseline(), AgentJson(), AgentIpfix(ctx.features), Tcplife(), Trace(NOMATCH_FILTER, "non-matching filter")]
+    contenders = selected(ctx, [Baseline(), AgentJson(), AgentIpfix(ctx.features), Tcplife(),
+                                Trace(NOMATCH_FILTER, "non-matching filter")])
     try:
         runs, unavailable = interleaved(ctx, contenders, load, a.reps)
     finally:
@@ -626,8 +636,8 @@ def bulk_scenario(ctx):
                              "--first-local-port", str(ONE_CONN_PORT)]))
         return json.loads(out.strip().splitlines()[-1])
 
-    contenders = [Baseline(), AgentJson(), Softflowd(), Trace(NOMATCH_FILTER, "non-matching filter"),
-                  Trace(f"tcp port {ONE_CONN_PORT}", "filter matching one connection")]
+    contenders = selected(ctx, [Baseline(), AgentJson(), Softflowd(), Trace(NOMATCH_FILTER, "non-matching filter"),
+                                Trace(f"tcp port {ONE_CONN_PORT}", "filter matching one connection")])
     try:
         runs, unavailable = interleaved(ctx, contenders, load, a.reps)
     finally:
@@ -1200,6 +1210,8 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="seconds, not minutes; fails only on real breakage")
     ap.add_argument("--only", default="", help="comma-separated: micro,churn,bulk,hold,collector")
     ap.add_argument("--reps", type=int)
+    ap.add_argument("--contenders", default="",
+                    help="comma-separated words: run only the baseline and contenders whose name contains one, e.g. 'trace'")
     ap.add_argument("--hold-agent-args", default="", help="extra agent options for scenario 3, e.g. '--ringbuf-size 67108864'")
     ap.add_argument("--out", help="report path (default BENCHMARKS.md; smoke: none unless given)")
     ap.add_argument("--report-only", action="store_true",

@@ -10,12 +10,20 @@
  * per position). The attach cookie says which tracepoint fired.
  *
  * Per event:
- *   skb tracked? ──yes──────────────────────────────────────────► emit
+ *   skb tracked? (track_hint, then hash map) ──yes──────────────────► emit
  *        │no
- *   --mark / --netns / --ifname / pcap filter (cBPF, interpreted)  ─no─► return
+ *   read only what the filters look at (mark, netns, ifname, the header
+ *   bytes the pcap filter can reach)
+ *   --mark / --netns / --ifname / pcap filter  ───────────────no──► return
+ *     (verdict memo per CPU, else the cBPF interpreter)
  *        │yes
- *   track it (hash map, bounded) ──────────────────────────────────► emit
+ *   read the whole event, track the skb (hash map, bounded) ────────► emit
  * consume_skb / kfree_skb end the packet's life: emit, then forget the skb.
+ *
+ * Most events are of packets that do not match: that path is kept short.
+ * Kernel objects are read with plain loads through bpf_rdonly_cast() (the
+ * verifier turns them into fault-safe BPF_PROBE_MEM loads, a few instructions
+ * each) instead of one bpf_probe_read_kernel() call per field.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -28,6 +36,14 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Set by user space before load. */
 const volatile __u32 filter_len = 0; /* cBPF instructions; 0: no pcap filter */
+/* Bytes from the IP header that any load of the filter can reach (user space
+ * proves the bound, filter_bytes_needed()): the filter path copies no more. */
+const volatile __u32 filter_need = FS_CBPF_PKT_MAX;
+const volatile __u32 memo_on = 0; /* 1: verdicts memoised (filter_need <= FS_MEMO_BYTES) */
+/* 1: packet bytes on the filter path read with direct loads (needs a kernel
+ * whose verifier treats a pointer read from an skb as readable memory);
+ * 0: with bpf_probe_read_kernel(). User space tries 1, then 0. */
+const volatile __u32 direct_loads = 1;
 const volatile struct fs_cbpf_insn filter_insns[FS_CBPF_MAX_INSNS] = {};
 const volatile __u32 filter_mark = 0;
 const volatile __u32 filter_mark_mask = 0; /* 0: no mark filter */
@@ -56,11 +72,14 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
+/* A tracked skb may be in a slot of this array (see fs_track_hint_slot). */
+__u32 track_hint[FS_TRACK_HINT_SLOTS] = {};
+
 struct scratch {
 	struct fs_trace_event ev;
 	struct fs_cbpf_vm vm;
 	__u32 caplen;  /* bytes valid in buf */
-	__u32 pad;
+	__u32 gen;     /* bumped by every program run on this CPU (nesting check) */
 	__u8 buf[FS_CBPF_BUF];
 };
 struct {
@@ -69,6 +88,39 @@ struct {
 	__type(key, __u32);
 	__type(value, struct scratch);
 } scratch_map SEC(".maps");
+
+/*
+ * Verdict memo. A packet passes several tracepoints (queue, transmit, receive,
+ * delivery, free) with the same headers; its verdict is a function of what the
+ * filters read: the header bytes within filter_need, the captured and wire
+ * lengths, and mark, netns, ifname when those filters are set. Each CPU keeps
+ * the last verdicts in a small direct-mapped table (slot chosen by the skb
+ * address) keyed by exactly those inputs, so a hit is exact by construction:
+ * a reused sk_buff, a NAT rewrite or a new device simply misses.
+ */
+#define FS_MEMO_WORDS 8 /* header bytes covered: 64 */
+#define FS_MEMO_BYTES (FS_MEMO_WORDS * 8)
+#define FS_MEMO_BITS 6
+struct memo_entry {
+	__u64 words[FS_MEMO_WORDS]; /* buf[0..64), zero past caplen */
+	__u64 ifname[2];
+	__u32 mark;
+	__u32 netns;
+	__u32 wire_len;
+	__u32 caplen;
+	__u32 verdict;
+	__u32 used;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1 << FS_MEMO_BITS);
+	__type(key, __u32);
+	__type(value, struct memo_entry);
+} memo SEC(".maps");
+
+/* Kernel objects as read-only BTF pointers: direct, fault-safe loads. */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+#define KPTR(type, p) ((type *)bpf_rdonly_cast((const void *)(p), bpf_core_type_id_kernel(type)))
 
 /* Packet ids, one counter shared by all CPUs. */
 __u64 next_pkt_id = 0;
@@ -86,12 +138,14 @@ static __always_inline struct scratch *get_scratch(void)
 	return bpf_map_lookup_elem(&scratch_map, &zero);
 }
 
+struct loop_ctx {
+	struct scratch *s;
+};
+
 /* One cBPF instruction per bpf_loop() iteration; returns 1 to stop. */
-static long cbpf_step_cb(__u32 i, void *unused)
+static long cbpf_step_cb(__u32 i, void *ctx)
 {
-	struct scratch *s = get_scratch();
-	if (!s)
-		return 1;
+	struct scratch *s = ((struct loop_ctx *)ctx)->s;
 	struct fs_cbpf_vm *vm = &s->vm;
 	__u32 pc = vm->pc;
 	if (pc >= filter_len || pc >= FS_CBPF_MAX_INSNS) {
@@ -115,7 +169,8 @@ static __always_inline int run_filter(struct scratch *s)
 	if (s->ev.flags & FS_TEV_NOT_IP)
 		return 0; /* the filter was compiled for raw IP packets */
 	__builtin_memset(&s->vm, 0, sizeof(s->vm));
-	bpf_loop(FS_CBPF_MAX_INSNS, cbpf_step_cb, 0, 0);
+	struct loop_ctx lc = {.s = s};
+	bpf_loop(FS_CBPF_MAX_INSNS, cbpf_step_cb, &lc, 0);
 	if (!s->vm.done) {
 		stat_inc(FS_TSTAT_FILTER_ABORT);
 		return 0;
@@ -132,8 +187,8 @@ static __always_inline int run_filter(struct scratch *s)
  */
 static __always_inline __u32 l3_offset(struct sk_buff *skb, __u32 data_off)
 {
-	__u16 nh = BPF_CORE_READ(skb, network_header);
-	__u16 mh = BPF_CORE_READ(skb, mac_header);
+	__u16 nh = skb->network_header;
+	__u16 mh = skb->mac_header;
 	if (nh != (__u16)~0U && nh != 0 && (mh == (__u16)~0U || nh > mh))
 		return nh;
 	if (mh != (__u16)~0U && data_off > mh)
@@ -143,39 +198,44 @@ static __always_inline __u32 l3_offset(struct sk_buff *skb, __u32 data_off)
 	return data_off;
 }
 
-static __always_inline void fill_event(struct scratch *s, struct sk_buff *skb, __u64 cookie)
+static __always_inline void read_netns_ifname(struct fs_trace_event *ev, struct sk_buff *skb)
 {
-	struct fs_trace_event *ev = &s->ev;
-	ev->ts_ns = bpf_ktime_get_ns();
-	ev->skb = (__u64)skb;
-	ev->pkt_id = 0;
-	ev->location = 0;
-	ev->tp = cookie & 0xffff;
-	ev->cpu = bpf_get_smp_processor_id();
-	ev->mark = BPF_CORE_READ(skb, mark);
-	ev->len = BPF_CORE_READ(skb, len);
-	ev->reason = 0;
-	ev->protocol = bpf_ntohs(BPF_CORE_READ(skb, protocol));
-	ev->flags = 0;
-	ev->pad = 0;
-
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	struct net_device *dev = skb->dev;
 	if (dev) {
-		ev->ifindex = BPF_CORE_READ(dev, ifindex);
-		BPF_CORE_READ_STR_INTO(&ev->ifname, dev, name);
-		ev->netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+		ev->ifindex = dev->ifindex;
+		if (direct_loads) {
+			__builtin_memcpy(ev->ifname, dev->name, sizeof(ev->ifname));
+		} else {
+			__builtin_memset(ev->ifname, 0, sizeof(ev->ifname));
+			bpf_probe_read_kernel_str(ev->ifname, sizeof(ev->ifname), dev->name);
+		}
+		ev->netns = dev->nd_net.net->ns.inum;
 	} else {
 		ev->ifindex = 0;
-		ev->ifname[0] = 0;
-		struct sock *sk = BPF_CORE_READ(skb, sk);
-		ev->netns = sk ? BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum) : 0;
+		__builtin_memset(ev->ifname, 0, sizeof(ev->ifname));
+		struct sock *sk = skb->sk;
+		ev->netns = sk ? sk->__sk_common.skc_net.net->ns.inum : 0;
 	}
+}
 
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	unsigned char *data = BPF_CORE_READ(skb, data);
-	__u32 tail = BPF_CORE_READ(skb, tail);
+/*
+ * Copies at most `want` bytes of the packet, from its IP header on, into
+ * s->buf and sets s->caplen, ev->len, ev->wire_len and FS_TEV_NOT_IP. The
+ * first FS_MEMO_BYTES of s->buf hold exactly the captured bytes and zeros
+ * after them, so the memo can compare whole words. A short copy (want <=
+ * FS_MEMO_BYTES: the filter path) is done with direct loads from the data
+ * buffer when the kernel allows it (direct_loads), otherwise and for a long
+ * copy with bpf_probe_read_kernel().
+ */
+static __always_inline void read_packet(struct scratch *s, struct sk_buff *skb, __u32 want)
+{
+	struct fs_trace_event *ev = &s->ev;
+	unsigned char *head = skb->head;
+	unsigned char *data = skb->data;
+	__u32 tail = skb->tail;
 	__u32 data_off = data - head;
 	__u32 off = l3_offset(skb, data_off);
+	ev->len = skb->len;
 	/* wire_len: the packet's bytes from the IP header on. */
 	if (off >= data_off)
 		ev->wire_len = ev->len > off - data_off ? ev->len - (off - data_off) : 0;
@@ -184,16 +244,74 @@ static __always_inline void fill_event(struct scratch *s, struct sk_buff *skb, _
 	__u32 cap = tail > off ? tail - off : 0;
 	if (cap > ev->wire_len)
 		cap = ev->wire_len;
+	if (cap > want)
+		cap = want;
 	if (cap > FS_CBPF_PKT_MAX)
 		cap = FS_CBPF_PKT_MAX;
-	if (cap && bpf_probe_read_kernel(s->buf, cap, head + off))
-		cap = 0;
+	__u64 *w = (__u64 *)s->buf;
+	if (direct_loads && want <= FS_MEMO_BYTES) {
+		/* Fault-safe loads (rdonly untrusted memory): a word that runs
+		 * past the captured bytes stays inside the skb's buffer (the
+		 * shared info follows its end) and is masked below. */
+		const __u64 *src = (const __u64 *)(head + off);
+#pragma unroll
+		for (int i = 0; i < FS_MEMO_WORDS; i++) {
+			__u64 v = 0;
+			if (i * 8 < cap) {
+				v = src[i];
+				if (cap < i * 8 + 8) {
+					__u32 keep = (cap - i * 8) * 8; /* bits of captured bytes */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+					v &= (1ULL << keep) - 1;
+#else
+					v &= ~(~0ULL >> keep);
+#endif
+				}
+			}
+			w[i] = v;
+		}
+	} else {
+#pragma unroll
+		for (int i = 0; i < FS_MEMO_WORDS; i++)
+			w[i] = 0;
+		if (cap && bpf_probe_read_kernel(s->buf, cap, head + off)) {
+			cap = 0;
+			w[0] = 0;
+		}
+	}
 	s->caplen = cap;
-	ev->cap_len = cap < FS_TRACE_SNAP ? cap : FS_TRACE_SNAP;
-	__builtin_memcpy(ev->pkt, s->buf, FS_TRACE_SNAP);
 	__u8 version = cap ? s->buf[0] >> 4 : 0;
-	if (version != 4 && version != 6)
-		ev->flags |= FS_TEV_NOT_IP;
+	ev->flags = (version != 4 && version != 6) ? FS_TEV_NOT_IP : 0;
+}
+
+/* Reads what the filters look at (nothing else). */
+static __always_inline void read_filter_inputs(struct scratch *s, struct sk_buff *skb)
+{
+	if (filter_mark_mask)
+		s->ev.mark = skb->mark;
+	if (filter_netns || filter_ifname_set)
+		read_netns_ifname(&s->ev, skb);
+	if (filter_len)
+		read_packet(s, skb, filter_need);
+}
+
+/* The whole event: every field, and the packet as far as it is captured. */
+static __always_inline void fill_event(struct scratch *s, struct sk_buff *skb, __u64 cookie)
+{
+	struct fs_trace_event *ev = &s->ev;
+	ev->ts_ns = bpf_ktime_get_ns();
+	ev->pkt_id = 0;
+	ev->location = 0;
+	ev->tp = cookie & 0xffff;
+	ev->cpu = bpf_get_smp_processor_id();
+	ev->mark = skb->mark;
+	ev->reason = 0;
+	ev->protocol = bpf_ntohs(skb->protocol);
+	ev->pad = 0;
+	read_netns_ifname(ev, skb);
+	read_packet(s, skb, FS_CBPF_PKT_MAX);
+	__builtin_memcpy(ev->pkt, s->buf, FS_TRACE_SNAP);
+	ev->cap_len = s->caplen < FS_TRACE_SNAP ? s->caplen : FS_TRACE_SNAP;
 }
 
 static __always_inline int passes_filters(struct scratch *s)
@@ -213,6 +331,76 @@ static __always_inline int passes_filters(struct scratch *s)
 		}
 	}
 	return run_filter(s);
+}
+
+static __always_inline int memo_hit(const struct memo_entry *m, const struct scratch *s)
+{
+	if (!m->used || m->caplen != s->caplen || m->wire_len != s->ev.wire_len)
+		return 0;
+	if (filter_mark_mask && m->mark != s->ev.mark)
+		return 0;
+	if (filter_netns && m->netns != s->ev.netns)
+		return 0;
+	if (filter_ifname_set) {
+		const __u64 *n = (const __u64 *)s->ev.ifname;
+		if (m->ifname[0] != n[0] || m->ifname[1] != n[1])
+			return 0;
+	}
+	const __u64 *w = (const __u64 *)s->buf;
+#pragma unroll
+	for (int i = 0; i < FS_MEMO_WORDS; i++) {
+		if (i * 8 >= filter_need)
+			break;
+		if (m->words[i] != w[i])
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * passes_filters() for a packet not tracked yet, reading as little as possible.
+ * `gen` is s->gen at the start of this run: programs attached to different
+ * tracepoints can nest on one CPU (a softirq on the way out of an interrupt)
+ * and share the per-CPU scratch and memo, so a memo entry is trusted or
+ * written only when no other run came in between.
+ */
+static __always_inline int decide(struct scratch *s, struct sk_buff *skb, __u64 skb_addr, __u32 gen)
+{
+	read_filter_inputs(s, skb);
+	if (!memo_on) {
+		if (filter_len)
+			stat_inc(FS_TSTAT_FILTER_RUNS);
+		return passes_filters(s);
+	}
+	__u32 slot = (__u32)((skb_addr * 0x9E3779B97F4A7C15ULL) >> (64 - FS_MEMO_BITS));
+	struct memo_entry *m = bpf_map_lookup_elem(&memo, &slot);
+	if (!m)
+		return passes_filters(s);
+	if (memo_hit(m, s)) {
+		int v = m->verdict;
+		if (s->gen == gen)
+			return v;
+	}
+	stat_inc(FS_TSTAT_FILTER_RUNS);
+	int v = passes_filters(s);
+	if (s->gen != gen)
+		return v;
+	const __u64 *w = (const __u64 *)s->buf;
+#pragma unroll
+	for (int i = 0; i < FS_MEMO_WORDS; i++)
+		m->words[i] = w[i];
+	const __u64 *n = (const __u64 *)s->ev.ifname;
+	m->ifname[0] = filter_ifname_set ? n[0] : 0;
+	m->ifname[1] = filter_ifname_set ? n[1] : 0;
+	m->mark = s->ev.mark;
+	m->netns = s->ev.netns;
+	m->wire_len = s->ev.wire_len;
+	m->caplen = s->caplen;
+	m->verdict = v;
+	m->used = 1;
+	if (s->gen != gen)
+		m->used = 0; /* a nested run may have written part of it */
+	return v;
 }
 
 static __always_inline void emit(struct scratch *s)
@@ -274,41 +462,60 @@ static __always_inline int is_reused(const struct fs_trace_tracked *t, const str
 	return t->head != now->head || t->protocol != now->protocol || t->fingerprint != now->fingerprint;
 }
 
-static __always_inline int handle(struct sk_buff *skb, __u64 cookie, __u64 location, __u32 reason)
+static __always_inline void untrack(__u64 key)
 {
-	if (!skb)
+	if (bpf_map_delete_elem(&tracked, &key) == 0)
+		__sync_fetch_and_sub(&track_hint[fs_track_hint_slot(key)], 1);
+}
+
+static __always_inline int handle(void *ctx, __u64 skb_addr, __u64 location, __u32 reason)
+{
+	if (!skb_addr)
 		return 0;
 	stat_inc(FS_TSTAT_EVENTS);
 	struct scratch *s = get_scratch();
 	if (!s)
 		return 0;
+	__u32 gen = ++s->gen;
+	struct sk_buff *skb = KPTR(struct sk_buff, skb_addr);
+	__u64 key = skb_addr;
+	struct fs_trace_tracked *t = 0;
+	if (track && track_hint[fs_track_hint_slot(key)])
+		t = bpf_map_lookup_elem(&tracked, &key);
+	if (!t && !decide(s, skb, skb_addr, gen))
+		return 0;
+	/* Which tracepoint fired matters only from here on. */
+	__u64 cookie = bpf_get_attach_cookie(ctx);
 	__u32 kind = (cookie >> FS_TP_KIND_SHIFT) & 0xf;
-	__u64 key = (__u64)skb;
-	struct fs_trace_tracked *t = track ? bpf_map_lookup_elem(&tracked, &key) : 0;
+	/* A tracked packet, or one that matched just now. */
 	fill_event(s, skb, cookie);
-	__u64 head = (__u64)BPF_CORE_READ(skb, head);
-	struct fs_trace_tracked now = {.head = head, .protocol = s->ev.protocol, .fingerprint = fingerprint(s)};
+	s->ev.skb = skb_addr;
+	struct fs_trace_tracked now = {.head = (__u64)skb->head, .protocol = s->ev.protocol, .fingerprint = fingerprint(s)};
 	if (t && is_reused(t, &now)) {
 		/* See fs_trace_tracked in trace.h. A reallocated head (skb_cow)
 		 * also lands here: the packet then continues as a new one when it
 		 * still matches the filters. */
 		stat_inc(FS_TSTAT_REUSED);
-		bpf_map_delete_elem(&tracked, &key);
+		untrack(key);
 		t = 0;
+		if (!passes_filters(s))
+			return 0;
 	}
 	if (t) {
 		s->ev.pkt_id = t->pkt_id;
 	} else {
-		if (!passes_filters(s))
-			return 0;
 		s->ev.pkt_id = __sync_fetch_and_add(&next_pkt_id, 1) + 1;
 		s->ev.flags |= FS_TEV_NEW;
 		stat_inc(FS_TSTAT_MATCHED);
 		if (track && kind == FS_TP_KIND_GENERIC) {
 			now.pkt_id = s->ev.pkt_id;
 			now.first_ns = s->ev.ts_ns;
-			if (bpf_map_update_elem(&tracked, &key, &now, BPF_NOEXIST))
+			__u32 slot = fs_track_hint_slot(key);
+			__sync_fetch_and_add(&track_hint[slot], 1);
+			if (bpf_map_update_elem(&tracked, &key, &now, BPF_NOEXIST)) {
+				__sync_fetch_and_sub(&track_hint[slot], 1);
 				stat_inc(FS_TSTAT_TRACK_FULL);
+			}
 		}
 	}
 	if (kind == FS_TP_KIND_KFREE || kind == FS_TP_KIND_CONSUME) {
@@ -319,7 +526,7 @@ static __always_inline int handle(struct sk_buff *skb, __u64 cookie, __u64 locat
 			s->ev.flags |= FS_TEV_HAS_REASON;
 		}
 		if (t)
-			bpf_map_delete_elem(&tracked, &key);
+			untrack(key);
 	}
 	emit(s);
 	return 0;
@@ -329,37 +536,37 @@ static __always_inline int handle(struct sk_buff *skb, __u64 cookie, __u64 locat
 SEC("raw_tp")
 int trace_arg0(__u64 *ctx)
 {
-	return handle((struct sk_buff *)ctx[0], bpf_get_attach_cookie(ctx), 0, 0);
+	return handle(ctx, ctx[0], 0, 0);
 }
 
 SEC("raw_tp")
 int trace_arg1(__u64 *ctx)
 {
-	return handle((struct sk_buff *)ctx[1], bpf_get_attach_cookie(ctx), 0, 0);
+	return handle(ctx, ctx[1], 0, 0);
 }
 
 SEC("raw_tp")
 int trace_arg2(__u64 *ctx)
 {
-	return handle((struct sk_buff *)ctx[2], bpf_get_attach_cookie(ctx), 0, 0);
+	return handle(ctx, ctx[2], 0, 0);
 }
 
 SEC("raw_tp")
 int trace_arg3(__u64 *ctx)
 {
-	return handle((struct sk_buff *)ctx[3], bpf_get_attach_cookie(ctx), 0, 0);
+	return handle(ctx, ctx[3], 0, 0);
 }
 
 /* consume_skb(skb, location) */
 SEC("raw_tp")
 int trace_consume(__u64 *ctx)
 {
-	return handle((struct sk_buff *)ctx[0], bpf_get_attach_cookie(ctx), ctx[1], 0);
+	return handle(ctx, ctx[0], ctx[1], 0);
 }
 
 /* kfree_skb(skb, location, reason, ...) */
 SEC("raw_tp")
 int trace_kfree(__u64 *ctx)
 {
-	return handle((struct sk_buff *)ctx[0], bpf_get_attach_cookie(ctx), ctx[1], (__u32)ctx[2]);
+	return handle(ctx, ctx[0], ctx[1], (__u32)ctx[2]);
 }

@@ -75,6 +75,22 @@ struct fs_trace_tracked {
  * length and flow label), TCP sequence, acknowledgment and flags, ICMP id and
  * sequence, UDP length. */
 
+/*
+ * A packet not tracked yet costs a hash map lookup per event only when it may
+ * be tracked: `track_hint[fs_track_hint_slot(skb)]` (a global array) counts
+ * the tracked skbs whose address falls in that slot. Whoever inserts into the
+ * `tracked` map adds one before the insert (and takes it back if the insert
+ * fails); whoever deletes an entry (BPF at free or reuse, user space in
+ * Tracer::forget) takes one away after a successful delete. A slot at 0 means
+ * no tracked skb has this address: the lookup is skipped.
+ */
+#define FS_TRACK_HINT_BITS 12
+#define FS_TRACK_HINT_SLOTS (1u << FS_TRACK_HINT_BITS)
+static inline fs_u32 fs_track_hint_slot(fs_u64 skb)
+{
+	return (fs_u32)((skb * 0x9E3779B97F4A7C15ULL) >> (64 - FS_TRACK_HINT_BITS));
+}
+
 /* Indices of the per-CPU `stats` array. */
 enum fs_trace_stat {
 	FS_TSTAT_EVENTS = 0,      /* tracepoint hits with an skb */
@@ -84,6 +100,7 @@ enum fs_trace_stat {
 	FS_TSTAT_TRACK_FULL,      /* matched packets not tracked: map full */
 	FS_TSTAT_FILTER_ABORT,    /* filter program ran off its end (counted as no match) */
 	FS_TSTAT_REUSED,          /* tracked skbs found reused for another packet */
+	FS_TSTAT_FILTER_RUNS,     /* cBPF filter interpreted (not answered by the verdict memo) */
 	FS_TSTAT_MAX,
 };
 

@@ -26,7 +26,7 @@ struct TraceArgs {
   TraceOptions opts;
   std::vector<std::string> filter_words;
   std::optional<std::string> mark, netns, ifname;
-  bool list = false, events = false, json = false, drops = false;
+  bool list = false, events = false, json = false, drops = false, all_tracepoints = false;
   std::string pcap;
   double duration_s = 0;
   double idle_s = 2;
@@ -46,11 +46,15 @@ int list_tracepoints() {
     return 1;
   }
   auto tps = skb_tracepoints(btf->get());
+  size_t on_request = 0;
   for (const auto& tp : tps) {
     const char* kind = tp.kind == FS_TP_KIND_KFREE ? "  [drop reason]" : tp.kind == FS_TP_KIND_CONSUME ? "  [free]" : "";
-    fmt::print("{:<32} skb=arg{} {}{}\n", tp.name, tp.skb_arg, tp.signature, kind);
+    const std::string req = tp.on_request.empty() ? "" : "  [--all-tracepoints: " + tp.on_request + "]";
+    fmt::print("{:<32} skb=arg{} {}{}{}\n", tp.name, tp.skb_arg, tp.signature, kind, req);
+    if (!tp.on_request.empty()) on_request++;
   }
-  fmt::print("{} tracepoints with a struct sk_buff * argument\n", tps.size());
+  fmt::print("{} tracepoints with a struct sk_buff * argument ({} attached only with --all-tracepoints)\n", tps.size(),
+             on_request);
   return 0;
 }
 
@@ -63,6 +67,7 @@ int run_trace(TraceArgs& a) {
   a.opts.netns = a.netns;
   a.opts.ifname = a.ifname;
   a.opts.drops_only = a.drops;
+  a.opts.all_tracepoints = a.all_tracepoints;
   auto tracer = Tracer::create(a.opts);
   if (!tracer) {
     spdlog::error("{}", tracer.error().message);
@@ -175,9 +180,9 @@ int run_trace(TraceArgs& a) {
   spdlog::info("{} packets traced, {} events, {} lost (ring buffer full), {} not tracked (--max-packets reached){}",
                st.matched, st.emitted, st.ringbuf_full, st.track_full,
                pcap ? fmt::format(", {} written to {}", pcap->packets(), a.pcap) : "");
-  spdlog::debug("{} tracepoint hits, {} sk_buffs seen reused, {} filter runs ended without a verdict, {} packets shown before "
-                "their end (too many open)",
-                st.events, st.reused, st.filter_abort, assembler.pushed_out());
+  spdlog::debug("{} tracepoint hits, {} filter runs (the rest answered by the verdict memo), {} sk_buffs seen reused, "
+                "{} filter runs ended without a verdict, {} packets shown before their end (too many open)",
+                st.events, st.filter_runs, st.reused, st.filter_abort, assembler.pushed_out());
   if (st.filter_abort) spdlog::warn("{} packets not matched because the filter program ended without a verdict", st.filter_abort);
   if (write_failed) {
     spdlog::error("{}", write_error);
@@ -194,6 +199,8 @@ Command add_trace_command(CLI::App& app, const GlobalOptions& global) {
   auto* cmd = app.add_subcommand("trace", "Follow packets through the kernel's network stack; say where and why they are dropped");
   cmd->add_option("filter", args->filter_words, "pcap-filter expression (tcpdump syntax), e.g. 'tcp and port 443'");
   cmd->add_flag("--list", args->list, "List the skb tracepoints this kernel offers and exit");
+  cmd->add_flag("--all-tracepoints", args->all_tracepoints,
+                "Also attach the tracepoints left out by default (--list marks them: duplicates, tcp_probe, ...)");
   cmd->add_flag("--events", args->events, "One line per event as it happens (instead of one block per packet)");
   cmd->add_flag("--json", args->json, "One JSON object per event");
   cmd->add_option("--pcap", args->pcap, "Also write traced packets to this pcapng file, path and drop reason in comments");

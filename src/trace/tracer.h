@@ -22,6 +22,9 @@ struct SkbTracepoint {
   int skb_arg = 0;  // position of the skb among the tracepoint's arguments
   int kind = FS_TP_KIND_GENERIC;
   std::string signature;  // "(struct sk_buff *skb, void *, enum skb_drop_reason)"
+  // Attached only with TraceOptions::all_tracepoints: why it is left out by
+  // default ("" when attached by default).
+  std::string on_request;
 };
 
 // Every tracepoint of the kernel (per its BTF) that carries an skb, by name.
@@ -33,12 +36,14 @@ struct TraceOptions {
   std::optional<std::string> netns;   // path or inode
   std::optional<std::string> ifname;  // in --netns when given, else here
   bool drops_only = false;            // attach kfree_skb only, no tracking
+  bool all_tracepoints = false;       // also those left out by default (SkbTracepoint::on_request)
   uint32_t max_packets = 8192;        // packets tracked at once
   uint32_t ringbuf_bytes = 8u << 20;
 };
 
 struct TraceStats {
   uint64_t events = 0, matched = 0, emitted = 0, ringbuf_full = 0, track_full = 0, filter_abort = 0, reused = 0;
+  uint64_t filter_runs = 0;  // cBPF filter interpreted (events not answered by the verdict memo)
 };
 
 class Tracer {

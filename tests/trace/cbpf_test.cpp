@@ -14,6 +14,7 @@
 namespace {
 
 using flowscope::trace::compile_filter;
+using flowscope::trace::filter_bytes_needed;
 using flowscope::trace::parse_mark;
 using flowscope::trace::run_filter;
 
@@ -113,6 +114,14 @@ std::vector<std::pair<std::string, Bytes>> packets() {
     b[40] = 128;
     v.emplace_back("icmp6 echo", b);
   }
+  {
+    Bytes b = ipv4(6, a, c, 20 + 260);  // longer than the bytes a filter sees
+    ports(b, 20, 40002, 443);
+    b[20 + 12] = 0x50;
+    b[20 + 13] = 0x18;
+    for (size_t i = 40; i < b.size(); i++) b[i] = static_cast<uint8_t>(i * 7);
+    v.emplace_back("tcp long payload", b);
+  }
   v.emplace_back("not ip", Bytes{0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01});
   return v;
 }
@@ -156,6 +165,10 @@ const char* kExpressions[] = {
     "tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0",
     "ip[2:2] % 7 == 3",
     "ip[2:2] / 3 == 20",
+    "tcp[100:4] = 0x1c232a31",
+    "ip[200] == 0x38",
+    "ip[ip[0] & 0xf] == 0",
+    "tcp[tcp[12] >> 4] != 1",
 };
 
 TEST(CbpfInterpreter, AgreesWithLibpcapBpfFilter) {
@@ -182,6 +195,42 @@ TEST(CbpfInterpreter, AgreesWithLibpcapBpfFilter) {
     pcap_close(p);
   }
   EXPECT_GT(compared, 500);
+}
+
+// The kernel copies only filter_bytes_needed() bytes for the filter: the
+// verdict must be the one the full copy gives, on every packet and length.
+TEST(CbpfInterpreter, CopyingOnlyTheBytesTheFilterReachesGivesTheSameVerdict) {
+  int compared = 0;
+  for (const char* expr : kExpressions) {
+    auto prog = compile_filter(expr);
+    ASSERT_TRUE(prog) << expr;
+    const uint32_t need = filter_bytes_needed(*prog);
+    EXPECT_LE(need, static_cast<uint32_t>(FS_CBPF_PKT_MAX)) << expr;
+    for (const auto& [name, pkt] : packets()) {
+      const uint32_t wire = static_cast<uint32_t>(pkt.size());
+      const uint32_t full = std::min<uint32_t>(wire, FS_CBPF_PKT_MAX);
+      for (uint32_t cap = 0; cap <= full; cap++) {
+        const bool want = run_filter(*prog, pkt.data(), cap, wire) != 0;
+        const bool got = run_filter(*prog, pkt.data(), std::min(cap, need), wire) != 0;
+        ASSERT_EQ(got, want) << "expression \"" << expr << "\" packet \"" << name << "\" caplen " << cap << " bound " << need;
+        compared++;
+      }
+    }
+  }
+  EXPECT_GT(compared, 10000);
+}
+
+TEST(CbpfInterpreter, ByteBoundsOfCommonFilters) {
+  auto need = [](const char* e) { return filter_bytes_needed(*compile_filter(e)); };
+  EXPECT_EQ(need(""), 0u);
+  EXPECT_EQ(need("ip[8] == 1"), 9u);
+  // Ports behind an IPv4 header of at most 60 bytes.
+  EXPECT_LE(need("tcp port 9"), 64u);
+  EXPECT_GE(need("tcp port 9"), 64u);
+  EXPECT_LE(need("tcp and host 10.0.0.2 and port 443"), 64u);
+  EXPECT_GE(need("ip[200] == 1"), 201u);
+  // An offset read from the packet: anything up to the copy limit.
+  EXPECT_EQ(need("tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0"), 60u + 60u + 4u);
 }
 
 TEST(CbpfInterpreter, BadExpressionNamesItAndLibpcapReason) {

@@ -235,6 +235,7 @@ TEST(TraceRoot, FilterMatchesExactlyWhatTcpdumpMatches) {
       "udp and dst port 7001",
       "not tcp",
       "ip[8] == 64 and tcp",
+      "greater 1000",  // loads no packet byte (length only); none of this traffic is near 1000 bytes
   };
   const std::string pcap = fmt::format("/tmp/fs-trf-{}.pcap", getpid());
   Process dump({"ip", "netns", "exec", p.b.name(), "tcpdump", "-i", "eth0", "-n", "-U", "--immediate-mode", "-w", pcap});
@@ -363,6 +364,30 @@ TEST(TraceRoot, MarkFilterSelectsMarkedPackets) {
   }
   EXPECT_EQ(sports.size(), 2u) << dump(pk);
   EXPECT_EQ(received, sports) << dump(pk);
+}
+
+// The tracepoints --list marks as "--all-tracepoints" are left out by
+// default and attached with the flag; the count in the start-up line says so.
+TEST(TraceRoot, AllTracepointsAttachesTheOnesLeftOutByDefault) {
+  const std::string list = sh_out(std::string(FLOWSCOPE_BIN) + " trace --list");
+  size_t total = 0, on_request = 0;
+  std::istringstream in(list);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.find(" skb=arg") == std::string::npos) continue;
+    total++;
+    if (line.find("[--all-tracepoints: ") != std::string::npos) on_request++;
+  }
+  ASSERT_GT(total, 0u) << list;
+  auto attached = [](std::vector<std::string> args) {
+    Tracer t(std::move(args));
+    const std::string err = t.proc().err();
+    EXPECT_EQ(t.stop(), 0) << t.proc().err();
+    const auto at = err.find("tracing on ");
+    return at == std::string::npos ? size_t{0} : static_cast<size_t>(std::stoul(err.substr(at + 11)));
+  };
+  EXPECT_EQ(attached({"tcp port 9"}), total - on_request) << list;
+  EXPECT_EQ(attached({"--all-tracepoints", "tcp port 9"}), total) << list;
 }
 
 TEST(TraceRoot, ClearErrors) {
