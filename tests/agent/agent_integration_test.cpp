@@ -162,6 +162,24 @@ TEST(Agent, Ipv4OnDualStackSocketIsFamily4) {
 
 // --- loss, retransmits, drops ----------------------------------------------
 
+// Waits for a client (in net.a) / server (in net.b) exchange to end: the
+// client's own report and the final records of both ends.
+struct Exchange {
+  Json client;
+  std::optional<Json> cf, sf;
+  bool ok() const { return !client.is_null() && cf && sf; }
+};
+
+Exchange finish_exchange(AgentRunner& agent, const NsPair& net, Process& server, Process& client, int port) {
+  Exchange e;
+  server.wait(30s);
+  e.client = peer_result(client, "client");
+  if (e.client.is_null()) return e;
+  e.cf = wait_final(agent, net.a.inode(), e.client["local_port"]);
+  e.sf = wait_final(agent, net.b.inode(), port);
+  return e;
+}
+
 TEST(Agent, RetransmitsAndDropsMatchKernelCounters) {
   NsPair net("loss");
   const int port = free_port();
@@ -173,12 +191,9 @@ TEST(Agent, RetransmitsAndDropsMatchKernelCounters) {
   AgentRunner agent({"--port", std::to_string(port)});
   auto server = start_server(net.b, net.b4, port, {"--send", "1000"});
   auto client = run_client(net.a, net.b4, port, {"--send", std::to_string(4 << 20)});
-  server->wait(30s);
-  Json cj = peer_result(*client, "client");
-  ASSERT_FALSE(cj.is_null()) << client->err();
-  auto cf = wait_final(agent, net.a.inode(), cj["local_port"]);
-  auto sf = wait_final(agent, net.b.inode(), port);
-  ASSERT_TRUE(cf && sf) << agent.process().out();
+  Exchange x = finish_exchange(agent, net, *server, *client, port);
+  ASSERT_TRUE(x.ok()) << client->err() << agent.process().out();
+  const Json *cf = &*x.cf, *sf = &*x.sf;
 
   EXPECT_EQ((*cf)["bytes_sent"], 4 << 20);
   EXPECT_EQ((*cf)["retrans_segs"], nstat(net.a, "TcpRetransSegs"));
@@ -221,12 +236,9 @@ TEST(Agent, SocketlessDropsOfAShortFlowAreCountedOnce) {
   AgentRunner agent({"--port", std::to_string(port)});
   auto server = start_server(net.b, net.b4, port);
   auto client = run_client(net.a, net.b4, port, {"--send", std::to_string(2 << 20)});
-  server->wait(30s);
-  Json cj = peer_result(*client, "client");
-  ASSERT_FALSE(cj.is_null()) << client->err();
-  auto cf = wait_final(agent, net.a.inode(), cj["local_port"]);
-  auto sf = wait_final(agent, net.b.inode(), port);
-  ASSERT_TRUE(cf && sf) << agent.process().out();
+  Exchange x = finish_exchange(agent, net, *server, *client, port);
+  ASSERT_TRUE(x.ok()) << client->err() << agent.process().out();
+  const Json *cf = &*x.cf, *sf = &*x.sf;
   const uint64_t dropped = nft_counter(net.b);
   const std::string reason = kernel_drop_name("NETFILTER_DROP");
   EXPECT_GT(dropped, 0u);
@@ -245,15 +257,12 @@ TEST(Agent, SocketlessDropsOfALongFlowGoToTheReceiver) {
   // The client holds before the server starts sending: by then both flows
   // have had an interim record. The server (the sender) then resets the
   // connection, so its flow ends first: an unindexed drop would go to it.
-  auto server = start_server(net.b, net.b4, port, {"--send", std::to_string(2 << 20), "--hold-ms", "1500", "--rst"});
+  auto server = start_server(net.b, net.b4, port, {"--send", std::to_string(2 << 20), "--hold-ms", "4000", "--rst"});
   auto client = run_client(net.a, net.b4, port, {"--send", "10", "--hold-ms", "2500"});
-  server->wait(30s);
-  Json cj = peer_result(*client, "client");
-  ASSERT_FALSE(cj.is_null()) << client->err();
-  EXPECT_EQ(cj["received"], 2 << 20);
-  auto cf = wait_final(agent, net.a.inode(), cj["local_port"]);
-  auto sf = wait_final(agent, net.b.inode(), port);
-  ASSERT_TRUE(cf && sf) << agent.process().out();
+  Exchange x = finish_exchange(agent, net, *server, *client, port);
+  ASSERT_TRUE(x.ok()) << client->err() << agent.process().out();
+  const Json *cf = &*x.cf, *sf = &*x.sf;
+  EXPECT_EQ(x.client["received"], 2 << 20);
   const uint64_t dropped = nft_counter(net.a);
   const std::string reason = kernel_drop_name("NETFILTER_DROP");
   EXPECT_GT(dropped, 0u);
