@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include <CLI/CLI.hpp>
 
@@ -23,6 +24,18 @@ double cpu_seconds() {
   timespec ts{};
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
   return double(ts.tv_sec) + double(ts.tv_nsec) / 1e9;
+}
+
+// This process's I/O so far (/proc/self/io): system calls and bytes.
+std::string io_json() {
+  std::ifstream f("/proc/self/io");
+  std::string k, out;
+  uint64_t v = 0;
+  while (f >> k >> v) {
+    k.pop_back();  // ':'
+    if (k == "syscr" || k == "syscw" || k == "rchar" || k == "wchar") out += fmt::format(",\"{}\":{}", k, v);
+  }
+  return out;
 }
 
 }  // namespace
@@ -59,7 +72,7 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "fs_ingest: {}\n", store.error().message);
     return 1;
   }
-  flowscope::ipfix::Decoder dec;
+  flowscope::ipfix::Decoder dec({.text_addresses = false});  // as the collector
   const std::string key = "tcp:127.0.0.1:40000#0", addr = "127.0.0.1";
   std::vector<flowscope::FlowRow> rows;
   rows.reserve(batch);
@@ -89,7 +102,7 @@ int main(int argc, char** argv) {
   flush();
   const double secs = seconds_since(t0);
   fmt::print("{{\"records\":{},\"decoded\":{},\"stored\":{},\"seconds\":{:.3f},\"decode_cpu_s\":{:.3f},"
-             "\"store_cpu_s\":{:.3f},\"records_per_cpu_s\":{:.0f}}}\n",
-             records, decoded, stored, secs, decode_s, store_s, double(decoded) / (decode_s + store_s));
+             "\"store_cpu_s\":{:.3f},\"records_per_cpu_s\":{:.0f}{}}}\n",
+             records, decoded, stored, secs, decode_s, store_s, double(decoded) / (decode_s + store_s), io_json());
   return decoded == records && (no_store || stored == records) ? 0 : 1;
 }

@@ -6,7 +6,9 @@
 //
 // Reading the UDP socket is kept apart from decoding so a burst lands in the
 // queue instead of overflowing the socket buffer; when the queue is full the
-// datagram is dropped and counted. Exporters outside the allow-list are
+// datagram is dropped and counted. The decoder waits for room in the store
+// queue, so a backlog is held as raw messages (the compact form) and nothing
+// is decoded only to be dropped. Exporters outside the allow-list are
 // counted and dropped (UDP) or disconnected (TCP) before anything is parsed.
 #pragma once
 

@@ -38,6 +38,31 @@ bool StoreWriter::push(FlowRow row, bool block) {
   return true;
 }
 
+size_t StoreWriter::push(std::vector<FlowRow>& rows, bool block) {
+  size_t dropped = 0;
+  {
+    std::unique_lock lk(mu_);
+    for (auto& row : rows) {
+      if (q_.size() >= opts_.queue_max) {
+        if (block) {
+          cv_.notify_one();
+          space_cv_.wait(lk, [&] { return q_.size() < opts_.queue_max || stop_; });
+        }
+        if (!block || stop_) {
+          dropped++;
+          continue;
+        }
+      }
+      q_.push_back(std::move(row));
+      st_.queued++;
+    }
+    st_.dropped += dropped;
+    if (q_.size() >= opts_.batch_max) cv_.notify_one();
+  }
+  rows.clear();
+  return dropped;
+}
+
 void StoreWriter::drain() {
   std::unique_lock lk(mu_);
   cv_.notify_one();

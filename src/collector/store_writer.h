@@ -44,6 +44,9 @@ class StoreWriter {
 
   // Returns false when the row was dropped (queue full and !block).
   bool push(FlowRow row, bool block = false);
+  // Moves the rows into the queue (one lock for all); returns how many were
+  // dropped (queue full and !block). `rows` is left empty.
+  size_t push(std::vector<FlowRow>& rows, bool block = false);
   // Waits until everything pushed so far is committed (or failed).
   void drain();
   StoreWriterStats stats() const;
