@@ -3,7 +3,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -166,6 +168,17 @@ struct Collector::Impl {
   std::deque<Event> q;
   size_t q_bytes = 0;
 
+  // Emptied datagram buffers, returned by the decoder for the UDP receiver
+  // to fill again (under q_mu; at most kSpareBytes of them).
+  std::vector<std::vector<uint8_t>> spare_bufs;
+  size_t spare_bytes = 0;
+  static constexpr size_t kSpareBytes = 8u << 20;
+
+  // Decoder thread: rows of one exporter address on their way to the store,
+  // pushed as one chunk.
+  std::vector<FlowRow> pending;
+  std::string pending_addr;
+
   // Decoder state (decoder thread; read by the API under dec_mu).
   mutable std::mutex dec_mu;
   ipfix::Decoder decoder;
@@ -225,12 +238,22 @@ struct Collector::Impl {
   }
 
   void udp_loop() {
+    // This thread only moves datagrams from the socket to the decode queue;
+    // it must run whenever they arrive, or the kernel drops them when the
+    // socket buffer is full. A higher priority (best effort: needs
+    // CAP_SYS_NICE) gets it the CPU ahead of the decoder and the writer.
+    if (setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), -10) != 0)
+      spdlog::debug("UDP receiver: priority unchanged: {}", std::strerror(errno));
     constexpr int kBatch = 64;
     constexpr size_t kMax = 65536;
     std::vector<std::vector<uint8_t>> bufs(kBatch, std::vector<uint8_t>(kMax));
     std::vector<mmsghdr> msgs(kBatch);
     std::vector<iovec> iov(kBatch);
     std::vector<sockaddr_storage> from(kBatch);
+    std::vector<std::vector<uint8_t>> stash;
+    Endpoint last;
+    bool have_last = false, last_allowed = false;
+    std::string last_addr, last_key;
     while (!stop.load()) {
       pollfd p{udp_fd.get(), POLLIN, 0};
       if (::poll(&p, 1, 200) <= 0) continue;
@@ -247,19 +270,40 @@ struct Collector::Impl {
         if (errno != EAGAIN && errno != EINTR) udp_errors++;
         continue;
       }
+      // Buffers the decoder is done with, for this round's datagrams.
+      {
+        std::lock_guard lk(q_mu);
+        while (stash.size() < size_t(n) && !spare_bufs.empty()) {
+          spare_bytes -= spare_bufs.back().capacity();
+          stash.push_back(std::move(spare_bufs.back()));
+          spare_bufs.pop_back();
+        }
+      }
       for (int i = 0; i < n; ++i) {
         udp_datagrams++;
         const size_t len = msgs[i].msg_len;
         udp_bytes += len;
         Endpoint ep = endpoint_of(from[i]);
-        if (!allowed(ep.ip)) {
+        if (!have_last || ep.ip != last.ip || ep.port != last.port) {
+          // A new sender: its text forms and verdict, kept for the datagrams it sends next.
+          last = ep;
+          have_last = true;
+          last_allowed = allowed(ep.ip);
+          last_addr = ip16_to_string(ep.ip);
+          last_key = fmt::format("udp:{}:{}", last_addr, ep.port);
+        }
+        if (!last_allowed) {
           rejected_datagrams++;
           continue;
         }
         Event e;
         e.transport = ipfix::Transport::Udp;
-        e.addr = ip16_to_string(ep.ip);
-        e.key = fmt::format("udp:{}:{}", e.addr, ep.port);
+        e.addr = last_addr;
+        e.key = last_key;
+        if (!stash.empty()) {
+          e.bytes = std::move(stash.back());
+          stash.pop_back();
+        }
         e.bytes.assign(bufs[i].data(), bufs[i].data() + len);
         if (!enqueue(std::move(e), false)) udp_queue_drops++;
       }
@@ -392,6 +436,18 @@ struct Collector::Impl {
       }
       q_space_cv.notify_all();
       for (auto& e : batch) handle(e);
+      flush_rows();  // nothing waits for more input
+      // The datagram buffers go back to the UDP receiver.
+      {
+        std::lock_guard lk(q_mu);
+        for (auto& e : batch) {
+          const size_t cap = e.bytes.capacity();
+          if (e.transport != ipfix::Transport::Udp || cap == 0 || spare_bytes + cap > kSpareBytes) continue;
+          e.bytes.clear();
+          spare_bytes += cap;
+          spare_bufs.push_back(std::move(e.bytes));
+        }
+      }
       if (Clock::now() >= next_expire) {
         std::lock_guard lk(dec_mu);
         decoder.expire();
@@ -400,8 +456,20 @@ struct Collector::Impl {
     }
   }
 
+  // Sends the pending rows to the store (waiting for room in its queue).
+  void flush_rows() {
+    if (pending.empty()) return;
+    const uint64_t dropped = writer->push(pending, true);  // only when the writer stops
+    if (dropped) {
+      std::lock_guard lk(dec_mu);
+      if (auto* t = totals(pending_addr)) t->store_drops += dropped;
+    }
+    pending.clear();
+  }
+
   void handle(Event& e) {
-    std::vector<FlowRow> rows;
+    // A chunk holds one exporter's rows, so drops can be counted against it.
+    if (e.kind == Event::Message && !pending.empty() && pending_addr != e.addr) flush_rows();
     {
       std::lock_guard lk(dec_mu);
       ExporterTotals* t = totals(e.addr);
@@ -433,19 +501,15 @@ struct Collector::Impl {
         if (!res.ok()) t->last_error = res.error.substr(0, 200);
       }
       if (!res.ok()) spdlog::debug("IPFIX from {}: {}", e.key, res.error);
-      rows.reserve(res.flows.size());
-      for (const auto& f : res.flows) rows.push_back(flow_row_from_decoded(f, e.addr));
+      if (!res.flows.empty()) pending_addr = e.addr;
+      for (const auto& f : res.flows) pending.push_back(flow_row_from_decoded(f, e.addr));
     }
     // Wait for room in the store queue, whatever the transport: TCP then
     // pushes back on its exporter, and a UDP burst waits in the decode queue
     // as datagrams (~45 bytes a record, a tenth of a decoded row) instead of
     // being decoded only to be dropped. When the decode queue is full too,
     // the UDP receiver drops and counts datagrams (udp_queue_drops).
-    const uint64_t dropped = writer->push(rows, true);
-    if (dropped) {
-      std::lock_guard lk(dec_mu);
-      if (auto* t = totals(e.addr)) t->store_drops += dropped;
-    }
+    if (pending.size() >= writer->batch_max()) flush_rows();
   }
 };
 

@@ -34,8 +34,8 @@ struct CollectorOptions {
   bool udp = true;
   bool tcp = true;
   std::vector<Cidr> allow;         // exporters allowed; empty: any
-  size_t queue_max_messages = 65'536;
-  size_t queue_max_bytes = 64u << 20;
+  size_t queue_max_messages = 131'072;
+  size_t queue_max_bytes = 128u << 20;
   int udp_rcvbuf = 32 << 20;       // requested SO_RCVBUF (root may exceed rmem_max)
   size_t max_tcp_connections = 256;
   ipfix::DecoderOptions decoder;
