@@ -307,6 +307,11 @@ struct Collector::Impl {
         e.bytes.assign(bufs[i].data(), bufs[i].data() + len);
         if (!enqueue(std::move(e), false)) udp_queue_drops++;
       }
+      // The socket is drained. Waking for every datagram costs a context
+      // switch each (measured: 22k of them and 1.3 CPU-s for 67k datagrams);
+      // a millisecond's nap lets the next ones gather, and the socket
+      // buffer (udp_rcvbuf) holds far more than a millisecond of any rate.
+      if (n < kBatch) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
   }
 
