@@ -20,7 +20,7 @@ StoreWriter::~StoreWriter() {
 }
 
 namespace {
-constexpr size_t kMaxSpare = 8;  // emptied chunks kept for reuse
+constexpr size_t kMaxSpare = 4;  // emptied chunks kept for reuse (a few MiB at most)
 }
 
 bool StoreWriter::push(FlowRow row, bool block) {
