@@ -210,10 +210,15 @@ struct Collector::Impl {
     return false;
   }
 
-  // UDP: drop when full. TCP: wait (the exporter's TCP window then fills).
+  // UDP: drop when full. TCP: wait (the exporter's TCP window then fills),
+  // already at queue_max_bytes_tcp: buffering more of a stream that can
+  // wait only costs memory (and first-touch page faults).
   bool enqueue(Event e, bool block) {
     std::unique_lock lk(q_mu);
-    auto full = [&] { return q.size() >= opts.queue_max_messages || q_bytes + e.bytes.size() > opts.queue_max_bytes; };
+    const size_t max_bytes = block ? std::min(opts.queue_max_bytes_tcp, opts.queue_max_bytes) : opts.queue_max_bytes;
+    auto full = [&] {
+      return q.size() >= opts.queue_max_messages || (!q.empty() && q_bytes + e.bytes.size() > max_bytes);
+    };
     if (full()) {
       if (!block) return false;
       q_space_cv.wait(lk, [&] { return !full() || stop.load(); });

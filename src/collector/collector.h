@@ -36,6 +36,9 @@ struct CollectorOptions {
   std::vector<Cidr> allow;         // exporters allowed; empty: any
   size_t queue_max_messages = 131'072;
   size_t queue_max_bytes = 128u << 20;
+  // TCP readers wait once the queue holds this much (their exporters then
+  // wait too, in TCP's flow control); the rest is for UDP, which cannot.
+  size_t queue_max_bytes_tcp = 8u << 20;
   int udp_rcvbuf = 32 << 20;       // requested SO_RCVBUF (root may exceed rmem_max)
   size_t max_tcp_connections = 256;
   ipfix::DecoderOptions decoder;
