@@ -50,7 +50,12 @@ int run_collector(CollectorArgs& a) {
     spdlog::error("the HTTP API on {} (not loopback) needs --token-file", a.serve.http_addr);
     return 1;
   }
-  auto served = open_store(a.serve);
+  // A short store queue (four transactions): the decoder waits for room,
+  // so a backlog stays in the decode queue as datagrams, ten times smaller
+  // than decoded rows.
+  StoreWriterOptions wo;
+  wo.queue_max = 4 * wo.batch_max;
+  auto served = open_store(a.serve, wo);
   if (!served) {
     spdlog::error("{}", served.error().message);
     return 1;

@@ -18,14 +18,13 @@ void add_serve_options(CLI::App& cmd, ServeArgs& a, bool http_addr_option) {
   cmd.add_option("--http-port", a.http_port, "Port of the HTTP API (0: any free port)")->capture_default_str();
 }
 
-Result<Served> open_store(const ServeArgs& a) {
+Result<Served> open_store(const ServeArgs& a, StoreWriterOptions wo) {
   auto retention = parse_duration_ns(a.retention);
   if (!retention) return fail("--retention: {}", retention.error().message);
   auto store = SqliteStore::open({.path = a.db});
   if (!store) return std::unexpected(store.error());
   Served s;
   s.store = std::move(*store);
-  StoreWriterOptions wo;
   wo.retention = std::chrono::seconds(*retention / 1'000'000'000ull);
   s.writer = std::make_shared<StoreWriter>(s.store, wo);
   s.metrics = std::make_shared<Metrics>();

@@ -32,8 +32,9 @@ struct Served {
   std::shared_ptr<Metrics> metrics;
 };
 
-// Opens the store and starts the writer (with retention).
-Result<Served> open_store(const ServeArgs& a);
+// Opens the store and starts the writer (with retention; the other writer
+// options from `wo`).
+Result<Served> open_store(const ServeArgs& a, StoreWriterOptions wo = {});
 // Starts the API (after the collector, so exporters() can see it).
 Result<std::unique_ptr<ApiServer>> start_api(const ServeArgs& a, Served& s, ApiServer::JsonFn exporters);
 // Adds the store's and writer's families to /metrics.

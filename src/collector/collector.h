@@ -6,7 +6,9 @@
 //
 // Reading the UDP socket is kept apart from decoding so a burst lands in the
 // queue instead of overflowing the socket buffer; when the queue is full the
-// datagram is dropped and counted. Exporters outside the allow-list are
+// datagram is dropped and counted. The decoder waits for room in the store
+// queue, so a backlog is held as raw messages (the compact form) and nothing
+// is decoded only to be dropped. Exporters outside the allow-list are
 // counted and dropped (UDP) or disconnected (TCP) before anything is parsed.
 #pragma once
 
@@ -32,8 +34,11 @@ struct CollectorOptions {
   bool udp = true;
   bool tcp = true;
   std::vector<Cidr> allow;         // exporters allowed; empty: any
-  size_t queue_max_messages = 65'536;
-  size_t queue_max_bytes = 64u << 20;
+  size_t queue_max_messages = 131'072;
+  size_t queue_max_bytes = 128u << 20;
+  // TCP readers wait once the queue holds this much (their exporters then
+  // wait too, in TCP's flow control); the rest is for UDP, which cannot.
+  size_t queue_max_bytes_tcp = 8u << 20;
   int udp_rcvbuf = 32 << 20;       // requested SO_RCVBUF (root may exceed rmem_max)
   size_t max_tcp_connections = 256;
   ipfix::DecoderOptions decoder;

@@ -19,35 +19,80 @@ StoreWriter::~StoreWriter() {
   thread_.join();
 }
 
+namespace {
+constexpr size_t kMaxSpare = 4;  // emptied chunks kept for reuse (a few MiB at most)
+}
+
 bool StoreWriter::push(FlowRow row, bool block) {
   std::unique_lock lk(mu_);
-  if (q_.size() >= opts_.queue_max) {
+  if (q_rows_ >= opts_.queue_max) {
     if (!block) {
       st_.dropped++;
       return false;
     }
-    space_cv_.wait(lk, [&] { return q_.size() < opts_.queue_max || stop_; });
+    space_cv_.wait(lk, [&] { return q_rows_ < opts_.queue_max || stop_; });
     if (stop_) {
       st_.dropped++;
       return false;
     }
   }
-  q_.push_back(std::move(row));
+  // Single rows (the in-process agent) go into the newest chunk.
+  if (q_.empty() || q_.back().size() >= opts_.batch_max) {
+    if (!spare_.empty()) {
+      q_.push_back(std::move(spare_.back()));
+      spare_.pop_back();
+    } else {
+      q_.emplace_back();
+    }
+  }
+  q_.back().push_back(std::move(row));
+  q_rows_++;
   st_.queued++;
-  if (q_.size() >= opts_.batch_max) cv_.notify_one();
+  if (q_rows_ >= opts_.batch_max) cv_.notify_one();
   return true;
+}
+
+size_t StoreWriter::push(std::vector<FlowRow>& rows, bool block) {
+  if (rows.empty()) return 0;
+  std::unique_lock lk(mu_);
+  // Room for the chunk; an empty queue takes any chunk, so one larger than
+  // queue_max cannot wait forever.
+  auto room = [&] { return q_rows_ == 0 || q_rows_ + rows.size() <= opts_.queue_max; };
+  if (block && !room()) {
+    cv_.notify_one();
+    space_cv_.wait(lk, [&] { return room() || stop_; });
+  }
+  size_t dropped = 0;
+  if (!room()) {  // not waiting, or stopping
+    const size_t fit = opts_.queue_max - std::min(opts_.queue_max, q_rows_);
+    dropped = block ? rows.size() : rows.size() - std::min(rows.size(), fit);
+  }
+  rows.resize(rows.size() - dropped);
+  st_.dropped += dropped;
+  if (!rows.empty()) {
+    q_rows_ += rows.size();
+    st_.queued += rows.size();
+    q_.push_back(std::move(rows));
+  }
+  rows.clear();
+  if (!spare_.empty()) {
+    rows = std::move(spare_.back());
+    spare_.pop_back();
+  }
+  if (q_rows_ >= opts_.batch_max) cv_.notify_one();
+  return dropped;
 }
 
 void StoreWriter::drain() {
   std::unique_lock lk(mu_);
   cv_.notify_one();
-  space_cv_.wait(lk, [&] { return (q_.empty() && in_flight_ == 0) || stop_; });
+  space_cv_.wait(lk, [&] { return (q_rows_ == 0 && in_flight_ == 0) || stop_; });
 }
 
 StoreWriterStats StoreWriter::stats() const {
   std::lock_guard lk(mu_);
   StoreWriterStats s = st_;
-  s.queue_depth = q_.size();
+  s.queue_depth = q_rows_;
   return s;
 }
 
@@ -58,11 +103,22 @@ void StoreWriter::loop() {
   for (;;) {
     {
       std::unique_lock lk(mu_);
-      cv_.wait_for(lk, opts_.flush_every, [&] { return stop_ || q_.size() >= opts_.batch_max; });
-      const size_t n = std::min(q_.size(), opts_.batch_max);
-      batch.assign(std::make_move_iterator(q_.begin()), std::make_move_iterator(q_.begin() + static_cast<long>(n)));
-      q_.erase(q_.begin(), q_.begin() + static_cast<long>(n));
-      in_flight_ = n;
+      cv_.wait_for(lk, opts_.flush_every, [&] { return stop_ || q_rows_ >= opts_.batch_max; });
+      // One transaction: the oldest chunk as it is, then whole chunks
+      // appended while the batch is short of batch_max.
+      if (!q_.empty()) {
+        batch = std::move(q_.front());
+        q_.pop_front();
+        while (batch.size() < opts_.batch_max && !q_.empty()) {
+          auto& c = q_.front();
+          batch.insert(batch.end(), std::make_move_iterator(c.begin()), std::make_move_iterator(c.end()));
+          c.clear();
+          if (spare_.size() < kMaxSpare) spare_.push_back(std::move(c));
+          q_.pop_front();
+        }
+      }
+      q_rows_ -= batch.size();
+      in_flight_ = batch.size();
       if (batch.empty() && stop_) break;
     }
     space_cv_.notify_all();
@@ -76,6 +132,9 @@ void StoreWriter::loop() {
         spdlog::warn("storing {} flows failed: {}", batch.size(), r.error().message);
       }
       in_flight_ = 0;
+      batch.clear();
+      if (spare_.size() < kMaxSpare) spare_.push_back(std::move(batch));
+      batch = {};
     } else {
       std::lock_guard lk(mu_);
       in_flight_ = 0;

@@ -44,6 +44,12 @@ class StoreWriter {
 
   // Returns false when the row was dropped (queue full and !block).
   bool push(FlowRow row, bool block = false);
+  // Queues the rows as one chunk (no copy); returns how many were dropped
+  // (queue full and !block: the ones that did not fit). `rows` comes back
+  // empty, with the capacity of a chunk the writer has finished with, so a
+  // producer that fills and pushes the same vector allocates nothing.
+  size_t push(std::vector<FlowRow>& rows, bool block = false);
+  size_t batch_max() const { return opts_.batch_max; }
   // Waits until everything pushed so far is committed (or failed).
   void drain();
   StoreWriterStats stats() const;
@@ -57,7 +63,9 @@ class StoreWriter {
   mutable std::mutex mu_;
   std::condition_variable cv_;        // writer: rows or stop
   std::condition_variable space_cv_;  // producers: room in the queue; drain(): batch done
-  std::deque<FlowRow> q_;
+  std::deque<std::vector<FlowRow>> q_;  // chunks of rows, oldest first
+  size_t q_rows_ = 0;                     // rows in q_
+  std::vector<std::vector<FlowRow>> spare_;  // emptied chunks, for reuse
   bool stop_ = false;
   uint64_t in_flight_ = 0;
   StoreWriterStats st_;

@@ -467,7 +467,7 @@ struct Decoder::Impl {
     v.fs = true;
   }
 
-  std::optional<DecodedFlow> to_flow(Values& v, const std::string& exporter, uint32_t domain, uint16_t tid,
+  std::optional<DecodedFlow> to_flow(Values& v, uint32_t domain, uint16_t tid,
                                      const Ctx& ctx, const Domain& d) {
     DecodedFlow out;
     FlowRecord& r = out.record;
@@ -480,8 +480,10 @@ struct Decoder::Impl {
     }
     r.local_ip = v.src;
     r.remote_ip = v.dst;
-    r.local_addr = format_addr(r.family, r.local_ip.data());
-    r.remote_addr = format_addr(r.family, r.remote_ip.data());
+    if (opts.text_addresses) {
+      r.local_addr = format_addr(r.family, r.local_ip.data());
+      r.remote_addr = format_addr(r.family, r.remote_ip.data());
+    }
     r.local_port = v.sport;
     r.remote_port = v.dport;
     r.protocol = v.proto.value_or(0);
@@ -537,7 +539,6 @@ struct Decoder::Impl {
     if (!v.container.empty()) r.container_id = std::move(v.container);
     r.netns = v.netns;
     r.drops = parse_drops(v.drops);
-    out.exporter = exporter;
     out.domain = domain;
     out.template_id = tid;
     out.version = ctx.version;
@@ -552,6 +553,10 @@ struct Decoder::Impl {
                                    const Ctx& ctx, std::vector<DecodedFlow>& out) {
     uint64_t n = 0;
     size_t pos = 0;
+    // Room for this set's records (growing geometrically: a message of many
+    // small sets must not reallocate for each).
+    if (const size_t need = out.size() + body.size() / t.min_length; !t.options && need > out.capacity())
+      out.reserve(std::max(need, 2 * out.capacity()));
     // Anything shorter than the shortest record at the end is padding.
     while (body.size() - pos >= t.min_length) {
       Values v;
@@ -569,7 +574,7 @@ struct Decoder::Impl {
         }
         continue;
       }
-      auto f = to_flow(v, std::get<0>(k), std::get<2>(k), t.id, ctx, d);
+      auto f = to_flow(v, std::get<2>(k), t.id, ctx, d);
       if (!f) {
         c.records_unusable++;
         continue;

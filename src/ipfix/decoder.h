@@ -74,11 +74,14 @@ struct DecoderOptions {
   size_t max_template_fields = 1 << 20;  // fields of all cached templates together (~16 MiB)
   // flowscope's private enterprise number (see ie.h).
   uint32_t flowscope_pen = kDefaultPen;
+  // Fill FlowRecord::local_addr/remote_addr (text). A caller that uses the
+  // binary addresses only (the collector) turns this off: formatting costs
+  // more than decoding the rest of a record.
+  bool text_addresses = true;
 };
 
 struct DecodedFlow {
   FlowRecord record;          // see the mapping above; record.protocol is set
-  std::string exporter;       // the key given to feed()
   uint32_t domain = 0;        // observation domain id (NetFlow v9: source id)
   uint16_t template_id = 0;
   uint16_t version = 10;      // 10 = IPFIX, 9 = NetFlow v9

@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <map>
 
 #include <gtest/gtest.h>
 
@@ -137,6 +138,57 @@ TEST(SqliteStore, UnknownFieldsStayNull) {
   EXPECT_EQ(g.protocol, 17);
   EXPECT_EQ(g.domain, 7u);
   EXPECT_EQ(g.family(), 4);
+}
+
+// Large batches go in multi-row statements (64 rows), with or without the
+// agent's columns; every row must come back as it went in, with the id the
+// insert gave it.
+TEST(SqliteStore, LargeMixedBatchesRoundTripWithTheirIds) {
+  TempDb tmp;
+  auto store = open_store(tmp);
+  std::vector<FlowRow> batch;
+  for (uint16_t i = 0; i < 300; ++i) {
+    // Runs of softflowd rows (lean) long enough for whole 64-row statements,
+    // then agent rows mixed in.
+    const bool agent = i >= 150 && i % 3 == 0;
+    FlowRow r = agent ? agent_row("10.1.0.1", i, "10.1.0.2", 443, kT0 + i * kSec, kT0 + i * kSec + 5, 1000 + i, i)
+                      : softflowd_row("10.2.0.1", i, "10.2.0.2", 53, kT0 + i * kSec, 100 + i);
+    if (agent && i % 2 == 0) r.drops = {{"NETFILTER_DROP", i}};
+    batch.push_back(r);
+  }
+  const auto want = batch;
+  ASSERT_TRUE(store->insert(batch));
+  std::map<int64_t, const FlowRow*> by_id;
+  for (const auto& r : batch) by_id[r.id] = &r;
+  ASSERT_EQ(by_id.size(), batch.size());  // distinct ids
+  for (size_t k = 1; k < batch.size(); ++k) EXPECT_GT(batch[k].id, batch[k - 1].id);
+  FlowQuery q;
+  q.limit = 1000;
+  auto page = store->query(q);
+  ASSERT_TRUE(page) << page.error().message;
+  ASSERT_EQ(page->flows.size(), batch.size());
+  for (const FlowRow& g : page->flows) {
+    ASSERT_TRUE(by_id.contains(g.id));
+    const FlowRow& w = want[static_cast<size_t>(by_id[g.id] - batch.data())];
+    EXPECT_EQ(g.src_port, w.src_port);
+    EXPECT_EQ(g.exporter, w.exporter);
+    EXPECT_EQ(g.domain, w.domain);
+    EXPECT_EQ(g.start_ns, w.start_ns);
+    EXPECT_EQ(g.end_ns, w.end_ns);
+    EXPECT_EQ(g.src_ip, w.src_ip);
+    EXPECT_EQ(g.dst_ip, w.dst_ip);
+    EXPECT_EQ(g.protocol, w.protocol);
+    EXPECT_EQ(g.direction, w.direction);
+    EXPECT_EQ(g.bytes, w.bytes);
+    EXPECT_EQ(g.rev_bytes, w.rev_bytes);
+    EXPECT_EQ(g.retrans, w.retrans);
+    EXPECT_EQ(g.srtt_us, w.srtt_us);
+    EXPECT_EQ(g.close_reason, w.close_reason);
+    EXPECT_EQ(g.pid, w.pid);
+    EXPECT_EQ(g.comm, w.comm);
+    EXPECT_EQ(g.drops_total(), w.drops_total());
+    EXPECT_EQ(g.cumulative, w.cumulative);
+  }
 }
 
 TEST(SqliteStore, FiltersByCidrPortTimeAndAttributes) {
