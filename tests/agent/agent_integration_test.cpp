@@ -213,11 +213,13 @@ TEST(Agent, RetransmitsAndDropsMatchKernelCounters) {
 
 // Drops in PREROUTING come before any socket is looked up: the packet has no
 // socket, and the agent finds its flow by address. nft's counter is the truth.
-// 20%: veth aggregates segments, so a 2 MiB transfer is only ~50 packets.
+// Every 10th packet from the 6th (the handshake passes): always some drops
+// (veth aggregates segments, so a transfer is few packets), never a long run
+// of losses that stalls it.
 void nft_prerouting_drops(const NetNs& ns, const std::string& match) {
   EXPECT_EQ(sh(ns.exec() + "nft add table inet fspre"), 0);
   EXPECT_EQ(sh(ns.exec() + "nft add chain inet fspre pre '{ type filter hook prerouting priority 0; }'"), 0);
-  EXPECT_EQ(sh(ns.exec() + fmt::format("nft add rule inet fspre pre {} numgen random mod 100 '<' 20 counter drop", match)), 0);
+  EXPECT_EQ(sh(ns.exec() + fmt::format("nft add rule inet fspre pre {} numgen inc mod 10 == 5 counter drop", match)), 0);
 }
 
 uint64_t nft_counter(const NetNs& ns) {
