@@ -32,30 +32,9 @@ FlowRow flow_row_from_decoded(const ipfix::DecodedFlow& d, const std::string& ex
   // A third-party exporter: only what it sent. The record's defaults for the
   // agent's fields would read as "0 retransmits" or "closed by FIN", so they
   // stay unset (NULL).
-  const FlowRecord& r = d.record;
-  FlowRow w;
-  w.exporter = exporter_addr;
-  w.domain = d.domain;
-  w.start_ns = r.start_ns;
-  w.end_ns = r.end_ns;
-  if (r.family == 4) {
-    w.src_ip = ip16_from_v4(r.local_ip.data());
-    w.dst_ip = ip16_from_v4(r.remote_ip.data());
-  } else {
-    w.src_ip = ip16_from_v6(r.local_ip.data());
-    w.dst_ip = ip16_from_v6(r.remote_ip.data());
-  }
-  w.src_port = r.local_port;
-  w.dst_port = r.remote_port;
-  w.protocol = r.protocol;
-  w.direction = to_string(r.direction);
-  w.bytes = r.bytes_sent;
-  w.packets = r.segs_sent;
-  w.rev_bytes = r.bytes_received;
-  w.rev_packets = r.segs_received;
+  FlowRow w = flow_row_basics(d.record, exporter_addr, d.domain);
   w.bidirectional = d.has_reverse;
   w.cumulative = false;
-  w.interim = r.interim;
   return w;
 }
 

@@ -10,7 +10,7 @@ uint64_t FlowRow::drops_total() const {
   return n;
 }
 
-FlowRow flow_row_from_record(const FlowRecord& r, std::string exporter, uint32_t domain) {
+FlowRow flow_row_basics(const FlowRecord& r, std::string exporter, uint32_t domain) {
   FlowRow w;
   w.exporter = std::move(exporter);
   w.domain = domain;
@@ -31,9 +31,14 @@ FlowRow flow_row_from_record(const FlowRecord& r, std::string exporter, uint32_t
   w.packets = r.segs_sent;
   w.rev_bytes = r.bytes_received;
   w.rev_packets = r.segs_received;
+  w.interim = r.interim;
+  return w;
+}
+
+FlowRow flow_row_from_record(const FlowRecord& r, std::string exporter, uint32_t domain) {
+  FlowRow w = flow_row_basics(r, std::move(exporter), domain);
   w.bidirectional = true;
   w.cumulative = true;
-  w.interim = r.interim;
   w.retrans = r.retrans_segs;
   w.srtt_us = r.srtt_us;
   w.rttvar_us = r.rttvar_us;

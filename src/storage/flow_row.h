@@ -69,6 +69,9 @@ struct FlowRow {
 };
 
 // The agent's record: local = src, remote = dst, bidirectional, cumulative.
+// What any exporter sends: times, addresses, ports, protocol, direction,
+// bytes and packets each way, interim. The agent's own fields stay unset.
+FlowRow flow_row_basics(const FlowRecord& r, std::string exporter, uint32_t domain);
 FlowRow flow_row_from_record(const FlowRecord& r, std::string exporter = "local", uint32_t domain = 0);
 
 // The API's JSON form of a row (one object).

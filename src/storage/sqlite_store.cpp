@@ -179,88 +179,75 @@ std::string row_placeholders(bool lean_row) {
   return row + ')';
 }
 
+// Binds parameters in column order, without copies (the row outlives the step).
+struct Binder {
+  sqlite3_stmt* s;
+  int k;
+  void i(int64_t v) { sqlite3_bind_int64(s, ++k, v); }
+  void null() { sqlite3_bind_null(s, ++k); }
+  void t(const std::string& v) { sqlite3_bind_text(s, ++k, v.data(), static_cast<int>(v.size()), SQLITE_STATIC); }
+  void b(const Ip16& a) { sqlite3_bind_blob(s, ++k, a.data(), static_cast<int>(a.size()), SQLITE_STATIC); }
+  template <class T>
+  void opt(const std::optional<T>& o) {
+    if (!o) null();
+    else if constexpr (std::is_same_v<T, std::string>) t(*o);
+    else i(static_cast<int64_t>(*o));
+  }
+};
+
+// The columns every exporter fills: exporter .. interim.
+void bind_basics(Binder& b, const FlowRow& r) {
+  b.t(r.exporter);
+  b.i(r.domain);
+  b.i(i64(r.start_ns));
+  b.i(i64(r.end_ns));
+  b.b(r.src_ip);
+  b.b(r.dst_ip);
+  b.i(r.src_port);
+  b.i(r.dst_port);
+  b.i(r.protocol);
+  b.t(r.direction);
+  b.i(i64(r.bytes));
+  b.i(i64(r.packets));
+  b.i(i64(r.rev_bytes));
+  b.i(i64(r.rev_packets));
+  b.i(r.bidirectional);
+  b.i(r.cumulative);
+  b.i(r.interim);
+}
+
+// The columns after the agent's: drops_total .. first.
+void bind_tail(Binder& b, const FlowRow& r, uint64_t drops_total) {
+  b.i(i64(drops_total));
+  b.i(i64(r.delta_bytes));
+  b.i(i64(r.delta_packets));
+  b.i(i64(r.delta_retrans));
+  b.i(r.first);
+}
+
 // Binds a lean row: parameters base+1 .. base+22 (every column but the agent's).
 void bind_lean_row(sqlite3_stmt* s, int base, const FlowRow& r) {
-  int k = base;
-  auto int_ = [&](int64_t v) { sqlite3_bind_int64(s, ++k, v); };
-  auto text = [&](const std::string& t) {
-    sqlite3_bind_text(s, ++k, t.data(), static_cast<int>(t.size()), SQLITE_STATIC);
-  };
-  auto blob = [&](const Ip16& a) { sqlite3_bind_blob(s, ++k, a.data(), static_cast<int>(a.size()), SQLITE_STATIC); };
-  text(r.exporter);
-  int_(r.domain);
-  int_(i64(r.start_ns));
-  int_(i64(r.end_ns));
-  blob(r.src_ip);
-  blob(r.dst_ip);
-  int_(r.src_port);
-  int_(r.dst_port);
-  int_(r.protocol);
-  text(r.direction);
-  int_(i64(r.bytes));
-  int_(i64(r.packets));
-  int_(i64(r.rev_bytes));
-  int_(i64(r.rev_packets));
-  int_(r.bidirectional);
-  int_(r.cumulative);
-  int_(r.interim);
-  int_(0);  // drops_total
-  int_(i64(r.delta_bytes));
-  int_(i64(r.delta_packets));
-  int_(i64(r.delta_retrans));
-  int_(r.first);
+  Binder b{s, base};
+  bind_basics(b, r);
+  bind_tail(b, r, 0);
 }
 
 void bind_row(sqlite3_stmt* s, int base, const FlowRow& r, const std::string& drops) {
-  int k = base;
-  auto int_ = [&](int64_t v) { sqlite3_bind_int64(s, ++k, v); };
-  auto null = [&] { sqlite3_bind_null(s, ++k); };
-  auto text = [&](const std::string& t) {
-    sqlite3_bind_text(s, ++k, t.data(), static_cast<int>(t.size()), SQLITE_STATIC);
-  };
-  auto blob = [&](const Ip16& a) { sqlite3_bind_blob(s, ++k, a.data(), static_cast<int>(a.size()), SQLITE_STATIC); };
-  auto opt_i = [&](const auto& o) {
-    if (o) int_(static_cast<int64_t>(*o));
-    else null();
-  };
-  auto opt_t = [&](const std::optional<std::string>& o) {
-    if (o) text(*o);
-    else null();
-  };
-  text(r.exporter);
-  int_(r.domain);
-  int_(i64(r.start_ns));
-  int_(i64(r.end_ns));
-  blob(r.src_ip);
-  blob(r.dst_ip);
-  int_(r.src_port);
-  int_(r.dst_port);
-  int_(r.protocol);
-  text(r.direction);
-  int_(i64(r.bytes));
-  int_(i64(r.packets));
-  int_(i64(r.rev_bytes));
-  int_(i64(r.rev_packets));
-  int_(r.bidirectional);
-  int_(r.cumulative);
-  int_(r.interim);
-  opt_i(r.retrans);
-  opt_i(r.srtt_us);
-  opt_i(r.rttvar_us);
-  opt_t(r.close_reason);
-  opt_i(r.pid);
-  opt_t(r.comm);
-  opt_i(r.cgroup_id);
-  opt_t(r.cgroup);
-  opt_t(r.container_id);
-  opt_i(r.netns);
-  if (drops.empty()) null();
-  else text(drops);
-  int_(i64(r.drops_total()));
-  int_(i64(r.delta_bytes));
-  int_(i64(r.delta_packets));
-  int_(i64(r.delta_retrans));
-  int_(r.first);
+  Binder b{s, base};
+  bind_basics(b, r);
+  b.opt(r.retrans);
+  b.opt(r.srtt_us);
+  b.opt(r.rttvar_us);
+  b.opt(r.close_reason);
+  b.opt(r.pid);
+  b.opt(r.comm);
+  b.opt(r.cgroup_id);
+  b.opt(r.cgroup);
+  b.opt(r.container_id);
+  b.opt(r.netns);
+  if (drops.empty()) b.null();
+  else b.t(drops);
+  bind_tail(b, r, r.drops_total());
 }
 
 // The drops column: a JSON object of reason -> count, empty for none (NULL).
