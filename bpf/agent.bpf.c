@@ -167,6 +167,16 @@ static __always_inline void add_drop(struct fs_drop_slot *slots, __u32 *other, _
 		__sync_fetch_and_add(other, n);
 }
 
+static __always_inline void swap_key(struct fs_tuple_key *k)
+{
+	struct fs_tuple_key s = {};
+	__builtin_memcpy(s.local_addr, k->remote_addr, 16);
+	__builtin_memcpy(s.remote_addr, k->local_addr, 16);
+	s.local_port = k->remote_port;
+	s.remote_port = k->local_port;
+	*k = s;
+}
+
 /* Folds in drops of packets that had no socket when dropped, kept under the
  * packet's (source, destination). Only drops no later flow could own: a flow
  * that started after the last of them was not there (a retried SYN's server
@@ -194,12 +204,8 @@ static __always_inline void merge_pending_both(struct fs_flow *f)
 	struct fs_tuple_key k = {};
 	tuple_key(&f->tuple, &k);
 	merge_pending(f, &k);
-	struct fs_tuple_key r = {};
-	__builtin_memcpy(r.local_addr, k.remote_addr, 16);
-	__builtin_memcpy(r.remote_addr, k.local_addr, 16);
-	r.local_port = k.remote_port;
-	r.remote_port = k.local_port;
-	merge_pending(f, &r);
+	swap_key(&k);
+	merge_pending(f, &k);
 }
 
 /* Puts a long-lived flow into the tuples index, so that drops of its packets
@@ -418,18 +424,16 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 		learn_tuple(sk, f);
 		return 0;
 	}
-	{
-		struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
-		if (tp)
-			read_counters(tp, f, oldstate);
-		f->last_state = (__u8)oldstate;
-		merge_pending_both(f);
-		f->end_ns = bpf_ktime_get_ns();
-		f->kind = FS_KIND_FINAL;
-		stat_inc(FS_STAT_FLOWS_CLOSED);
-		emit(f);
-		forget(f, key);
-	}
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+	if (tp)
+		read_counters(tp, f, oldstate);
+	f->last_state = (__u8)oldstate;
+	merge_pending_both(f);
+	f->end_ns = bpf_ktime_get_ns();
+	f->kind = FS_KIND_FINAL;
+	stat_inc(FS_STAT_FLOWS_CLOSED);
+	emit(f);
+	forget(f, key);
 	return 0;
 }
 
@@ -522,15 +526,6 @@ static __always_inline int parse_skb(const struct sk_buff *skb, struct fs_tuple_
 	return 1;
 }
 
-static __always_inline void swap_key(struct fs_tuple_key *k)
-{
-	struct fs_tuple_key s = {};
-	__builtin_memcpy(s.local_addr, k->remote_addr, 16);
-	__builtin_memcpy(s.remote_addr, k->local_addr, 16);
-	s.local_port = k->remote_port;
-	s.remote_port = k->local_port;
-	*k = s;
-}
 
 static __always_inline struct fs_flow *flow_by_tuple(struct fs_tuple_key *k)
 {
