@@ -215,11 +215,15 @@ TEST(Agent, RetransmitsAndDropsMatchKernelCounters) {
 // socket, and the agent finds its flow by address. nft's counter is the truth.
 // Every 10th packet from the 6th (the handshake passes): always some drops
 // (veth aggregates segments, so a transfer is few packets), never a long run
-// of losses that stalls it.
+// of losses that stalls it. Resets pass: TCP never retransmits one, and a
+// lost reset leaves the peer reading forever.
 void nft_prerouting_drops(const NetNs& ns, const std::string& match) {
   EXPECT_EQ(sh(ns.exec() + "nft add table inet fspre"), 0);
   EXPECT_EQ(sh(ns.exec() + "nft add chain inet fspre pre '{ type filter hook prerouting priority 0; }'"), 0);
-  EXPECT_EQ(sh(ns.exec() + fmt::format("nft add rule inet fspre pre {} numgen inc mod 10 == 5 counter drop", match)), 0);
+  EXPECT_EQ(sh(ns.exec() + fmt::format("nft add rule inet fspre pre {} 'tcp flags & rst == 0' numgen inc mod 10 == 5 "
+                                       "counter drop",
+                                       match)),
+            0);
 }
 
 uint64_t nft_counter(const NetNs& ns) {
