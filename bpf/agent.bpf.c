@@ -8,11 +8,11 @@
  *   CLOSE->SYN_SENT      outbound, process context: bind pid/comm/cgroup
  *   LISTEN->SYN_RECV     inbound child, softirq: provisional owner = listener
  *   accept(2) returns    process context: bind to the accepting process
- *   ->ESTABLISHED        tuple known: index it for drop attribution
- *   ->FIN_WAIT1/LAST_ACK our FIN is in flight
- *   ->CLOSE              read tcp_sock counters, emit, forget
- * The ports read 0 at the final ->CLOSE, so the tuple is saved earlier (at
- * ESTABLISHED, at a reset, at a retransmit).
+ *   ->CLOSE              read tuple (if not known yet) and tcp_sock counters,
+ *                        emit, forget
+ * The transitions in between cost no lookup: what they say (handshake done,
+ * our FIN sent) follows from the state the socket left for CLOSE. The first
+ * interim record indexes a long-lived flow by tuple for drop attribution.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -118,27 +118,39 @@ static __always_inline __u32 sk_netns(const struct sock *sk)
 }
 
 /* Reads addresses and ports; returns 0 when the local port is not bound yet.
- * sk is a BTF pointer here and below: direct loads (CO-RE relocated, checked by
- * the verifier) cost a load each, a BPF_CORE_READ a helper call each. */
-static __always_inline int read_tuple(const struct sock *sk, struct fs_tuple *t)
-{
-	const struct sock_common *c = &sk->__sk_common;
-	__u16 lport = c->skc_num;
-	if (!lport)
-		return 0;
-	t->family = c->skc_family;
-	t->local_port = lport;
-	t->remote_port = bpf_ntohs(c->skc_dport);
-	if (t->family == AF_INET6) {
-		__builtin_memcpy(t->local_addr, c->skc_v6_rcv_saddr.in6_u.u6_addr8, 16);
-		__builtin_memcpy(t->remote_addr, c->skc_v6_daddr.in6_u.u6_addr8, 16);
-	} else {
-		__u32 la = c->skc_rcv_saddr, ra = c->skc_daddr;
-		__builtin_memcpy(t->local_addr, &la, 4);
-		__builtin_memcpy(t->remote_addr, &ra, 4);
+ * At the final CLOSE the kernel has already released the port (skc_num reads
+ * 0) but inet_sport still holds it, so a flow can learn its tuple as late as
+ * that. RD reads one field and RD_ADDR one 16-byte address: direct loads for
+ * a BTF pointer (events; CO-RE relocated and checked by the verifier, a load
+ * each), BPF_CORE_READ for a socket address kept as an integer (the periodic
+ * dump; a helper call each). */
+#define RD_DIRECT(p, field) ((p)->field)
+#define RD_ADDR_DIRECT(dst, p, field) __builtin_memcpy((dst), &(p)->field, 16)
+#define RD_ADDR_PROBE(dst, p, field) BPF_CORE_READ_INTO((struct in6_addr *)(dst), p, field)
+#define SKC(field) inet_conn.icsk_inet.sk.__sk_common.field
+#define DEFINE_READ_TUPLE(name, RD, RD_ADDR)                                                  \
+	static __always_inline int name(const struct tcp_sock *tp, struct fs_tuple *t)        \
+	{                                                                                     \
+		__u16 lport = RD(tp, SKC(skc_num));                                           \
+		if (!lport)                                                                   \
+			lport = bpf_ntohs(RD(tp, inet_conn.icsk_inet.inet_sport));            \
+		if (!lport)                                                                   \
+			return 0;                                                             \
+		t->family = RD(tp, SKC(skc_family));                                          \
+		t->local_port = lport;                                                        \
+		t->remote_port = bpf_ntohs(RD(tp, SKC(skc_dport)));                           \
+		if (t->family == AF_INET6) {                                                  \
+			RD_ADDR(t->local_addr, tp, SKC(skc_v6_rcv_saddr));                    \
+			RD_ADDR(t->remote_addr, tp, SKC(skc_v6_daddr));                       \
+		} else {                                                                      \
+			__u32 la = RD(tp, SKC(skc_rcv_saddr)), ra = RD(tp, SKC(skc_daddr));   \
+			__builtin_memcpy(t->local_addr, &la, 4);                              \
+			__builtin_memcpy(t->remote_addr, &ra, 4);                             \
+		}                                                                             \
+		return 1;                                                                     \
 	}
-	return 1;
-}
+DEFINE_READ_TUPLE(read_tuple, RD_DIRECT, RD_ADDR_DIRECT)
+DEFINE_READ_TUPLE(read_tuple_probe, BPF_CORE_READ, RD_ADDR_PROBE)
 
 static __always_inline void tuple_key(const struct fs_tuple *t, struct fs_tuple_key *k)
 {
@@ -232,7 +244,8 @@ static __always_inline void learn_tuple(const struct sock *sk, struct fs_flow *f
 {
 	if (f->tuple.local_port)
 		return;
-	if (!read_tuple(sk, &f->tuple))
+	const struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+	if (!tp || !read_tuple(tp, &f->tuple))
 		return;
 	if (!pending_entries)
 		return;
@@ -266,7 +279,6 @@ static __always_inline void state_flags(struct fs_flow *f, int state)
  * state (for a final record, the state it left for CLOSE). RD reads one field:
  * a direct load for a BTF pointer (events), BPF_CORE_READ for a socket address
  * kept as an integer (the periodic dump), from one definition. */
-#define RD_DIRECT(p, field) ((p)->field)
 #define DEFINE_READ_COUNTERS(name, RD)                                                         \
 	static __always_inline void name(const struct tcp_sock *tp, struct fs_flow *f, int state) \
 	{                                                                                      \
@@ -353,15 +365,14 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 	if (sk->sk_protocol != IPPROTO_TCP_)
 		return 0;
 	stat_inc(FS_STAT_STATE_EVENTS);
-	/* Only the first transition (tracking starts), ESTABLISHED (an outbound
-	 * socket's port is bound by now) and CLOSE (the record) need work: the
-	 * others (FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING) are read back from
-	 * the state at close, so they cost no map lookup. A socket first seen in
-	 * one of them was open before the agent: its record starts at CLOSE. */
+	/* Only the first transition (tracking starts) and CLOSE (the record)
+	 * need work: the others are read back from the state at close, and the
+	 * tuple of an outbound socket (whose port is bound after SYN_SENT) from
+	 * the socket at close, so they cost no map lookup. A socket first seen
+	 * in one of them was open before the agent: its record starts at CLOSE. */
 	switch (newstate) {
 	case TCP_ESTABLISHED:
-		/* An accepted socket learned its tuple at SYN_RECV already. */
-		if (oldstate == TCP_SYN_RECV)
+		if (oldstate == TCP_SYN_RECV || oldstate == TCP_SYN_SENT)
 			return 0;
 		break;
 	case TCP_FIN_WAIT1:
@@ -425,8 +436,11 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 		return 0;
 	}
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
-	if (tp)
+	if (tp) {
+		if (!f->tuple.local_port)
+			read_tuple(tp, &f->tuple);
 		read_counters(tp, f, oldstate);
+	}
 	f->last_state = (__u8)oldstate;
 	merge_pending_both(f);
 	f->end_ns = bpf_ktime_get_ns();
@@ -678,10 +692,12 @@ static long dump_one(struct bpf_map *map, __u64 *key, struct fs_flow *f, struct 
 		return 1;
 	}
 	f->last_report_ns = c->now;
+	const struct tcp_sock *tp = (const struct tcp_sock *)f->sk;
+	if (!f->tuple.local_port)
+		read_tuple_probe(tp, &f->tuple);
 	index_flow(f);
 	struct fs_flow r;
 	__builtin_memcpy(&r, f, sizeof(r));
-	const struct tcp_sock *tp = (const struct tcp_sock *)f->sk;
 	read_counters_probe(tp, &r, BPF_CORE_READ(tp, inet_conn.icsk_inet.sk.__sk_common.skc_state));
 	r.end_ns = c->now;
 	r.kind = FS_KIND_INTERIM;
