@@ -76,6 +76,15 @@ CREATE TABLE IF NOT EXISTS flows (
   d_retrans     INTEGER NOT NULL,
   first         INTEGER NOT NULL
 );
+-- Open cumulative flows' last totals, kept across a restart (written at a
+-- clean shutdown, read back and emptied at start).
+CREATE TABLE IF NOT EXISTS open_flows (
+  seq     INTEGER PRIMARY KEY,
+  key     BLOB    NOT NULL,
+  bytes   INTEGER NOT NULL,
+  packets INTEGER NOT NULL,
+  retrans INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS flows_end ON flows(end_ns);
 CREATE INDEX IF NOT EXISTS flows_src ON flows(src_ip, end_ns);
 CREATE INDEX IF NOT EXISTS flows_dst ON flows(dst_ip, end_ns);
@@ -458,10 +467,75 @@ struct SqliteStore::Impl {
       ++tracker_evicted;
     }
   }
+
+  // The tracker outlives a clean restart: without it, the first record of
+  // every flow open across the restart would count its whole totals again.
+  // Saved most recent first (seq 0).
+  Result<void> save_open() {
+    sqlite3* db = writer.get();
+    if (auto r = exec(db, "BEGIN IMMEDIATE; DELETE FROM open_flows;"); !r) return r;
+    auto ins = prepare(db, "INSERT INTO open_flows (seq, key, bytes, packets, retrans) VALUES (?, ?, ?, ?, ?)");
+    if (!ins) {
+      (void)exec(db, "ROLLBACK");
+      return std::unexpected(ins.error());
+    }
+    int64_t seq = 0;
+    for (const std::string& key : lru) {
+      const Totals& t = open.at(key).first;
+      sqlite3_stmt* st = ins->get();
+      sqlite3_bind_int64(st, 1, seq++);
+      sqlite3_bind_blob(st, 2, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
+      sqlite3_bind_int64(st, 3, static_cast<int64_t>(t.bytes));
+      sqlite3_bind_int64(st, 4, static_cast<int64_t>(t.packets));
+      sqlite3_bind_int64(st, 5, static_cast<int64_t>(t.retrans));
+      const int rc = sqlite3_step(st);
+      sqlite3_reset(st);
+      if (rc != SQLITE_DONE) {
+        auto err = fail("SQLite: saving open flows: {}", sqlite3_errmsg(db));
+        (void)exec(db, "ROLLBACK");
+        return err;
+      }
+    }
+    return exec(db, "COMMIT");
+  }
+
+  // Reads back what save_open() wrote, then empties the table: after a crash
+  // the next start must not resume from totals older than the flows' last
+  // records.
+  Result<size_t> restore_open() {
+    sqlite3* db = writer.get();
+    auto sel = prepare(db, "SELECT key, bytes, packets, retrans FROM open_flows ORDER BY seq DESC");
+    if (!sel) return std::unexpected(sel.error());
+    sqlite3_stmt* st = sel->get();
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      const auto* data = static_cast<const char*>(sqlite3_column_blob(st, 0));
+      std::string key(data ? data : "", static_cast<size_t>(sqlite3_column_bytes(st, 0)));
+      const Totals t{static_cast<uint64_t>(sqlite3_column_int64(st, 1)),
+                     static_cast<uint64_t>(sqlite3_column_int64(st, 2)),
+                     static_cast<uint64_t>(sqlite3_column_int64(st, 3))};
+      if (open.contains(key) || open.size() >= opts.max_tracked_flows) continue;
+      lru.push_front(key);
+      open.emplace(std::move(key), std::make_pair(t, lru.begin()));
+    }
+    if (rc != SQLITE_DONE) return fail("SQLite: reading open flows: {}", sqlite3_errmsg(db));
+    sel->reset();
+    if (auto r = exec(db, "DELETE FROM open_flows"); !r) return std::unexpected(r.error());
+    return open.size();
+  }
 };
 
 SqliteStore::SqliteStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-SqliteStore::~SqliteStore() = default;
+
+SqliteStore::~SqliteStore() {
+  std::lock_guard lk(impl_->write_mu);
+  if (impl_->open.empty()) return;
+  // A destructor cannot return the error: say what is lost instead.
+  if (auto r = impl_->save_open(); !r)
+    spdlog::error("{}: the totals of {} open flows are not kept across the restart ({}); their next records count "
+                  "their whole totals again in aggregates",
+                  impl_->opts.path, impl_->open.size(), r.error().message);
+}
 
 Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const SqliteOptions& opts) {
   auto impl = std::make_unique<Impl>();
@@ -500,6 +574,9 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const SqliteOptions& opts
     if (!c) return std::unexpected(c.error());
     if (sqlite3_step(c->get()) == SQLITE_ROW) impl->st.rows = static_cast<uint64_t>(sqlite3_column_int64(c->get(), 0));
   }
+  auto restored = impl->restore_open();
+  if (!restored) return fail("{}: {}", opts.path, restored.error().message);
+  if (*restored) spdlog::info("{}: resumed the totals of {} open flows", opts.path, *restored);
   return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
 }
 

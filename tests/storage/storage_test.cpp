@@ -1,4 +1,5 @@
 // The SQLite store against a real database in a temporary file.
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -359,6 +360,55 @@ TEST(SqliteStore, ReopensExistingFile) {
   auto p = store->query({});
   ASSERT_TRUE(p);
   EXPECT_EQ(p->flows.size(), 1u);
+}
+
+// A collector restart (an upgrade) while a long flow is open: its next record
+// counts only its growth, as it would have without the restart.
+TEST(SqliteStore, OpenFlowTotalsSurviveARestart) {
+  TempDb tmp;
+  {
+    auto store = open_store(tmp);
+    std::vector<FlowRow> batch{
+        agent_row("10.0.0.1", 5000, "10.0.0.2", 80, kT0, kT0 + 60 * kSec, 1000, 100, true),
+        agent_row("10.0.0.1", 5001, "10.0.0.2", 80, kT0, kT0 + 60 * kSec, 10, 1, true),
+    };
+    ASSERT_TRUE(store->insert(batch));
+    std::vector<FlowRow> closed{agent_row("10.0.0.1", 5001, "10.0.0.2", 80, kT0, kT0 + 70 * kSec, 20, 2)};
+    ASSERT_TRUE(store->insert(closed));
+  }
+  {
+    auto store = open_store(tmp);
+    std::vector<FlowRow> next{
+        agent_row("10.0.0.1", 5000, "10.0.0.2", 80, kT0, kT0 + 120 * kSec, 3000, 300, true),
+        // Closed before the restart: no totals kept, a record now is a new flow.
+        agent_row("10.0.0.1", 5001, "10.0.0.2", 80, kT0, kT0 + 130 * kSec, 30, 3, true),
+    };
+    ASSERT_TRUE(store->insert(next));
+    EXPECT_FALSE(next[0].first);
+    EXPECT_EQ(next[0].delta_bytes, 2200u);
+    EXPECT_TRUE(next[1].first);
+    EXPECT_EQ(next[1].delta_bytes, 33u);
+  }
+  // What the second shutdown saved: both flows, at their latest totals.
+  auto saved = [&] {
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open(tmp.path().c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, "SELECT count(*), sum(bytes) FROM open_flows", -1, &st, nullptr), SQLITE_OK);
+    EXPECT_EQ(sqlite3_step(st), SQLITE_ROW);
+    const std::pair<int64_t, int64_t> r(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return r;
+  };
+  EXPECT_EQ(saved(), std::pair(int64_t{2}, int64_t{3300 + 33}));
+  auto store = open_store(tmp);
+  // Read back once: a start after a crash (no save) must not resume from them.
+  EXPECT_EQ(saved(), std::pair(int64_t{0}, int64_t{0}));
+  std::vector<FlowRow> after{agent_row("10.0.0.1", 5000, "10.0.0.2", 80, kT0, kT0 + 180 * kSec, 4000, 400)};
+  ASSERT_TRUE(store->insert(after));
+  EXPECT_FALSE(after[0].first);
+  EXPECT_EQ(after[0].delta_bytes, 1100u);
 }
 
 TEST(SqliteStore, RefusesNonDatabaseFile) {
