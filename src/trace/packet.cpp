@@ -8,6 +8,32 @@ namespace flowscope::trace {
 
 namespace {
 uint16_t be16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+
+// IPv6 extension headers that may stand between the fixed header and the
+// transport header (RFC 8200 4.1; AH per RFC 4302). ESP (50) hides the rest.
+bool is_ipv6_ext(uint8_t h) { return h == 0 || h == 43 || h == 44 || h == 51 || h == 60; }
+
+// Walks the extension headers from offset 40. Returns false when the
+// transport header is not in this packet (a later fragment, or the chain runs
+// past the captured bytes); pi.proto is then the last header type reached.
+bool skip_ipv6_ext(const uint8_t* pkt, size_t caplen, PacketInfo& pi, size_t& off) {
+  for (int n = 0; n < 8 && is_ipv6_ext(pi.proto); n++) {
+    if (caplen < off + 8) return false;  // every extension header has at least 8 bytes
+    const uint8_t next = pkt[off];
+    if (pi.proto == 44) {
+      // Only the first fragment (offset 0) carries the transport header.
+      const bool first = (be16(pkt + off + 2) & 0xfff8) == 0;
+      off += 8;
+      pi.proto = next;
+      if (!first) return false;
+      continue;
+    }
+    off += pi.proto == 51 ? (pkt[off + 1] + 2u) * 4u : (pkt[off + 1] + 1u) * 8u;
+    pi.proto = next;
+  }
+  return !is_ipv6_ext(pi.proto);
+}
+
 }  // namespace
 
 PacketInfo decode_packet(const uint8_t* pkt, size_t caplen) {
@@ -25,8 +51,9 @@ PacketInfo decode_packet(const uint8_t* pkt, size_t caplen) {
     inet_ntop(AF_INET, pkt + 16, buf, sizeof(buf));
     pi.dst = buf;
     l4 = (pkt[0] & 0xf) * 4u;
-    // Only the first fragment carries the transport header.
-    if ((be16(pkt + 6) & 0x1fff) != 0) return pi;
+    // Only the first fragment carries the transport header; an IHL under 5
+    // is malformed.
+    if ((be16(pkt + 6) & 0x1fff) != 0 || l4 < 20) return pi;
   } else if (v == 6 && caplen >= 40) {
     pi.ip_version = 6;
     pi.proto = pkt[6];
@@ -35,12 +62,14 @@ PacketInfo decode_packet(const uint8_t* pkt, size_t caplen) {
     pi.src = buf;
     inet_ntop(AF_INET6, pkt + 24, buf, sizeof(buf));
     pi.dst = buf;
-    l4 = 40;  // extension headers are not followed
+    l4 = 40;
+    if (!skip_ipv6_ext(pkt, caplen, pi, l4)) return pi;
   } else {
     return pi;
   }
+  if (l4 >= caplen) return pi;
   const uint8_t* t = pkt + l4;
-  const size_t left = caplen > l4 ? caplen - l4 : 0;
+  const size_t left = caplen - l4;
   if ((pi.proto == 6 || pi.proto == 17 || pi.proto == 132) && left >= 4) {
     pi.has_ports = true;
     pi.sport = be16(t);

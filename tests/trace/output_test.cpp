@@ -3,13 +3,16 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <sstream>
 #include <string>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "trace/output.h"
 #include "trace/packet.h"
 #include "trace/pcapng.h"
+#include "support/netns.h"
 
 namespace {
 
@@ -38,6 +41,87 @@ TEST(Packet, DecodesTcp) {
   EXPECT_EQ(pi.ip_version, 4);
   EXPECT_EQ(pi.summary(), "10.1.0.1:40000 > 10.1.0.2:9 TCP [S]");
   EXPECT_EQ(decode_packet(b.data(), 10).ip_version, 0);  // truncated
+}
+
+// IPv6 behind extension headers, the way a real stack sends them; tshark's
+// dissection of the same bytes is the truth for what the transport header is.
+std::vector<uint8_t> ipv6(uint8_t next, const std::vector<uint8_t>& payload) {
+  std::vector<uint8_t> b(40, 0);
+  b[0] = 0x60;
+  b[4] = static_cast<uint8_t>(payload.size() >> 8);
+  b[5] = static_cast<uint8_t>(payload.size());
+  b[6] = next;
+  b[7] = 64;
+  b[8] = 0xfd;
+  b[23] = 1;  // fd00::1
+  b[24] = 0xfd;
+  b[39] = 2;  // fd00::2
+  b.insert(b.end(), payload.begin(), payload.end());
+  return b;
+}
+
+std::vector<uint8_t> cat(std::initializer_list<std::vector<uint8_t>> parts) {
+  std::vector<uint8_t> out;
+  for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
+TEST(Packet, Ipv6ExtensionHeadersDecodeAsTsharkDoes) {
+  const std::vector<uint8_t> udp{0x14, 0xe9, 0, 53, 0, 12, 0, 0, 'a', 'b', 'c', 'd'};  // 5353 > 53
+  const std::vector<uint8_t> syn{0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 4, 0, 0, 0, 0, 0};
+  const std::vector<uint8_t> psh{0x04, 0xd2, 0x01, 0xbb, 0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x18, 4, 0, 0, 0, 0, 0, 'h', 'i'};
+  const std::vector<uint8_t> echo{128, 0, 0, 0, 0, 1, 0, 1};
+  struct Case {
+    std::vector<uint8_t> pkt;
+    size_t caplen;
+  };
+  std::vector<Case> cases;
+  auto add = [&](std::vector<uint8_t> p, size_t cut = 0) {
+    const size_t n = p.size();
+    cases.push_back({std::move(p), cut ? cut : n});
+  };
+  add(ipv6(0, cat({{60, 0, 1, 4, 0, 0, 0, 0}, {17, 0, 1, 4, 0, 0, 0, 0}, udp})));  // hop-by-hop, dest. options
+  add(ipv6(44, cat({{6, 0, 0, 1, 0, 0, 0x12, 0x34}, syn})));                       // first fragment
+  add(ipv6(51, cat({{6, 4, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1}, std::vector<uint8_t>(12, 0), psh})));  // AH
+  add(ipv6(44, cat({{17, 0, 0x03, 0x20, 0, 0, 0x12, 0x34}, udp})));               // later fragment
+  add(ipv6(43, cat({{58, 0, 253, 0, 0, 0, 0, 0}, echo})));                         // routing header
+  add(ipv6(0, cat({{60, 0, 1, 4, 0, 0, 0, 0}, {17, 0, 1, 4, 0, 0, 0, 0}, udp})), 52);  // chain cut short
+  add(tcp_syn());
+
+  char path[] = "/tmp/fs-ext6-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  {
+    auto w = PcapngWriter::open(path, FS_TRACE_SNAP);
+    ASSERT_TRUE(w) << w.error().message;
+    for (const auto& c : cases)
+      ASSERT_TRUE(w->write(1700000000000000000ull, c.pkt.data(), static_cast<uint32_t>(c.caplen),
+                           static_cast<uint32_t>(c.pkt.size()), ""));
+    ASSERT_TRUE(w->flush());
+  }
+  const std::string out = fstest::sh_out(
+      std::string("tshark -r ") + path +
+      " -o ipv6.defragment:FALSE -T fields -E separator=, -e tcp.srcport -e tcp.dstport -e tcp.flags"
+      " -e udp.srcport -e udp.dstport -e icmpv6.type -e icmpv6.code 2>/dev/null");
+  unlink(path);
+  std::istringstream lines(out);
+  std::string line;
+  for (size_t i = 0; i < cases.size(); i++) {
+    ASSERT_TRUE(std::getline(lines, line)) << "tshark printed " << i << " lines:\n" << out;
+    const PacketInfo pi = decode_packet(cases[i].pkt.data(), cases[i].caplen);
+    std::string ours;
+    auto field = [&](bool set, auto v) { ours += (set ? fmt::format("{}", v) : std::string()) + ","; };
+    const bool tcp = pi.has_ports && pi.proto == 6, udp_ = pi.has_ports && pi.proto == 17;
+    field(tcp, pi.sport);
+    field(tcp, pi.dport);
+    field(tcp, fmt::format("0x{:04x}", pi.tcp_flags));
+    field(udp_, pi.sport);
+    field(udp_, pi.dport);
+    field(pi.icmp_type >= 0, pi.icmp_type);
+    ours += pi.icmp_code >= 0 ? std::to_string(pi.icmp_code) : "";
+    EXPECT_EQ(ours, line) << "packet " << i << ": " << pi.summary();
+  }
 }
 
 TEST(Pcapng, LibpcapReadsWhatWeWrite) {
