@@ -949,8 +949,11 @@ def report(results, args):
                 w("Each row is a program doing only that, attached alone to `inet_sock_set_state` (the agent's "
                   "busiest hook) during loopback churn (`fs_bpf_costs`, programs in `bpf/costs.bpf.c`); run time from "
                   "the kernel's BPF statistics, which include their own two clock reads. The agent's cost per "
-                  "connection is a sum of these: about 10 runs of its state program, one hash insert and delete per "
-                  "flow in each of two maps, one ring-buffer record and two clock reads per flow.\n")
+                  "connection is a sum of these: about 10 runs of its state program (6 of them return at once), "
+                  "one hash insert and delete, one ring-buffer record and two clock reads per flow, both ends. "
+                  "`hash_flow_life` and `sk_storage_flow_life` do a flow's whole life on every run of the hook "
+                  "(created at the first transition, looked up at each later one, deleted at CLOSE) in a hash map "
+                  "keyed by the socket, as the agent does, and in socket-local storage, the alternative store.\n")
                 w("| building block | ns per run | minus empty program |\n|---|---:|---:|")
                 empty = next((c["ns_per_run"] for c in mr["bpf_costs"] if c["program"] == "empty"), 0)
                 for c in mr["bpf_costs"]:

@@ -28,6 +28,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 #define IPPROTO_TCP_ 6
+#define EEXIST_ 17
 
 /* Set by user space before load. */
 const volatile __u32 filter_netns = 0;   /* 0: any */
@@ -393,7 +394,12 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 	}
 
 	__u64 key = (__u64)sk;
-	struct fs_flow *f = bpf_map_lookup_elem(&flows, &key);
+	/* A connect or a new child starts a flow: it is inserted whole, with no
+	 * lookup before it (there is nothing to find) or after it (nothing is
+	 * left to add). */
+	const int starts = (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) || oldstate == TCP_LISTEN ||
+			   newstate == TCP_SYN_RECV;
+	struct fs_flow *f = starts ? 0 : bpf_map_lookup_elem(&flows, &key);
 	if (!f) {
 		__u64 now = bpf_ktime_get_ns();
 		if (oldstate == TCP_CLOSE && newstate == TCP_CLOSE)
@@ -421,14 +427,31 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 		} else {
 			nf.flags |= FS_F_PREEXISTING;
 		}
-		if (bpf_map_update_elem(&flows, &key, &nf, BPF_NOEXIST)) {
+		/* An accepted child knows its tuple already; a connecting socket
+		 * binds its port after SYN_SENT (read at close then). */
+		struct tcp_sock *ntp = bpf_skc_to_tcp_sock((void *)sk);
+		if (newstate != TCP_CLOSE && ntp)
+			read_tuple(ntp, &nf.tuple);
+		long err = bpf_map_update_elem(&flows, &key, &nf, BPF_NOEXIST);
+		if (err && err != -EEXIST_) {
 			stat_inc(FS_STAT_FLOW_MAP_FULL);
 			return 0;
 		}
-		stat_inc(FS_STAT_FLOWS_CREATED);
+		if (!err)
+			stat_inc(FS_STAT_FLOWS_CREATED);
+		/* Done, unless drops wait for this tuple or the flow ends now (or
+		 * was tracked already: seeded at start-up). */
+		if (!err && newstate != TCP_CLOSE && !(pending_entries && nf.tuple.local_port))
+			return 0;
 		f = bpf_map_lookup_elem(&flows, &key);
 		if (!f)
 			return 0;
+		if (!err && newstate != TCP_CLOSE) {
+			struct fs_tuple_key k = {};
+			tuple_key(&f->tuple, &k);
+			merge_pending(f, &k);
+			return 0;
+		}
 	}
 
 	if (newstate != TCP_CLOSE) {

@@ -93,3 +93,45 @@ int BPF_PROG(current_cgroup_id, const struct sock *sk)
 {
 	return bpf_get_current_cgroup_id() & 1;
 }
+
+/* A flow's whole life on this hook, two ways: created at the first
+ * transition, looked up at the others, deleted at CLOSE. The same logical
+ * work over the same runs, so the per-run figures compare the stores with
+ * their real cache behaviour (entries touched at different times). */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct fs_cost_value);
+} sk_store SEC(".maps");
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(hash_flow_life, const struct sock *sk, const int oldstate, const int newstate)
+{
+	__u64 k = (__u64)sk;
+	if (oldstate == TCP_CLOSE || oldstate == TCP_LISTEN) {
+		struct fs_cost_value v = {};
+		bpf_map_update_elem(&hash, &k, &v, BPF_NOEXIST);
+		return 0;
+	}
+	struct fs_cost_value *f = bpf_map_lookup_elem(&hash, &k);
+	if (!f)
+		return 0;
+	f->v[1]++;
+	if (newstate == TCP_CLOSE)
+		bpf_map_delete_elem(&hash, &k);
+	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(sk_storage_flow_life, const struct sock *sk, const int oldstate, const int newstate)
+{
+	__u64 flags = (oldstate == TCP_CLOSE || oldstate == TCP_LISTEN) ? BPF_SK_STORAGE_GET_F_CREATE : 0;
+	struct fs_cost_value *f = bpf_sk_storage_get(&sk_store, (void *)sk, 0, flags);
+	if (!f)
+		return 0;
+	f->v[1]++;
+	if (newstate == TCP_CLOSE)
+		bpf_sk_storage_delete(&sk_store, (void *)sk);
+	return 0;
+}
