@@ -56,6 +56,12 @@ FlowRow agent_row(const char* src, uint16_t sport, const char* dst, uint16_t dpo
   return r;
 }
 
+// The long flow the delta tests follow: 10.0.0.1:5000 > 10.0.0.2:80 from kT0,
+// reported at kT0 + end_s.
+FlowRow long_flow(uint64_t end_s, uint64_t sent, uint64_t recv, bool interim) {
+  return agent_row("10.0.0.1", 5000, "10.0.0.2", 80, kT0, kT0 + end_s * kSec, sent, recv, interim);
+}
+
 FlowRow softflowd_row(const char* src, uint16_t sport, const char* dst, uint16_t dport, uint64_t t, uint64_t bytes) {
   FlowRow r;
   r.exporter = "192.0.2.1";
@@ -260,12 +266,12 @@ TEST(SqliteStore, CumulativeRecordsCountOnceInAggregates) {
   // One long flow reported twice while open and once at close (totals grow),
   // plus one short flow.
   std::vector<FlowRow> batch{
-      agent_row("10.0.0.1", 5000, "10.0.0.2", 80, kT0, kT0 + 60 * kSec, 1000, 100, true),
-      agent_row("10.0.0.1", 5000, "10.0.0.2", 80, kT0, kT0 + 120 * kSec, 3000, 300, true),
+      long_flow(60, 1000, 100, true),
+      long_flow(120, 3000, 300, true),
       agent_row("10.0.0.1", 5001, "10.0.0.3", 80, kT0, kT0 + 10 * kSec, 50, 5),
   };
   ASSERT_TRUE(store->insert(batch));
-  std::vector<FlowRow> last{agent_row("10.0.0.1", 5000, "10.0.0.2", 80, kT0, kT0 + 150 * kSec, 4000, 400)};
+  std::vector<FlowRow> last{long_flow(150, 4000, 400, false)};
   ASSERT_TRUE(store->insert(last));
   EXPECT_TRUE(batch[0].first);
   EXPECT_FALSE(batch[1].first);
@@ -369,7 +375,7 @@ TEST(SqliteStore, OpenFlowTotalsSurviveARestart) {
   {
     auto store = open_store(tmp);
     std::vector<FlowRow> batch{
-        agent_row("10.0.0.1", 5000, "10.0.0.2", 80, kT0, kT0 + 60 * kSec, 1000, 100, true),
+        long_flow(60, 1000, 100, true),
         agent_row("10.0.0.1", 5001, "10.0.0.2", 80, kT0, kT0 + 60 * kSec, 10, 1, true),
     };
     ASSERT_TRUE(store->insert(batch));
@@ -379,7 +385,7 @@ TEST(SqliteStore, OpenFlowTotalsSurviveARestart) {
   {
     auto store = open_store(tmp);
     std::vector<FlowRow> next{
-        agent_row("10.0.0.1", 5000, "10.0.0.2", 80, kT0, kT0 + 120 * kSec, 3000, 300, true),
+        long_flow(120, 3000, 300, true),
         // Closed before the restart: no totals kept, a record now is a new flow.
         agent_row("10.0.0.1", 5001, "10.0.0.2", 80, kT0, kT0 + 130 * kSec, 30, 3, true),
     };
@@ -405,7 +411,7 @@ TEST(SqliteStore, OpenFlowTotalsSurviveARestart) {
   auto store = open_store(tmp);
   // Read back once: a start after a crash (no save) must not resume from them.
   EXPECT_EQ(saved(), std::pair(int64_t{0}, int64_t{0}));
-  std::vector<FlowRow> after{agent_row("10.0.0.1", 5000, "10.0.0.2", 80, kT0, kT0 + 180 * kSec, 4000, 400)};
+  std::vector<FlowRow> after{long_flow(180, 4000, 400, false)};
   ASSERT_TRUE(store->insert(after));
   EXPECT_FALSE(after[0].first);
   EXPECT_EQ(after[0].delta_bytes, 1100u);
