@@ -546,8 +546,29 @@ static __always_inline int parse_skb(const struct sk_buff *skb, struct fs_tuple_
 		struct ipv6hdr ip6;
 		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
 			return 0;
-		l4proto = ip6.nexthdr; /* extension headers are not followed */
+		l4proto = ip6.nexthdr;
 		l4off = nh + sizeof(ip6);
+		/* Extension headers before TCP (hop-by-hop, routing, fragment,
+		 * destination options, AH; RFC 8200 4.1), a few at most. */
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			if (l4proto != 0 && l4proto != 43 && l4proto != 44 && l4proto != 51 && l4proto != 60)
+				break;
+			__u8 ext[4];
+			if (bpf_probe_read_kernel(ext, sizeof(ext), head + l4off))
+				return 0;
+			if (l4proto == 44) {
+				/* Only the first fragment holds the TCP header. */
+				if ((((__u16)ext[2] << 8) | ext[3]) & 0xfff8)
+					return 0;
+				l4off += 8;
+			} else if (l4proto == 51) {
+				l4off += ((__u32)ext[1] + 2) * 4;
+			} else {
+				l4off += ((__u32)ext[1] + 1) * 8;
+			}
+			l4proto = ext[0];
+		}
 		__builtin_memcpy(k->local_addr, &ip6.saddr, 16);
 		__builtin_memcpy(k->remote_addr, &ip6.daddr, 16);
 	} else {

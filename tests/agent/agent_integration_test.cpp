@@ -252,6 +252,27 @@ TEST(Agent, SocketlessDropsOfAShortFlowAreCountedOnce) {
       << "server " << sf->dump() << "\nclient " << cf->dump();
 }
 
+// IPv6 segments behind an extension header (destination options): the agent
+// finds the TCP ports past it. Only such segments are dropped, so a positive
+// nft counter also proves the header was there.
+TEST(Agent, SocketlessDropsBehindIpv6ExtensionHeadersAreCounted) {
+  NsPair net("sklext6");
+  const int port = free_port();
+  nft_prerouting_drops(net.b, fmt::format("ip6 nexthdr 60 tcp dport {}", port));
+  AgentRunner agent({"--port", std::to_string(port)});
+  auto server = start_server(net.b, net.b6, port);
+  auto client = run_client(net.a, net.b6, port, {"--send", std::to_string(2 << 20), "--dstopts"});
+  Exchange x = finish_exchange(agent, net, *server, *client, port);
+  ASSERT_TRUE(x.ok()) << client->err() << agent.process().out();
+  const Json *cf = &*x.cf, *sf = &*x.sf;
+  EXPECT_EQ((*cf)["family"], 6);
+  const uint64_t dropped = nft_counter(net.b);
+  const std::string reason = kernel_drop_name("NETFILTER_DROP");
+  EXPECT_GT(dropped, 0u);
+  EXPECT_EQ(drops_named(*sf, reason) + drops_named(*cf, reason), dropped)
+      << "server " << sf->dump() << "\nclient " << cf->dump();
+}
+
 // A long-lived connection is indexed at its first interim record; from then
 // on a socket-less drop goes to the end that was to receive the packet.
 TEST(Agent, SocketlessDropsOfALongFlowGoToTheReceiver) {

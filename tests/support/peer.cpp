@@ -2,11 +2,12 @@
 // truth. Prints one JSON line per connection on stdout.
 //
 //   fs_peer server --addr A --port P [--send N] [--count K] [--rst] [--hold-ms T]
-//   fs_peer client --addr A --port P [--send N] [--rst] [--hold-ms T] [--timeout-ms T]
+//   fs_peer client --addr A --port P [--send N] [--rst] [--hold-ms T] [--timeout-ms T] [--dstopts]
 //
 // client: connect, send N bytes, wait T ms, shutdown(SHUT_WR), read to EOF, close.
 // server: accept K connections one by one; read to EOF, send N bytes, close.
 // --rst closes with SO_LINGER{1,0}, which sends a reset instead of a FIN.
+// --dstopts (IPv6) puts a destination options header in every segment sent.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -39,6 +40,7 @@ struct Opts {
   int timeout_ms = 10000;
   int syn_retries = 2;
   int threads = 4;
+  bool dstopts = false;  // IPv6: every segment carries a destination options header
 };
 
 sockaddr_storage resolve(const std::string& addr, uint16_t port, socklen_t& len) {
@@ -131,6 +133,14 @@ int run_client(const Opts& o) {
   socklen_t len = 0;
   sockaddr_storage ss = resolve(o.addr, o.port, len);
   int fd = socket(ss.ss_family, SOCK_STREAM, 0);
+  if (o.dstopts) {
+    // An 8-byte destination options header holding one PadN option.
+    const uint8_t opts[8] = {0, 0, 1, 4, 0, 0, 0, 0};
+    if (setsockopt(fd, IPPROTO_IPV6, IPV6_DSTOPTS, opts, sizeof(opts)) != 0) {
+      fmt::print(stderr, "fs_peer: IPV6_DSTOPTS: {}\n", strerror(errno));
+      return 2;
+    }
+  }
   // Bounded connect: SYN retransmits stop after the user timeout.
   unsigned timeout = static_cast<unsigned>(o.timeout_ms);
   setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout, sizeof(timeout));
@@ -213,6 +223,7 @@ int main(int argc, char** argv) {
     sub->add_option("--timeout-ms", o.timeout_ms);
     sub->add_option("--syn-retries", o.syn_retries);
     sub->add_option("--threads", o.threads);
+    sub->add_flag("--dstopts", o.dstopts);
   }
   CLI11_PARSE(app, argc, argv);
   setvbuf(stdout, nullptr, _IOLBF, 0);
