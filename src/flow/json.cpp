@@ -1,9 +1,7 @@
 #include "flow/json.h"
 
-#include <iterator>
-
-#include <fmt/compile.h>
-#include <fmt/format.h>
+#include <charconv>
+#include <cstring>
 
 namespace flowscope {
 
@@ -13,68 +11,145 @@ namespace {
 // comm and cgroup names are bytes, not UTF-8.
 constexpr bool needs_escape(unsigned char c) { return c < 0x20 || c >= 0x7f || c == '"' || c == '\\'; }
 
+// Writes one line into memory sized beforehand for its longest form: literal
+// text is copied with its length known at compile time and integers with
+// std::to_chars, no bounds checks per piece. Measured (bench/micro.cpp): a
+// third of the cost of fmt's compiled formats, which append piece by piece.
+struct LineWriter {
+  char* p;
+  template <size_t N>
+  void lit(const char (&s)[N]) {
+    std::memcpy(p, s, N - 1);
+    p += N - 1;
+  }
+  void text(std::string_view s) {
+    std::memcpy(p, s.data(), s.size());
+    p += s.size();
+  }
+  void num(uint64_t v) { p = std::to_chars(p, p + 20, v).ptr; }
+  // A JSON string: at most 6 bytes out per byte in (\u00XX), plus quotes.
+  void str(std::string_view s) {
+    *p++ = '"';
+    for (unsigned char c : s) {
+      if (!needs_escape(c)) {
+        *p++ = static_cast<char>(c);
+        continue;
+      }
+      *p++ = '\\';
+      switch (c) {
+        case '"': *p++ = '"'; break;
+        case '\\': *p++ = '\\'; break;
+        case '\n': *p++ = 'n'; break;
+        case '\r': *p++ = 'r'; break;
+        case '\t': *p++ = 't'; break;
+        default: {
+          static constexpr char hex[] = "0123456789abcdef";
+          const char u[] = {'u', '0', '0', hex[c >> 4], hex[c & 0xf]};
+          std::memcpy(p, u, sizeof(u));
+          p += sizeof(u);
+        }
+      }
+    }
+    *p++ = '"';
+  }
+  static size_t str_max(std::string_view s) { return 6 * s.size() + 2; }
+};
+
 }  // namespace
 
 void append_json_string(std::string& out, std::string_view s) {
-  out += '"';
-  size_t plain = 0;
-  while (plain < s.size() && !needs_escape(static_cast<unsigned char>(s[plain]))) ++plain;
-  out.append(s.data(), plain);  // the common case: nothing to escape
-  for (unsigned char c : s.substr(plain)) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (needs_escape(c))
-          fmt::format_to(std::back_inserter(out), FMT_COMPILE("\\u{:04x}"), c);
-        else
-          out += static_cast<char>(c);
-    }
-  }
-  out += '"';
+  const size_t old = out.size();
+  out.resize_and_overwrite(old + LineWriter::str_max(s), [&](char* data, size_t) {
+    LineWriter w{data + old};
+    w.str(s);
+    return static_cast<size_t>(w.p - data);
+  });
 }
 
-// Hand-rolled rather than via a DOM, with format strings compiled ahead: this
-// runs once per flow at high rates, and the field set is fixed.
+// Hand-rolled rather than via a DOM: this runs once per flow at high rates,
+// and the field set is fixed.
 void append_json_line(std::string& out, const FlowRecord& r) {
-  auto it = std::back_inserter(out);
-  fmt::format_to(it,
-                 FMT_COMPILE(R"({{"type":"flow","record":"{}","start_ns":{},"end_ns":{},"duration_ns":{},"family":{},)"
-                             R"("local_addr":"{}","local_port":{},"remote_addr":"{}","remote_port":{},"direction":"{}",)"
-                             R"("bytes_sent":{},"bytes_received":{},"segs_sent":{},"segs_received":{},"retrans_segs":{},)"
-                             R"("srtt_us":{},"rttvar_us":{},"close":"{}",)"),
-                 r.interim ? "interim" : "final", r.start_ns, r.end_ns, r.duration_ns(), r.family, r.local_addr,
-                 r.local_port, r.remote_addr, r.remote_port, to_string(r.direction), r.bytes_sent, r.bytes_received,
-                 r.segs_sent, r.segs_received, r.retrans_segs, r.srtt_us, r.rttvar_us, to_string(r.close));
-  if (r.pid) {
-    fmt::format_to(it, FMT_COMPILE(R"("pid":{},"comm":)"), r.pid);
-    append_json_string(out, r.comm);
-  } else {
-    out += R"("pid":null,"comm":null)";
-  }
-  fmt::format_to(it, FMT_COMPILE(R"(,"cgroup_id":{},"cgroup":)"), r.cgroup_id);
-  if (r.cgroup.empty())
-    out += "null";
-  else
-    append_json_string(out, r.cgroup);
-  out += R"(,"container_id":)";
-  if (r.container_id)
-    append_json_string(out, *r.container_id);
-  else
-    out += "null";
-  fmt::format_to(it, FMT_COMPILE(R"(,"netns":{},"preexisting":{},"drops":{{)"), r.netns,
-                 r.preexisting ? "true" : "false");
-  bool first = true;
-  for (const auto& d : r.drops) {
-    if (!first) out += ',';
-    first = false;
-    append_json_string(out, d.reason);
-    fmt::format_to(it, FMT_COMPILE(":{}"), d.count);
-  }
-  out += "}}\n";
+  // Literal text and numbers (20 digits each) stay under 1 KiB; the strings
+  // are bounded by their escaped length.
+  size_t room = 1024 + r.local_addr.size() + r.remote_addr.size() + LineWriter::str_max(r.comm) +
+                LineWriter::str_max(r.cgroup) + LineWriter::str_max(r.container_id.value_or(""));
+  for (const auto& d : r.drops) room += LineWriter::str_max(d.reason) + 22;
+  const size_t old = out.size();
+  out.resize_and_overwrite(old + room, [&](char* data, size_t) {
+    LineWriter w{data + old};
+    w.lit(R"({"type":"flow","record":")");
+    w.text(r.interim ? "interim" : "final");
+    w.lit(R"(","start_ns":)");
+    w.num(r.start_ns);
+    w.lit(R"(,"end_ns":)");
+    w.num(r.end_ns);
+    w.lit(R"(,"duration_ns":)");
+    w.num(r.duration_ns());
+    w.lit(R"(,"family":)");
+    w.num(static_cast<uint64_t>(r.family));
+    w.lit(R"(,"local_addr":")");
+    w.text(r.local_addr);
+    w.lit(R"(","local_port":)");
+    w.num(r.local_port);
+    w.lit(R"(,"remote_addr":")");
+    w.text(r.remote_addr);
+    w.lit(R"(","remote_port":)");
+    w.num(r.remote_port);
+    w.lit(R"(,"direction":")");
+    w.text(to_string(r.direction));
+    w.lit(R"(","bytes_sent":)");
+    w.num(r.bytes_sent);
+    w.lit(R"(,"bytes_received":)");
+    w.num(r.bytes_received);
+    w.lit(R"(,"segs_sent":)");
+    w.num(r.segs_sent);
+    w.lit(R"(,"segs_received":)");
+    w.num(r.segs_received);
+    w.lit(R"(,"retrans_segs":)");
+    w.num(r.retrans_segs);
+    w.lit(R"(,"srtt_us":)");
+    w.num(r.srtt_us);
+    w.lit(R"(,"rttvar_us":)");
+    w.num(r.rttvar_us);
+    w.lit(R"(,"close":")");
+    w.text(to_string(r.close));
+    if (r.pid) {
+      w.lit(R"(","pid":)");
+      w.num(r.pid);
+      w.lit(R"(,"comm":)");
+      w.str(r.comm);
+    } else {
+      w.lit(R"(","pid":null,"comm":null)");
+    }
+    w.lit(R"(,"cgroup_id":)");
+    w.num(r.cgroup_id);
+    w.lit(R"(,"cgroup":)");
+    if (r.cgroup.empty())
+      w.lit("null");
+    else
+      w.str(r.cgroup);
+    w.lit(R"(,"container_id":)");
+    if (r.container_id)
+      w.str(*r.container_id);
+    else
+      w.lit("null");
+    w.lit(R"(,"netns":)");
+    w.num(r.netns);
+    if (r.preexisting)
+      w.lit(R"(,"preexisting":true,"drops":{)");
+    else
+      w.lit(R"(,"preexisting":false,"drops":{)");
+    bool first = true;
+    for (const auto& d : r.drops) {
+      if (!first) *w.p++ = ',';
+      first = false;
+      w.str(d.reason);
+      *w.p++ = ':';
+      w.num(d.count);
+    }
+    w.lit("}}\n");
+    return static_cast<size_t>(w.p - data);
+  });
 }
 
 }  // namespace flowscope

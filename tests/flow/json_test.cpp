@@ -44,6 +44,41 @@ TEST(Json, EveryFieldOfTheSchema) {
   EXPECT_EQ(j["drops"]["NO_SOCKET"], 2);
 }
 
+// The line is written into room computed beforehand: the longest numbers and
+// strings that escape every byte must fit (ASan checks the writes in CI).
+TEST(Json, WorstCaseLineFitsItsRoom) {
+  constexpr uint64_t kMax = ~0ull;
+  FlowRecord r;
+  r.start_ns = 0;
+  r.end_ns = kMax;
+  r.family = 6;
+  r.local_addr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255";
+  r.remote_addr = r.local_addr;
+  r.local_port = r.remote_port = 65535;
+  r.bytes_sent = r.bytes_received = kMax;
+  r.segs_sent = r.segs_received = r.retrans_segs = r.srtt_us = r.rttvar_us = ~0u;
+  r.pid = ~0u;
+  r.comm = std::string(16, '\x01');
+  r.cgroup_id = kMax;
+  r.cgroup = std::string(4096, '\x1f');
+  r.container_id = std::string(64, '"');
+  r.netns = ~0u;
+  r.preexisting = true;
+  for (int i = 0; i < 8; i++) r.drops.push_back({std::string(40, '\xff') + std::to_string(i), kMax});
+  std::string line = "prefix ";
+  append_json_line(line, r);
+  ASSERT_EQ(line.rfind("prefix ", 0), 0u);
+  auto j = nlohmann::json::parse(line.substr(7));
+  EXPECT_EQ(j["end_ns"], kMax);
+  EXPECT_EQ(j["cgroup"], r.cgroup);
+  EXPECT_EQ(j["container_id"], *r.container_id);
+  EXPECT_EQ(j["drops"].size(), 8u);
+  EXPECT_EQ(j["preexisting"], true);
+  std::string quoted;
+  append_json_string(quoted, r.cgroup);
+  EXPECT_EQ(nlohmann::json::parse(quoted), r.cgroup);
+}
+
 TEST(Json, UnknownOwnerIsNull) {
   FlowRecord r;
   r.interim = true;
