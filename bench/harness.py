@@ -551,6 +551,33 @@ def spread(xs):
     return f"{min(xs):.2f}–{max(xs):.2f}" if xs else "–"
 
 
+# Student's t, two-sided 95%, by degrees of freedom (1..9); 1.96 beyond.
+T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
+
+
+def ci95(xs):
+    """Mean of the per-round ratios and its 95% confidence interval (rounds
+    taken as independent samples), or None with fewer than 3 rounds."""
+    if len(xs) < 3:
+        return None
+    m = statistics.mean(xs)
+    h = T95.get(len(xs) - 1, 1.96) * statistics.stdev(xs) / len(xs) ** 0.5
+    return m, m - h, m + h
+
+
+def ratio_verdict(ratio, rounds, target):
+    """The target's verdict from the median ratio, and where the target falls
+    in the rounds' 95% interval: inside it, this run cannot tell either way."""
+    if not ratio:
+        return "–", ""
+    ci = ci95(rounds)
+    note = f"; mean {ci[0]:.2f}, 95% CI {ci[1]:.2f}–{ci[2]:.2f}" if ci else ""
+    ok = "met" if ratio >= target else "**not met**"
+    if ci and ci[1] <= target <= ci[2]:
+        ok += f" ({target} inside the 95% CI: undecided)"
+    return ok, note
+
+
 def median(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
@@ -1094,8 +1121,9 @@ def targets(results):
         if not a or "unavailable" in a:
             continue
         rr = a.get("round_ratios", [])
+        ok, note = ratio_verdict(a.get("ratio"), rr, 0.95)
         T.append(f"| churn {label}: throughput with agent ≥ 0.95 of baseline | {fmt(a['ratio'], '.2f')} "
-                 f"(rounds {spread(rr)}) | {verdict(a['ratio'] >= 0.95) if a.get('ratio') else '–'} |")
+                 f"(rounds {spread(rr)}{note}) | {ok} |")
         if "flows_lost_max" in a:
             T.append(f"| churn {label}: zero flows lost | {a['flows_lost_max']} of {a['expected_max']} "
                      f"| {verdict(a['flows_lost_max'] == 0)} |")
@@ -1105,8 +1133,9 @@ def targets(results):
     b = row_of("bulk", "flowscope agent (JSON")
     sf = row_of("bulk", "softflowd")
     if b and "unavailable" not in b:
-        T.append(f"| bulk: throughput ratio ≥ 0.98 | {fmt(b['ratio'], '.2f')} (rounds {spread(b.get('round_ratios', []))}) "
-                 f"| {verdict(b['ratio'] >= 0.98)} |")
+        rr = b.get("round_ratios", [])
+        ok, note = ratio_verdict(b.get("ratio"), rr, 0.98)
+        T.append(f"| bulk: throughput ratio ≥ 0.98 | {fmt(b['ratio'], '.2f')} (rounds {spread(rr)}{note}) | {ok} |")
         if sf and "total_ms" in sf and b.get("total_ms"):
             x = sf["total_ms"] / b["total_ms"]
             T.append(f"| bulk: agent uses ≥ 10× less CPU than softflowd | {x:.0f}× less | {verdict(x >= 10)} |")
@@ -1133,11 +1162,15 @@ def targets(results):
     for key in ("churn_loopback", "churn_netns", "bulk"):
         t = row_of(key, "flowscope trace (non")
         if t and "unavailable" not in t:
+            rr = t.get("round_ratios", [])
+            ok, note = ratio_verdict(t.get("ratio"), rr, 0.95)
             T.append(f"| tracer, non-matching filter, {key.replace('_', ' ')}: ≥ 0.95 | {fmt(t['ratio'], '.2f')} "
-                     f"| {verdict(t['ratio'] >= 0.95)} |")
+                     f"(rounds {spread(rr)}{note}) | {ok} |")
         elif t:
             T.append(f"| tracer, non-matching filter, {key.replace('_', ' ')}: ≥ 0.95 | {t['unavailable']} | – |")
-    T.append("\nA ratio whose per-round range spans 1.0 is within this machine's noise; read it with the range.\n")
+    T.append("\nA ratio whose per-round range spans 1.0 is within this machine's noise; read it with the range. "
+             "The 95% confidence interval treats each round's ratio (contender over the baseline of the same round) "
+             "as an independent sample; where the target lies inside it, this run cannot tell met from not met.\n")
     return "\n".join(T) + "\n"
 
 
