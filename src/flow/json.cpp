@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cstring>
+#include <utility>
 
 namespace flowscope {
 
@@ -97,20 +98,15 @@ void append_json_line(std::string& out, const FlowRecord& r) {
     w.num(r.remote_port);
     w.lit(R"(,"direction":")");
     w.text(to_string(r.direction));
-    w.lit(R"(","bytes_sent":)");
-    w.num(r.bytes_sent);
-    w.lit(R"(,"bytes_received":)");
-    w.num(r.bytes_received);
-    w.lit(R"(,"segs_sent":)");
-    w.num(r.segs_sent);
-    w.lit(R"(,"segs_received":)");
-    w.num(r.segs_received);
-    w.lit(R"(,"retrans_segs":)");
-    w.num(r.retrans_segs);
-    w.lit(R"(,"srtt_us":)");
-    w.num(r.srtt_us);
-    w.lit(R"(,"rttvar_us":)");
-    w.num(r.rttvar_us);
+    const std::pair<std::string_view, uint64_t> counters[] = {
+        {R"(","bytes_sent":)", r.bytes_sent},       {R"(,"bytes_received":)", r.bytes_received},
+        {R"(,"segs_sent":)", r.segs_sent},          {R"(,"segs_received":)", r.segs_received},
+        {R"(,"retrans_segs":)", r.retrans_segs},    {R"(,"srtt_us":)", r.srtt_us},
+        {R"(,"rttvar_us":)", r.rttvar_us}};
+    for (const auto& [key, value] : counters) {
+      w.text(key);
+      w.num(value);
+    }
     w.lit(R"(,"close":")");
     w.text(to_string(r.close));
     if (r.pid) {

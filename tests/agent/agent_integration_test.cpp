@@ -233,23 +233,33 @@ uint64_t nft_counter(const NetNs& ns) {
   return std::stoull(m[1]);
 }
 
+// A client in net.a sends 2 MiB to a server in net.b while nft drops some of
+// it in net.b's prerouting (no socket yet): each drop is counted once, on one
+// end or the other.
+void expect_each_socketless_drop_once(const NsPair& net, int port, const std::string& server_addr,
+                                      std::vector<std::string> client_args) {
+  AgentRunner agent({"--port", std::to_string(port)});
+  auto server = start_server(net.b, server_addr, port);
+  client_args.insert(client_args.begin(), {"--send", std::to_string(2 << 20)});
+  auto client = run_client(net.a, server_addr, port, client_args);
+  Exchange x = finish_exchange(agent, net, *server, *client, port);
+  ASSERT_TRUE(x.ok()) << client->err() << agent.process().out();
+  const Json *cf = &*x.cf, *sf = &*x.sf;
+  EXPECT_EQ((*cf)["remote_addr"], server_addr);
+  const uint64_t dropped = nft_counter(net.b);
+  const std::string reason = kernel_drop_name("NETFILTER_DROP");
+  EXPECT_GT(dropped, 0u);
+  EXPECT_EQ(drops_named(*sf, reason) + drops_named(*cf, reason), dropped)
+      << "server " << sf->dump() << "\nclient " << cf->dump();
+}
+
 // A short connection is not in the agent's tuple index: its socket-less drops
 // wait under the packet's addresses and are folded in at close, each once.
 TEST(Agent, SocketlessDropsOfAShortFlowAreCountedOnce) {
   NsPair net("sklshort");
   const int port = free_port();
   nft_prerouting_drops(net.b, fmt::format("tcp dport {}", port));
-  AgentRunner agent({"--port", std::to_string(port)});
-  auto server = start_server(net.b, net.b4, port);
-  auto client = run_client(net.a, net.b4, port, {"--send", std::to_string(2 << 20)});
-  Exchange x = finish_exchange(agent, net, *server, *client, port);
-  ASSERT_TRUE(x.ok()) << client->err() << agent.process().out();
-  const Json *cf = &*x.cf, *sf = &*x.sf;
-  const uint64_t dropped = nft_counter(net.b);
-  const std::string reason = kernel_drop_name("NETFILTER_DROP");
-  EXPECT_GT(dropped, 0u);
-  EXPECT_EQ(drops_named(*sf, reason) + drops_named(*cf, reason), dropped)
-      << "server " << sf->dump() << "\nclient " << cf->dump();
+  expect_each_socketless_drop_once(net, port, net.b4, {});
 }
 
 // IPv6 segments behind an extension header (destination options): the agent
@@ -259,18 +269,7 @@ TEST(Agent, SocketlessDropsBehindIpv6ExtensionHeadersAreCounted) {
   NsPair net("sklext6");
   const int port = free_port();
   nft_prerouting_drops(net.b, fmt::format("ip6 nexthdr 60 tcp dport {}", port));
-  AgentRunner agent({"--port", std::to_string(port)});
-  auto server = start_server(net.b, net.b6, port);
-  auto client = run_client(net.a, net.b6, port, {"--send", std::to_string(2 << 20), "--dstopts"});
-  Exchange x = finish_exchange(agent, net, *server, *client, port);
-  ASSERT_TRUE(x.ok()) << client->err() << agent.process().out();
-  const Json *cf = &*x.cf, *sf = &*x.sf;
-  EXPECT_EQ((*cf)["family"], 6);
-  const uint64_t dropped = nft_counter(net.b);
-  const std::string reason = kernel_drop_name("NETFILTER_DROP");
-  EXPECT_GT(dropped, 0u);
-  EXPECT_EQ(drops_named(*sf, reason) + drops_named(*cf, reason), dropped)
-      << "server " << sf->dump() << "\nclient " << cf->dump();
+  expect_each_socketless_drop_once(net, port, net.b6, {"--dstopts"});
 }
 
 // A long-lived connection is indexed at its first interim record; from then
