@@ -196,6 +196,7 @@ struct Binder {
   void null() { sqlite3_bind_null(s, ++k); }
   void t(const std::string& v) { sqlite3_bind_text(s, ++k, v.data(), static_cast<int>(v.size()), SQLITE_STATIC); }
   void b(const Ip16& a) { sqlite3_bind_blob(s, ++k, a.data(), static_cast<int>(a.size()), SQLITE_STATIC); }
+  void b(std::string_view v) { sqlite3_bind_blob(s, ++k, v.data(), static_cast<int>(v.size()), SQLITE_STATIC); }
   template <class T>
   void opt(const std::optional<T>& o) {
     if (!o) null();
@@ -483,11 +484,12 @@ struct SqliteStore::Impl {
     for (const std::string& key : lru) {
       const Totals& t = open.at(key).first;
       sqlite3_stmt* st = ins->get();
-      sqlite3_bind_int64(st, 1, seq++);
-      sqlite3_bind_blob(st, 2, key.data(), static_cast<int>(key.size()), SQLITE_STATIC);
-      sqlite3_bind_int64(st, 3, static_cast<int64_t>(t.bytes));
-      sqlite3_bind_int64(st, 4, static_cast<int64_t>(t.packets));
-      sqlite3_bind_int64(st, 5, static_cast<int64_t>(t.retrans));
+      Binder b{st, 0};
+      b.i(seq++);
+      b.b(key);
+      b.i(i64(t.bytes));
+      b.i(i64(t.packets));
+      b.i(i64(t.retrans));
       const int rc = sqlite3_step(st);
       sqlite3_reset(st);
       if (rc != SQLITE_DONE) {
@@ -608,35 +610,26 @@ Result<void> SqliteStore::insert(std::vector<FlowRow>& rows) {
   };
   std::vector<std::string> drops(kRowsPerInsert);
   for (auto& r : rows) i.account(r);
-  size_t pos = 0;
   bool ok = true;
-  for (; ok && rows.size() - pos >= size_t(kRowsPerInsert); pos += kRowsPerInsert) {
+  // kRowsPerInsert rows per statement while that many are left, then one by
+  // one; the lean statement when none of the rows has the agent's columns.
+  for (size_t pos = 0, n; ok && pos < rows.size(); pos += n) {
+    n = rows.size() - pos >= size_t(kRowsPerInsert) ? size_t(kRowsPerInsert) : 1;
     const auto first = rows.begin() + static_cast<std::ptrdiff_t>(pos);
-    if (std::all_of(first, first + kRowsPerInsert, lean)) {
-      sqlite3_stmt* s = i.insert_multi_lean.get();
-      for (int k = 0; k < kRowsPerInsert; ++k)
-        bind_lean_row(s, k * (kInsertColumns - kAgentColumns), rows[pos + static_cast<size_t>(k)]);
-      ok = run(s, pos, kRowsPerInsert);
-      continue;
+    const bool lean_rows = std::all_of(first, first + static_cast<std::ptrdiff_t>(n), lean);
+    sqlite3_stmt* s = n > 1 ? (lean_rows ? i.insert_multi_lean : i.insert_multi).get()
+                            : (lean_rows ? i.insert_lean : i.insert_stmt).get();
+    const int stride = lean_rows ? kInsertColumns - kAgentColumns : kInsertColumns;
+    for (size_t k = 0; k < n; ++k) {
+      const FlowRow& r = rows[pos + k];
+      if (lean_rows) {
+        bind_lean_row(s, static_cast<int>(k) * stride, r);
+      } else {
+        drops_json(r, drops[k]);
+        bind_row(s, static_cast<int>(k) * stride, r, drops[k]);
+      }
     }
-    sqlite3_stmt* s = i.insert_multi.get();
-    for (int k = 0; k < kRowsPerInsert; ++k) {
-      const FlowRow& r = rows[pos + static_cast<size_t>(k)];
-      drops_json(r, drops[static_cast<size_t>(k)]);
-      bind_row(s, k * kInsertColumns, r, drops[static_cast<size_t>(k)]);
-    }
-    ok = run(s, pos, kRowsPerInsert);
-  }
-  for (; ok && pos < rows.size(); ++pos) {
-    if (lean(rows[pos])) {
-      bind_lean_row(i.insert_lean.get(), 0, rows[pos]);
-      ok = run(i.insert_lean.get(), pos, 1);
-      continue;
-    }
-    sqlite3_stmt* s = i.insert_stmt.get();
-    drops_json(rows[pos], drops[0]);
-    bind_row(s, 0, rows[pos], drops[0]);
-    ok = run(s, pos, 1);
+    ok = run(s, pos, n);
   }
   // Nothing may keep pointers into this batch.
   for (auto* st : {i.insert_multi.get(), i.insert_stmt.get(), i.insert_multi_lean.get(), i.insert_lean.get()})
