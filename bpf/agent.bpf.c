@@ -239,20 +239,24 @@ static __always_inline void index_flow(struct fs_flow *f)
 		f->flags |= FS_F_INDEXED;
 }
 
-/* Records the flow's tuple once the local port is bound and folds in drops of
- * packets it sent before (a SYN refused by a closed port). */
-static __always_inline void learn_tuple(const struct sock *sk, struct fs_flow *f)
+/* Folds in drops of packets the flow sent before its tuple was known (a SYN
+ * refused by a closed port), kept under (local, remote). */
+static __always_inline void merge_sent_pending(struct fs_flow *f)
 {
-	if (f->tuple.local_port)
-		return;
-	const struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
-	if (!tp || !read_tuple(tp, &f->tuple))
-		return;
-	if (!pending_entries)
+	if (!pending_entries || !f->tuple.local_port)
 		return;
 	struct fs_tuple_key k = {};
 	tuple_key(&f->tuple, &k);
 	merge_pending(f, &k);
+}
+
+/* Records the flow's tuple once the local port is bound (tp: the socket as a
+ * tcp_sock, or 0 when it is not one). */
+static __always_inline void learn_tuple(const struct tcp_sock *tp, struct fs_flow *f)
+{
+	if (f->tuple.local_port || !tp || !read_tuple(tp, &f->tuple))
+		return;
+	merge_sent_pending(f);
 }
 
 static __always_inline void bind_owner(struct fs_flow *f)
@@ -394,6 +398,7 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 	}
 
 	__u64 key = (__u64)sk;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
 	/* A connect or a new child starts a flow: it is inserted whole, with no
 	 * lookup before it (there is nothing to find) or after it (nothing is
 	 * left to add). */
@@ -429,9 +434,8 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 		}
 		/* An accepted child knows its tuple already; a connecting socket
 		 * binds its port after SYN_SENT (read at close then). */
-		struct tcp_sock *ntp = bpf_skc_to_tcp_sock((void *)sk);
-		if (newstate != TCP_CLOSE && ntp)
-			read_tuple(ntp, &nf.tuple);
+		if (newstate != TCP_CLOSE && tp)
+			read_tuple(tp, &nf.tuple);
 		long err = bpf_map_update_elem(&flows, &key, &nf, BPF_NOEXIST);
 		if (err && err != -EEXIST_) {
 			stat_inc(FS_STAT_FLOW_MAP_FULL);
@@ -447,18 +451,15 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 		if (!f)
 			return 0;
 		if (!err && newstate != TCP_CLOSE) {
-			struct fs_tuple_key k = {};
-			tuple_key(&f->tuple, &k);
-			merge_pending(f, &k);
+			merge_sent_pending(f);
 			return 0;
 		}
 	}
 
 	if (newstate != TCP_CLOSE) {
-		learn_tuple(sk, f);
+		learn_tuple(tp, f);
 		return 0;
 	}
-	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
 	if (tp) {
 		if (!f->tuple.local_port)
 			read_tuple(tp, &f->tuple);
@@ -489,7 +490,7 @@ int BPF_PROG(on_retransmit, const struct sock *sk)
 	 * a connect that never completes (SYN retransmits), for the timeout record. */
 	struct fs_flow *f = flow_of(sk);
 	if (f)
-		learn_tuple(sk, f);
+		learn_tuple(bpf_skc_to_tcp_sock((void *)sk), f);
 	return 0;
 }
 
@@ -509,7 +510,7 @@ int BPF_PROG(on_receive_reset, struct sock *sk)
 {
 	struct fs_flow *f = flow_of(sk);
 	if (f) {
-		learn_tuple(sk, f); /* a refused connect is seen here with its port */
+		learn_tuple(bpf_skc_to_tcp_sock(sk), f); /* a refused connect is seen here with its port */
 		f->flags |= FS_F_RST_RECEIVED;
 		stat_inc(FS_STAT_RESETS);
 	}
@@ -809,6 +810,6 @@ int seed_flows(struct bpf_iter__tcp *ctx)
 	stat_inc(FS_STAT_FLOWS_CREATED);
 	struct fs_flow *f = bpf_map_lookup_elem(&flows, &key);
 	if (f)
-		learn_tuple(sk, f);
+		learn_tuple(tp, f);
 	return 0;
 }
