@@ -68,6 +68,30 @@ std::vector<FlowRow> chunk(uint16_t first, uint16_t n) {
   return v;
 }
 
+// Every row with ports 0 .. n-1 reached the store, in order.
+void expect_ports_in_order(const RecordingStore& store, uint16_t n) {
+  ASSERT_EQ(store.ports.size(), n);
+  for (uint16_t i = 0; i < n; ++i) EXPECT_EQ(store.ports[i], i);
+}
+
+std::shared_ptr<RecordingStore> held_store() {
+  auto store = std::make_shared<RecordingStore>();
+  store->hold();
+  return store;
+}
+
+// A writer (queue 20, batch 5) whose first batch, rows 0 .. 4, is inside a
+// held store: its queue is empty and nothing more is written until release().
+struct HeldWriter {
+  std::shared_ptr<RecordingStore> store = held_store();
+  StoreWriter w{store, {.queue_max = 20, .batch_max = 5}};
+  HeldWriter() {
+    auto c = chunk(0, 5);
+    EXPECT_EQ(w.push(c), 0u);
+    store->wait_inside();
+  }
+};
+
 }  // namespace
 
 TEST(StoreWriter, SingleRowsAndChunksArriveInOrder) {
@@ -89,20 +113,15 @@ TEST(StoreWriter, SingleRowsAndChunksArriveInOrder) {
   EXPECT_EQ(st.written, next);
   EXPECT_EQ(st.dropped, 0u);
   EXPECT_EQ(st.queue_depth, 0u);
-  ASSERT_EQ(store->ports.size(), next);
-  for (uint16_t i = 0; i < next; ++i) EXPECT_EQ(store->ports[i], i);
+  expect_ports_in_order(*store, next);
 }
 
 TEST(StoreWriter, FullQueueDropsAndCountsWhatDoesNotFit) {
-  auto store = std::make_shared<RecordingStore>();
-  store->hold();
-  StoreWriter w(store, {.queue_max = 20, .batch_max = 5});
   // The first batch goes to the store and stays there.
-  auto c = chunk(0, 5);
-  EXPECT_EQ(w.push(c), 0u);
-  store->wait_inside();
+  HeldWriter h;
+  auto& [store, w] = h;
   // 20 rows fill the queue; a chunk of 8 then fits not at all, single rows neither.
-  c = chunk(5, 20);
+  auto c = chunk(5, 20);
   EXPECT_EQ(w.push(c), 0u);
   c = chunk(25, 8);
   EXPECT_EQ(w.push(c), 8u);
@@ -115,25 +134,19 @@ TEST(StoreWriter, FullQueueDropsAndCountsWhatDoesNotFit) {
   st = w.stats();
   EXPECT_EQ(st.written, 25u);
   EXPECT_EQ(st.queued, 25u);
-  ASSERT_EQ(store->ports.size(), 25u);
-  for (uint16_t i = 0; i < 25; ++i) EXPECT_EQ(store->ports[i], i);
+  expect_ports_in_order(*store, 25);
 }
 
 TEST(StoreWriter, PartlyFullQueueTakesTheHeadOfAChunk) {
-  auto store = std::make_shared<RecordingStore>();
-  store->hold();
-  StoreWriter w(store, {.queue_max = 20, .batch_max = 5});
-  auto c = chunk(0, 5);
-  EXPECT_EQ(w.push(c), 0u);
-  store->wait_inside();
-  c = chunk(5, 15);
+  HeldWriter h;
+  auto& [store, w] = h;
+  auto c = chunk(5, 15);
   EXPECT_EQ(w.push(c), 0u);
   c = chunk(20, 8);  // room for 5 of them
   EXPECT_EQ(w.push(c), 3u);
   store->release();
   w.drain();
-  ASSERT_EQ(store->ports.size(), 25u);
-  for (uint16_t i = 0; i < 25; ++i) EXPECT_EQ(store->ports[i], i);
+  expect_ports_in_order(*store, 25);
 }
 
 TEST(StoreWriter, BlockingPushWaitsForRoomAndLosesNothing) {
@@ -148,6 +161,5 @@ TEST(StoreWriter, BlockingPushWaitsForRoomAndLosesNothing) {
   w.drain();
   EXPECT_EQ(w.stats().written, next);
   EXPECT_EQ(w.stats().dropped, 0u);
-  ASSERT_EQ(store->ports.size(), next);
-  for (uint16_t i = 0; i < next; ++i) EXPECT_EQ(store->ports[i], i);
+  expect_ports_in_order(*store, next);
 }
