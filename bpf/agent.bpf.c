@@ -436,7 +436,10 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 		 * binds its port after SYN_SENT (read at close then). */
 		if (newstate != TCP_CLOSE && tp)
 			read_tuple(tp, &nf.tuple);
-		long err = bpf_map_update_elem(&flows, &key, &nf, BPF_NOEXIST);
+		/* A socket that starts cannot have a live flow: an entry under its
+		 * address is left from a freed socket whose memory it reuses (one
+		 * seeded at start-up as it closed), and is replaced. */
+		long err = bpf_map_update_elem(&flows, &key, &nf, starts ? BPF_ANY : BPF_NOEXIST);
 		if (err && err != -EEXIST_) {
 			stat_inc(FS_STAT_FLOW_MAP_FULL);
 			return 0;
