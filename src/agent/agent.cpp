@@ -162,7 +162,7 @@ Result<std::unique_ptr<Agent>> Agent::create(const AgentOptions& opts) {
   }
 
   impl->skel.reset(agent_bpf__open());
-  if (!impl->skel) return fail("cannot open the agent's BPF object: {}", std::strerror(errno));
+  if (!impl->skel) return fail_errno(errno, "cannot open the agent's BPF object: {}", std::strerror(errno));
   agent_bpf* s = impl->skel.get();
   s->rodata->filter_netns = netns;
   s->rodata->filter_port = opts.port;
@@ -232,7 +232,7 @@ Result<std::unique_ptr<Agent>> Agent::create(const AgentOptions& opts) {
     if (err == -EPERM || errno == EPERM) {
       return fail("the kernel refused to load BPF programs (EPERM): BPF may be disabled or restricted by a security policy\n{}", tail);
     }
-    return fail("loading the agent's BPF programs failed: {}\n{}", std::strerror(-err), tail);
+    return fail_errno(-err, "loading the agent's BPF programs failed: {}\n{}", std::strerror(-err), tail);
   }
 
   bpf_program* attach_order[] = {s->progs.on_kfree_skb,   s->progs.on_send_reset,  s->progs.on_receive_reset,
@@ -243,7 +243,7 @@ Result<std::unique_ptr<Agent>> Agent::create(const AgentOptions& opts) {
     bpf_link* l = bpf_program__attach(p);
     if (!l) {
       int e = errno;
-      if (p == s->progs.on_state) return fail("attaching {} failed: {}", bpf_program__name(p), std::strerror(e));
+      if (p == s->progs.on_state) return fail_errno(e, "attaching {} failed: {}", bpf_program__name(p), std::strerror(e));
       impl->degraded.push_back(fmt::format("{}: attach failed: {}", bpf_program__name(p), std::strerror(e)));
       continue;
     }
@@ -253,7 +253,7 @@ Result<std::unique_ptr<Agent>> Agent::create(const AgentOptions& opts) {
   impl->seed_existing(netns);
 
   impl->rb.reset(ring_buffer__new(bpf_map__fd(s->maps.events), &Impl::on_record, impl.get(), nullptr));
-  if (!impl->rb) return fail("cannot open the ring buffer: {}", std::strerror(errno));
+  if (!impl->rb) return fail_errno(errno, "cannot open the ring buffer: {}", std::strerror(errno));
   // Fixed for the agent's life so that every record of a flow carries the
   // same start time; a clock step later shifts new records, not old ones.
   impl->clock_offset = monotonic_to_realtime_offset_ns();
@@ -319,7 +319,7 @@ Result<void> Agent::Impl::dump(uint64_t cutoff) {
     uint64_t args[1] = {cutoff};
     LIBBPF_OPTS(bpf_test_run_opts, topts, .ctx_in = args, .ctx_size_in = sizeof(args));
     if (bpf_prog_test_run_opts(bpf_program__fd(skel->progs.dump_flows), &topts) != 0) {
-      return fail("reporting open flows failed: {}", std::strerror(errno));
+      return fail_errno(errno, "reporting open flows failed: {}", std::strerror(errno));
     }
     ring_buffer__consume(rb.get());
     if (topts.retval == 0) return {};
@@ -400,7 +400,7 @@ Result<void> Agent::run(const std::atomic<bool>& stop) {
     // The kernel wakes us only when the buffer fills past a threshold; the
     // timeout bounds the latency of records at low rates.
     int n = ring_buffer__poll(i.rb.get(), 100);
-    if (n < 0 && n != -EINTR) return fail("ring buffer poll failed: {}", std::strerror(-n));
+    if (n < 0 && n != -EINTR) return fail_errno(-n, "ring buffer poll failed: {}", std::strerror(-n));
     ring_buffer__consume(i.rb.get());
     for (auto& s : i.sinks) s->flush();
     auto now = clock::now();

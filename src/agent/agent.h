@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "flow/flow_record.h"
-#include "kernel/result.h"
+#include "base/result.h"
 
 namespace flowscope {
 

@@ -11,7 +11,7 @@
 #include "collector/http_api.h"
 #include "collector/metrics.h"
 #include "collector/store_writer.h"
-#include "kernel/result.h"
+#include "base/result.h"
 #include "storage/sqlite_store.h"
 
 namespace flowscope::cli {

@@ -8,7 +8,7 @@
 #include <map>
 #include <string>
 
-#include "kernel/result.h"
+#include "base/result.h"
 #include "storage/flow_store.h"
 
 namespace flowscope {

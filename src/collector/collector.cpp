@@ -82,13 +82,13 @@ Result<Fd> make_socket(const std::string& host, uint16_t port, int type) {
   auto a = bind_addr(host, port);
   if (!a) return std::unexpected(a.error());
   Fd fd(::socket(a->first.ss_family, type | SOCK_CLOEXEC, 0));
-  if (!fd) return fail("socket: {}", std::strerror(errno));
+  if (!fd) return fail_errno(errno, "socket: {}", std::strerror(errno));
   int one = 1, zero = 0;
   setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   // "::" takes IPv4 exporters too.
   if (a->first.ss_family == AF_INET6) setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&a->first), a->second) != 0)
-    return fail("IPFIX {}: cannot bind {} port {}: {}", type == SOCK_DGRAM ? "UDP" : "TCP", host, port,
+    return fail_errno(errno, "IPFIX {}: cannot bind {} port {}: {}", type == SOCK_DGRAM ? "UDP" : "TCP", host, port,
                 std::strerror(errno));
   return fd;
 }
@@ -539,7 +539,7 @@ Result<std::unique_ptr<Collector>> Collector::start(const CollectorOptions& opts
   if (opts.tcp) {
     auto fd = make_socket(opts.host, opts.tcp_port, SOCK_STREAM);
     if (!fd) return std::unexpected(fd.error());
-    if (::listen(fd->get(), 64) != 0) return fail("IPFIX TCP: listen: {}", std::strerror(errno));
+    if (::listen(fd->get(), 64) != 0) return fail_errno(errno, "IPFIX TCP: listen: {}", std::strerror(errno));
     impl->tcp_port = bound_port(fd->get());
     impl->tcp_fd = std::move(*fd);
   }

@@ -22,7 +22,7 @@
 #include "collector/metrics.h"
 #include "collector/store_writer.h"
 #include "ipfix/decoder.h"
-#include "kernel/result.h"
+#include "base/result.h"
 #include "net/cidr.h"
 
 namespace flowscope {

@@ -27,7 +27,7 @@ bool is_loopback_host(const std::string& host) {
 
 Result<std::string> read_token_file(const std::string& path) {
   struct stat st {};
-  if (stat(path.c_str(), &st) != 0) return fail("token file {}: {}", path, std::strerror(errno));
+  if (stat(path.c_str(), &st) != 0) return fail_errno(errno, "token file {}: {}", path, std::strerror(errno));
   if (st.st_mode & (S_IRWXG | S_IRWXO))
     return fail("token file {} is readable by others (mode {:o}); chmod 600 it", path, st.st_mode & 0777);
   std::ifstream in(path);
@@ -221,7 +221,7 @@ Result<std::unique_ptr<ApiServer>> ApiServer::start(const ApiOptions& opts, std:
     if (impl->port <= 0) return fail("HTTP API: cannot bind {}", opts.host);
   } else {
     if (!impl->srv.bind_to_port(opts.host, opts.port))
-      return fail("HTTP API: cannot bind {} port {}: {}", opts.host, opts.port, std::strerror(errno));
+      return fail_errno(errno, "HTTP API: cannot bind {} port {}: {}", opts.host, opts.port, std::strerror(errno));
     impl->port = opts.port;
   }
   Impl* raw = impl.get();

@@ -20,7 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "collector/metrics.h"
-#include "kernel/result.h"
+#include "base/result.h"
 #include "storage/flow_store.h"
 
 namespace flowscope {

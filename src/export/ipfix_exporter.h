@@ -20,7 +20,7 @@
 
 #include "agent/agent.h"
 #include "ipfix/ie.h"
-#include "kernel/result.h"
+#include "base/result.h"
 
 namespace flowscope {
 

@@ -10,7 +10,7 @@ namespace flowscope {
 Result<BtfPtr> load_kernel_btf() {
   btf* b = btf__load_vmlinux_btf();
   if (!b) {
-    return fail("cannot read the kernel's BTF (/sys/kernel/btf/vmlinux): {}; flowscope needs a kernel built with CONFIG_DEBUG_INFO_BTF=y",
+    return fail_errno(errno, "cannot read the kernel's BTF (/sys/kernel/btf/vmlinux): {}; flowscope needs a kernel built with CONFIG_DEBUG_INFO_BTF=y",
                 std::strerror(errno));
   }
   return BtfPtr(b);

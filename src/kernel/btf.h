@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "kernel/handles.h"
-#include "kernel/result.h"
+#include "base/result.h"
 
 namespace flowscope {
 

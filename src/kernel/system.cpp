@@ -28,7 +28,7 @@ Result<void> ensure_tracefs() {
     if (statfs(p, &fs) == 0 && fs.f_type == TRACEFS_MAGIC) return {};
   }
   if (mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, nullptr) != 0) {
-    return fail("tracefs is not mounted and mounting it at /sys/kernel/tracing failed: {}", std::strerror(errno));
+    return fail_errno(errno, "tracefs is not mounted and mounting it at /sys/kernel/tracing failed: {}", std::strerror(errno));
   }
   return {};
 }
@@ -39,7 +39,7 @@ Result<uint32_t> resolve_netns(const std::string& spec) {
   if (ec == std::errc() && ptr == spec.data() + spec.size() && ino != 0) return ino;
   struct stat st {};
   if (stat(spec.c_str(), &st) != 0) {
-    return fail("network namespace '{}': {}", spec, std::strerror(errno));
+    return fail_errno(errno, "network namespace '{}': {}", spec, std::strerror(errno));
   }
   struct statfs fs {};
   if (statfs(spec.c_str(), &fs) == 0 && fs.f_type != NSFS_MAGIC) {

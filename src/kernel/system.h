@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-#include "kernel/result.h"
+#include "base/result.h"
 
 namespace flowscope {
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "kernel/result.h"
+#include "base/result.h"
 #include "net/cidr.h"
 #include "storage/flow_row.h"
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "kernel/result.h"
+#include "base/result.h"
 #include "trace/trace_abi.h"
 
 namespace flowscope::trace {

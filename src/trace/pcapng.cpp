@@ -39,7 +39,7 @@ Result<PcapngWriter> PcapngWriter::open(const std::string& path, uint32_t snaple
   PcapngWriter w;
   w.path_ = path;
   w.f_.reset(fopen(path.c_str(), "wb"));
-  if (!w.f_) return fail("cannot write {}: {}", path, std::strerror(errno));
+  if (!w.f_) return fail_errno(errno, "cannot write {}: {}", path, std::strerror(errno));
 
   std::string shb;
   put32(shb, 0x1A2B3C4D);  // byte-order magic
@@ -82,12 +82,12 @@ Result<void> PcapngWriter::write(uint64_t ts_ns, const uint8_t* data, uint32_t c
 }
 
 Result<void> PcapngWriter::put(const std::string& b) {
-  if (fwrite(b.data(), 1, b.size(), f_.get()) != b.size()) return fail("writing {} failed: {}", path_, std::strerror(errno));
+  if (fwrite(b.data(), 1, b.size(), f_.get()) != b.size()) return fail_errno(errno, "writing {} failed: {}", path_, std::strerror(errno));
   return {};
 }
 
 Result<void> PcapngWriter::flush() {
-  if (fflush(f_.get()) != 0) return fail("writing {} failed: {}", path_, std::strerror(errno));
+  if (fflush(f_.get()) != 0) return fail_errno(errno, "writing {} failed: {}", path_, std::strerror(errno));
   return {};
 }
 

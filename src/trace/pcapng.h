@@ -10,7 +10,7 @@
 #include <memory>
 #include <string>
 
-#include "kernel/result.h"
+#include "base/result.h"
 
 namespace flowscope::trace {
 

@@ -95,7 +95,7 @@ Result<Fd> raw_tp_open(int prog_fd, const std::string& name, uint64_t cookie) {
   attr.prog_fd = static_cast<uint32_t>(prog_fd);
   attr.cookie = cookie;
   int fd = static_cast<int>(syscall(__NR_bpf, BPF_RAW_TRACEPOINT_OPEN, &attr, sizeof(attr)));
-  if (fd < 0) return fail("{}", std::strerror(errno));
+  if (fd < 0) return fail_errno(errno, "{}", std::strerror(errno));
   return Fd(fd);
 }
 
@@ -139,11 +139,11 @@ Result<unsigned> interface_index(const std::string& ifname, const std::optional<
     return 0u;  // an inode cannot be entered: the name is matched in the kernel only
   }
   Fd ns(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!ns) return fail("cannot open network namespace {}: {}", path, std::strerror(errno));
+  if (!ns) return fail_errno(errno, "cannot open network namespace {}: {}", path, std::strerror(errno));
   Result<unsigned> r = fail("interface lookup failed");
   std::thread t([&] {
     if (setns(ns.get(), CLONE_NEWNET) != 0) {
-      r = fail("cannot enter network namespace {}: {}", path, std::strerror(errno));
+      r = fail_errno(errno, "cannot enter network namespace {}: {}", path, std::strerror(errno));
       return;
     }
     unsigned idx = if_nametoindex(ifname.c_str());
@@ -209,7 +209,7 @@ Result<std::unique_ptr<Tracer>> Tracer::create(const TraceOptions& opts) {
   trace_bpf* s = nullptr;
   for (uint32_t direct : {1u, 0u}) {
     impl->skel.reset(trace_bpf__open());
-    if (!impl->skel) return fail("cannot open the trace BPF object: {}", std::strerror(errno));
+    if (!impl->skel) return fail_errno(errno, "cannot open the trace BPF object: {}", std::strerror(errno));
     s = impl->skel.get();
     s->rodata->filter_len = static_cast<uint32_t>(prog->size());
     for (size_t i = 0; i < prog->size(); i++) {
@@ -242,7 +242,7 @@ Result<std::unique_ptr<Tracer>> Tracer::create(const TraceOptions& opts) {
     if (!err) break;
     const std::string log = take_libbpf_log();
     if (!direct) {
-      return fail("loading the trace BPF programs failed: {}\n{}", std::strerror(-err), verifier_tail(log));
+      return fail_errno(-err, "loading the trace BPF programs failed: {}\n{}", std::strerror(-err), verifier_tail(log));
     }
     spdlog::debug("trace: direct packet loads rejected by this kernel, using bpf_probe_read_kernel: {}",
                   verifier_tail(log));
@@ -267,7 +267,7 @@ Result<std::unique_ptr<Tracer>> Tracer::create(const TraceOptions& opts) {
                 impl->skipped.empty() ? std::string("none found in BTF") : impl->skipped.back());
   }
   impl->rb.reset(ring_buffer__new(bpf_map__fd(s->maps.events), &Impl::on_event, impl.get(), nullptr));
-  if (!impl->rb) return fail("cannot open the trace ring buffer: {}", std::strerror(errno));
+  if (!impl->rb) return fail_errno(errno, "cannot open the trace ring buffer: {}", std::strerror(errno));
   return std::unique_ptr<Tracer>(new Tracer(std::move(impl)));
 }
 
@@ -278,7 +278,7 @@ Result<void> Tracer::poll(int timeout_ms, const Handler& h) {
   int n = ring_buffer__poll(impl_->rb.get(), timeout_ms);
   if (n >= 0) n = ring_buffer__consume(impl_->rb.get());
   impl_->handler = nullptr;
-  if (n < 0 && n != -EINTR) return fail("reading the trace ring buffer failed: {}", std::strerror(-n));
+  if (n < 0 && n != -EINTR) return fail_errno(-n, "reading the trace ring buffer failed: {}", std::strerror(-n));
   return {};
 }
 

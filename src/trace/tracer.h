@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "kernel/btf.h"
-#include "kernel/result.h"
+#include "base/result.h"
 #include "trace/trace_abi.h"
 
 namespace flowscope::trace {
