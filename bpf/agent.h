@@ -9,6 +9,8 @@
 #ifndef FLOWSCOPE_BPF_AGENT_H
 #define FLOWSCOPE_BPF_AGENT_H
 
+#include "layout_check.h"
+
 #ifdef __cplusplus
 #include <cstdint>
 typedef std::uint8_t fs_u8;
@@ -122,11 +124,6 @@ struct fs_tuple_key {
 };
 
 /* Layout checks, seen by both compilers. */
-#ifdef __cplusplus
-#define FS_LAYOUT_CHECK(cond) static_assert(cond, #cond)
-#else
-#define FS_LAYOUT_CHECK(cond) _Static_assert(cond, #cond)
-#endif
 FS_LAYOUT_CHECK(sizeof(struct fs_tuple) == 40);
 FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_tuple, local_port) == 32);
 FS_LAYOUT_CHECK(sizeof(struct fs_drop_slot) == 8);

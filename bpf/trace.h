@@ -7,6 +7,8 @@
 #ifndef FLOWSCOPE_BPF_TRACE_H
 #define FLOWSCOPE_BPF_TRACE_H
 
+#include "layout_check.h"
+
 #include "cbpf.h"
 
 /* Bytes of each packet copied into an event, from its IP header on. */
@@ -104,19 +106,14 @@ enum fs_trace_stat {
 	FS_TSTAT_MAX,
 };
 
-/* Layout checks, seen by both compilers (clang for BPF, the host compiler). */
-#ifdef __cplusplus
-#define FS_TRACE_LAYOUT_CHECK(cond) static_assert(cond, #cond)
-#else
-#define FS_TRACE_LAYOUT_CHECK(cond) _Static_assert(cond, #cond)
-#endif
-FS_TRACE_LAYOUT_CHECK(sizeof(struct fs_cbpf_insn) == 8);
-FS_TRACE_LAYOUT_CHECK(__builtin_offsetof(struct fs_cbpf_insn, k) == 4);
-FS_TRACE_LAYOUT_CHECK(sizeof(struct fs_trace_event) == 88 + FS_TRACE_SNAP);
-FS_TRACE_LAYOUT_CHECK(__builtin_offsetof(struct fs_trace_event, tp) == 32);
-FS_TRACE_LAYOUT_CHECK(__builtin_offsetof(struct fs_trace_event, protocol) == 64);
-FS_TRACE_LAYOUT_CHECK(__builtin_offsetof(struct fs_trace_event, ifname) == 72);
-FS_TRACE_LAYOUT_CHECK(__builtin_offsetof(struct fs_trace_event, pkt) == 88);
-FS_TRACE_LAYOUT_CHECK(sizeof(struct fs_trace_tracked) == 40);
+/* Layout checks, seen by both compilers. */
+FS_LAYOUT_CHECK(sizeof(struct fs_cbpf_insn) == 8);
+FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_cbpf_insn, k) == 4);
+FS_LAYOUT_CHECK(sizeof(struct fs_trace_event) == 88 + FS_TRACE_SNAP);
+FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_trace_event, tp) == 32);
+FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_trace_event, protocol) == 64);
+FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_trace_event, ifname) == 72);
+FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_trace_event, pkt) == 88);
+FS_LAYOUT_CHECK(sizeof(struct fs_trace_tracked) == 40);
 
 #endif
