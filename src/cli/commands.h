@@ -37,5 +37,6 @@ Command add_agent_command(CLI::App& app, const GlobalOptions& global);
 Command add_collector_command(CLI::App& app, const GlobalOptions& global);
 Command add_run_command(CLI::App& app, const GlobalOptions& global);
 Command add_trace_command(CLI::App& app, const GlobalOptions& global);
+Command add_features_command(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace flowscope::cli

@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
   commands.push_back(add_collector_command(app, global));
   commands.push_back(add_run_command(app, global));
   commands.push_back(add_trace_command(app, global));
+  commands.push_back(add_features_command(app, global));
 
   try {
     app.parse(argc, argv);
