@@ -4,17 +4,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <fcntl.h>
-#include <sched.h>
-
 #include <algorithm>
 #include <cctype>
 #include <map>
 #include <charconv>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <thread>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>

@@ -117,8 +117,9 @@ const std::vector<Feature>& feature_table() {
        "inbound connections attributed at their first send or receive, not at accept()",
        [](P p) { return p.tracefs_event("syscalls", "sys_exit_accept4") && p.tracefs_event("syscalls", "sys_exit_accept"); }},
       {"agent", "sock_length", "tracepoints sock:sock_send_length/sock_recv_length", {6, 3}, false,
-       "used only without the accept tracepoints; without both, inbound connections keep the listener's process",
-       [](P p) { return p.tracepoint("sock_send_length", 1) && p.tracepoint("sock_recv_length", 1); }},
+       "with neither these nor the accept tracepoints, inbound connections keep the listener's process",
+       [](P p) { return p.tracepoint("sock_send_length", 1) && p.tracepoint("sock_recv_length", 1); },
+       "accept_syscalls"},
       {"agent", "iter_tcp", "BPF iterator over TCP sockets (iter/tcp)", {5, 9}, false,
        "connections open before start-up are not seen", [](P p) { return p.btf_struct("bpf_iter__tcp"); }},
 
@@ -171,11 +172,12 @@ Result<void> CommandReport::check() const {
   auto m = missing();
   if (m.empty()) return {};
   const FeatureRow& r = *m.front();
+  std::string also;
+  for (size_t i = 1; i < m.size(); i++) also += fmt::format("{}{} ({})", i == 1 ? "; also missing: " : ", ", m[i]->hook, m[i]->since.str());
   return fail_errno(EOPNOTSUPP,
                     "flowscope {} needs Linux {} or newer: this kernel lacks {} (Linux {}), needed for {}{}; "
                     "`flowscope features` lists what this kernel offers",
-                    command, minimum().str(), r.hook, r.since.str(), r.without,
-                    m.size() > 1 ? fmt::format(" (and {} more)", m.size() - 1) : "");
+                    command, minimum().str(), r.hook, r.since.str(), r.without, also);
 }
 
 CommandReport probe_command(const KernelProbe& probe, std::string_view command) {
@@ -187,6 +189,11 @@ CommandReport probe_command(const KernelProbe& probe, std::string_view command) 
     if (f.command != command) continue;
     rep.rows.push_back({std::string(f.id), std::string(f.hook), std::string(f.without), f.since, f.required,
                         f.present(probe)});
+  }
+  for (const auto& f : feature_table()) {
+    if (f.command != command || f.fallback_for.empty()) continue;
+    for (auto& r : rep.rows)
+      if (r.id == f.id) r.needed = !rep.has(f.fallback_for);
   }
   return rep;
 }
@@ -209,8 +216,8 @@ std::string format_reports(const std::string& kernel_release, const std::vector<
     const auto missing = rep.missing();
     size_t optional = 0, optional_missing = 0;
     for (const auto& r : rep.rows) {
-      optional += !r.required;
-      optional_missing += !r.required && !r.present;
+      optional += !r.required && r.needed;
+      optional_missing += !r.required && r.needed && !r.present;
     }
     if (!missing.empty()) {
       out += fmt::format("{}: cannot run here (needs Linux {}+; {} required feature{} missing)\n", rep.command,
@@ -225,8 +232,9 @@ std::string format_reports(const std::string& kernel_release, const std::vector<
     for (const auto& r : rep.rows) w = std::max(w, r.hook.size());
     out += fmt::format("  {:<{}}  {:<5}  {:<4}  {}\n", "hook", w, "since", "here", "if missing");
     for (const auto& r : rep.rows) {
-      out += fmt::format("  {:<{}}  {:<5}  {:<4}  {}{}\n", r.hook, w, r.since.str(), r.present ? "yes" : "no",
-                         r.required ? "cannot run; needed for " : "", r.without);
+      const char* prefix = r.required ? "cannot run; needed for " : !r.needed ? "(fallback, not needed here) " : "";
+      out += fmt::format("  {:<{}}  {:<5}  {:<4}  {}{}\n", r.hook, w, r.since.str(), r.present ? "yes" : "no", prefix,
+                         r.without);
     }
   }
   return out;

@@ -67,6 +67,8 @@ struct Feature {
   bool required;             // the command refuses to start without it
   std::string_view without;  // what is lost without it (why it is required)
   std::function<bool(const KernelProbe&)> present;
+  // A fallback is used only when the feature with this id is missing.
+  std::string_view fallback_for = {};
 };
 
 // Every feature of every command, in the order they are printed.
@@ -78,6 +80,8 @@ struct FeatureRow {
   KernelVersion since;
   bool required = false;
   bool present = false;
+  // False for a fallback whose primary feature is present: not used here.
+  bool needed = true;
 };
 
 // What one command can do on this kernel.

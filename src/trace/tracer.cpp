@@ -1,17 +1,11 @@
 #include "trace/tracer.h"
 
-#include <fcntl.h>
 #include <net/if.h>
-#include <sched.h>
-#include <sys/syscall.h>
 #include <unistd.h>
-
-#include <linux/bpf.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <thread>
 
 #include <bpf/bpf.h>
 #include <fmt/format.h>
@@ -140,6 +134,9 @@ struct Tracer::Impl {
   PerCpuCounters counters;
   uint32_t max_packets = 0;
 
+  Result<void> load(const TraceBpfSettings& settings);
+  void attach(std::vector<SkbTracepoint> wanted);
+
   static int on_event(void* ctx, void* data, size_t size) {
     auto* self = static_cast<Impl*>(ctx);
     if (size < sizeof(fs_trace_event) || !self->handler) return 0;
@@ -171,6 +168,62 @@ Result<unsigned> interface_index(const std::string& ifname, const std::optional<
   });
   if (!entered) return std::unexpected(entered.error());
   return r;
+}
+
+// The skb tracepoints to attach; the others are noted in `skipped` with why.
+std::vector<SkbTracepoint> wanted_tracepoints(const btf* b, const TraceOptions& opts, std::vector<std::string>& skipped) {
+  std::vector<SkbTracepoint> wanted;
+  for (auto& tp : skb_tracepoints(b)) {
+    if (opts.drops_only && tp.kind != FS_TP_KIND_KFREE) continue;
+    if (!opts.all_tracepoints && !tp.on_request.empty()) {
+      skipped.push_back(fmt::format("{}: left out by default ({}); --all-tracepoints attaches it", tp.name, tp.on_request));
+      continue;
+    }
+    if (tp.skb_arg > 3) {
+      skipped.push_back(fmt::format("{}: skb is argument {}, at most 3 is supported", tp.name, tp.skb_arg));
+      continue;
+    }
+    wanted.push_back(std::move(tp));
+  }
+  return wanted;
+}
+
+// First with direct loads of packet bytes (a pointer read from an skb is
+// readable memory for the verifier only since Linux 6.16 or so); if this
+// kernel rejects that, again with bpf_probe_read_kernel() for them.
+Result<void> Tracer::Impl::load(const TraceBpfSettings& settings) {
+  for (uint32_t direct : {1u, 0u}) {
+    auto opened = open_skeleton<trace_bpf, trace_bpf__destroy>(trace_bpf__open, "trace");
+    if (!opened) return std::unexpected(opened.error());
+    skel = std::move(*opened);
+    apply_settings(skel.get(), settings, direct);
+    auto loaded = load_skeleton(skel->skeleton, "trace");
+    if (loaded || !direct) return loaded;
+    spdlog::debug("trace: direct packet loads rejected by this kernel, using bpf_probe_read_kernel: {}",
+                  loaded.error().message);
+  }
+  return {};
+}
+
+// One program per skb argument position (and one each for the frees), each
+// attached to many tracepoints; the cookie says which one fired.
+void Tracer::Impl::attach(std::vector<SkbTracepoint> wanted) {
+  trace_bpf* s = skel.get();
+  const int prog_fd[4] = {bpf_program__fd(s->progs.trace_arg0), bpf_program__fd(s->progs.trace_arg1),
+                          bpf_program__fd(s->progs.trace_arg2), bpf_program__fd(s->progs.trace_arg3)};
+  for (auto& tp : wanted) {
+    int fd = tp.kind == FS_TP_KIND_KFREE     ? bpf_program__fd(s->progs.trace_kfree)
+             : tp.kind == FS_TP_KIND_CONSUME ? bpf_program__fd(s->progs.trace_consume)
+                                             : prog_fd[tp.skb_arg];
+    const uint64_t cookie = attached.size() | (static_cast<uint64_t>(tp.kind) << FS_TP_KIND_SHIFT);
+    auto link = attach_raw_tracepoint(fd, tp.name, cookie);
+    if (!link) {
+      skipped.push_back(fmt::format("{}: attach failed: {}", tp.name, link.error().message));
+      continue;
+    }
+    links.push_back(std::move(*link));
+    attached.push_back(std::move(tp));
+  }
 }
 
 Tracer::Tracer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -205,57 +258,17 @@ Result<std::unique_ptr<Tracer>> Tracer::create(const TraceOptions& opts) {
   impl->max_packets = opts.max_packets;
   raise_memlock_limit();
 
-  std::vector<SkbTracepoint> wanted;
-  for (auto& tp : skb_tracepoints(probe.kernel_btf())) {
-    if (opts.drops_only && tp.kind != FS_TP_KIND_KFREE) continue;
-    if (!opts.all_tracepoints && !tp.on_request.empty()) {
-      impl->skipped.push_back(fmt::format("{}: left out by default ({}); --all-tracepoints attaches it", tp.name, tp.on_request));
-      continue;
-    }
-    if (tp.skb_arg > 3) {
-      impl->skipped.push_back(fmt::format("{}: skb is argument {}, at most 3 is supported", tp.name, tp.skb_arg));
-      continue;
-    }
-    wanted.push_back(std::move(tp));
-  }
+  std::vector<SkbTracepoint> wanted = wanted_tracepoints(probe.kernel_btf(), opts, impl->skipped);
   if (opts.drops_only && wanted.empty()) return fail("this kernel has no kfree_skb tracepoint with a drop reason");
 
   const TraceBpfSettings settings = trace_settings(opts, std::move(*prog), mark, netns);
-  // First with direct loads of packet bytes (a pointer read from an skb is
-  // readable memory for the verifier only since Linux 6.16 or so); if this
-  // kernel rejects that, again with bpf_probe_read_kernel() for them.
-  trace_bpf* s = nullptr;
-  for (uint32_t direct : {1u, 0u}) {
-    auto skel = open_skeleton<trace_bpf, trace_bpf__destroy>(trace_bpf__open, "trace");
-    if (!skel) return std::unexpected(skel.error());
-    impl->skel = std::move(*skel);
-    s = impl->skel.get();
-    apply_settings(s, settings, direct);
-    auto loaded = load_skeleton(s->skeleton, "trace");
-    if (loaded) break;
-    if (!direct) return std::unexpected(loaded.error());
-    spdlog::debug("trace: direct packet loads rejected by this kernel, using bpf_probe_read_kernel: {}",
-                  loaded.error().message);
-  }
-  const int prog_fd[4] = {bpf_program__fd(s->progs.trace_arg0), bpf_program__fd(s->progs.trace_arg1),
-                          bpf_program__fd(s->progs.trace_arg2), bpf_program__fd(s->progs.trace_arg3)};
-  for (auto& tp : wanted) {
-    int fd = tp.kind == FS_TP_KIND_KFREE     ? bpf_program__fd(s->progs.trace_kfree)
-             : tp.kind == FS_TP_KIND_CONSUME ? bpf_program__fd(s->progs.trace_consume)
-                                             : prog_fd[tp.skb_arg];
-    const uint64_t cookie = impl->attached.size() | (static_cast<uint64_t>(tp.kind) << FS_TP_KIND_SHIFT);
-    auto link = attach_raw_tracepoint(fd, tp.name, cookie);
-    if (!link) {
-      impl->skipped.push_back(fmt::format("{}: attach failed: {}", tp.name, link.error().message));
-      continue;
-    }
-    impl->links.push_back(std::move(*link));
-    impl->attached.push_back(std::move(tp));
-  }
+  if (auto r = impl->load(settings); !r) return std::unexpected(r.error());
+  impl->attach(std::move(wanted));
   if (impl->attached.empty()) {
-    return fail("no skb tracepoint could be attached (raw tracepoint attach cookies need Linux 6.10+): {}",
+    return fail("no skb tracepoint could be attached: {}",
                 impl->skipped.empty() ? std::string("none found in BTF") : impl->skipped.back());
   }
+  trace_bpf* s = impl->skel.get();
   impl->counters = PerCpuCounters(s->maps.stats);
   auto rb = open_ring_buffer(s->maps.events, &Impl::on_event, impl.get(), "trace");
   if (!rb) return std::unexpected(rb.error());

@@ -74,6 +74,24 @@ TEST(Features, SaysDegradedAndCannotRun) {
       << cannot;
 }
 
+TEST(Features, AnUnneededFallbackIsNotADegradation) {
+  CommandReport r = agent_like(true, true);
+  r.rows.push_back({"fallback", "tracepoint sock:sock_send_length", "no attribution", {6, 3}, false, false, false});
+  const std::string out = format_reports("x", {r});
+  EXPECT_NE(out.find("agent: runs here with every feature"), std::string::npos) << out;
+  EXPECT_NE(out.find("(fallback, not needed here) no attribution"), std::string::npos) << out;
+}
+
+TEST(Features, CheckListsEveryMissingRequiredFeature) {
+  CommandReport r = agent_like(true, false);
+  r.rows.push_back({"cookie", "raw tracepoint attach cookies", "which tracepoint fired", {6, 10}, true, false});
+  auto c = r.check();
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("needs Linux 6.10 or newer"), std::string::npos) << c.error().message;
+  EXPECT_NE(c.error().message.find("; also missing: raw tracepoint attach cookies (6.10)"), std::string::npos)
+      << c.error().message;
+}
+
 TEST(Features, CommandWithoutKernelFeaturesIsOneLine) {
   CommandReport c{"collector", "needs no BPF", {}};
   EXPECT_NE(format_reports("x", {c}).find("\ncollector: needs no BPF\n"), std::string::npos);
