@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "fs_ingest: {}\n", store.error().message);
     return 1;
   }
-  flowscope::ipfix::Decoder dec({.text_addresses = false});  // as the collector
+  flowscope::ipfix::Decoder dec;
   const std::string key = "tcp:127.0.0.1:40000#0", addr = "127.0.0.1";
   std::vector<flowscope::FlowRow> rows;
   rows.reserve(batch);

@@ -7,7 +7,7 @@
 
 #include <benchmark/benchmark.h>
 
-#include "flow/flow_record.h"
+#include "agent/kernel_record.h"
 #include "flow/json.h"
 
 namespace {
@@ -44,7 +44,7 @@ void BM_decode_flow(benchmark::State& st) {
   const fs_flow k = sample_record();
   const DropReasonNames names{{2, "NOT_SPECIFIED"}, {6, "NETFILTER_DROP"}};
   for (auto _ : st) {
-    FlowRecord r = decode_flow(k, 1'700'000'000'000'000'000ll, names);
+    Flow r = decode_flow(k, 1'700'000'000'000'000'000ll, names);
     benchmark::DoNotOptimize(r);
   }
   st.SetItemsProcessed(st.iterations());
@@ -52,7 +52,7 @@ void BM_decode_flow(benchmark::State& st) {
 BENCHMARK(BM_decode_flow);
 
 void BM_json_line(benchmark::State& st) {
-  const FlowRecord r = decode_flow(sample_record(), 1'700'000'000'000'000'000ll, {});
+  const Flow r = decode_flow(sample_record(), 1'700'000'000'000'000'000ll, {});
   std::string out;
   out.reserve(1 << 16);
   for (auto _ : st) {

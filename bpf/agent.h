@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * Structs and constants shared by agent.bpf.c and user space.
- * Fixed-width types only, no bool, no implicit padding: the C++ side checks the
- * layout with static_assert (src/flow/kernel_abi.h). Never include vmlinux.h here.
+ * Fixed-width types only, no bool, no implicit padding; the layout checks at the
+ * end run in both compilers (clang for BPF, the host compiler for user space),
+ * so a change on one side cannot silently break the other. Never include
+ * vmlinux.h here.
  */
 #ifndef FLOWSCOPE_BPF_AGENT_H
 #define FLOWSCOPE_BPF_AGENT_H
@@ -118,5 +120,23 @@ struct fs_tuple_key {
 	fs_u16 local_port;
 	fs_u16 remote_port;
 };
+
+/* Layout checks, seen by both compilers. */
+#ifdef __cplusplus
+#define FS_LAYOUT_CHECK(cond) static_assert(cond, #cond)
+#else
+#define FS_LAYOUT_CHECK(cond) _Static_assert(cond, #cond)
+#endif
+FS_LAYOUT_CHECK(sizeof(struct fs_tuple) == 40);
+FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_tuple, local_port) == 32);
+FS_LAYOUT_CHECK(sizeof(struct fs_drop_slot) == 8);
+FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_flow, comm) == 88);
+FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_flow, tuple) == 104);
+FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_flow, direction) == 144);
+FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_flow, flags) == 148);
+FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_flow, drops) == 160);
+FS_LAYOUT_CHECK(sizeof(struct fs_flow) == 160 + 8 * FS_DROP_SLOTS);
+FS_LAYOUT_CHECK(sizeof(struct fs_tuple_key) == 36);
+FS_LAYOUT_CHECK(sizeof(struct fs_flow) % 8 == 0); /* ring buffer records need no padding */
 
 #endif

@@ -27,8 +27,8 @@ fuzz_one() {  # fuzz_one NAME
   local name=$1 exe srcs watch corpus
   case "$name" in
     ipfix)
-      srcs=(tests/ipfix/fuzz_decoder.cpp src/ipfix/decoder.cpp src/flow/flow_record.cpp)
-      watch=(src/ipfix src/flow tests/ipfix/fuzz_decoder.cpp)
+      srcs=(tests/ipfix/fuzz_decoder.cpp src/ipfix/decoder.cpp src/flow/flow.cpp src/net/cidr.cpp)
+      watch=(src/ipfix src/flow src/net tests/ipfix/fuzz_decoder.cpp)
       corpus=tests/ipfix/corpus ;;
     packet)
       srcs=(tests/trace/fuzz_packet.cpp src/trace/packet.cpp)

@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agent.skel.h"
+#include "agent/kernel_record.h"
 #include "flow/cgroup.h"
 #include "flow/json.h"
 #include "kernel/btf.h"
@@ -262,10 +263,10 @@ int Agent::Impl::on_record(void* ctx, void* data, size_t size) {
 
 void Agent::Impl::handle(const fs_flow& k) {
   records_received++;
-  FlowRecord r = decode_flow(k, clock_offset, drop_names);
+  Flow r = decode_flow(k, clock_offset, drop_names);
   if (r.cgroup_id) {
-    const CgroupInfo& cg = cgroups.info(r.cgroup_id);
-    r.cgroup = cg.path;
+    const CgroupInfo& cg = cgroups.info(*r.cgroup_id);
+    if (!cg.path.empty()) r.cgroup = cg.path;
     r.container_id = cg.container_id;
   }
   for (auto& s : sinks) s->write(r);

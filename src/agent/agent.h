@@ -1,5 +1,5 @@
 // The flow agent: loads agent.bpf.c, turns its ring-buffer records into
-// FlowRecords and hands them to sinks (JSON lines, IPFIX, ...).
+// Flows and hands them to sinks (JSON lines, IPFIX, ...).
 #pragma once
 
 #include <atomic>
@@ -10,21 +10,10 @@
 #include <string>
 #include <vector>
 
-#include "flow/flow_record.h"
+#include "flow/flow.h"
 #include "base/result.h"
 
 namespace flowscope {
-
-class FlowSink {
- public:
-  virtual ~FlowSink() = default;
-  virtual void write(const FlowRecord& r) = 0;
-  // Called after each batch of records and at shutdown.
-  virtual void flush() {}
-  // Extra counters for the --stats line, as JSON object members without the
-  // braces ("name":value,...); empty if none. Called from the agent's thread.
-  virtual std::string stats_fields() const { return {}; }
-};
 
 struct AgentOptions {
   std::chrono::milliseconds active_timeout{60'000};

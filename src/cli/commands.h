@@ -7,7 +7,9 @@
 
 #include <CLI/CLI.hpp>
 
+#if FLOWSCOPE_HAVE_BPF
 #include "agent/agent.h"
+#endif
 
 namespace flowscope::cli {
 
@@ -24,6 +26,7 @@ struct GlobalOptions {
 extern std::atomic<bool> g_stop;
 void install_signal_handlers();
 
+#if FLOWSCOPE_HAVE_BPF
 // Capture options shared by `agent` and `run`.
 struct CaptureArgs {
   AgentOptions opts;
@@ -34,9 +37,11 @@ struct CaptureArgs {
 void add_capture_options(CLI::App& cmd, CaptureArgs& c);
 
 Command add_agent_command(CLI::App& app, const GlobalOptions& global);
-Command add_collector_command(CLI::App& app, const GlobalOptions& global);
 Command add_run_command(CLI::App& app, const GlobalOptions& global);
 Command add_trace_command(CLI::App& app, const GlobalOptions& global);
 Command add_features_command(CLI::App& app, const GlobalOptions& global);
+#endif
+Command add_collector_command(CLI::App& app, const GlobalOptions& global);
+Command add_schema_command(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace flowscope::cli

@@ -7,7 +7,9 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
+#if FLOWSCOPE_HAVE_BPF
 #include "kernel/libbpf_log.h"
+#endif
 
 namespace flowscope::cli {
 
@@ -35,7 +37,9 @@ void setup_logging(bool verbose) {
   logger->set_pattern("flowscope: %^%l%$: %v");
   spdlog::set_default_logger(logger);
   spdlog::set_level(verbose ? spdlog::level::debug : spdlog::level::info);
+#if FLOWSCOPE_HAVE_BPF
   flowscope::install_libbpf_logging(verbose);
+#endif
 }
 
 }  // namespace
@@ -48,11 +52,16 @@ int main(int argc, char** argv) {
   app.add_flag("-v,--verbose", global.verbose, "Verbose logs, including libbpf's");
 
   std::vector<Command> commands;
+#if FLOWSCOPE_HAVE_BPF
   commands.push_back(add_agent_command(app, global));
+#endif
   commands.push_back(add_collector_command(app, global));
+#if FLOWSCOPE_HAVE_BPF
   commands.push_back(add_run_command(app, global));
   commands.push_back(add_trace_command(app, global));
   commands.push_back(add_features_command(app, global));
+#endif
+  commands.push_back(add_schema_command(app, global));
 
   try {
     app.parse(argc, argv);

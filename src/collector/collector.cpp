@@ -19,23 +19,16 @@
 
 #include <spdlog/spdlog.h>
 
-#include "kernel/handles.h"
+#include "base/fd.h"
 
 namespace flowscope {
 
 FlowRow flow_row_from_decoded(const ipfix::DecodedFlow& d, const std::string& exporter_addr) {
-  if (d.flowscope) {
-    FlowRow row = flow_row_from_record(d.record, exporter_addr, d.domain);
-    row.cumulative = true;
-    return row;
-  }
-  // A third-party exporter: only what it sent. The record's defaults for the
-  // agent's fields would read as "0 retransmits" or "closed by FIN", so they
-  // stay unset (NULL).
-  FlowRow w = flow_row_basics(d.record, exporter_addr, d.domain);
-  w.bidirectional = d.has_reverse;
-  w.cumulative = false;
-  return w;
+  // The decoder left unset what the exporter did not send; only who sent it
+  // is added here.
+  FlowRow row(d.record);
+  row.exporter = exporter_addr;
+  return row;
 }
 
 namespace {
@@ -175,12 +168,7 @@ struct Collector::Impl {
   std::list<std::pair<int, std::thread>> conns;  // fd (owned by the thread) and its thread
   uint64_t next_conn_id = 0;
 
-  // Rows carry binary addresses only: the decoder need not format text ones.
-  static ipfix::DecoderOptions decoder_options(ipfix::DecoderOptions d) {
-    d.text_addresses = false;
-    return d;
-  }
-  explicit Impl(const CollectorOptions& o) : opts(o), decoder(decoder_options(o.decoder)) {}
+  explicit Impl(const CollectorOptions& o) : opts(o), decoder(o.decoder) {}
 
   bool allowed(const Ip16& ip) const {
     if (opts.allow.empty()) return true;

@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "agent/agent.h"
+#include "flow/flow.h"
 #include "storage/flow_store.h"
 
 namespace flowscope {
@@ -76,7 +76,7 @@ class StoreWriter {
 class StoreSink : public FlowSink {
  public:
   explicit StoreSink(std::shared_ptr<StoreWriter> w) : w_(std::move(w)) {}
-  void write(const FlowRecord& r) override { w_->push(flow_row_from_record(r)); }
+  void write(const Flow& f) override { w_->push(FlowRow(f)); }
 
  private:
   std::shared_ptr<StoreWriter> w_;

@@ -21,7 +21,7 @@
 
 #include "flow/json.h"
 #include "ipfix/encoder.h"
-#include "kernel/handles.h"
+#include "base/fd.h"
 
 namespace flowscope {
 
@@ -94,7 +94,7 @@ class IpfixExporter::Destination {
   }
   ~Destination() { stop(std::chrono::milliseconds(0)); }
 
-  void push(const FlowRecord& r) {
+  void push(const Flow& r) {
     {
       std::lock_guard lk(mu_);
       if (q_.size() >= o_.queue_records) {
@@ -246,7 +246,7 @@ class IpfixExporter::Destination {
 
   // Returns false if the session broke; the records not sent are put back at
   // the front of the queue (TCP) to go out after the reconnect.
-  bool send_batch(std::vector<FlowRecord>& batch) {
+  bool send_batch(std::vector<Flow>& batch) {
     {
       std::lock_guard lk(mu_);
       enc_.skip(std::exchange(skipped_, 0));
@@ -282,7 +282,7 @@ class IpfixExporter::Destination {
   }
 
   void run() {
-    std::vector<FlowRecord> batch;
+    std::vector<Flow> batch;
     for (;;) {
       bool stopping;
       {
@@ -339,7 +339,7 @@ class IpfixExporter::Destination {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<FlowRecord> q_;
+  std::deque<Flow> q_;
   uint64_t skipped_ = 0;
   uint64_t dropped_queue_full_ = 0;
   bool stopping_ = false;
@@ -370,7 +370,7 @@ Result<std::shared_ptr<IpfixExporter>> IpfixExporter::create(const std::vector<s
 
 IpfixExporter::~IpfixExporter() { close(std::chrono::milliseconds(0)); }
 
-void IpfixExporter::write(const FlowRecord& r) {
+void IpfixExporter::write(const Flow& r) {
   for (auto& d : dests_) d->push(r);
 }
 

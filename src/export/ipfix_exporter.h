@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/agent.h"
+#include "flow/flow.h"
 #include "ipfix/ie.h"
 #include "base/result.h"
 
@@ -67,7 +67,7 @@ class IpfixExporter : public FlowSink {
                                                        const IpfixExportOptions& opts);
   ~IpfixExporter() override;
 
-  void write(const FlowRecord& r) override;
+  void write(const Flow& r) override;
   void flush() override;
   std::string stats_fields() const override;
   // Sends what is queued (waiting at most `timeout`), then stops the senders.

@@ -4,7 +4,7 @@
 
 namespace flowscope {
 
-void JsonLinesSink::write(const FlowRecord& r) {
+void JsonLinesSink::write(const Flow& r) {
   append_json_line(buf_, r);
   if (buf_.size() >= 64 * 1024) flush();
 }

@@ -4,14 +4,14 @@
 #include <cstdio>
 #include <string>
 
-#include "agent/agent.h"
+#include "flow/flow.h"
 
 namespace flowscope {
 
 class JsonLinesSink : public FlowSink {
  public:
   explicit JsonLinesSink(std::FILE* out) : out_(out) {}
-  void write(const FlowRecord& r) override;
+  void write(const Flow& r) override;
   void flush() override;
   bool failed() const { return failed_; }
 

@@ -11,7 +11,7 @@
 #include <sstream>
 #include <vector>
 
-#include "kernel/handles.h"
+#include "base/fd.h"
 
 namespace flowscope {
 namespace {

@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "flow/fields.h"
 #include "ipfix/wire.h"
 
 namespace flowscope::ipfix {
@@ -104,7 +105,7 @@ struct Domain {
   Transport transport = Transport::Udp;
   std::map<uint16_t, Template> templates;
   // RFC 5610 names learned from this exporter: (pen, id) -> flowscope element.
-  std::map<std::pair<uint32_t, uint16_t>, FsElement> fs_names;
+  std::map<std::pair<uint32_t, uint16_t>, size_t> fs_names;  // -> index in the field table
   // systemInitTimeMilliseconds from an options record (softflowd sends it
   // that way) for *SysUpTime fields.
   std::optional<uint64_t> sys_init_ms;
@@ -140,19 +141,6 @@ uint64_t ntp_to_unix_ns(uint64_t v) {
   return (sec - kNtpToUnix) * 1'000'000'000ull + ((frac * 1'000'000'000ull) >> 32);
 }
 
-std::string format_addr(int family, const uint8_t* a) {
-  char buf[INET6_ADDRSTRLEN] = {};
-  inet_ntop(family == 4 ? AF_INET : AF_INET6, a, buf, sizeof(buf));
-  return buf;
-}
-
-std::optional<CloseReason> close_from_string(std::string_view s) {
-  for (auto c : {CloseReason::Active, CloseReason::Fin, CloseReason::RstSent, CloseReason::RstReceived,
-                 CloseReason::Refused, CloseReason::Timeout})
-    if (s == to_string(c)) return c;
-  return std::nullopt;
-}
-
 std::vector<DropCount> parse_drops(std::string_view s) {
   std::vector<DropCount> out;
   while (!s.empty() && out.size() < 64) {
@@ -182,17 +170,96 @@ struct Values {
   uint8_t tcp_flags = 0;
   uint64_t start_ns = 0, end_ns = 0;
   std::optional<uint64_t> start_up, end_up, sys_init_ms;
-  // flowscope elements
+  // flowscope's own elements, decoded straight into a flow by the field table
   bool fs = false;
-  uint32_t srtt = 0, rttvar = 0, retrans = 0, pid = 0, netns = 0;
-  uint64_t cgroup_id = 0;
-  std::string comm, cgroup, container, close, drops;
-  std::optional<bool> interim, preexisting;
+  Flow own;
+  uint64_t own_seen = 0;  // bit i: field i of the table was in the record
   // RFC 5610
   std::optional<uint16_t> ie_id;
   std::optional<uint32_t> ie_pen;
   std::string ie_name;
 };
+
+// One of flowscope's own elements into its field, by the field's C++ type.
+// Returns false for a value of the wrong size (ignored).
+template <class T>
+bool read_own(T& out, const uint8_t* p, size_t len, uint8_t hints) {
+  auto text = [&] { return std::string(reinterpret_cast<const char*>(p), std::min<size_t>(len, 4096)); };
+  if constexpr (schema::is_optional_v<T>) {
+    typename T::value_type v{};
+    if (!read_own(v, p, len, hints)) return false;
+    if constexpr (std::is_same_v<typename T::value_type, std::string>) {
+      if ((hints & schema::kZeroIsUnknown) && v.empty()) return true;
+    } else if constexpr (std::is_integral_v<typename T::value_type>) {
+      if ((hints & schema::kZeroIsUnknown) && v == 0) return true;
+    }
+    out = std::move(v);
+    return true;
+  } else if constexpr (std::is_same_v<T, bool>) {
+    if (len != 1) return false;
+    out = p[0] == 1;
+    return true;
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    out = text();
+    return true;
+  } else if constexpr (std::is_same_v<T, CloseReason>) {
+    auto c = close_reason_from_string(text());
+    if (c) out = *c;
+    return c.has_value();
+  } else if constexpr (std::is_same_v<T, std::vector<DropCount>>) {
+    out = parse_drops(text());
+    return true;
+  } else if constexpr (std::is_integral_v<T>) {
+    if (len > 8) return false;
+    out = static_cast<T>(get_uint(p, len));
+    return true;
+  } else {
+    return false;  // flowscope sends no element of other types
+  }
+}
+
+using OwnSetter = bool (*)(Flow&, const uint8_t*, size_t);
+static_assert(schema::kFieldCount <= 64, "Values::own_seen has a bit per field");
+
+// For each field of the table: its setter if it is one of flowscope's own
+// elements (else null), made at compile time.
+constexpr auto kOwnSetters = [] {
+  std::array<OwnSetter, schema::kFieldCount> out{};
+  schema::for_each_field_indexed([&](auto i, const auto& f) {
+    if (f.ie.pen != schema::kOwnPen) return;
+    out[i] = [](Flow& flow, const uint8_t* p, size_t len) {
+      constexpr const auto& field = std::get<decltype(i)::value>(schema::kFields);
+      return read_own(flow.*field.member, p, len, field.hints);
+    };
+  });
+  return out;
+}();
+
+// The field-table index of flowscope's own element `id`, if there is one.
+std::optional<size_t> own_field_by_id(uint16_t id) {
+  std::optional<size_t> out;
+  schema::for_each_field_indexed([&](auto i, const auto& f) {
+    if (f.ie.pen == schema::kOwnPen && f.ie.id == id) out = i;
+  });
+  return out;
+}
+
+// ... by its RFC 5610 name, as another PEN's exporter may announce it.
+std::optional<size_t> own_field_by_name(std::string_view name) {
+  std::optional<size_t> out;
+  schema::for_each_field_indexed([&](auto i, const auto& f) {
+    if (f.ie.pen == schema::kOwnPen && f.ie.name == name) out = i;
+  });
+  return out;
+}
+
+constexpr size_t field_index(std::string_view name) {
+  size_t out = schema::kFieldCount;
+  schema::for_each_field_indexed([&](auto i, const auto& f) {
+    if (f.name == name) out = i;
+  });
+  return out;
+}
 
 }  // namespace
 
@@ -438,59 +505,40 @@ struct Decoder::Impl {
   }
 
   void enterprise(const Field& f, const uint8_t* p, size_t len, Values& v, const Domain& d) {
-    std::optional<FsElement> e;
+    std::optional<size_t> idx;
     if (f.pen == opts.flowscope_pen) {
-      e = static_cast<FsElement>(f.id);
+      idx = own_field_by_id(f.id);
     } else if (auto it = d.fs_names.find({f.pen, f.id}); it != d.fs_names.end()) {
-      e = it->second;
+      idx = it->second;
     }
-    if (!e) return;
-    auto str = [&](std::string& s, size_t max) { s.assign(reinterpret_cast<const char*>(p), std::min(len, max)); };
-    const bool num = len <= 8;
-    const uint64_t u = num ? get_uint(p, len) : 0;
-    switch (*e) {
-      case FsElement::srttMicroseconds: if (num) v.srtt = uint32_t(u); break;
-      case FsElement::rttvarMicroseconds: if (num) v.rttvar = uint32_t(u); break;
-      case FsElement::retransmittedSegments: if (num) v.retrans = uint32_t(u); break;
-      case FsElement::processId: if (num) v.pid = uint32_t(u); break;
-      case FsElement::processName: str(v.comm, 64); break;
-      case FsElement::cgroupId: if (num) v.cgroup_id = u; break;
-      case FsElement::cgroupPath: str(v.cgroup, 4096); break;
-      case FsElement::containerId: str(v.container, 256); break;
-      case FsElement::netnsInode: if (num) v.netns = uint32_t(u); break;
-      case FsElement::closeReason: str(v.close, 32); break;
-      case FsElement::dropCounts: str(v.drops, 4096); break;
-      case FsElement::interimRecord: if (len == 1) v.interim = p[0] == 1; break;
-      case FsElement::preexistingFlow: if (len == 1) v.preexisting = p[0] == 1; break;
-      default: return;
-    }
+    if (!idx || !kOwnSetters[*idx] || !kOwnSetters[*idx](v.own, p, len)) return;
+    v.own_seen |= uint64_t{1} << *idx;
     v.fs = true;
   }
 
   std::optional<DecodedFlow> to_flow(Values& v, uint32_t domain, uint16_t tid,
                                      const Ctx& ctx, const Domain& d) {
     DecodedFlow out;
-    FlowRecord& r = out.record;
+    // flowscope's own elements were decoded into v.own already; the IANA
+    // elements, which other exporters send in many equivalent forms, fill the rest.
+    Flow& r = out.record;
+    r = std::move(v.own);
     if (v.src4 && v.dst4) {
-      r.family = 4;
+      r.src_ip = ip16_from_v4(v.src.data());
+      r.dst_ip = ip16_from_v4(v.dst.data());
     } else if (v.src6 && v.dst6) {
-      r.family = 6;
+      r.src_ip = ip16_from_v6(v.src.data());
+      r.dst_ip = ip16_from_v6(v.dst.data());
     } else {
       return std::nullopt;
     }
-    r.local_ip = v.src;
-    r.remote_ip = v.dst;
-    if (opts.text_addresses) {
-      r.local_addr = format_addr(r.family, r.local_ip.data());
-      r.remote_addr = format_addr(r.family, r.remote_ip.data());
-    }
-    r.local_port = v.sport;
-    r.remote_port = v.dport;
+    r.src_port = v.sport;
+    r.dst_port = v.dport;
     r.protocol = v.proto.value_or(0);
-    r.bytes_sent = v.octets;
-    r.segs_sent = uint32_t(std::min<uint64_t>(v.packets, UINT32_MAX));
-    r.bytes_received = v.rev_octets;
-    r.segs_received = uint32_t(std::min<uint64_t>(v.rev_packets, UINT32_MAX));
+    r.bytes = v.octets;
+    r.packets = v.packets;
+    r.rev_bytes = v.rev_octets;
+    r.rev_packets = v.rev_packets;
     r.direction = !v.direction               ? Direction::Unknown
                   : *v.direction == kDirEgress ? Direction::Outbound
                   : *v.direction == kDirIngress ? Direction::Inbound
@@ -521,24 +569,18 @@ struct Decoder::Impl {
     r.end_ns = v.end_ns;
     out.end_reason = v.end_reason.value_or(0);
     out.tcp_flags = v.tcp_flags;
-    r.interim = v.interim.value_or(out.end_reason == kEndActiveTimeout);
-    r.preexisting = v.preexisting.value_or(false);
-    auto close = close_from_string(v.close);
-    if (close) {
-      r.close = *close;
-    } else {
-      r.close = out.end_reason == kEndActiveTimeout ? CloseReason::Active : CloseReason::Fin;
-    }
-    r.srtt_us = v.srtt;
-    r.rttvar_us = v.rttvar;
-    r.retrans_segs = v.retrans;
-    r.pid = v.pid;
-    r.comm = std::move(v.comm);
-    r.cgroup_id = v.cgroup_id;
-    r.cgroup = std::move(v.cgroup);
-    if (!v.container.empty()) r.container_id = std::move(v.container);
-    r.netns = v.netns;
-    r.drops = parse_drops(v.drops);
+    constexpr size_t kInterim = field_index("interim"), kClose = field_index("close");
+    static_assert(kInterim < schema::kFieldCount && kClose < schema::kFieldCount);
+    if (!(v.own_seen & (uint64_t{1} << kInterim))) r.interim = out.end_reason == kEndActiveTimeout;
+    // A flowscope agent always knows how its flows ended: without the element
+    // (an older agent), flowEndReason says as much as can be said.
+    if (v.fs && !r.close) r.close = out.end_reason == kEndActiveTimeout ? CloseReason::Active : CloseReason::Fin;
+    // flowscope agents send bidirectional totals since the flow started;
+    // other exporters per-record deltas, bidirectional if they send RFC 5103
+    // reverse counts.
+    r.bidirectional = v.fs || v.has_reverse;
+    r.cumulative = v.fs;
+    r.domain = domain;
     out.domain = domain;
     out.template_id = tid;
     out.version = ctx.version;
@@ -569,7 +611,7 @@ struct Decoder::Impl {
         if (v.sys_init_ms) d.sys_init_ms = v.sys_init_ms;
         // RFC 5610 type record: learn flowscope element names.
         if (v.ie_id && v.ie_pen && !v.ie_name.empty()) {
-          if (auto e = fs_element_by_name(v.ie_name); e && d.fs_names.size() < 1024)
+          if (auto e = own_field_by_name(v.ie_name); e && d.fs_names.size() < 1024)
             d.fs_names[{*v.ie_pen, *v.ie_id}] = *e;
         }
         continue;

@@ -8,7 +8,7 @@
 //   // TCP: cut the byte stream into messages with StreamFramer, one per
 //   // connection, and feed each message; when the connection closes call
 //   // dec.close_session(key) (TCP templates live as long as the session).
-//   for (auto& f : res.flows) store(f.record);   // FlowRecord + protocol etc.
+//   for (auto& f : res.flows) store(f.record);   // a Flow (flow/flow.h)
 //   if (!res.ok()) log(res.error);               // malformed: discarded, counted
 //   dec.counters();  dec.exporter_stats();        // for /metrics and the API
 //
@@ -22,12 +22,12 @@
 // crashes, never reads out of bounds, and its memory is bounded (templates
 // per domain, domains, held data sets and their bytes are all capped).
 //
-// Semantics of decoded flows (DecodedFlow::record, a FlowRecord):
-//   local_*  = source*  (sourceIPv4Address/sourceIPv6Address, sourceTransportPort)
-//   remote_* = destination*
-//   bytes_sent / segs_sent       = octet/packet count (Total or Delta, whichever
-//                                  the template has), i.e. source -> destination
-//   bytes_received/segs_received = RFC 5103 reverse counts (0 if absent)
+// Semantics of decoded flows (DecodedFlow::record, a Flow):
+//   src_* = source* (sourceIPv4Address/sourceIPv6Address, sourceTransportPort)
+//   dst_* = destination*
+//   bytes / packets         = octet/packet count (Total or Delta, whichever
+//                             the template has), i.e. source -> destination
+//   rev_bytes / rev_packets = RFC 5103 reverse counts (0 if absent)
 //   direction: flowDirection egress(1) -> Outbound, ingress(0) -> Inbound,
 //              absent or other -> Unknown
 //   start_ns / end_ns: from flowStart/End{Seconds,Milliseconds,Micro,Nano}
@@ -35,11 +35,13 @@
 //              v9 header's uptime); 0 if the record has none.
 //   interim: flowscopeInterimRecord if present, else flowEndReason ==
 //            activeTimeout(2).
-//   close: flowscopeCloseReason if present; else from flowEndReason (end of
-//          flow -> fin, active timeout -> active, others -> fin).
-//   flowscope's enterprise elements (RTT, pid, comm, cgroup, container, netns,
-//   drops) fill the rest when the exporter is a flowscope agent; they are
-//   recognised by the configured PEN or by their RFC 5610 names.
+//   flowscope's own elements (RTT, retransmits, pid, comm, cgroup, container,
+//   netns, close reason, drops) are decoded by the field table
+//   (flow/fields.h), recognised by the configured PEN or by the RFC 5610
+//   names an exporter announces. A record with any of them is from a
+//   flowscope agent: bidirectional, cumulative, and its close reason is
+//   taken from flowEndReason when the element is absent. Other exporters'
+//   records leave those fields unset.
 #pragma once
 
 #include <chrono>
@@ -52,7 +54,7 @@
 #include <string>
 #include <vector>
 
-#include "flow/flow_record.h"
+#include "flow/flow.h"
 #include "ipfix/ie.h"
 
 namespace flowscope::ipfix {
@@ -74,14 +76,10 @@ struct DecoderOptions {
   size_t max_template_fields = 1 << 20;  // fields of all cached templates together (~16 MiB)
   // flowscope's private enterprise number (see ie.h).
   uint32_t flowscope_pen = kDefaultPen;
-  // Fill FlowRecord::local_addr/remote_addr (text). A caller that uses the
-  // binary addresses only (the collector) turns this off: formatting costs
-  // more than decoding the rest of a record.
-  bool text_addresses = true;
 };
 
 struct DecodedFlow {
-  FlowRecord record;          // see the mapping above; record.protocol is set
+  Flow record;                // see the mapping above; exporter is left to the caller
   uint32_t domain = 0;        // observation domain id (NetFlow v9: source id)
   uint16_t template_id = 0;
   uint16_t version = 10;      // 10 = IPFIX, 9 = NetFlow v9

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <string>
+#include <type_traits>
 
+#include "flow/fields.h"
 #include "ipfix/wire.h"
 
 namespace flowscope::ipfix {
@@ -14,42 +16,35 @@ using namespace wire;
 struct FieldSpec {
   uint16_t id;
   uint16_t length;
-  uint32_t pen;  // 0: IANA; 1: flowscope's configured PEN; else that PEN
-};
-constexpr uint32_t kOwnPen = 1;
-
-// Flow template after the two address fields (which differ for IPv4/IPv6).
-// The order here is the order on the wire; encode_flow() follows it.
-constexpr FieldSpec kFlowFields[] = {
-    {iana::sourceTransportPort, 2, 0},
-    {iana::destinationTransportPort, 2, 0},
-    {iana::protocolIdentifier, 1, 0},
-    {iana::flowDirection, 1, 0},
-    {iana::flowEndReason, 1, 0},
-    {iana::flowStartMilliseconds, 8, 0},
-    {iana::flowEndMilliseconds, 8, 0},
-    {iana::octetTotalCount, 8, 0},
-    {iana::packetTotalCount, 8, 0},
-    {iana::octetTotalCount, 8, kReversePen},   // reverseOctetTotalCount (RFC 5103)
-    {iana::packetTotalCount, 8, kReversePen},  // reversePacketTotalCount
+  uint32_t pen;  // 0: IANA; schema::kOwnPen: flowscope's configured PEN; else that PEN
 };
 
 void put_field(Message& b, const FieldSpec& f, uint32_t own_pen) {
-  const uint32_t pen = f.pen == kOwnPen ? own_pen : f.pen;
+  const uint32_t pen = f.pen == schema::kOwnPen ? own_pen : f.pen;
   put16(b, pen ? uint16_t(f.id | 0x8000) : f.id);
   put16(b, f.length);
   if (pen) put32(b, pen);
 }
 
+// The flow template: every field of the table that has an element, in table
+// order, then flowEndReason (derived from `interim`, for collectors that do
+// not know flowscope's elements).
 Message flow_template(uint16_t tid, bool v6, uint32_t pen) {
   Message t;
-  const size_t n = 2 + std::size(kFlowFields) + std::size(kFsElements);
   put16(t, tid);
-  put16(t, uint16_t(n));
-  put_field(t, {v6 ? iana::sourceIPv6Address : iana::sourceIPv4Address, uint16_t(v6 ? 16 : 4), 0}, pen);
-  put_field(t, {v6 ? iana::destinationIPv6Address : iana::destinationIPv4Address, uint16_t(v6 ? 16 : 4), 0}, pen);
-  for (const auto& f : kFlowFields) put_field(t, f, pen);
-  for (const auto& e : kFsElements) put_field(t, {e.id, e.length, kOwnPen}, pen);
+  put16(t, 0);  // field count, set below
+  uint16_t n = 0;
+  schema::for_each_field([&](const auto& f) {
+    if (!f.ie.id) return;
+    using T = typename std::remove_cvref_t<decltype(f)>::Type;
+    if constexpr (std::is_same_v<T, Ip16>)
+      put_field(t, {v6 ? f.ie.id_v6 : f.ie.id, uint16_t(v6 ? 16 : 4), f.ie.pen}, pen);
+    else
+      put_field(t, {f.ie.id, f.ie.length, f.ie.pen}, pen);
+    n++;
+  });
+  put_field(t, {iana::flowEndReason, 1, 0}, pen);
+  set16(t, 2, uint16_t(n + 1));
   return t;
 }
 
@@ -69,24 +64,28 @@ Message ie_type_template(uint32_t pen) {
   return t;
 }
 
-Message ie_type_record(const ElementInfo& e, uint32_t pen) {
-  Message r;
-  put16(r, e.id);
-  put32(r, pen);
-  put8(r, uint8_t(e.type));
-  put8(r, uint8_t(e.semantics));
-  put16(r, uint16_t(e.units));
-  put_varlen(r, e.name);
-  put_varlen(r, e.description);
-  return r;
+// The RFC 5610 type records of flowscope's own elements.
+std::vector<Message> ie_type_records(uint32_t pen) {
+  std::vector<Message> out;
+  schema::for_each_field([&](const auto& f) {
+    if (f.ie.pen != schema::kOwnPen) return;
+    Message r;
+    put16(r, f.ie.id);
+    put32(r, pen);
+    put8(r, uint8_t(f.ie.type));
+    put8(r, uint8_t(f.ie.semantics));
+    put16(r, uint16_t(f.ie.units));
+    put_varlen(r, f.ie.name);
+    put_varlen(r, f.doc);
+    out.push_back(std::move(r));
+  });
+  return out;
 }
 
 std::string_view cut(std::string_view s, size_t n) { return s.substr(0, std::min(s.size(), n)); }
 
-uint8_t end_reason(const FlowRecord& r) { return r.interim ? kEndActiveTimeout : kEndOfFlow; }
-
-uint8_t direction(const FlowRecord& r) {
-  switch (r.direction) {
+uint8_t flow_direction(Direction d) {
+  switch (d) {
     case Direction::Outbound: return kDirEgress;
     case Direction::Inbound: return kDirIngress;
     case Direction::Unknown: break;
@@ -94,37 +93,58 @@ uint8_t direction(const FlowRecord& r) {
   return kDirUnknown;
 }
 
-Message encode_flow(const FlowRecord& r) {
+void put_uint(Message& b, uint64_t v, uint16_t length) {
+  switch (length) {
+    case 1: put8(b, uint8_t(v)); break;
+    case 2: put16(b, uint16_t(v)); break;
+    case 4: put32(b, uint32_t(v)); break;
+    default: put64(b, v); break;
+  }
+}
+
+// One field's value on the wire, by its C++ type and element (an absent
+// optional goes out as 0 or "": IPFIX has no null, and those fields are
+// marked zero-is-unknown in the table).
+template <class T, class F>
+void put_value(Message& b, const T& v, const F& f, bool v6) {
+  if constexpr (schema::is_optional_v<T>) {
+    if (v)
+      put_value(b, *v, f, v6);
+    else if constexpr (std::is_same_v<typename T::value_type, std::string> ||
+                       std::is_enum_v<typename T::value_type>)
+      put_varlen(b, "");
+    else
+      put_uint(b, 0, f.ie.length);
+  } else if constexpr (std::is_same_v<T, Ip16>) {
+    if (v6)
+      b.insert(b.end(), v.begin(), v.end());
+    else
+      b.insert(b.end(), v.begin() + 12, v.end());
+  } else if constexpr (std::is_same_v<T, bool>) {
+    put8(b, v ? 1 : 2);  // IPFIX boolean: 1 true, 2 false
+  } else if constexpr (std::is_same_v<T, Direction>) {
+    put8(b, flow_direction(v));
+  } else if constexpr (std::is_enum_v<T>) {
+    put_varlen(b, to_string(v));
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    put_varlen(b, cut(v, f.ie.max_text));
+  } else if constexpr (std::is_same_v<T, std::vector<DropCount>>) {
+    put_varlen(b, drops_to_string(v, f.ie.max_text));
+  } else if (f.ie.type == DataType::dateTimeMilliseconds) {
+    put64(b, uint64_t(v) / 1'000'000);
+  } else {
+    put_uint(b, uint64_t(v), f.ie.length);
+  }
+}
+
+Message encode_flow(const Flow& r) {
   Message b;
   b.reserve(256);
-  const size_t alen = r.family == 6 ? 16 : 4;
-  b.insert(b.end(), r.local_ip.begin(), r.local_ip.begin() + alen);
-  b.insert(b.end(), r.remote_ip.begin(), r.remote_ip.begin() + alen);
-  put16(b, r.local_port);
-  put16(b, r.remote_port);
-  put8(b, r.protocol);
-  put8(b, direction(r));
-  put8(b, end_reason(r));
-  put64(b, r.start_ns / 1'000'000);
-  put64(b, r.end_ns / 1'000'000);
-  put64(b, r.bytes_sent);
-  put64(b, r.segs_sent);
-  put64(b, r.bytes_received);
-  put64(b, r.segs_received);
-  // Enterprise elements, in kFsElements order.
-  put32(b, r.srtt_us);
-  put32(b, r.rttvar_us);
-  put32(b, r.retrans_segs);
-  put32(b, r.pid);
-  put_varlen(b, cut(r.comm, kMaxComm));
-  put64(b, r.cgroup_id);
-  put_varlen(b, cut(r.cgroup, kMaxCgroupPath));
-  put_varlen(b, cut(r.container_id.value_or(""), kMaxContainerId));
-  put32(b, r.netns);
-  put_varlen(b, to_string(r.close));
-  put_varlen(b, drops_to_string(r.drops));
-  put8(b, r.interim ? 1 : 2);  // IPFIX boolean: 1 true, 2 false
-  put8(b, r.preexisting ? 1 : 2);
+  const bool v6 = r.family() == 6;
+  schema::for_each_field([&](const auto& f) {
+    if (f.ie.id) put_value(b, r.*f.member, f, v6);
+  });
+  put8(b, r.interim ? kEndActiveTimeout : kEndOfFlow);
   return b;
 }
 
@@ -192,11 +212,11 @@ class Builder {
 
 }  // namespace
 
-std::string drops_to_string(const std::vector<DropCount>& drops) {
+std::string drops_to_string(const std::vector<DropCount>& drops, size_t max) {
   std::string s;
   for (const auto& d : drops) {
     std::string item = d.reason + "=" + std::to_string(d.count);
-    if (s.size() + item.size() + (s.empty() ? 0 : 1) > kMaxDropString) break;
+    if (s.size() + item.size() + (s.empty() ? 0 : 1) > max) break;
     if (!s.empty()) s += ',';
     s += item;
   }
@@ -212,14 +232,14 @@ std::vector<Message> Encoder::template_messages(uint32_t export_time) {
   b.add(kSetTemplate, flow_template(kTemplateV4, false, opts_.pen), false);
   b.add(kSetTemplate, flow_template(kTemplateV6, true, opts_.pen), false);
   b.add(kSetOptionsTemplate, ie_type_template(opts_.pen), false);
-  for (const auto& e : kFsElements) b.add(kTemplateIeType, ie_type_record(e, opts_.pen), true);
+  for (const auto& r : ie_type_records(opts_.pen)) b.add(kTemplateIeType, r, true);
   return b.done();
 }
 
-std::vector<Message> Encoder::encode(std::span<const FlowRecord> records, uint32_t export_time,
+std::vector<Message> Encoder::encode(std::span<const Flow> records, uint32_t export_time,
                                      std::vector<size_t>* per_message) {
   Builder b(opts_, export_time, seq_, per_message);
-  for (const auto& r : records) b.add(r.family == 6 ? kTemplateV6 : kTemplateV4, encode_flow(r), true);
+  for (const auto& r : records) b.add(r.family() == 6 ? kTemplateV6 : kTemplateV4, encode_flow(r), true);
   return b.done();
 }
 

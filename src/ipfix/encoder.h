@@ -1,4 +1,4 @@
-// IPFIX (RFC 7011) encoder: FlowRecords -> IPFIX messages.
+// IPFIX (RFC 7011) encoder: Flows -> IPFIX messages.
 //
 // Message layout (all integers big-endian):
 //
@@ -19,8 +19,8 @@
 //
 // Templates: 256 = IPv4 flow, 257 = IPv6 flow, 258 = RFC 5610 information
 // element type options template (scope: informationElementId,
-// privateEnterpriseNumber). The field list is in encoder.cpp (kFlowFields) and
-// docs/ipfix.md.
+// privateEnterpriseNumber). The fields are the field table's (flow/fields.h),
+// in its order; docs/schema.md lists them.
 //
 // Sequence numbers count data records (flows and RFC 5610 options data
 // records), never template records, per observation domain; records dropped
@@ -32,7 +32,7 @@
 #include <span>
 #include <vector>
 
-#include "flow/flow_record.h"
+#include "flow/flow.h"
 #include "ipfix/ie.h"
 
 namespace flowscope::ipfix {
@@ -40,13 +40,6 @@ namespace flowscope::ipfix {
 inline constexpr uint16_t kTemplateV4 = 256;
 inline constexpr uint16_t kTemplateV6 = 257;
 inline constexpr uint16_t kTemplateIeType = 258;
-
-// Longest strings sent (bytes); longer values are cut. Keeps every record far
-// below the smallest message size (1 KiB) allowed.
-inline constexpr size_t kMaxComm = 16;
-inline constexpr size_t kMaxCgroupPath = 384;
-inline constexpr size_t kMaxContainerId = 128;
-inline constexpr size_t kMaxDropString = 256;
 
 using Message = std::vector<uint8_t>;
 
@@ -68,7 +61,7 @@ class Encoder {
   std::vector<Message> template_messages(uint32_t export_time);
   // Encodes flow records into as few messages as fit max_message. If
   // `per_message` is given it receives the number of records in each message.
-  std::vector<Message> encode(std::span<const FlowRecord> records, uint32_t export_time,
+  std::vector<Message> encode(std::span<const Flow> records, uint32_t export_time,
                               std::vector<size_t>* per_message = nullptr);
   // `n` data records were dropped before they could be encoded.
   void skip(uint64_t n) { seq_ += static_cast<uint32_t>(n); }
@@ -80,8 +73,8 @@ class Encoder {
   uint32_t seq_ = 0;
 };
 
-// "REASON=count,..." as sent in flowscopeDropCounts (cut at kMaxDropString on
-// an entry boundary).
-std::string drops_to_string(const std::vector<DropCount>& drops);
+// "REASON=count,..." as sent in flowscopeDropCounts, cut at `max` bytes on
+// an entry boundary.
+std::string drops_to_string(const std::vector<DropCount>& drops, size_t max);
 
 }  // namespace flowscope::ipfix

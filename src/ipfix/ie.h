@@ -3,15 +3,14 @@
 // IANA elements (RFC 7012 registry) wherever one exists; RFC 5103 reverse
 // elements (private enterprise 29305) for the counts of the other direction of
 // a bidirectional flow; flowscope's own elements under a configurable private
-// enterprise number (PEN) for what IANA lacks. Every flowscope element is also
-// described in-band with RFC 5610 information-element type records, so a
-// collector that does not know the PEN still learns names and types.
-// docs/ipfix.md lists all of them.
+// enterprise number (PEN) for what IANA lacks. Which element carries which
+// flow field is defined once, in flow/fields.h; this header is the IPFIX
+// vocabulary (numbers, data types) it is written in. Every flowscope element
+// is also described in-band with RFC 5610 information-element type records,
+// so a collector that does not know the PEN still learns names and types.
 #pragma once
 
 #include <cstdint>
-#include <optional>
-#include <string_view>
 
 namespace flowscope::ipfix {
 
@@ -88,67 +87,5 @@ enum class DataType : uint8_t {
 enum class Semantics : uint8_t { default_ = 0, quantity = 1, totalCounter = 2, deltaCounter = 3, identifier = 4, flags = 5 };
 // IANA IPFIX information element units.
 enum class Units : uint16_t { none = 0, octets = 2, packets = 3, microseconds = 7 };
-
-// flowscope's enterprise elements (under the configured PEN).
-enum class FsElement : uint16_t {
-  srttMicroseconds = 1,       // unsigned32, smoothed RTT (tcp_info tcpi_rtt)
-  rttvarMicroseconds = 2,     // unsigned32, RTT variance (tcpi_rttvar)
-  retransmittedSegments = 3,  // unsigned32 totalCounter, tcpi_total_retrans
-  processId = 4,              // unsigned32, 0: unknown
-  processName = 5,            // string, the task's comm (<= 16 bytes)
-  cgroupId = 6,               // unsigned64, cgroup v2 inode
-  cgroupPath = 7,             // string, path under the cgroup2 mount
-  containerId = 8,            // string, empty: none
-  netnsInode = 9,             // unsigned32, network namespace inode
-  closeReason = 10,           // string: active, fin, rst_sent, rst_received, refused, timeout
-  dropCounts = 11,            // string "REASON=count,REASON=count" (kernel drop reason names)
-  interimRecord = 12,         // boolean: true for an interim record of a still-open flow
-  preexistingFlow = 13,       // boolean: opened before the agent started
-};
-
-struct ElementInfo {
-  uint16_t id;
-  std::string_view name;
-  DataType type;
-  Semantics semantics;
-  Units units;
-  uint16_t length;  // on the wire; kVarLen for strings
-  std::string_view description;
-};
-
-// The enterprise elements in template order, with their RFC 5610 description.
-inline constexpr ElementInfo kFsElements[] = {
-    {1, "flowscopeSrttMicroseconds", DataType::unsigned32, Semantics::quantity, Units::microseconds, 4,
-     "Smoothed TCP round-trip time"},
-    {2, "flowscopeRttvarMicroseconds", DataType::unsigned32, Semantics::quantity, Units::microseconds, 4,
-     "TCP round-trip time variation"},
-    {3, "flowscopeRetransmittedSegments", DataType::unsigned32, Semantics::totalCounter, Units::packets, 4,
-     "TCP segments retransmitted by the local side"},
-    {4, "flowscopeProcessId", DataType::unsigned32, Semantics::identifier, Units::none, 4,
-     "Process id owning the socket, 0 if unknown"},
-    {5, "flowscopeProcessName", DataType::string, Semantics::default_, Units::none, kVarLen,
-     "Command name (comm) of the owning process"},
-    {6, "flowscopeCgroupId", DataType::unsigned64, Semantics::identifier, Units::none, 8, "cgroup v2 id"},
-    {7, "flowscopeCgroupPath", DataType::string, Semantics::default_, Units::none, kVarLen,
-     "cgroup v2 path of the owning process"},
-    {8, "flowscopeContainerId", DataType::string, Semantics::default_, Units::none, kVarLen,
-     "Container id derived from the cgroup path, empty if none"},
-    {9, "flowscopeNetnsInode", DataType::unsigned32, Semantics::identifier, Units::none, 4,
-     "Network namespace inode"},
-    {10, "flowscopeCloseReason", DataType::string, Semantics::default_, Units::none, kVarLen,
-     "How the connection ended: active, fin, rst_sent, rst_received, refused, timeout"},
-    {11, "flowscopeDropCounts", DataType::string, Semantics::default_, Units::none, kVarLen,
-     "Kernel packet drops of this flow as REASON=count,REASON=count"},
-    {12, "flowscopeInterimRecord", DataType::boolean, Semantics::default_, Units::none, 1,
-     "True for an interim record of a flow that is still open"},
-    {13, "flowscopePreexistingFlow", DataType::boolean, Semantics::default_, Units::none, 1,
-     "True if the connection was open before the agent started"},
-};
-
-inline std::optional<FsElement> fs_element_by_name(std::string_view name) {
-  for (const auto& e : kFsElements)
-    if (e.name == name) return static_cast<FsElement>(e.id);
-  return std::nullopt;
-}
 
 }  // namespace flowscope::ipfix

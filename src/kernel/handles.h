@@ -1,7 +1,5 @@
-// RAII owners for libbpf and file-descriptor handles.
+// RAII owners for libbpf handles (file descriptors: base/fd.h).
 #pragma once
-
-#include <unistd.h>
 
 #include <memory>
 #include <utility>
@@ -9,33 +7,9 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
+#include "base/fd.h"
+
 namespace flowscope {
-
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 struct LinkDeleter {
   void operator()(bpf_link* l) const { bpf_link__destroy(l); }

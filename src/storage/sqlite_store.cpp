@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "flow/fields.h"
+
 namespace flowscope {
 
 const char* to_string(TopGroup g) {
@@ -37,44 +39,57 @@ const char* to_string(TopMetric m) {
 
 namespace {
 
-// Schema version 1. Addresses are 16-byte BLOBs (IPv4 mapped into IPv6) so a
-// CIDR is a BETWEEN over an index; text forms are made on the way out.
-constexpr const char* kSchema = R"sql(
+// Schema version 2 (1 plus the preexisting column, added in place).
+// Addresses are 16-byte BLOBs (IPv4 mapped into IPv6) so a CIDR is a BETWEEN
+// over an index; text forms are made on the way out. The flows table's
+// columns come from the field table (flow/fields.h), followed by the store's
+// own: drops_total (for sums without parsing JSON), this record's share of
+// the flow's totals (d_*), and whether it is the flow's first record.
+constexpr int kSchemaVersion = 2;
+
+struct StoreColumn {
+  const char* name;
+  const char* decl;
+};
+constexpr StoreColumn kStoreColumns[] = {{"drops_total", "INTEGER NOT NULL"},
+                                         {"d_bytes", "INTEGER NOT NULL"},
+                                         {"d_packets", "INTEGER NOT NULL"},
+                                         {"d_retrans", "INTEGER NOT NULL"},
+                                         {"first", "INTEGER NOT NULL"}};
+
+const char* sql_type(schema::Sql s) {
+  switch (s) {
+    case schema::Sql::Integer: return "INTEGER";
+    case schema::Sql::Text: return "TEXT";
+    case schema::Sql::Blob: return "BLOB";
+  }
+  return "BLOB";
+}
+
+// NULL stands for "not sent": optional fields, and drops when there are none.
+template <class T>
+constexpr bool nullable_column() {
+  return schema::is_optional_v<T> || std::is_same_v<T, std::vector<DropCount>>;
+}
+
+// A flow column's declaration. Columns added after version 1 carry a default,
+// so ALTER TABLE can add them to an existing database.
+template <class F>
+std::string column_decl(const F& f) {
+  using T = typename F::Type;
+  std::string d = sql_type(f.sql);
+  if (!nullable_column<T>()) d += " NOT NULL";
+  if (f.column == "preexisting") d += " DEFAULT 0";
+  return d;
+}
+
+std::string schema_sql() {
+  std::string cols = "  id INTEGER PRIMARY KEY";
+  schema::for_each_field([&](const auto& f) { cols += fmt::format(",\n  {} {}", f.column, column_decl(f)); });
+  for (const auto& c : kStoreColumns) cols += fmt::format(",\n  {} {}", c.name, c.decl);
+  return fmt::format(R"sql(
 CREATE TABLE IF NOT EXISTS flows (
-  id            INTEGER PRIMARY KEY,
-  exporter      TEXT    NOT NULL,
-  domain        INTEGER NOT NULL,
-  start_ns      INTEGER NOT NULL,
-  end_ns        INTEGER NOT NULL,
-  src_ip        BLOB    NOT NULL,
-  dst_ip        BLOB    NOT NULL,
-  src_port      INTEGER NOT NULL,
-  dst_port      INTEGER NOT NULL,
-  protocol      INTEGER NOT NULL,
-  direction     TEXT    NOT NULL,
-  bytes         INTEGER NOT NULL,
-  packets       INTEGER NOT NULL,
-  rev_bytes     INTEGER NOT NULL,
-  rev_packets   INTEGER NOT NULL,
-  bidirectional INTEGER NOT NULL,
-  cumulative    INTEGER NOT NULL,
-  interim       INTEGER NOT NULL,
-  retrans       INTEGER,
-  srtt_us       INTEGER,
-  rttvar_us     INTEGER,
-  close_reason  TEXT,
-  pid           INTEGER,
-  comm          TEXT,
-  cgroup_id     INTEGER,
-  cgroup        TEXT,
-  container_id  TEXT,
-  netns         INTEGER,
-  drops         TEXT,
-  drops_total   INTEGER NOT NULL,
-  d_bytes       INTEGER NOT NULL,
-  d_packets     INTEGER NOT NULL,
-  d_retrans     INTEGER NOT NULL,
-  first         INTEGER NOT NULL
+{}
 );
 -- Open cumulative flows' last totals, kept across a restart (written at a
 -- clean shutdown, read back and emptied at start).
@@ -90,13 +105,20 @@ CREATE INDEX IF NOT EXISTS flows_src ON flows(src_ip, end_ns);
 CREATE INDEX IF NOT EXISTS flows_dst ON flows(dst_ip, end_ns);
 CREATE INDEX IF NOT EXISTS flows_comm ON flows(comm) WHERE comm IS NOT NULL;
 CREATE INDEX IF NOT EXISTS flows_container ON flows(container_id) WHERE container_id IS NOT NULL;
-PRAGMA user_version = 1;
-)sql";
+)sql",
+                     cols);
+}
 
-constexpr const char* kColumns =
-    "id, exporter, domain, start_ns, end_ns, src_ip, dst_ip, src_port, dst_port, protocol, direction, bytes, "
-    "packets, rev_bytes, rev_packets, bidirectional, cumulative, interim, retrans, srtt_us, rttvar_us, close_reason, "
-    "pid, comm, cgroup_id, cgroup, container_id, netns, drops, drops_total, d_bytes, d_packets, d_retrans, first";
+// Every column but id, in table order: flow fields, then the store's own.
+std::string columns_sql() {
+  std::string cols;
+  schema::for_each_field([&](const auto& f) {
+    if (!cols.empty()) cols += ", ";
+    cols += f.column;
+  });
+  for (const auto& c : kStoreColumns) cols += fmt::format(", {}", c.name);
+  return cols;
+}
 
 struct DbCloser {
   void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
@@ -159,32 +181,45 @@ void bind(sqlite3_stmt* s, int i, const Value& v) {
 
 int64_t i64(uint64_t v) { return static_cast<int64_t>(v); }
 
-constexpr int kInsertColumns = 33;  // every column but id
+constexpr int kInsertColumns = static_cast<int>(schema::kFieldCount + std::size(kStoreColumns));
 // Rows per multi-row INSERT: one statement execution opens the table's and
-// the indexes' cursors once for all of them (33 x 64 = 2112 parameters, far
-// below SQLite's limit of 32766).
+// the indexes' cursors once for all of them (~35 x 64 parameters, far below
+// SQLite's limit of 32766).
 constexpr int kRowsPerInsert = 64;
 
-// Binds one row's values to parameters base+1 .. base+33, in kColumns order.
+// Binds one row's values to parameters base+1 .., in columns_sql() order.
 // Text and blobs are bound SQLITE_STATIC: the row and `drops` stay alive and
 // unchanged until the statement has run (and every parameter is bound again
 // before the next run).
-// A row from a third-party exporter has none of the agent's columns
-// (retrans .. drops): the "lean" statements have NULL literals there, which
-// saves 11 binds per row.
-constexpr int kAgentFirst = 17, kAgentColumns = 11;  // retrans .. drops, 0-based in the 33
+// A row from a third-party exporter has none of the nullable columns (the
+// agent's): the "lean" statements have NULL literals there, which saves a
+// dozen binds per row.
+constexpr int kNullableColumns = [] {
+  int n = 0;
+  schema::for_each_field([&](const auto& f) { n += nullable_column<typename std::remove_cvref_t<decltype(f)>::Type>(); });
+  return n;
+}();
 
 bool lean(const FlowRow& r) {
-  return !r.retrans && !r.srtt_us && !r.rttvar_us && !r.close_reason && !r.pid && !r.comm && !r.cgroup_id &&
-         !r.cgroup && !r.container_id && !r.netns && r.drops.empty();
+  bool all_unset = true;
+  schema::for_each_field([&](const auto& f) {
+    using T = typename std::remove_cvref_t<decltype(f)>::Type;
+    if constexpr (schema::is_optional_v<T>)
+      all_unset = all_unset && !(r.*f.member);
+    else if constexpr (std::is_same_v<T, std::vector<DropCount>>)
+      all_unset = all_unset && (r.*f.member).empty();
+  });
+  return all_unset;
 }
 
 // The placeholders of one row: "(NULL,?,...)", with NULL literals for the
-// agent's columns when `lean_row`.
+// nullable columns when `lean_row`.
 std::string row_placeholders(bool lean_row) {
   std::string row = "(NULL";
-  for (int i = 0; i < kInsertColumns; ++i)
-    row += lean_row && i >= kAgentFirst && i < kAgentFirst + kAgentColumns ? ",NULL" : ",?";
+  schema::for_each_field([&](const auto& f) {
+    row += lean_row && nullable_column<typename std::remove_cvref_t<decltype(f)>::Type>() ? ",NULL" : ",?";
+  });
+  for (size_t i = 0; i < std::size(kStoreColumns); ++i) row += ",?";
   return row + ')';
 }
 
@@ -192,72 +227,47 @@ std::string row_placeholders(bool lean_row) {
 struct Binder {
   sqlite3_stmt* s;
   int k;
+  std::string_view drops = {};  // the drops column's JSON, made beforehand
   void i(int64_t v) { sqlite3_bind_int64(s, ++k, v); }
   void null() { sqlite3_bind_null(s, ++k); }
-  void t(const std::string& v) { sqlite3_bind_text(s, ++k, v.data(), static_cast<int>(v.size()), SQLITE_STATIC); }
+  void t(std::string_view v) { sqlite3_bind_text(s, ++k, v.data(), static_cast<int>(v.size()), SQLITE_STATIC); }
   void b(const Ip16& a) { sqlite3_bind_blob(s, ++k, a.data(), static_cast<int>(a.size()), SQLITE_STATIC); }
   void b(std::string_view v) { sqlite3_bind_blob(s, ++k, v.data(), static_cast<int>(v.size()), SQLITE_STATIC); }
   template <class T>
-  void opt(const std::optional<T>& o) {
-    if (!o) null();
-    else if constexpr (std::is_same_v<T, std::string>) t(*o);
-    else i(static_cast<int64_t>(*o));
+  void value(const T& v) {
+    if constexpr (schema::is_optional_v<T>) {
+      if (v)
+        value(*v);
+      else
+        null();
+    } else if constexpr (std::is_same_v<T, std::string>) {
+      t(v);
+    } else if constexpr (std::is_same_v<T, Ip16>) {
+      b(v);
+    } else if constexpr (std::is_enum_v<T>) {
+      t(to_string(v));
+    } else if constexpr (std::is_same_v<T, std::vector<DropCount>>) {
+      if (drops.empty())
+        null();
+      else
+        t(drops);
+    } else {
+      i(static_cast<int64_t>(v));
+    }
   }
 };
 
-// The columns every exporter fills: exporter .. interim.
-void bind_basics(Binder& b, const FlowRow& r) {
-  b.t(r.exporter);
-  b.i(r.domain);
-  b.i(i64(r.start_ns));
-  b.i(i64(r.end_ns));
-  b.b(r.src_ip);
-  b.b(r.dst_ip);
-  b.i(r.src_port);
-  b.i(r.dst_port);
-  b.i(r.protocol);
-  b.t(r.direction);
-  b.i(i64(r.bytes));
-  b.i(i64(r.packets));
-  b.i(i64(r.rev_bytes));
-  b.i(i64(r.rev_packets));
-  b.i(r.bidirectional);
-  b.i(r.cumulative);
-  b.i(r.interim);
-}
-
-// The columns after the agent's: drops_total .. first.
-void bind_tail(Binder& b, const FlowRow& r, uint64_t drops_total) {
-  b.i(i64(drops_total));
+void bind_row(sqlite3_stmt* s, int base, const FlowRow& r, const std::string& drops, bool lean_row) {
+  Binder b{s, base, drops};
+  schema::for_each_field([&](const auto& f) {
+    if (lean_row && nullable_column<typename std::remove_cvref_t<decltype(f)>::Type>()) return;
+    b.value(r.*f.member);
+  });
+  b.i(i64(r.drops_total()));
   b.i(i64(r.delta_bytes));
   b.i(i64(r.delta_packets));
   b.i(i64(r.delta_retrans));
   b.i(r.first);
-}
-
-// Binds a lean row: parameters base+1 .. base+22 (every column but the agent's).
-void bind_lean_row(sqlite3_stmt* s, int base, const FlowRow& r) {
-  Binder b{s, base};
-  bind_basics(b, r);
-  bind_tail(b, r, 0);
-}
-
-void bind_row(sqlite3_stmt* s, int base, const FlowRow& r, const std::string& drops) {
-  Binder b{s, base};
-  bind_basics(b, r);
-  b.opt(r.retrans);
-  b.opt(r.srtt_us);
-  b.opt(r.rttvar_us);
-  b.opt(r.close_reason);
-  b.opt(r.pid);
-  b.opt(r.comm);
-  b.opt(r.cgroup_id);
-  b.opt(r.cgroup);
-  b.opt(r.container_id);
-  b.opt(r.netns);
-  if (drops.empty()) b.null();
-  else b.t(drops);
-  bind_tail(b, r, r.drops_total());
 }
 
 // The drops column: a JSON object of reason -> count, empty for none (NULL).
@@ -305,64 +315,56 @@ Where build_where(const FlowFilter& f) {
   return w;
 }
 
+std::string column_text(sqlite3_stmt* s, int i) {
+  const auto* t = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
+  return t ? std::string(t, static_cast<size_t>(sqlite3_column_bytes(s, i))) : std::string();
+}
+
 Ip16 column_ip(sqlite3_stmt* s, int i) {
   Ip16 a{};
   if (sqlite3_column_bytes(s, i) == 16) std::memcpy(a.data(), sqlite3_column_blob(s, i), 16);
   return a;
 }
 
-std::string column_text(sqlite3_stmt* s, int i) {
-  const auto* t = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
-  return t ? std::string(t, static_cast<size_t>(sqlite3_column_bytes(s, i))) : std::string();
-}
-
+// One column into a field, by the field's C++ type.
 template <class T>
-std::optional<T> column_opt(sqlite3_stmt* s, int i) {
-  if (sqlite3_column_type(s, i) == SQLITE_NULL) return std::nullopt;
-  if constexpr (std::is_same_v<T, std::string>)
-    return column_text(s, i);
-  else
-    return static_cast<T>(sqlite3_column_int64(s, i));
+void read_column(sqlite3_stmt* s, int i, T& out) {
+  if constexpr (schema::is_optional_v<T>) {
+    if (sqlite3_column_type(s, i) == SQLITE_NULL) {
+      out.reset();
+    } else {
+      typename T::value_type v{};
+      read_column(s, i, v);
+      out = std::move(v);
+    }
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    out = column_text(s, i);
+  } else if constexpr (std::is_same_v<T, Ip16>) {
+    out = column_ip(s, i);
+  } else if constexpr (std::is_same_v<T, Direction>) {
+    out = direction_from_string(column_text(s, i)).value_or(Direction::Unknown);
+  } else if constexpr (std::is_same_v<T, CloseReason>) {
+    out = close_reason_from_string(column_text(s, i)).value_or(CloseReason::Fin);
+  } else if constexpr (std::is_same_v<T, std::vector<DropCount>>) {
+    out.clear();
+    if (sqlite3_column_type(s, i) == SQLITE_NULL) return;
+    auto j = nlohmann::json::parse(column_text(s, i), nullptr, false);
+    if (j.is_object())
+      for (auto& [k, v] : j.items())
+        if (v.is_number_unsigned()) out.push_back({k, v.template get<uint64_t>()});
+  } else if constexpr (std::is_same_v<T, bool>) {
+    out = sqlite3_column_int64(s, i) != 0;
+  } else {
+    out = static_cast<T>(sqlite3_column_int64(s, i));
+  }
 }
 
 FlowRow read_row(sqlite3_stmt* s) {
   FlowRow r;
   int c = 0;
-  auto u64 = [&] { return static_cast<uint64_t>(sqlite3_column_int64(s, c++)); };
   r.id = sqlite3_column_int64(s, c++);
-  r.exporter = column_text(s, c++);
-  r.domain = static_cast<uint32_t>(u64());
-  r.start_ns = u64();
-  r.end_ns = u64();
-  r.src_ip = column_ip(s, c++);
-  r.dst_ip = column_ip(s, c++);
-  r.src_port = static_cast<uint16_t>(u64());
-  r.dst_port = static_cast<uint16_t>(u64());
-  r.protocol = static_cast<uint8_t>(u64());
-  r.direction = column_text(s, c++);
-  r.bytes = u64();
-  r.packets = u64();
-  r.rev_bytes = u64();
-  r.rev_packets = u64();
-  r.bidirectional = u64() != 0;
-  r.cumulative = u64() != 0;
-  r.interim = u64() != 0;
-  r.retrans = column_opt<uint32_t>(s, c++);
-  r.srtt_us = column_opt<uint32_t>(s, c++);
-  r.rttvar_us = column_opt<uint32_t>(s, c++);
-  r.close_reason = column_opt<std::string>(s, c++);
-  r.pid = column_opt<uint32_t>(s, c++);
-  r.comm = column_opt<std::string>(s, c++);
-  r.cgroup_id = column_opt<uint64_t>(s, c++);
-  r.cgroup = column_opt<std::string>(s, c++);
-  r.container_id = column_opt<std::string>(s, c++);
-  r.netns = column_opt<uint32_t>(s, c++);
-  if (auto d = column_opt<std::string>(s, c++)) {
-    auto j = nlohmann::json::parse(*d, nullptr, false);
-    if (j.is_object())
-      for (auto& [k, v] : j.items())
-        if (v.is_number_unsigned()) r.drops.push_back({k, v.get<uint64_t>()});
-  }
+  schema::for_each_field([&](const auto& f) { read_column(s, c++, r.*f.member); });
+  auto u64 = [&] { return static_cast<uint64_t>(sqlite3_column_int64(s, c++)); };
   c++;  // drops_total
   r.delta_bytes = u64();
   r.delta_packets = u64();
@@ -426,6 +428,23 @@ struct SqliteStore::Impl {
   void give_back(Db db) {
     std::lock_guard lk(read_mu);
     if (readers.size() < 8) readers.push_back(std::move(db));
+  }
+
+  // A database made by an older flowscope lacks the columns of fields added
+  // since: add them in place (each has a default or is nullable).
+  Result<void> add_missing_columns() {
+    sqlite3* w = writer.get();
+    auto info = prepare(w, "PRAGMA table_info(flows)");
+    if (!info) return std::unexpected(info.error());
+    std::vector<std::string> have;
+    while (sqlite3_step(info->get()) == SQLITE_ROW) have.push_back(column_text(info->get(), 1));
+    std::string alter;
+    schema::for_each_field([&](const auto& f) {
+      if (std::find(have.begin(), have.end(), f.column) == have.end())
+        alter += fmt::format("ALTER TABLE flows ADD COLUMN {} {};", f.column, column_decl(f));
+    });
+    alter += fmt::format("PRAGMA user_version = {};", kSchemaVersion);
+    return exec(w, alter.c_str());
   }
 
   // Fills the per-record deltas of a row (under write_mu).
@@ -555,18 +574,20 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const SqliteOptions& opts
     auto v = prepare(w, "PRAGMA user_version");
     if (!v) return std::unexpected(v.error());
     int version = sqlite3_step(v->get()) == SQLITE_ROW ? sqlite3_column_int(v->get(), 0) : 0;
-    if (version > 1) return fail("{}: schema version {} is newer than this flowscope (1)", opts.path, version);
+    if (version > kSchemaVersion)
+      return fail("{}: schema version {} is newer than this flowscope ({})", opts.path, version, kSchemaVersion);
   }
-  if (auto r = exec(w, kSchema); !r) return fail("{}: {}", opts.path, r.error().message);
+  if (auto r = exec(w, schema_sql().c_str()); !r) return fail("{}: {}", opts.path, r.error().message);
+  if (auto r = impl->add_missing_columns(); !r) return fail("{}: {}", opts.path, r.error().message);
   // The insert statements: one row or kRowsPerInsert rows, with every
   // column bound or with NULL literals for the agent's columns.
   for (bool lean_rows : {false, true}) {
     const std::string row = row_placeholders(lean_rows);
     std::string rows = row;
     for (int i = 1; i < kRowsPerInsert; ++i) rows += "," + row;
-    auto one = prepare(w, fmt::format("INSERT OR ROLLBACK INTO flows ({}) VALUES {}", kColumns, row));
+    auto one = prepare(w, fmt::format("INSERT OR ROLLBACK INTO flows (id, {}) VALUES {}", columns_sql(), row));
     if (!one) return std::unexpected(one.error());
-    auto multi = prepare(w, fmt::format("INSERT OR ROLLBACK INTO flows ({}) VALUES {}", kColumns, rows));
+    auto multi = prepare(w, fmt::format("INSERT OR ROLLBACK INTO flows (id, {}) VALUES {}", columns_sql(), rows));
     if (!multi) return std::unexpected(multi.error());
     (lean_rows ? impl->insert_lean : impl->insert_stmt) = std::move(*one);
     (lean_rows ? impl->insert_multi_lean : impl->insert_multi) = std::move(*multi);
@@ -619,15 +640,14 @@ Result<void> SqliteStore::insert(std::vector<FlowRow>& rows) {
     const bool lean_rows = std::all_of(first, first + static_cast<std::ptrdiff_t>(n), lean);
     sqlite3_stmt* s = n > 1 ? (lean_rows ? i.insert_multi_lean : i.insert_multi).get()
                             : (lean_rows ? i.insert_lean : i.insert_stmt).get();
-    const int stride = lean_rows ? kInsertColumns - kAgentColumns : kInsertColumns;
+    const int stride = lean_rows ? kInsertColumns - kNullableColumns : kInsertColumns;
     for (size_t k = 0; k < n; ++k) {
       const FlowRow& r = rows[pos + k];
-      if (lean_rows) {
-        bind_lean_row(s, static_cast<int>(k) * stride, r);
-      } else {
+      if (lean_rows)
+        drops[k].clear();
+      else
         drops_json(r, drops[k]);
-        bind_row(s, static_cast<int>(k) * stride, r, drops[k]);
-      }
+      bind_row(s, static_cast<int>(k) * stride, r, drops[k], lean_rows);
     }
     ok = run(s, pos, n);
   }
@@ -678,7 +698,7 @@ Result<FlowPage> SqliteStore::query(const FlowQuery& q) {
   auto db = impl_->reader();
   if (!db) return std::unexpected(db.error());
   Where w = build_where(q.filter);
-  std::string sql = fmt::format("SELECT {} FROM flows{} ORDER BY end_ns DESC, id DESC LIMIT ? OFFSET ?", kColumns, w.sql);
+  std::string sql = fmt::format("SELECT id, {} FROM flows{} ORDER BY end_ns DESC, id DESC LIMIT ? OFFSET ?", columns_sql(), w.sql);
   w.args.push_back(static_cast<int64_t>(q.limit) + 1);
   w.args.push_back(i64(q.offset));
   FlowPage page;

@@ -45,7 +45,7 @@ class ApiFixture : public ::testing::Test {
       r.comm = i < 10 ? "curl" : "wget";
       r.pid = 1000 + i;
       r.retrans = i == 5 ? 7 : 0;
-      r.close_reason = "fin";
+      r.close = CloseReason::Fin;
       rows.push_back(r);
     }
     ASSERT_TRUE(store_->insert(rows));

@@ -49,20 +49,19 @@ TEST(IpfixSink, FullQueueDropsAreCountedAndVisibleAsSequenceGap) {
   o.queue_records = 16;
   auto e = IpfixExporter::create({"udp://127.0.0.1:" + std::to_string(ntohs(a.sin_port))}, o);
   ASSERT_TRUE(e) << e.error().message;
-  FlowRecord r;
-  r.family = 4;
-  inet_pton(AF_INET, "127.0.0.1", r.local_ip.data());
-  inet_pton(AF_INET, "127.0.0.1", r.remote_ip.data());
-  r.remote_port = 80;
+  Flow r;
+  r.src_ip = *parse_ip("127.0.0.1");
+  r.dst_ip = *parse_ip("127.0.0.1");
+  r.dst_port = 80;
   const int n = 1000;
   for (int i = 0; i < n; i++) {
-    r.local_port = uint16_t(10000 + i);
+    r.src_port = uint16_t(10000 + i);
     (*e)->write(r);  // no flush: the sender cannot keep up with a 16-record queue
   }
   (*e)->flush();
   // One more record after the drops carries the sequence number past them.
   for (int i = 0; i < 1000 && (*e)->stats()[0].queued > 0; i++) usleep(10000);
-  r.local_port = 9999;
+  r.src_port = 9999;
   (*e)->write(r);
   (*e)->flush();
   (*e)->close(std::chrono::seconds(5));

@@ -7,17 +7,16 @@ namespace flowscope {
 namespace {
 
 TEST(Json, EveryFieldOfTheSchema) {
-  FlowRecord r;
+  Flow r;
   r.start_ns = 10;
   r.end_ns = 25;
-  r.family = 6;
-  r.local_addr = "fd00::1";
-  r.remote_addr = "fd00::2";
-  r.local_port = 1;
-  r.remote_port = 2;
+  r.src_ip = *parse_ip("fd00::1");
+  r.dst_ip = *parse_ip("fd00::2");
+  r.src_port = 1;
+  r.dst_port = 2;
   r.direction = Direction::Inbound;
-  r.bytes_sent = 3;
-  r.bytes_received = 4;
+  r.bytes = 3;
+  r.rev_bytes = 4;
   r.close = CloseReason::RstSent;
   r.pid = 42;
   r.comm = "a\"b\\c\n\x01\xff";
@@ -33,7 +32,7 @@ TEST(Json, EveryFieldOfTheSchema) {
   for (const char* f : {"type", "record", "start_ns", "end_ns", "duration_ns", "family", "local_addr", "local_port",
                         "remote_addr", "remote_port", "direction", "bytes_sent", "bytes_received", "segs_sent",
                         "segs_received", "retrans_segs", "srtt_us", "rttvar_us", "close", "pid", "comm", "cgroup_id",
-                        "cgroup", "container_id", "netns", "drops"}) {
+                        "cgroup", "container_id", "netns", "drops", "preexisting", "protocol"}) {
     EXPECT_TRUE(j.contains(f)) << f;
   }
   EXPECT_EQ(j["record"], "final");
@@ -48,15 +47,15 @@ TEST(Json, EveryFieldOfTheSchema) {
 // strings that escape every byte must fit (ASan checks the writes in CI).
 TEST(Json, WorstCaseLineFitsItsRoom) {
   constexpr uint64_t kMax = ~0ull;
-  FlowRecord r;
+  Flow r;
   r.start_ns = 0;
   r.end_ns = kMax;
-  r.family = 6;
-  r.local_addr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255";
-  r.remote_addr = r.local_addr;
-  r.local_port = r.remote_port = 65535;
-  r.bytes_sent = r.bytes_received = kMax;
-  r.segs_sent = r.segs_received = r.retrans_segs = r.srtt_us = r.rttvar_us = ~0u;
+  r.src_ip = *parse_ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+  r.dst_ip = r.src_ip;
+  r.src_port = r.dst_port = 65535;
+  r.bytes = r.rev_bytes = kMax;
+  r.packets = r.rev_packets = kMax;
+  r.retrans = r.srtt_us = r.rttvar_us = ~0u;
   r.pid = ~0u;
   r.comm = std::string(16, '\x01');
   r.cgroup_id = kMax;
@@ -70,17 +69,17 @@ TEST(Json, WorstCaseLineFitsItsRoom) {
   ASSERT_EQ(line.rfind("prefix ", 0), 0u);
   auto j = nlohmann::json::parse(line.substr(7));
   EXPECT_EQ(j["end_ns"], kMax);
-  EXPECT_EQ(j["cgroup"], r.cgroup);
+  EXPECT_EQ(j["cgroup"], *r.cgroup);
   EXPECT_EQ(j["container_id"], *r.container_id);
   EXPECT_EQ(j["drops"].size(), 8u);
   EXPECT_EQ(j["preexisting"], true);
   std::string quoted;
-  append_json_string(quoted, r.cgroup);
-  EXPECT_EQ(nlohmann::json::parse(quoted), r.cgroup);
+  append_json_string(quoted, *r.cgroup);
+  EXPECT_EQ(nlohmann::json::parse(quoted), *r.cgroup);
 }
 
 TEST(Json, UnknownOwnerIsNull) {
-  FlowRecord r;
+  Flow r;
   r.interim = true;
   r.close = CloseReason::Active;
   std::string line;

@@ -19,21 +19,20 @@ int main(int argc, char** argv) {
   }
   const std::string dir = argv[1];
   Encoder enc({.domain = 1, .max_message = 1400});
-  std::vector<FlowRecord> recs;
+  std::vector<Flow> recs;
   for (int i = 0; i < 3; i++) {
-    FlowRecord r;
-    r.family = i == 1 ? 6 : 4;
-    inet_pton(r.family == 4 ? AF_INET : AF_INET6, r.family == 4 ? "127.0.0.1" : "::1", r.local_ip.data());
-    inet_pton(r.family == 4 ? AF_INET : AF_INET6, r.family == 4 ? "127.0.0.2" : "::1", r.remote_ip.data());
-    r.local_port = uint16_t(40000 + i);
-    r.remote_port = 8080;
+    Flow r;
+    r.src_ip = *parse_ip(i == 1 ? "::1" : "127.0.0.1");
+    r.dst_ip = *parse_ip(i == 1 ? "::1" : "127.0.0.2");
+    r.src_port = uint16_t(40000 + i);
+    r.dst_port = 8080;
     r.start_ns = 1'700'000'000'000'000'000ull + i * 1'000'000'000ull;
     r.end_ns = r.start_ns + 1'234'000'000ull;
     r.direction = i == 2 ? Direction::Inbound : Direction::Outbound;
-    r.bytes_sent = 1000u * (i + 1);
-    r.bytes_received = 77;
-    r.segs_sent = 5;
-    r.segs_received = 4;
+    r.bytes = 1000u * (i + 1);
+    r.rev_bytes = 77;
+    r.packets = 5;
+    r.rev_packets = 4;
     r.srtt_us = 50;
     r.comm = "seed";
     r.pid = 1;

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include "flow/fields.h"
 #include "storage/sqlite_store.h"
 
 using namespace flowscope;
@@ -39,7 +40,7 @@ FlowRow agent_row(const char* src, uint16_t sport, const char* dst, uint16_t dpo
   r.dst_ip = *parse_ip(dst);
   r.src_port = sport;
   r.dst_port = dport;
-  r.direction = "outbound";
+  r.direction = Direction::Outbound;
   r.bytes = sent;
   r.packets = sent / 1000 + 1;
   r.rev_bytes = recv;
@@ -50,7 +51,7 @@ FlowRow agent_row(const char* src, uint16_t sport, const char* dst, uint16_t dpo
   r.retrans = 0;
   r.srtt_us = 120;
   r.rttvar_us = 30;
-  r.close_reason = interim ? "active" : "fin";
+  r.close = interim ? CloseReason::Active : CloseReason::Fin;
   r.pid = 42;
   r.comm = "curl";
   return r;
@@ -96,6 +97,7 @@ TEST(SqliteStore, RoundTripsEveryField) {
   r.netns = 4026531840u;
   r.retrans = 3;
   r.drops = {{"NETFILTER_DROP", 2}, {"TCP_CSUM", 1}};
+  r.preexisting = true;
   std::vector<FlowRow> batch{r};
   ASSERT_TRUE(store->insert(batch));
   EXPECT_GT(batch[0].id, 0);
@@ -116,7 +118,7 @@ TEST(SqliteStore, RoundTripsEveryField) {
   EXPECT_EQ(g.rev_bytes, 500u);
   EXPECT_EQ(g.retrans, 3u);
   EXPECT_EQ(g.srtt_us, 120u);
-  EXPECT_EQ(g.close_reason, "fin");
+  EXPECT_EQ(g.close, CloseReason::Fin);
   EXPECT_EQ(g.pid, 42u);
   EXPECT_EQ(g.comm, "curl");
   EXPECT_EQ(g.cgroup_id, 1234u);
@@ -127,6 +129,48 @@ TEST(SqliteStore, RoundTripsEveryField) {
   EXPECT_EQ(g.drops_total(), 3u);
   EXPECT_TRUE(g.bidirectional);
   EXPECT_FALSE(g.interim);
+  // Every field of the table, whatever is added to it later.
+  schema::for_each_field([&](const auto& f) { EXPECT_TRUE(g.*f.member == r.*f.member) << f.name; });
+}
+
+// A database written by a flowscope whose schema lacked later fields opens,
+// gains their columns, and keeps its rows.
+TEST(SqliteStore, OlderSchemaGainsNewColumns) {
+  TempDb tmp;
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(tmp.path().c_str(), &db), SQLITE_OK);
+    // Schema version 1, as released.
+    const char* v1 = R"sql(
+CREATE TABLE flows (id INTEGER PRIMARY KEY, exporter TEXT NOT NULL, domain INTEGER NOT NULL,
+  start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL, src_ip BLOB NOT NULL, dst_ip BLOB NOT NULL,
+  src_port INTEGER NOT NULL, dst_port INTEGER NOT NULL, protocol INTEGER NOT NULL, direction TEXT NOT NULL,
+  bytes INTEGER NOT NULL, packets INTEGER NOT NULL, rev_bytes INTEGER NOT NULL, rev_packets INTEGER NOT NULL,
+  bidirectional INTEGER NOT NULL, cumulative INTEGER NOT NULL, interim INTEGER NOT NULL, retrans INTEGER,
+  srtt_us INTEGER, rttvar_us INTEGER, close_reason TEXT, pid INTEGER, comm TEXT, cgroup_id INTEGER, cgroup TEXT,
+  container_id TEXT, netns INTEGER, drops TEXT, drops_total INTEGER NOT NULL, d_bytes INTEGER NOT NULL,
+  d_packets INTEGER NOT NULL, d_retrans INTEGER NOT NULL, first INTEGER NOT NULL);
+INSERT INTO flows VALUES (1, '10.0.0.9', 0, 1700000000000000000, 1700000001000000000,
+  x'00000000000000000000ffff0a000001', x'00000000000000000000ffff0a000002', 1, 2, 17, 'unknown',
+  100, 1, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 100, 1, 0, 1);
+PRAGMA user_version = 1;)sql";
+    ASSERT_EQ(sqlite3_exec(db, v1, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+  auto store = open_store(tmp);
+  auto p = store->query({});
+  ASSERT_TRUE(p) << p.error().message;
+  ASSERT_EQ(p->flows.size(), 1u);
+  EXPECT_EQ(p->flows[0].bytes, 100u);
+  EXPECT_EQ(p->flows[0].protocol, 17);
+  EXPECT_FALSE(p->flows[0].preexisting);
+  std::vector<FlowRow> batch{agent_row("10.0.0.1", 1, "10.0.0.2", 2, kT0, kT0 + kSec, 5, 6)};
+  batch[0].preexisting = true;
+  ASSERT_TRUE(store->insert(batch));
+  p = store->query({});
+  ASSERT_TRUE(p);
+  ASSERT_EQ(p->flows.size(), 2u);
+  EXPECT_TRUE(p->flows[0].preexisting);
 }
 
 TEST(SqliteStore, UnknownFieldsStayNull) {
@@ -141,7 +185,7 @@ TEST(SqliteStore, UnknownFieldsStayNull) {
   EXPECT_FALSE(g.retrans);
   EXPECT_FALSE(g.pid);
   EXPECT_FALSE(g.comm);
-  EXPECT_FALSE(g.close_reason);
+  EXPECT_FALSE(g.close);
   EXPECT_EQ(g.protocol, 17);
   EXPECT_EQ(g.domain, 7u);
   EXPECT_EQ(g.family(), 4);
@@ -190,7 +234,7 @@ TEST(SqliteStore, LargeMixedBatchesRoundTripWithTheirIds) {
     EXPECT_EQ(g.rev_bytes, w.rev_bytes);
     EXPECT_EQ(g.retrans, w.retrans);
     EXPECT_EQ(g.srtt_us, w.srtt_us);
-    EXPECT_EQ(g.close_reason, w.close_reason);
+    EXPECT_EQ(g.close, w.close);
     EXPECT_EQ(g.pid, w.pid);
     EXPECT_EQ(g.comm, w.comm);
     EXPECT_EQ(g.drops_total(), w.drops_total());
@@ -210,7 +254,7 @@ TEST(SqliteStore, FiltersByCidrPortTimeAndAttributes) {
   batch[1].comm = "wget";
   batch[1].pid = 77;
   batch[1].container_id = "0123456789abcdef0123";
-  batch[2].close_reason = "rst_received";
+  batch[2].close = CloseReason::RstReceived;
   ASSERT_TRUE(store->insert(batch));
 
   auto count = [&](FlowFilter f) {

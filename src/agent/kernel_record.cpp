@@ -1,4 +1,4 @@
-#include "flow/flow_record.h"
+#include "agent/kernel_record.h"
 
 #include <arpa/inet.h>
 #include <netinet/tcp.h>
@@ -9,27 +9,6 @@
 #include <cstring>
 
 namespace flowscope {
-
-const char* to_string(Direction d) {
-  switch (d) {
-    case Direction::Outbound: return "outbound";
-    case Direction::Inbound: return "inbound";
-    case Direction::Unknown: break;
-  }
-  return "unknown";
-}
-
-const char* to_string(CloseReason c) {
-  switch (c) {
-    case CloseReason::Active: return "active";
-    case CloseReason::Fin: return "fin";
-    case CloseReason::RstSent: return "rst_sent";
-    case CloseReason::RstReceived: return "rst_received";
-    case CloseReason::Refused: return "refused";
-    case CloseReason::Timeout: return "timeout";
-  }
-  return "fin";
-}
 
 CloseReason close_reason(const fs_flow& k) {
   if (k.kind == FS_KIND_INTERIM) return CloseReason::Active;
@@ -63,28 +42,13 @@ bool is_v4_mapped(const uint8_t* a) {
   return std::memcmp(a, prefix, 12) == 0;
 }
 
-std::string format_addr(int family, const uint8_t* a) {
-  char buf[INET6_ADDRSTRLEN] = {};
-  if (family == 4) {
-    // Per record at high rates: dotted quads without inet_ntop's generality.
-    char* p = buf;
-    for (int i = 0; i < 4; i++) {
-      unsigned v = a[i];
-      if (v >= 100) *p++ = static_cast<char>('0' + v / 100);
-      if (v >= 10) *p++ = static_cast<char>('0' + v / 10 % 10);
-      *p++ = static_cast<char>('0' + v % 10);
-      if (i < 3) *p++ = '.';
-    }
-    return std::string(buf, p);
-  }
-  inet_ntop(AF_INET6, a, buf, sizeof(buf));
-  return buf;
-}
-
 }  // namespace
 
-FlowRecord decode_flow(const fs_flow& k, int64_t mono_to_real_ns, const DropReasonNames& names) {
-  FlowRecord r;
+Flow decode_flow(const fs_flow& k, int64_t mono_to_real_ns, const DropReasonNames& names) {
+  Flow r;
+  r.exporter = "local";
+  r.bidirectional = true;
+  r.cumulative = true;
   r.interim = k.kind == FS_KIND_INTERIM;
   r.preexisting = k.flags & FS_F_PREEXISTING;
   r.start_ns = static_cast<uint64_t>(static_cast<int64_t>(k.start_ns) + mono_to_real_ns);
@@ -92,20 +56,18 @@ FlowRecord decode_flow(const fs_flow& k, int64_t mono_to_real_ns, const DropReas
 
   const uint8_t* la = k.tuple.local_addr;
   const uint8_t* ra = k.tuple.remote_addr;
+  // IPv4-mapped IPv6 (a v4 peer on a dual-stack socket) is reported as IPv4.
   if (k.tuple.family == AF_INET6 && !(is_v4_mapped(la) && is_v4_mapped(ra))) {
-    r.family = 6;
-    std::copy_n(la, 16, r.local_ip.begin());
-    std::copy_n(ra, 16, r.remote_ip.begin());
+    r.src_ip = ip16_from_v6(la);
+    r.dst_ip = ip16_from_v6(ra);
   } else {
-    r.family = 4;
     const size_t off = k.tuple.family == AF_INET6 ? 12 : 0;
-    std::copy_n(la + off, 4, r.local_ip.begin());
-    std::copy_n(ra + off, 4, r.remote_ip.begin());
+    r.src_ip = ip16_from_v4(la + off);
+    r.dst_ip = ip16_from_v4(ra + off);
   }
-  r.local_addr = format_addr(r.family, r.local_ip.data());
-  r.remote_addr = format_addr(r.family, r.remote_ip.data());
-  r.local_port = k.tuple.local_port;
-  r.remote_port = k.tuple.remote_port;
+  r.src_port = k.tuple.local_port;
+  r.dst_port = k.tuple.remote_port;
+  r.protocol = 6;
 
   r.direction = k.direction == FS_DIR_OUTBOUND  ? Direction::Outbound
                 : k.direction == FS_DIR_INBOUND ? Direction::Inbound
@@ -114,21 +76,23 @@ FlowRecord decode_flow(const fs_flow& k, int64_t mono_to_real_ns, const DropReas
   // bytes_acked / bytes_received count sequence space: take out our SYN (active
   // open) and FIN when acknowledged, and the peer's FIN when received.
   uint64_t seq_overhead = ((k.flags & FS_F_SYN_ACKED) ? 1 : 0) + ((k.flags & FS_F_FIN_ACKED) ? 1 : 0);
-  r.bytes_sent = k.bytes_acked > seq_overhead ? k.bytes_acked - seq_overhead : 0;
+  r.bytes = k.bytes_acked > seq_overhead ? k.bytes_acked - seq_overhead : 0;
   uint64_t fin_in = (k.flags & FS_F_FIN_RECEIVED) ? 1 : 0;
-  r.bytes_received = k.bytes_received > fin_in ? k.bytes_received - fin_in : 0;
-  r.segs_sent = k.segs_out;
-  r.segs_received = k.segs_in;
-  r.retrans_segs = k.total_retrans;
-  r.srtt_us = k.srtt_us >> 3;   // stored x8 by the kernel
+  r.rev_bytes = k.bytes_received > fin_in ? k.bytes_received - fin_in : 0;
+  r.packets = k.segs_out;
+  r.rev_packets = k.segs_in;
+  r.retrans = k.total_retrans;
+  r.srtt_us = k.srtt_us >> 3;  // stored x8 by the kernel
   // tcp_info's tcpi_rttvar; without an RTT sample the kernel's initial value means nothing.
   r.rttvar_us = k.srtt_us ? k.mdev_us >> 2 : 0;
   r.close = close_reason(k);
 
-  r.pid = k.pid;
-  r.comm.assign(k.comm, strnlen(k.comm, sizeof(k.comm)));
-  r.cgroup_id = k.cgroup_id;
-  r.netns = k.netns;
+  if (k.pid) {
+    r.pid = k.pid;
+    r.comm.emplace(k.comm, strnlen(k.comm, sizeof(k.comm)));
+  }
+  if (k.cgroup_id) r.cgroup_id = k.cgroup_id;
+  if (k.netns) r.netns = k.netns;
 
   for (const auto& slot : k.drops) {
     if (slot.reason == 0 || slot.count == 0) continue;

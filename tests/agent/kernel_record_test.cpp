@@ -1,4 +1,4 @@
-// decode_flow: the kernel's sequence-space counters become payload bytes.
+// decode_flow (the agent's kernel record to a Flow): the kernel's sequence-space counters become payload bytes.
 // Expected values come from the kernel behaviour recorded in FIELD-NOTES
 // (client sent 10000 / received 500: bytes_acked 10002, bytes_received 501;
 // server: bytes_acked 501, bytes_received 10001).
@@ -11,7 +11,7 @@
 
 #include <gtest/gtest.h>
 
-#include "flow/flow_record.h"
+#include "agent/kernel_record.h"
 
 namespace flowscope {
 namespace {
@@ -36,9 +36,9 @@ TEST(DecodeFlow, ClientPayloadTakesOutSynAndFin) {
   k.bytes_received = 501;
   k.flags = FS_F_ESTABLISHED | FS_F_SYN_ACKED | FS_F_FIN_SENT | FS_F_FIN_ACKED | FS_F_FIN_RECEIVED;
   k.last_state = TCP_FIN_WAIT2;
-  FlowRecord r = decode_flow(k, 0, {});
-  EXPECT_EQ(r.bytes_sent, 10000u);
-  EXPECT_EQ(r.bytes_received, 500u);
+  Flow r = decode_flow(k, 0, {});
+  EXPECT_EQ(r.bytes, 10000u);
+  EXPECT_EQ(r.rev_bytes, 500u);
   EXPECT_EQ(r.close, CloseReason::Fin);
   EXPECT_EQ(r.direction, Direction::Outbound);
 }
@@ -49,31 +49,31 @@ TEST(DecodeFlow, ServerPayloadHasNoSyn) {
   k.bytes_received = 10001;
   k.flags = FS_F_ESTABLISHED | FS_F_FIN_SENT | FS_F_FIN_ACKED | FS_F_FIN_RECEIVED;
   k.last_state = TCP_LAST_ACK;
-  FlowRecord r = decode_flow(k, 0, {});
-  EXPECT_EQ(r.bytes_sent, 500u);
-  EXPECT_EQ(r.bytes_received, 10000u);
+  Flow r = decode_flow(k, 0, {});
+  EXPECT_EQ(r.bytes, 500u);
+  EXPECT_EQ(r.rev_bytes, 10000u);
 }
 
 TEST(DecodeFlow, UnackedFinIsNotSubtracted) {
   fs_flow k = base(FS_DIR_OUTBOUND);
   k.bytes_acked = 101;  // SYN + 100 bytes; our FIN never acked
   k.flags = FS_F_ESTABLISHED | FS_F_SYN_ACKED | FS_F_FIN_SENT;
-  EXPECT_EQ(decode_flow(k, 0, {}).bytes_sent, 100u);
+  EXPECT_EQ(decode_flow(k, 0, {}).bytes, 100u);
 }
 
 TEST(DecodeFlow, ZeroBytesNeverUnderflow) {
   fs_flow k = base(FS_DIR_OUTBOUND);
   k.flags = FS_F_SYN_ACKED | FS_F_FIN_ACKED | FS_F_FIN_RECEIVED;
-  FlowRecord r = decode_flow(k, 0, {});
-  EXPECT_EQ(r.bytes_sent, 0u);
-  EXPECT_EQ(r.bytes_received, 0u);
+  Flow r = decode_flow(k, 0, {});
+  EXPECT_EQ(r.bytes, 0u);
+  EXPECT_EQ(r.rev_bytes, 0u);
 }
 
 TEST(DecodeFlow, RttUnitsFollowTcpInfo) {
   fs_flow k = base(FS_DIR_OUTBOUND);
   k.srtt_us = 800;  // x8
   k.mdev_us = 400;  // x4 for tcpi_rttvar
-  FlowRecord r = decode_flow(k, 0, {});
+  Flow r = decode_flow(k, 0, {});
   EXPECT_EQ(r.srtt_us, 100u);
   EXPECT_EQ(r.rttvar_us, 100u);
   k.srtt_us = 0;  // no sample: the initial mdev is meaningless
@@ -85,10 +85,10 @@ TEST(DecodeFlow, V4MappedIsReportedAsV4) {
   k.tuple.family = AF_INET6;
   inet_pton(AF_INET6, "::ffff:192.0.2.7", k.tuple.local_addr);
   inet_pton(AF_INET6, "::ffff:192.0.2.9", k.tuple.remote_addr);
-  FlowRecord r = decode_flow(k, 0, {});
-  EXPECT_EQ(r.family, 4);
-  EXPECT_EQ(r.local_addr, "192.0.2.7");
-  EXPECT_EQ(r.remote_addr, "192.0.2.9");
+  Flow r = decode_flow(k, 0, {});
+  EXPECT_EQ(r.family(), 4);
+  EXPECT_EQ(ip16_to_string(r.src_ip), "192.0.2.7");
+  EXPECT_EQ(ip16_to_string(r.dst_ip), "192.0.2.9");
 }
 
 // The agent formats IPv4 addresses itself (speed); libc's inet_ntop is the
@@ -100,10 +100,11 @@ TEST(DecodeFlow, Ipv4TextMatchesInetNtop) {
     const uint8_t ra[4] = {uint8_t(v / 10), uint8_t(v), 0, 255};
     std::memcpy(k.tuple.local_addr, la, 4);
     std::memcpy(k.tuple.remote_addr, ra, 4);
-    FlowRecord r = decode_flow(k, 0, {});
-    char l[INET_ADDRSTRLEN], rr[INET_ADDRSTRLEN];
-    ASSERT_EQ(r.local_addr, inet_ntop(AF_INET, la, l, sizeof(l)));
-    ASSERT_EQ(r.remote_addr, inet_ntop(AF_INET, ra, rr, sizeof(rr)));
+    Flow r = decode_flow(k, 0, {});
+    // ip16_format is the JSON lines' fast path; inet_ntop the reference.
+    char l[INET_ADDRSTRLEN], rr[INET_ADDRSTRLEN], out[INET6_ADDRSTRLEN];
+    ASSERT_EQ(std::string(out, ip16_format(r.src_ip, out)), inet_ntop(AF_INET, la, l, sizeof(l)));
+    ASSERT_EQ(std::string(out, ip16_format(r.dst_ip, out)), inet_ntop(AF_INET, ra, rr, sizeof(rr)));
   }
 }
 
@@ -112,14 +113,14 @@ TEST(DecodeFlow, RealV6StaysV6) {
   k.tuple.family = AF_INET6;
   inet_pton(AF_INET6, "fd00:1::1", k.tuple.local_addr);
   inet_pton(AF_INET6, "fd00:1::2", k.tuple.remote_addr);
-  FlowRecord r = decode_flow(k, 0, {});
-  EXPECT_EQ(r.family, 6);
-  EXPECT_EQ(r.local_addr, "fd00:1::1");
+  Flow r = decode_flow(k, 0, {});
+  EXPECT_EQ(r.family(), 6);
+  EXPECT_EQ(ip16_to_string(r.src_ip), "fd00:1::1");
 }
 
 TEST(DecodeFlow, TimesShiftToEpoch) {
   fs_flow k = base(FS_DIR_OUTBOUND);
-  FlowRecord r = decode_flow(k, 1'700'000'000'000'000'000, {});
+  Flow r = decode_flow(k, 1'700'000'000'000'000'000, {});
   EXPECT_EQ(r.start_ns, 1'700'000'000'000'001'000u);
   EXPECT_EQ(r.duration_ns(), 4000u);
 }
@@ -129,7 +130,7 @@ TEST(DecodeFlow, DropNamesFromTable) {
   k.drops[0] = {.reason = 3 + 1, .count = 7};  // slots store reason + 1
   k.drops[1] = {.reason = 99 + 1, .count = 1};
   k.drops_other = 2;
-  FlowRecord r = decode_flow(k, 0, {{3, "NETFILTER_DROP"}});
+  Flow r = decode_flow(k, 0, {{3, "NETFILTER_DROP"}});
   ASSERT_EQ(r.drops.size(), 3u);
   EXPECT_EQ(r.drops[0].reason, "NETFILTER_DROP");
   EXPECT_EQ(r.drops[0].count, 7u);
