@@ -337,8 +337,8 @@ def parse_agent_stats(text):
     return stats
 
 
-def start_agent(extra, stdout=None, name="agent"):
-    p = Proc(name, [FS, "agent", "--stats", "86400", *extra], stdout=stdout)
+def start_agent(extra, stdout=None, name="agent", binary=None):
+    p = Proc(name, [binary or FS, "agent", "--stats", "86400", *extra], stdout=stdout)
     if not wait_for(lambda: "agent running" in p.stderr() or not p.alive(), 30) or not p.alive():
         p.stop()
         raise Unavailable(f"agent failed to start: {p.stderr().strip()[-300:]}")
@@ -349,8 +349,13 @@ def start_agent(extra, stdout=None, name="agent"):
 class AgentJson(Contender):
     name = "flowscope agent (JSON > /dev/null)"
 
+    def __init__(self, binary=None, label=None):
+        self.binary = binary
+        if label:
+            self.name = f"flowscope agent {label} (JSON > /dev/null)"
+
     def start(self, ctx):
-        return [start_agent([])]
+        return [start_agent([], binary=self.binary)]
 
     def finish(self, procs, ctx):
         procs[0].stop()
@@ -592,6 +597,13 @@ def selected(ctx, contenders):
     return [c for c in contenders if c.name == "baseline" or any(w in c.name for w in words)]
 
 
+def before_agent(ctx):
+    """--before-build: the agent of another build (e.g. the commit before a
+    change) as one more contender, interleaved with this build's in every round."""
+    b = ctx.args.before_build
+    return [AgentJson(os.path.join(b, "flowscope"), "before")] if b else []
+
+
 def churn_scenario(ctx, topo):
     cns, sns, saddr = TOPOLOGIES[topo]
     a = ctx.args
@@ -603,7 +615,7 @@ def churn_scenario(ctx, topo):
                              "--threads", str(a.churn_threads), "--duration", str(a.churn_secs)]))
         return json.loads(out.strip().splitlines()[-1])
 
-    contenders = selected(ctx, [Baseline(), AgentJson(), AgentIpfix(ctx.features), Tcplife(),
+    contenders = selected(ctx, [Baseline(), AgentJson(), *before_agent(ctx), AgentIpfix(ctx.features), Tcplife(),
                                 Trace(NOMATCH_FILTER, "non-matching filter")])
     try:
         runs, unavailable = interleaved(ctx, contenders, load, a.reps)
@@ -663,7 +675,7 @@ def bulk_scenario(ctx):
                              "--first-local-port", str(ONE_CONN_PORT)]))
         return json.loads(out.strip().splitlines()[-1])
 
-    contenders = selected(ctx, [Baseline(), AgentJson(), Softflowd(), Trace(NOMATCH_FILTER, "non-matching filter"),
+    contenders = selected(ctx, [Baseline(), AgentJson(), *before_agent(ctx), Softflowd(), Trace(NOMATCH_FILTER, "non-matching filter"),
                                 Trace(f"tcp port {ONE_CONN_PORT}", "filter matching one connection")])
     try:
         runs, unavailable = interleaved(ctx, contenders, load, a.reps)
@@ -1292,6 +1304,7 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="seconds, not minutes; fails only on real breakage")
     ap.add_argument("--only", default="", help="comma-separated: micro,churn,bulk,hold,collector")
     ap.add_argument("--reps", type=int)
+    ap.add_argument("--before-build", help="build dir of another flowscope whose agent runs as one more contender")
     ap.add_argument("--contenders", default="",
                     help="comma-separated words: run only the baseline and contenders whose name contains one, e.g. 'trace'")
     ap.add_argument("--hold-agent-args", default="", help="extra agent options for scenario 3, e.g. '--ringbuf-size 67108864'")

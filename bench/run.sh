@@ -6,6 +6,7 @@
 #   sudo bash bench/run.sh --smoke    # seconds; fails only on real breakage (CI)
 #   sudo bash bench/run.sh --only churn,hold --reps 5
 #   sudo bash bench/run.sh --only churn,bulk --contenders trace --out /tmp/t.md   # baseline + tracer rows only
+#   sudo bash bench/run.sh --only churn,bulk --contenders JSON --before-build /tmp/old/build --out /tmp/ab.md  # A/B
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * Structs and constants shared by trace.bpf.c and user space (src/trace).
- * Fixed-width types only, no bool, no implicit padding: the C++ side checks the
- * layout with static_assert (src/trace/trace_abi.h). Never include vmlinux.h here.
+ * Fixed-width types only, no bool, no implicit padding; the layout checks at
+ * the end run in both compilers. Never include vmlinux.h here.
  */
 #ifndef FLOWSCOPE_BPF_TRACE_H
 #define FLOWSCOPE_BPF_TRACE_H
@@ -103,5 +103,20 @@ enum fs_trace_stat {
 	FS_TSTAT_FILTER_RUNS,     /* cBPF filter interpreted (not answered by the verdict memo) */
 	FS_TSTAT_MAX,
 };
+
+/* Layout checks, seen by both compilers (clang for BPF, the host compiler). */
+#ifdef __cplusplus
+#define FS_TRACE_LAYOUT_CHECK(cond) static_assert(cond, #cond)
+#else
+#define FS_TRACE_LAYOUT_CHECK(cond) _Static_assert(cond, #cond)
+#endif
+FS_TRACE_LAYOUT_CHECK(sizeof(struct fs_cbpf_insn) == 8);
+FS_TRACE_LAYOUT_CHECK(__builtin_offsetof(struct fs_cbpf_insn, k) == 4);
+FS_TRACE_LAYOUT_CHECK(sizeof(struct fs_trace_event) == 88 + FS_TRACE_SNAP);
+FS_TRACE_LAYOUT_CHECK(__builtin_offsetof(struct fs_trace_event, tp) == 32);
+FS_TRACE_LAYOUT_CHECK(__builtin_offsetof(struct fs_trace_event, protocol) == 64);
+FS_TRACE_LAYOUT_CHECK(__builtin_offsetof(struct fs_trace_event, ifname) == 72);
+FS_TRACE_LAYOUT_CHECK(__builtin_offsetof(struct fs_trace_event, pkt) == 88);
+FS_TRACE_LAYOUT_CHECK(sizeof(struct fs_trace_tracked) == 40);
 
 #endif

@@ -289,10 +289,11 @@ class TcpCollector {
 bool has_flow(const std::vector<flowscope::ipfix::DecodedFlow>& got, const Json& f) {
   for (const auto& d : got) {
     const auto& r = d.record;
-    if (r.local_addr == f["local_addr"] && r.local_port == f["local_port"] && r.remote_port == f["remote_port"] &&
-        !r.interim && r.bytes_sent == f["bytes_sent"] && r.bytes_received == f["bytes_received"] &&
-        r.start_ns / 1'000'000 == uint64_t(f["start_ns"]) / 1'000'000 && r.pid == f["pid"] && r.comm == f["comm"] &&
-        r.srtt_us == f["srtt_us"] && d.flowscope)
+    if (flowscope::ip16_to_string(r.src_ip) == f["local_addr"] && r.src_port == f["local_port"] &&
+        r.dst_port == f["remote_port"] && !r.interim && r.bytes == f["bytes_sent"] &&
+        r.rev_bytes == f["bytes_received"] && r.start_ns / 1'000'000 == uint64_t(f["start_ns"]) / 1'000'000 &&
+        r.pid.value_or(0) == f["pid"] && r.comm.value_or("") == f["comm"] && r.srtt_us.value_or(0) == f["srtt_us"] &&
+        d.flowscope)
       return true;
   }
   return false;
@@ -355,8 +356,8 @@ TEST(IpfixExport, TcpWaitsForTheCollectorAndReconnects) {
   for (const auto& f : all) {
     int n = 0;
     for (const auto& d : got)
-      if (!d.record.interim && d.record.local_port == f["local_port"] && d.record.remote_port == f["remote_port"] &&
-          d.record.bytes_sent == f["bytes_sent"])
+      if (!d.record.interim && d.record.src_port == f["local_port"] && d.record.dst_port == f["remote_port"] &&
+          d.record.bytes == f["bytes_sent"])
         n++;
     EXPECT_EQ(n, 1) << f.dump();
   }
