@@ -4,17 +4,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <fcntl.h>
-#include <sched.h>
-
 #include <algorithm>
 #include <cctype>
 #include <map>
 #include <charconv>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <thread>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -26,8 +21,9 @@
 #include "flow/cgroup.h"
 #include "flow/json.h"
 #include "kernel/btf.h"
+#include "kernel/features.h"
 #include "kernel/handles.h"
-#include "kernel/libbpf_log.h"
+#include "kernel/loader.h"
 #include "kernel/system.h"
 
 namespace flowscope {
@@ -45,7 +41,7 @@ struct Agent::Impl {
   std::vector<std::string> degraded;
   int64_t clock_offset = 0;
   uint64_t records_received = 0;
-  int ncpus = 1;
+  PerCpuCounters counters;
 
   static int on_record(void* ctx, void* data, size_t size);
   void handle(const fs_flow& k);
@@ -63,12 +59,6 @@ uint64_t now_ns(clockid_t c) {
   return uint64_t(t.tv_sec) * 1000000000ull + t.tv_nsec;
 }
 
-uint32_t round_up_pow2(uint32_t v) {
-  uint32_t p = 4096;
-  while (p < v && p < (1u << 30)) p <<= 1;
-  return p;
-}
-
 Result<uint64_t> resolve_cgroup(const std::string& spec, const std::string& root) {
   uint64_t id = 0;
   auto [ptr, ec] = std::from_chars(spec.data(), spec.data() + spec.size(), id);
@@ -82,35 +72,88 @@ Result<uint64_t> resolve_cgroup(const std::string& spec, const std::string& root
   return static_cast<uint64_t>(st.st_ino);
 }
 
-std::string verifier_tail(std::string log, size_t max_lines = 30) {
-  // The end of the log says why; the start is the program listing.
-  size_t pos = log.size();
-  for (size_t i = 0; i < max_lines && pos > 0; i++) {
-    pos = log.rfind('\n', pos - 1);
-    if (pos == std::string::npos) {
-      pos = 0;
-      break;
-    }
-  }
-  return log.substr(pos);
+// Everything agent.bpf.c is configured with before load: its read-only
+// globals and map sizes, resolved from the options in one place.
+struct AgentBpfSettings {
+  uint32_t netns = 0;
+  uint16_t port = 0;
+  uint32_t pid = 0;
+  uint64_t cgroup_id = 0;
+  // This kernel's values of the drop reasons the programs treat apart (the
+  // enum moves between kernels); unset keeps the program's default.
+  std::optional<uint32_t> reason_consumed, reason_queue_purge, reason_unspecified;
+  uint32_t ringbuf_bytes = 0;
+  uint32_t max_flows = 0;
+};
+
+std::optional<uint32_t> reason_value(const DropReasonNames& names, std::string_view name) {
+  auto it = std::find_if(names.begin(), names.end(), [&](const auto& kv) { return kv.second == name; });
+  if (it == names.end()) return std::nullopt;
+  return static_cast<uint32_t>(it->first);
 }
 
-// Kernel memory charged to a map, as the kernel reports it in fdinfo.
-uint64_t map_memlock(int fd) {
-  std::ifstream in(fmt::format("/proc/self/fdinfo/{}", fd));
-  std::string key;
-  uint64_t value = 0;
-  while (in >> key) {
-    if (key == "memlock:" && in >> value) return value;
+Result<AgentBpfSettings> agent_settings(const AgentOptions& opts, const DropReasonNames& names,
+                                        const std::string& cgroup_root) {
+  AgentBpfSettings c;
+  if (opts.netns) {
+    auto ns = resolve_netns(*opts.netns);
+    if (!ns) return std::unexpected(ns.error());
+    c.netns = *ns;
   }
-  return 0;
+  if (opts.cgroup) {
+    auto cg = resolve_cgroup(*opts.cgroup, cgroup_root);
+    if (!cg) return std::unexpected(cg.error());
+    c.cgroup_id = *cg;
+  }
+  c.port = opts.port;
+  c.pid = opts.pid;
+  c.reason_consumed = reason_value(names, "SKB_CONSUMED");
+  c.reason_queue_purge = reason_value(names, "QUEUE_PURGE");
+  if (!opts.unspecified_drops) c.reason_unspecified = reason_value(names, "NOT_SPECIFIED");
+  c.ringbuf_bytes = ring_buffer_bytes(opts.ringbuf_bytes);
+  c.max_flows = opts.max_flows;
+  return c;
 }
 
-bool tracefs_event_exists(const std::string& cat, const std::string& name) {
-  for (const char* base : {"/sys/kernel/tracing/events/", "/sys/kernel/debug/tracing/events/"}) {
-    if (std::filesystem::exists(std::string(base) + cat + "/" + name)) return true;
+void apply_settings(agent_bpf* s, const AgentBpfSettings& c) {
+  s->rodata->filter_netns = c.netns;
+  s->rodata->filter_port = c.port;
+  s->rodata->filter_pid = c.pid;
+  s->rodata->filter_cgroup = c.cgroup_id;
+  if (c.reason_consumed) s->rodata->drop_reason_consumed = *c.reason_consumed;
+  if (c.reason_queue_purge) s->rodata->drop_reason_queue_purge = *c.reason_queue_purge;
+  if (c.reason_unspecified) s->rodata->drop_reason_unspecified = *c.reason_unspecified;
+  s->rodata->wakeup_bytes = c.ringbuf_bytes / 4;
+  s->rodata->ringbuf_bytes = c.ringbuf_bytes;
+  bpf_map__set_max_entries(s->maps.flows, c.max_flows);
+  bpf_map__set_max_entries(s->maps.tuples, c.max_flows);
+  bpf_map__set_max_entries(s->maps.events, c.ringbuf_bytes);
+}
+
+// Each optional hook this kernel lacks has its program turned off, and said so.
+void select_programs(agent_bpf* s, const CommandReport& kernel, bool accept_tracepoints,
+                     std::vector<std::string>& degraded) {
+  auto unless_present = [&](std::string_view id, std::initializer_list<bpf_program*> progs) {
+    if (kernel.has(id)) return;
+    for (bpf_program* p : progs) bpf_program__set_autoload(p, false);
+    const FeatureRow* r = kernel.row(id);
+    degraded.push_back(fmt::format("{} unavailable: {}", r->hook, r->without));
+  };
+  unless_present("kfree_skb", {s->progs.on_kfree_skb});
+  unless_present("tcp_send_reset", {s->progs.on_send_reset});
+  unless_present("tcp_receive_reset", {s->progs.on_receive_reset});
+  unless_present("tcp_retransmit_skb", {s->progs.on_retransmit});
+  // Inbound connections are bound to their process at accept(); without the
+  // syscall tracepoints, at the first send or receive.
+  if (accept_tracepoints) {
+    bpf_program__set_autoload(s->progs.on_recv_length, false);
+    bpf_program__set_autoload(s->progs.on_send_length, false);
+    return;
   }
-  return false;
+  bpf_program__set_autoload(s->progs.on_accept4_exit, false);
+  bpf_program__set_autoload(s->progs.on_accept_exit, false);
+  degraded.push_back("accept attribution: syscall tracepoints unavailable, using first send/receive");
+  unless_present("sock_length", {s->progs.on_recv_length, s->progs.on_send_length});
 }
 
 // Every network namespace some process or bind mount holds, by inode, with a
@@ -140,121 +183,42 @@ const std::vector<std::string>& Agent::degraded() const { return impl_->degraded
 
 Result<std::unique_ptr<Agent>> Agent::create(const AgentOptions& opts) {
   if (auto r = check_bpf_privileges(); !r) return std::unexpected(r.error());
-  auto btf = load_kernel_btf();
-  if (!btf) return std::unexpected(btf.error());
+  // Classic tracepoints are found in tracefs: mounted before it is probed.
+  auto tracefs = ensure_tracefs();
+  const KernelProbe probe = KernelProbe::open();
+  if (!probe.has_btf()) return fail_errno(ENOENT, "{}", probe.btf_error());
+  const CommandReport kernel = probe_command(probe, "agent");
+  if (auto r = kernel.check(); !r) return std::unexpected(r.error());
 
   auto impl = std::make_unique<Impl>();
   impl->opts = opts;
-  impl->ncpus = std::max(1, libbpf_num_possible_cpus());
-  impl->drop_names = enum_names(btf->get(), "skb_drop_reason", "SKB_DROP_REASON_");
+  impl->drop_names = enum_names(probe.kernel_btf(), "skb_drop_reason", "SKB_DROP_REASON_");
   raise_memlock_limit();
+  auto settings = agent_settings(opts, impl->drop_names, impl->cgroups.root());
+  if (!settings) return std::unexpected(settings.error());
 
-  uint32_t netns = 0;
-  if (opts.netns) {
-    auto ns = resolve_netns(*opts.netns);
-    if (!ns) return std::unexpected(ns.error());
-    netns = *ns;
-  }
-  uint64_t cgroup_id = 0;
-  if (opts.cgroup) {
-    auto cg = resolve_cgroup(*opts.cgroup, impl->cgroups.root());
-    if (!cg) return std::unexpected(cg.error());
-    cgroup_id = *cg;
-  }
-
-  impl->skel.reset(agent_bpf__open());
-  if (!impl->skel) return fail_errno(errno, "cannot open the agent's BPF object: {}", std::strerror(errno));
+  auto skel = open_skeleton<agent_bpf, agent_bpf__destroy>(agent_bpf__open, "agent's");
+  if (!skel) return std::unexpected(skel.error());
+  impl->skel = std::move(*skel);
   agent_bpf* s = impl->skel.get();
-  s->rodata->filter_netns = netns;
-  s->rodata->filter_port = opts.port;
-  s->rodata->filter_pid = opts.pid;
-  s->rodata->filter_cgroup = cgroup_id;
-  if (auto it = std::find_if(impl->drop_names.begin(), impl->drop_names.end(),
-                             [](const auto& kv) { return kv.second == "SKB_CONSUMED"; });
-      it != impl->drop_names.end()) {
-    s->rodata->drop_reason_consumed = static_cast<uint32_t>(it->first);
-  }
-  if (auto it = std::find_if(impl->drop_names.begin(), impl->drop_names.end(),
-                             [](const auto& kv) { return kv.second == "QUEUE_PURGE"; });
-      it != impl->drop_names.end()) {
-    s->rodata->drop_reason_queue_purge = static_cast<uint32_t>(it->first);
-  }
-  if (!opts.unspecified_drops) {
-    if (auto it = std::find_if(impl->drop_names.begin(), impl->drop_names.end(),
-                               [](const auto& kv) { return kv.second == "NOT_SPECIFIED"; });
-        it != impl->drop_names.end()) {
-      s->rodata->drop_reason_unspecified = static_cast<uint32_t>(it->first);
-    }
-  }
-  const uint32_t rb_bytes = round_up_pow2(opts.ringbuf_bytes);
-  s->rodata->wakeup_bytes = rb_bytes / 4;
-  s->rodata->ringbuf_bytes = rb_bytes;
-  bpf_map__set_max_entries(s->maps.flows, opts.max_flows);
-  bpf_map__set_max_entries(s->maps.tuples, opts.max_flows);
-  bpf_map__set_max_entries(s->maps.events, rb_bytes);
+  apply_settings(s, *settings);
+  if (!tracefs) impl->degraded.push_back(tracefs.error().message);
+  select_programs(s, kernel, tracefs && kernel.has("accept_syscalls"), impl->degraded);
 
-  // Probe: each optional hook is turned off, and said so, when this kernel
-  // lacks it.
-  const struct btf* b = btf->get();
-  if (tracepoint_arg_count(b, "inet_sock_set_state") < 3) {
-    return fail("this kernel has no sock:inet_sock_set_state tracepoint (Linux 4.16+ is required)");
-  }
-  auto optional_tp = [&](bpf_program* p, const char* tp, int min_args, const char* what) {
-    if (tracepoint_arg_count(b, tp) < min_args) {
-      bpf_program__set_autoload(p, false);
-      impl->degraded.push_back(fmt::format("{}: tracepoint {} unavailable", what, tp));
-    }
-  };
-  optional_tp(s->progs.on_kfree_skb, "kfree_skb", 3, "drop reasons");
-  optional_tp(s->progs.on_send_reset, "tcp_send_reset", 1, "close=rst_sent");
-  optional_tp(s->progs.on_receive_reset, "tcp_receive_reset", 1, "close=rst_received");
-  optional_tp(s->progs.on_retransmit, "tcp_retransmit_skb", 1, "tuple of timed-out connects");
+  if (auto r = load_skeleton(s->skeleton, "agent's"); !r) return std::unexpected(r.error());
+  const AttachProgram order[] = {{s->progs.on_kfree_skb},   {s->progs.on_send_reset},  {s->progs.on_receive_reset},
+                                 {s->progs.on_retransmit},  {s->progs.on_accept4_exit}, {s->progs.on_accept_exit},
+                                 {s->progs.on_recv_length}, {s->progs.on_send_length},  {s->progs.on_state, true}};
+  auto links = attach_programs(order, impl->degraded);
+  if (!links) return std::unexpected(links.error());
+  impl->links = std::move(*links);
+  impl->counters = PerCpuCounters(s->maps.stats);
 
-  bool accept_tps = false;
-  if (auto tf = ensure_tracefs(); !tf) {
-    impl->degraded.push_back(tf.error().message);
-  } else {
-    accept_tps = tracefs_event_exists("syscalls", "sys_exit_accept4") && tracefs_event_exists("syscalls", "sys_exit_accept");
-  }
-  if (!accept_tps) {
-    bpf_program__set_autoload(s->progs.on_accept4_exit, false);
-    bpf_program__set_autoload(s->progs.on_accept_exit, false);
-    impl->degraded.push_back("accept attribution: syscall tracepoints unavailable, using first send/receive");
-    optional_tp(s->progs.on_recv_length, "sock_recv_length", 1, "inbound attribution");
-    optional_tp(s->progs.on_send_length, "sock_send_length", 1, "inbound attribution");
-  } else {
-    bpf_program__set_autoload(s->progs.on_recv_length, false);
-    bpf_program__set_autoload(s->progs.on_send_length, false);
-  }
+  impl->seed_existing(settings->netns);
 
-  take_libbpf_log();
-  if (int err = agent_bpf__load(s); err) {
-    std::string tail = verifier_tail(take_libbpf_log());
-    if (err == -EPERM || errno == EPERM) {
-      return fail("the kernel refused to load BPF programs (EPERM): BPF may be disabled or restricted by a security policy\n{}", tail);
-    }
-    return fail_errno(-err, "loading the agent's BPF programs failed: {}\n{}", std::strerror(-err), tail);
-  }
-
-  bpf_program* attach_order[] = {s->progs.on_kfree_skb,   s->progs.on_send_reset,  s->progs.on_receive_reset,
-                                 s->progs.on_retransmit,  s->progs.on_accept4_exit, s->progs.on_accept_exit,
-                                 s->progs.on_recv_length, s->progs.on_send_length,  s->progs.on_state};
-  for (bpf_program* p : attach_order) {
-    if (!bpf_program__autoload(p)) continue;
-    bpf_link* l = bpf_program__attach(p);
-    if (!l) {
-      int e = errno;
-      if (p == s->progs.on_state) return fail_errno(e, "attaching {} failed: {}", bpf_program__name(p), std::strerror(e));
-      impl->degraded.push_back(fmt::format("{}: attach failed: {}", bpf_program__name(p), std::strerror(e)));
-      continue;
-    }
-    impl->links.emplace_back(l);
-  }
-
-  impl->seed_existing(netns);
-
-  impl->rb.reset(ring_buffer__new(bpf_map__fd(s->maps.events), &Impl::on_record, impl.get(), nullptr));
-  if (!impl->rb) return fail_errno(errno, "cannot open the ring buffer: {}", std::strerror(errno));
+  auto rb = open_ring_buffer(s->maps.events, &Impl::on_record, impl.get(), "agent's");
+  if (!rb) return std::unexpected(rb.error());
+  impl->rb = std::move(*rb);
   // Fixed for the agent's life so that every record of a flow carries the
   // same start time; a clock step later shifts new records, not old ones.
   impl->clock_offset = monotonic_to_realtime_offset_ns();
@@ -275,9 +239,7 @@ void Agent::Impl::seed_existing(uint32_t only_netns) {
   size_t walked = 0;
   for (const auto& [ino, path] : network_namespaces()) {
     if (only_netns && ino != only_netns) continue;
-    std::thread t([&, p = path] {
-      Fd ns(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
-      if (!ns || setns(ns.get(), CLONE_NEWNET) != 0) return;
+    auto entered = run_in_netns(path, [&] {
       Fd it(bpf_iter_create(link_fd));
       if (!it) return;
       char buf[256];
@@ -285,7 +247,7 @@ void Agent::Impl::seed_existing(uint32_t only_netns) {
       }
       walked++;
     });
-    t.join();
+    if (!entered) spdlog::debug("seeding: {}", entered.error().message);
   }
   spdlog::debug("seeded open connections from {} network namespaces", walked);
 }
@@ -328,13 +290,7 @@ Result<void> Agent::Impl::dump(uint64_t cutoff) {
   return {};
 }
 
-uint64_t Agent::Impl::stat(uint32_t idx) const {
-  std::vector<uint64_t> per_cpu(ncpus);
-  if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.stats), &idx, per_cpu.data()) != 0) return 0;
-  uint64_t sum = 0;
-  for (uint64_t v : per_cpu) sum += v;
-  return sum;
-}
+uint64_t Agent::Impl::stat(uint32_t idx) const { return counters.sum(idx); }
 
 AgentStats Agent::stats() const {
   const Impl& i = *impl_;
@@ -356,8 +312,7 @@ AgentStats Agent::stats() const {
   s.records_received = i.records_received;
   s.open_flows = s.flows_created > s.flows_closed ? s.flows_created - s.flows_closed : 0;
   s.max_flows = i.opts.max_flows;
-  bpf_map* m;
-  bpf_object__for_each_map(m, i.skel->obj) s.bpf_map_bytes += map_memlock(bpf_map__fd(m));
+  s.bpf_map_bytes = object_memlock(i.skel->obj);
   return s;
 }
 

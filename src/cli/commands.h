@@ -39,6 +39,7 @@ void add_capture_options(CLI::App& cmd, CaptureArgs& c);
 Command add_agent_command(CLI::App& app, const GlobalOptions& global);
 Command add_run_command(CLI::App& app, const GlobalOptions& global);
 Command add_trace_command(CLI::App& app, const GlobalOptions& global);
+Command add_features_command(CLI::App& app, const GlobalOptions& global);
 #endif
 Command add_collector_command(CLI::App& app, const GlobalOptions& global);
 Command add_schema_command(CLI::App& app, const GlobalOptions& global);

@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
 #if FLOWSCOPE_HAVE_BPF
   commands.push_back(add_run_command(app, global));
   commands.push_back(add_trace_command(app, global));
+  commands.push_back(add_features_command(app, global));
 #endif
   commands.push_back(add_schema_command(app, global));
 

@@ -16,10 +16,24 @@ std::string g_tail;
 bool g_verbose = false;
 
 int print_fn(enum libbpf_print_level level, const char* fmt, va_list args) {
+  // A verifier log arrives as one message of any length; its end says why.
+  va_list again;
+  va_copy(again, args);
   char buf[4096];
   int n = vsnprintf(buf, sizeof(buf), fmt, args);
-  if (n <= 0) return 0;
-  std::string line(buf, std::min<size_t>(n, sizeof(buf) - 1));
+  if (n <= 0) {
+    va_end(again);
+    return 0;
+  }
+  std::string line;
+  if (static_cast<size_t>(n) < sizeof(buf)) {
+    line.assign(buf, n);
+  } else {
+    line.resize(n + 1);
+    vsnprintf(line.data(), line.size(), fmt, again);
+    line.resize(n);
+  }
+  va_end(again);
   while (!line.empty() && line.back() == '\n') line.pop_back();
   {
     std::lock_guard lk(g_mu);

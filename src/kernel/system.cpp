@@ -1,5 +1,7 @@
 #include "kernel/system.h"
 
+#include <fcntl.h>
+#include <sched.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -10,8 +12,11 @@
 #include <charconv>
 #include <cstring>
 #include <ctime>
+#include <thread>
 
 #include <linux/magic.h>
+
+#include "kernel/handles.h"
 
 namespace flowscope {
 
@@ -46,6 +51,21 @@ Result<uint32_t> resolve_netns(const std::string& spec) {
     return fail("'{}' is not a network namespace (expected a path like /var/run/netns/NAME or /proc/PID/ns/net, or an inode number)", spec);
   }
   return static_cast<uint32_t>(st.st_ino);
+}
+
+Result<void> run_in_netns(const std::string& path, const std::function<void()>& fn) {
+  Fd ns(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!ns) return fail_errno(errno, "cannot open network namespace {}: {}", path, std::strerror(errno));
+  Result<void> r;
+  std::thread t([&] {
+    if (setns(ns.get(), CLONE_NEWNET) != 0) {
+      r = fail_errno(errno, "cannot enter network namespace {}: {}", path, std::strerror(errno));
+      return;
+    }
+    fn();
+  });
+  t.join();
+  return r;
 }
 
 uint32_t current_netns() {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "base/result.h"
@@ -19,6 +20,10 @@ Result<void> ensure_tracefs();
 // Accepts a network namespace as a path (/var/run/netns/NAME, /proc/PID/ns/net)
 // or as an inode number, and returns the inode number.
 Result<uint32_t> resolve_netns(const std::string& spec);
+
+// Runs `fn` on a thread that has entered the network namespace at `path`
+// (setns affects only the calling thread, so the caller's stays as it was).
+Result<void> run_in_netns(const std::string& path, const std::function<void()>& fn);
 
 // Inode of the calling thread's network namespace.
 uint32_t current_netns();

@@ -1,24 +1,19 @@
 #include "trace/tracer.h"
 
-#include <fcntl.h>
 #include <net/if.h>
-#include <sched.h>
-#include <sys/syscall.h>
 #include <unistd.h>
-
-#include <linux/bpf.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <thread>
 
 #include <bpf/bpf.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "kernel/features.h"
 #include "kernel/handles.h"
-#include "kernel/libbpf_log.h"
+#include "kernel/loader.h"
 #include "kernel/system.h"
 #include "trace.skel.h"
 #include "trace/filter.h"
@@ -74,34 +69,56 @@ namespace {
 
 using TraceSkel = SkelPtr<trace_bpf, trace_bpf__destroy>;
 
-uint32_t round_up_pow2(uint32_t v) {
-  uint32_t p = 4096;
-  while (p < v) p <<= 1;
-  return p;
-}
-
-// BPF_RAW_TRACEPOINT_OPEN with an attach cookie (Linux 6.10+). libbpf 1.1
-// predates the cookie field, so the attribute is laid out here.
-struct RawTpAttr {
-  uint64_t name;
-  uint32_t prog_fd;
-  uint32_t pad;
-  uint64_t cookie;
+// Everything trace.bpf.c is configured with before load: its read-only
+// globals and map sizes, resolved from the options in one place.
+struct TraceBpfSettings {
+  std::vector<fs_cbpf_insn> filter;
+  uint32_t filter_need = 1;
+  uint32_t memo_on = 0;
+  std::pair<uint32_t, uint32_t> mark{0, 0};  // value, mask
+  uint32_t netns = 0;
+  std::optional<std::string> ifname;
+  uint32_t track = 1;
+  uint32_t max_tracked = 16;
+  uint32_t ringbuf_bytes = 0;
 };
 
-Result<Fd> raw_tp_open(int prog_fd, const std::string& name, uint64_t cookie) {
-  RawTpAttr attr{};
-  attr.name = reinterpret_cast<uint64_t>(name.c_str());
-  attr.prog_fd = static_cast<uint32_t>(prog_fd);
-  attr.cookie = cookie;
-  int fd = static_cast<int>(syscall(__NR_bpf, BPF_RAW_TRACEPOINT_OPEN, &attr, sizeof(attr)));
-  if (fd < 0) return fail_errno(errno, "{}", std::strerror(errno));
-  return Fd(fd);
+TraceBpfSettings trace_settings(const TraceOptions& opts, std::vector<fs_cbpf_insn> filter,
+                                std::pair<uint32_t, uint32_t> mark, uint32_t netns) {
+  TraceBpfSettings c;
+  // The filter path copies only the header bytes the filter can reach; when
+  // they fit the verdict memo (64 bytes), verdicts are memoised per CPU.
+  // At least the first byte: it tells IP from non-IP (a filter such as
+  // "greater 100" loads no packet byte, yet matches IP packets only).
+  c.filter_need = std::max(1u, filter_bytes_needed(filter));
+  c.memo_on = !filter.empty() && c.filter_need <= 64 ? 1 : 0;
+  c.filter = std::move(filter);
+  c.mark = mark;
+  c.netns = netns;
+  c.ifname = opts.ifname;
+  c.track = opts.drops_only ? 0 : 1;
+  c.max_tracked = std::max(16u, opts.max_packets);
+  c.ringbuf_bytes = ring_buffer_bytes(opts.ringbuf_bytes);
+  return c;
 }
 
-std::string verifier_tail(const std::string& log) {
-  constexpr size_t kMax = 3000;
-  return log.size() > kMax ? "..." + log.substr(log.size() - kMax) : log;
+void apply_settings(trace_bpf* s, const TraceBpfSettings& c, uint32_t direct_loads) {
+  s->rodata->filter_len = static_cast<uint32_t>(c.filter.size());
+  for (size_t i = 0; i < c.filter.size(); i++) const_cast<fs_cbpf_insn&>(s->rodata->filter_insns[i]) = c.filter[i];
+  s->rodata->filter_need = c.filter_need;
+  s->rodata->memo_on = c.memo_on;
+  s->rodata->direct_loads = direct_loads;
+  s->rodata->filter_mark = c.mark.first;
+  s->rodata->filter_mark_mask = c.mark.second;
+  s->rodata->filter_netns = c.netns;
+  if (c.ifname) {
+    std::memcpy(const_cast<char*>(s->rodata->filter_ifname), c.ifname->c_str(), c.ifname->size());
+    s->rodata->filter_ifname_set = 1;
+  }
+  s->rodata->track = c.track;
+  bpf_map__set_max_entries(s->maps.tracked, c.max_tracked);
+  bpf_map__set_max_entries(s->maps.events, c.ringbuf_bytes);
+  s->rodata->wakeup_bytes = c.ringbuf_bytes / 4;
 }
 
 }  // namespace
@@ -114,8 +131,11 @@ struct Tracer::Impl {
   RingBufferPtr rb;
   std::map<int64_t, std::string> drop_names;
   const Handler* handler = nullptr;
-  int ncpus = 1;
+  PerCpuCounters counters;
   uint32_t max_packets = 0;
+
+  Result<void> load(const TraceBpfSettings& settings);
+  void attach(std::vector<SkbTracepoint> wanted);
 
   static int on_event(void* ctx, void* data, size_t size) {
     auto* self = static_cast<Impl*>(ctx);
@@ -138,22 +158,72 @@ Result<unsigned> interface_index(const std::string& ifname, const std::optional<
   if (!path.empty() && path.find('/') == std::string::npos && std::all_of(path.begin(), path.end(), ::isdigit)) {
     return 0u;  // an inode cannot be entered: the name is matched in the kernel only
   }
-  Fd ns(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!ns) return fail_errno(errno, "cannot open network namespace {}: {}", path, std::strerror(errno));
   Result<unsigned> r = fail("interface lookup failed");
-  std::thread t([&] {
-    if (setns(ns.get(), CLONE_NEWNET) != 0) {
-      r = fail_errno(errno, "cannot enter network namespace {}: {}", path, std::strerror(errno));
-      return;
-    }
+  auto entered = run_in_netns(path, [&] {
     unsigned idx = if_nametoindex(ifname.c_str());
     if (!idx)
       r = fail("no interface \"{}\" in network namespace {}", ifname, path);
     else
       r = idx;
   });
-  t.join();
+  if (!entered) return std::unexpected(entered.error());
   return r;
+}
+
+// The skb tracepoints to attach; the others are noted in `skipped` with why.
+std::vector<SkbTracepoint> wanted_tracepoints(const btf* b, const TraceOptions& opts, std::vector<std::string>& skipped) {
+  std::vector<SkbTracepoint> wanted;
+  for (auto& tp : skb_tracepoints(b)) {
+    if (opts.drops_only && tp.kind != FS_TP_KIND_KFREE) continue;
+    if (!opts.all_tracepoints && !tp.on_request.empty()) {
+      skipped.push_back(fmt::format("{}: left out by default ({}); --all-tracepoints attaches it", tp.name, tp.on_request));
+      continue;
+    }
+    if (tp.skb_arg > 3) {
+      skipped.push_back(fmt::format("{}: skb is argument {}, at most 3 is supported", tp.name, tp.skb_arg));
+      continue;
+    }
+    wanted.push_back(std::move(tp));
+  }
+  return wanted;
+}
+
+// First with direct loads of packet bytes (a pointer read from an skb is
+// readable memory for the verifier only since Linux 6.16 or so); if this
+// kernel rejects that, again with bpf_probe_read_kernel() for them.
+Result<void> Tracer::Impl::load(const TraceBpfSettings& settings) {
+  for (uint32_t direct : {1u, 0u}) {
+    auto opened = open_skeleton<trace_bpf, trace_bpf__destroy>(trace_bpf__open, "trace");
+    if (!opened) return std::unexpected(opened.error());
+    skel = std::move(*opened);
+    apply_settings(skel.get(), settings, direct);
+    auto loaded = load_skeleton(skel->skeleton, "trace");
+    if (loaded || !direct) return loaded;
+    spdlog::debug("trace: direct packet loads rejected by this kernel, using bpf_probe_read_kernel: {}",
+                  loaded.error().message);
+  }
+  return {};
+}
+
+// One program per skb argument position (and one each for the frees), each
+// attached to many tracepoints; the cookie says which one fired.
+void Tracer::Impl::attach(std::vector<SkbTracepoint> wanted) {
+  trace_bpf* s = skel.get();
+  const int prog_fd[4] = {bpf_program__fd(s->progs.trace_arg0), bpf_program__fd(s->progs.trace_arg1),
+                          bpf_program__fd(s->progs.trace_arg2), bpf_program__fd(s->progs.trace_arg3)};
+  for (auto& tp : wanted) {
+    int fd = tp.kind == FS_TP_KIND_KFREE     ? bpf_program__fd(s->progs.trace_kfree)
+             : tp.kind == FS_TP_KIND_CONSUME ? bpf_program__fd(s->progs.trace_consume)
+                                             : prog_fd[tp.skb_arg];
+    const uint64_t cookie = attached.size() | (static_cast<uint64_t>(tp.kind) << FS_TP_KIND_SHIFT);
+    auto link = attach_raw_tracepoint(fd, tp.name, cookie);
+    if (!link) {
+      skipped.push_back(fmt::format("{}: attach failed: {}", tp.name, link.error().message));
+      continue;
+    }
+    links.push_back(std::move(*link));
+    attached.push_back(std::move(tp));
+  }
 }
 
 Tracer::Tracer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -179,95 +249,30 @@ Result<std::unique_ptr<Tracer>> Tracer::create(const TraceOptions& opts) {
     auto idx = interface_index(*opts.ifname, opts.netns);
     if (!idx) return std::unexpected(idx.error());
   }
-  auto btf = load_kernel_btf();
-  if (!btf) return std::unexpected(btf.error());
+  const KernelProbe probe = KernelProbe::open();
+  if (!probe.has_btf()) return fail_errno(ENOENT, "{}", probe.btf_error());
+  if (auto r = probe_command(probe, "trace").check(); !r) return std::unexpected(r.error());
 
   auto impl = std::make_unique<Impl>();
-  impl->ncpus = std::max(1, libbpf_num_possible_cpus());
-  impl->drop_names = enum_names(btf->get(), "skb_drop_reason", "SKB_DROP_REASON_");
+  impl->drop_names = enum_names(probe.kernel_btf(), "skb_drop_reason", "SKB_DROP_REASON_");
   impl->max_packets = opts.max_packets;
   raise_memlock_limit();
 
-  std::vector<SkbTracepoint> wanted;
-  for (auto& tp : skb_tracepoints(btf->get())) {
-    if (opts.drops_only && tp.kind != FS_TP_KIND_KFREE) continue;
-    if (!opts.all_tracepoints && !tp.on_request.empty()) {
-      impl->skipped.push_back(fmt::format("{}: left out by default ({}); --all-tracepoints attaches it", tp.name, tp.on_request));
-      continue;
-    }
-    if (tp.skb_arg > 3) {
-      impl->skipped.push_back(fmt::format("{}: skb is argument {}, at most 3 is supported", tp.name, tp.skb_arg));
-      continue;
-    }
-    wanted.push_back(std::move(tp));
-  }
+  std::vector<SkbTracepoint> wanted = wanted_tracepoints(probe.kernel_btf(), opts, impl->skipped);
   if (opts.drops_only && wanted.empty()) return fail("this kernel has no kfree_skb tracepoint with a drop reason");
 
-  // First with direct loads of packet bytes (a pointer read from an skb is
-  // readable memory for the verifier only since Linux 6.16 or so); if this
-  // kernel rejects that, again with bpf_probe_read_kernel() for them.
-  trace_bpf* s = nullptr;
-  for (uint32_t direct : {1u, 0u}) {
-    impl->skel.reset(trace_bpf__open());
-    if (!impl->skel) return fail_errno(errno, "cannot open the trace BPF object: {}", std::strerror(errno));
-    s = impl->skel.get();
-    s->rodata->filter_len = static_cast<uint32_t>(prog->size());
-    for (size_t i = 0; i < prog->size(); i++) {
-      const auto& in = (*prog)[i];
-      auto& dst = const_cast<fs_cbpf_insn&>(s->rodata->filter_insns[i]);
-      dst = in;
-    }
-    // The filter path copies only the header bytes the filter can reach; when
-    // they fit the verdict memo (64 bytes), verdicts are memoised per CPU.
-    // At least the first byte: it tells IP from non-IP (a filter such as
-    // "greater 100" loads no packet byte, yet matches IP packets only).
-    s->rodata->filter_need = std::max(1u, filter_bytes_needed(*prog));
-    s->rodata->memo_on = !prog->empty() && s->rodata->filter_need <= 64 ? 1 : 0;
-    s->rodata->direct_loads = direct;
-    s->rodata->filter_mark = mark.first;
-    s->rodata->filter_mark_mask = mark.second;
-    s->rodata->filter_netns = netns;
-    if (opts.ifname) {
-      std::memcpy(const_cast<char*>(s->rodata->filter_ifname), opts.ifname->c_str(), opts.ifname->size());
-      s->rodata->filter_ifname_set = 1;
-    }
-    s->rodata->track = opts.drops_only ? 0 : 1;
-    bpf_map__set_max_entries(s->maps.tracked, std::max(16u, opts.max_packets));
-    const uint32_t rb_bytes = round_up_pow2(opts.ringbuf_bytes);
-    bpf_map__set_max_entries(s->maps.events, rb_bytes);
-    s->rodata->wakeup_bytes = rb_bytes / 4;
-
-    take_libbpf_log();
-    int err = trace_bpf__load(s);
-    if (!err) break;
-    const std::string log = take_libbpf_log();
-    if (!direct) {
-      return fail_errno(-err, "loading the trace BPF programs failed: {}\n{}", std::strerror(-err), verifier_tail(log));
-    }
-    spdlog::debug("trace: direct packet loads rejected by this kernel, using bpf_probe_read_kernel: {}",
-                  verifier_tail(log));
-  }
-  const int prog_fd[4] = {bpf_program__fd(s->progs.trace_arg0), bpf_program__fd(s->progs.trace_arg1),
-                          bpf_program__fd(s->progs.trace_arg2), bpf_program__fd(s->progs.trace_arg3)};
-  for (auto& tp : wanted) {
-    int fd = tp.kind == FS_TP_KIND_KFREE     ? bpf_program__fd(s->progs.trace_kfree)
-             : tp.kind == FS_TP_KIND_CONSUME ? bpf_program__fd(s->progs.trace_consume)
-                                             : prog_fd[tp.skb_arg];
-    const uint64_t cookie = impl->attached.size() | (static_cast<uint64_t>(tp.kind) << FS_TP_KIND_SHIFT);
-    auto link = raw_tp_open(fd, tp.name, cookie);
-    if (!link) {
-      impl->skipped.push_back(fmt::format("{}: attach failed: {}", tp.name, link.error().message));
-      continue;
-    }
-    impl->links.push_back(std::move(*link));
-    impl->attached.push_back(std::move(tp));
-  }
+  const TraceBpfSettings settings = trace_settings(opts, std::move(*prog), mark, netns);
+  if (auto r = impl->load(settings); !r) return std::unexpected(r.error());
+  impl->attach(std::move(wanted));
   if (impl->attached.empty()) {
-    return fail("no skb tracepoint could be attached (raw tracepoint attach cookies need Linux 6.10+): {}",
+    return fail("no skb tracepoint could be attached: {}",
                 impl->skipped.empty() ? std::string("none found in BTF") : impl->skipped.back());
   }
-  impl->rb.reset(ring_buffer__new(bpf_map__fd(s->maps.events), &Impl::on_event, impl.get(), nullptr));
-  if (!impl->rb) return fail_errno(errno, "cannot open the trace ring buffer: {}", std::strerror(errno));
+  trace_bpf* s = impl->skel.get();
+  impl->counters = PerCpuCounters(s->maps.stats);
+  auto rb = open_ring_buffer(s->maps.events, &Impl::on_event, impl.get(), "trace");
+  if (!rb) return std::unexpected(rb.error());
+  impl->rb = std::move(*rb);
   return std::unique_ptr<Tracer>(new Tracer(std::move(impl)));
 }
 
@@ -291,12 +296,7 @@ TraceStats Tracer::stats() const {
   TraceStats st;
   uint64_t* fields[FS_TSTAT_MAX] = {&st.events,     &st.matched,      &st.emitted, &st.ringbuf_full,
                                     &st.track_full, &st.filter_abort, &st.reused,  &st.filter_runs};
-  std::vector<uint64_t> vals(impl_->ncpus);
-  const int fd = bpf_map__fd(impl_->skel->maps.stats);
-  for (uint32_t i = 0; i < FS_TSTAT_MAX; i++) {
-    if (bpf_map_lookup_elem(fd, &i, vals.data()) != 0) continue;
-    for (uint64_t v : vals) *fields[i] += v;
-  }
+  for (uint32_t i = 0; i < FS_TSTAT_MAX; i++) *fields[i] = impl_->counters.sum(i);
   return st;
 }
 
