@@ -1,0 +1,171 @@
+// flowscope's IPFIX read by libfixbuf's ipfixDump (CERT NetSA, Debian package
+// libfixbuf-tools), a strict RFC 5610 reader nobody here wrote. ipfixDump
+// learns an enterprise element's name and type only from a type record it has
+// already read when a template names the element; otherwise it prints the
+// element as an unknown octet array. So every flowscope element must be named,
+// with its type, in every template and every data record ipfixDump prints.
+//
+// The input is what the exporter sends, in its order: an IPFIX file is the
+// messages one after another (RFC 5655), so the file holds the template
+// messages, data, a template refresh and more data, cut to the UDP and the TCP
+// message sizes.
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "ipfix/encoder.h"
+
+using namespace flowscope;
+using namespace flowscope::ipfix;
+
+namespace {
+
+std::string run(const std::string& cmd) {
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  pclose(p);
+  return out;
+}
+
+FlowRecord sample(int family, uint16_t lport) {
+  FlowRecord r;
+  r.family = family;
+  if (family == 4) {
+    inet_pton(AF_INET, "10.1.2.3", r.local_ip.data());
+    inet_pton(AF_INET, "192.0.2.9", r.remote_ip.data());
+  } else {
+    inet_pton(AF_INET6, "fd00::1", r.local_ip.data());
+    inet_pton(AF_INET6, "2001:db8::42", r.remote_ip.data());
+  }
+  r.local_port = lport;
+  r.remote_port = 443;
+  r.protocol = 6;
+  r.start_ns = 1'700'000'000'123'000'000ull;
+  r.end_ns = 1'700'000'005'456'000'000ull;
+  r.bytes_sent = 10000;
+  r.segs_sent = 12;
+  r.srtt_us = 1234;
+  r.pid = 4242;
+  r.comm = "curl";
+  r.cgroup = "/system.slice/x.scope";
+  return r;
+}
+
+// ipfixDump's name for an RFC 5610 data type, as it prints template fields:
+// "ent: PEN  id: ID  type: uint32    len: 4     name".
+std::string_view fixbuf_type(DataType t) {
+  switch (t) {
+    case DataType::octetArray: return "octet";
+    case DataType::unsigned8: return "uint8";
+    case DataType::unsigned16: return "uint16";
+    case DataType::unsigned32: return "uint32";
+    case DataType::unsigned64: return "uint64";
+    case DataType::boolean: return "bool";
+    case DataType::string: return "string";
+    case DataType::dateTimeMilliseconds: return "millisec";
+    case DataType::ipv4Address: return "ipv4";
+    case DataType::ipv6Address: return "ipv6";
+  }
+  return "?";
+}
+
+class IpfixDump : public ::testing::TestWithParam<size_t> {};
+
+}  // namespace
+
+TEST_P(IpfixDump, NamesEveryFlowscopeElementWithItsType) {
+  if (run("command -v ipfixDump") .empty()) GTEST_FAIL() << "ipfixDump is not installed (scripts/setup.sh installs libfixbuf-tools)";
+  const size_t max_message = GetParam();
+  Encoder enc({.domain = 3, .max_message = max_message});
+  std::vector<Message> msgs;
+  auto add = [&](std::vector<Message> m) { msgs.insert(msgs.end(), m.begin(), m.end()); };
+  const std::vector<FlowRecord> recs = {sample(4, 1000), sample(6, 2000)};
+  add(enc.template_messages(1700000000));
+  add(enc.encode(recs, 1700000001));
+  add(enc.template_messages(1700000600));  // refresh
+  add(enc.encode(recs, 1700000601));
+
+  const std::string path = fmt::format("{}/fs-ipfixdump-{}.ipfix", ::testing::TempDir(), getpid());
+  {
+    std::ofstream f(path, std::ios::binary);
+    for (const auto& m : msgs) f.write(reinterpret_cast<const char*>(m.data()), std::streamsize(m.size()));
+  }
+  const std::string out = run(fmt::format("ipfixDump --rfc5610 --in {} 2>&1", path));
+  std::filesystem::remove(path);
+  ASSERT_NE(out.find("--- data record"), std::string::npos) << out;
+  // ipfixDump read the whole file without complaint.
+  EXPECT_EQ(out.find("rror"), std::string::npos) << out;
+
+  // Cut the dump into its "--- template record ---", "--- options template
+  // record ---", "--- data record N ---" and "--- Message Header ---" blocks.
+  std::vector<std::string> flow_templates, flow_records;
+  size_t type_records = 0;
+  {
+    std::istringstream in(out);
+    std::string line, kind, body;
+    auto flush = [&] {
+      if (kind == "template record") flow_templates.push_back(body);
+      if (kind == "data record") {
+        if (body.find("informationElementName") != std::string::npos)
+          type_records++;
+        else
+          flow_records.push_back(body);
+      }
+      body.clear();
+    };
+    const std::regex header(R"(^--- (.*?)( \d+)? ---$)");
+    std::smatch m;
+    while (std::getline(in, line)) {
+      if (std::regex_match(line, m, header)) {
+        flush();
+        kind = m[1];
+        continue;
+      }
+      body += line + "\n";
+    }
+    flush();
+  }
+  // Per round: the IPv4 and IPv6 templates, one type record per element, the
+  // two flows. Two rounds (start and refresh).
+  EXPECT_EQ(flow_templates.size(), 4u) << out;
+  EXPECT_EQ(type_records, 2 * std::size(kFsElements)) << out;
+  ASSERT_EQ(flow_records.size(), 2 * recs.size()) << out;
+
+  for (const auto& t : flow_templates) {
+    EXPECT_EQ(t.find("_alien"), std::string::npos) << "an element ipfixDump does not know:\n" << t;
+    for (const auto& e : kFsElements) {
+      const std::regex want(
+          fmt::format(R"(ent:\s+{}\s+id:\s+{}\s+type:\s+{}\s+len:\s+\d+\s+{}\s*$)", kDefaultPen, e.id, fixbuf_type(e.type), e.name),
+          std::regex::multiline);
+      EXPECT_TRUE(std::regex_search(t, want)) << "template lacks " << e.name << " <" << fixbuf_type(e.type) << ">:\n" << t;
+    }
+  }
+  // Data records: every element by name; values read with the announced type
+  // (an unknown element would be printed as raw octets).
+  for (const auto& r : flow_records) {
+    EXPECT_EQ(r.find("_alien"), std::string::npos) << r;
+    for (const auto& e : kFsElements) {
+      const std::regex want(fmt::format(R"(\({}/{}\)\s+{} : )", kDefaultPen, e.id, e.name));
+      EXPECT_TRUE(std::regex_search(r, want)) << "data record lacks " << e.name << ":\n" << r;
+    }
+    EXPECT_NE(r.find("flowscopeSrttMicroseconds : 1234\n"), std::string::npos) << r;
+    EXPECT_NE(r.find("flowscopeProcessId : 4242\n"), std::string::npos) << r;
+    EXPECT_NE(r.find("flowscopeProcessName : (len: 4) curl\n"), std::string::npos) << r;
+    EXPECT_NE(r.find("flowscopeCgroupPath : (len: 21) /system.slice/x.scope\n"), std::string::npos) << r;
+  }
+}
+// UDP (path-MTU sized) and TCP (largest) message sizes.
+INSTANTIATE_TEST_SUITE_P(MessageSizes, IpfixDump, ::testing::Values(size_t(1400), size_t(65535)));
