@@ -8,8 +8,13 @@
 // it as NetFlow v9 the way nfdump users feed other collectors: times as
 // flowStartMilliseconds/flowEndMilliseconds (types 152/153), counts as 64-bit
 // deltas. The stored flows must be the ones nfdump prints: same flows, bytes,
-// packets, start and end to the millisecond v9 carries. No root needed.
+// packets, start and end to the millisecond v9 carries.
+//
+// Also: records without times, sent by hand, take the export time or are
+// counted, as /api/exporters and /metrics show. No root needed.
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -363,5 +368,97 @@ TEST(NfdumpReplay, NetflowV9FromNfreplayIsStoredAsNfdumpPrintsIt) {
     want.erase(it);
   }
   EXPECT_TRUE(want.empty()) << want.size() << " nfdump flows not stored";
+  EXPECT_EQ(col.stop(), 0) << col.proc->err();
+}
+
+namespace {
+
+// A NetFlow v9 message: template 300 (IPv4 addresses, ports, protocol,
+// octets, packets; no time) and one record.
+std::string v9_without_times(uint32_t export_time, uint32_t seq, uint16_t sport) {
+  std::string m;
+  put16be(m, 9);
+  put16be(m, 2);       // records: template and data
+  put32be(m, 123456);  // uptime
+  put32be(m, export_time);
+  put32be(m, seq);
+  put32be(m, 1);  // source id
+  const std::vector<std::pair<uint16_t, uint16_t>> fields = {{8, 4}, {12, 4}, {7, 2}, {11, 2}, {4, 1}, {1, 8}, {2, 8}};
+  put16be(m, 0);  // template flowset
+  put16be(m, uint16_t(8 + 4 * fields.size()));
+  put16be(m, 300);
+  put16be(m, uint16_t(fields.size()));
+  for (auto [id, len] : fields) {
+    put16be(m, id);
+    put16be(m, len);
+  }
+  put16be(m, 300);
+  put16be(m, 4 + 29 + 3);  // record plus padding to 4 octets
+  for (uint8_t b : {10, 8, 0, 1, 10, 8, 0, 2}) m += char(b);
+  put16be(m, sport);
+  put16be(m, 53);
+  m += char(17);
+  put32be(m, 0);
+  put32be(m, 99);  // octets
+  put32be(m, 0);
+  put32be(m, 1);  // packets
+  m += std::string(3, '\0');
+  return m;
+}
+
+void send_udp(int port, const std::string& m) {
+  int s = socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(uint16_t(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sendto(s, m.data(), m.size(), 0, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  close(s);
+}
+
+}  // namespace
+
+// A record without times is stored at its message's export time and counted;
+// with an export time of 0 as well it is counted and not stored. Both counts
+// show in /api/exporters and /metrics.
+TEST(CollectorTimes, RecordsWithoutTimesTakeTheExportTimeOrAreCounted) {
+  TempDir dir;
+  Collector col(dir.path() + "/flows.db");
+  const uint32_t export_time = uint32_t(std::time(nullptr)) - 30;
+  send_udp(col.udp_port, v9_without_times(export_time, 0, 5001));
+  send_udp(col.udp_port, v9_without_times(0, 1, 5002));
+  Json ex;
+  for (auto deadline = std::chrono::steady_clock::now() + 20s; std::chrono::steady_clock::now() < deadline;
+       std::this_thread::sleep_for(50ms)) {
+    ex = http_get(col.http_port, "/api/exporters").second;
+    if (ex.contains("store") && ex["store"]["written"].get<uint64_t>() >= 1 &&
+        ex["decoder"]["records_no_time"].get<uint64_t>() >= 1)
+      break;
+  }
+  ASSERT_EQ(ex["exporters"].size(), 1u) << ex.dump();
+  EXPECT_EQ(ex["exporters"][0]["records_time_fallback"], 1) << ex.dump();
+  EXPECT_EQ(ex["exporters"][0]["records_no_time"], 1) << ex.dump();
+  EXPECT_EQ(ex["decoder"]["records_time_fallback"], 1) << ex.dump();
+  EXPECT_EQ(ex["decoder"]["records_no_time"], 1) << ex.dump();
+  EXPECT_EQ(ex["decoder"]["malformed"], 0) << ex.dump();
+
+  auto [st, got] = http_get(col.http_port, "/api/flows?from=-1h&limit=100");
+  ASSERT_EQ(st, 200);
+  ASSERT_EQ(got["flows"].size(), 1u) << got.dump();
+  const Json& f = got["flows"][0];
+  EXPECT_EQ(f["src_port"], 5001);
+  EXPECT_EQ(f["bytes"], 99);
+  EXPECT_EQ(f["start_ns"].get<uint64_t>(), uint64_t(export_time) * 1'000'000'000);
+  EXPECT_EQ(f["end_ns"].get<uint64_t>(), uint64_t(export_time) * 1'000'000'000);
+  // And nothing at 1970.
+  auto [st2, all] = http_get(col.http_port, "/api/flows?limit=100");
+  ASSERT_EQ(st2, 200);
+  EXPECT_EQ(all["flows"].size(), 1u) << all.dump();
+
+  httplib::Client c("127.0.0.1", col.http_port);
+  auto m = c.Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("flowscope_ipfix_records_time_fallback_total 1\n"), std::string::npos) << m->body;
+  EXPECT_NE(m->body.find("flowscope_ipfix_records_no_time_total 1\n"), std::string::npos) << m->body;
   EXPECT_EQ(col.stop(), 0) << col.proc->err();
 }
