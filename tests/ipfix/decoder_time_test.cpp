@@ -84,8 +84,8 @@ TEST(DecoderTime, NetflowV9MillisecondTimesAbove127AreRead) {
   EXPECT_EQ(f.version, 9);
   EXPECT_EQ(f.record.start_ns, kStartMs * 1'000'000);
   EXPECT_EQ(f.record.end_ns, kEndMs * 1'000'000);
-  EXPECT_EQ(f.record.bytes_sent, 1234u);
-  EXPECT_EQ(f.record.segs_sent, 5u);
+  EXPECT_EQ(f.record.bytes, 1234u);
+  EXPECT_EQ(f.record.packets, 5u);
   EXPECT_EQ(d.counters().records_time_fallback, 0u);
 }
 

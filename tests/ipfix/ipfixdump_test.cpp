@@ -23,6 +23,7 @@
 #include <gtest/gtest.h>
 
 #include "ipfix/encoder.h"
+#include "net/cidr.h"
 #include "ipfixdump.h"
 
 using namespace flowscope;
@@ -30,23 +31,28 @@ using namespace flowscope::ipfix;
 
 namespace {
 
-FlowRecord sample(int family, uint16_t lport) {
-  FlowRecord r;
-  r.family = family;
+Flow sample(int family, uint16_t lport) {
+  Flow r;
   if (family == 4) {
-    inet_pton(AF_INET, "10.1.2.3", r.local_ip.data());
-    inet_pton(AF_INET, "192.0.2.9", r.remote_ip.data());
+    uint8_t a[4], b[4];
+    inet_pton(AF_INET, "10.1.2.3", a);
+    inet_pton(AF_INET, "192.0.2.9", b);
+    r.src_ip = ip16_from_v4(a);
+    r.dst_ip = ip16_from_v4(b);
   } else {
-    inet_pton(AF_INET6, "fd00::1", r.local_ip.data());
-    inet_pton(AF_INET6, "2001:db8::42", r.remote_ip.data());
+    uint8_t a[16], b[16];
+    inet_pton(AF_INET6, "fd00::1", a);
+    inet_pton(AF_INET6, "2001:db8::42", b);
+    r.src_ip = ip16_from_v6(a);
+    r.dst_ip = ip16_from_v6(b);
   }
-  r.local_port = lport;
-  r.remote_port = 443;
+  r.src_port = lport;
+  r.dst_port = 443;
   r.protocol = 6;
   r.start_ns = 1'700'000'000'123'000'000ull;
   r.end_ns = 1'700'000'005'456'000'000ull;
-  r.bytes_sent = 10000;
-  r.segs_sent = 12;
+  r.bytes = 10000;
+  r.packets = 12;
   r.srtt_us = 1234;
   r.pid = 4242;
   r.comm = "curl";
@@ -65,7 +71,7 @@ TEST_P(IpfixDump, NamesEveryFlowscopeElementWithItsType) {
   Encoder enc({.domain = 3, .max_message = max_message});
   std::vector<Message> msgs;
   auto add = [&](std::vector<Message> m) { msgs.insert(msgs.end(), m.begin(), m.end()); };
-  const std::vector<FlowRecord> recs = {sample(4, 1000), sample(6, 2000)};
+  const std::vector<Flow> recs = {sample(4, 1000), sample(6, 2000)};
   add(enc.template_messages(1700000000));
   add(enc.encode(recs, 1700000001));
   add(enc.template_messages(1700000600));  // refresh
@@ -86,7 +92,7 @@ TEST_P(IpfixDump, NamesEveryFlowscopeElementWithItsType) {
   // Per round: the IPv4 and IPv6 templates, one type record per element, the
   // two flows. Two rounds (start and refresh).
   EXPECT_EQ(dump.flow_templates.size(), 4u) << out;
-  EXPECT_EQ(dump.type_records, 2 * std::size(kFsElements)) << out;
+  EXPECT_EQ(dump.type_records, 2 * fstest::own_elements().size()) << out;
   ASSERT_EQ(dump.flow_records.size(), 2 * recs.size()) << out;
   for (const auto& t : dump.flow_templates) fstest::expect_template_names_all(t, kDefaultPen);
   // Data records: every element by name; values read with the announced type
