@@ -20,7 +20,7 @@ PKGS_BUILD=(
 )
 # Real peers the tests compare against.
 PKGS_TEST=(
-  iproute2 iputils-ping tcpdump nftables tshark nfdump softflowd libbpf-tools iperf3 procps python3 sqlite3 curl
+  iproute2 iputils-ping tcpdump nftables tshark nfdump softflowd libfixbuf-tools libbpf-tools iperf3 procps python3 sqlite3 curl
   gnuplot-nox
 )
 need=()

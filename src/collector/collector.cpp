@@ -113,6 +113,8 @@ struct ExporterTotals {
   uint64_t records_lost = 0;
   uint64_t templates = 0;
   uint64_t sets_no_template = 0;
+  uint64_t records_time_fallback = 0;  // stored with a time the record lacked (export time, or its other end)
+  uint64_t records_no_time = 0;        // not stored: no time at all
   uint64_t queue_drops = 0;
   uint64_t store_drops = 0;
   uint64_t tcp_connections = 0;
@@ -474,6 +476,8 @@ struct Collector::Impl {
         t->records_lost += (after.records_lost - before.records_lost) + (after.packets_lost - before.packets_lost);
         t->templates += after.templates - before.templates;
         t->sets_no_template += after.sets_no_template - before.sets_no_template;
+        t->records_time_fallback += after.records_time_fallback - before.records_time_fallback;
+        t->records_no_time += after.records_no_time - before.records_no_time;
         t->flows += res.flows.size();
         if (!res.ok()) t->last_error = res.error.substr(0, 200);
       }
@@ -586,6 +590,8 @@ nlohmann::json Collector::exporters_json() const {
       {"data_records", c.data_records},
       {"flows", c.flows},
       {"records_unusable", c.records_unusable},
+      {"records_time_fallback", c.records_time_fallback},
+      {"records_no_time", c.records_no_time},
       {"sets_held", c.sets_held},
       {"sets_no_template", c.sets_no_template},
       {"sequence_gaps", c.sequence_gaps},
@@ -623,6 +629,8 @@ nlohmann::json Collector::exporters_json() const {
                   {"records_lost", t.records_lost},
                   {"templates_received", t.templates},
                   {"sets_no_template", t.sets_no_template},
+                  {"records_time_fallback", t.records_time_fallback},
+                  {"records_no_time", t.records_no_time},
                   {"store_drops", t.store_drops},
                   {"tcp_connections", t.tcp_connections},
                   {"tcp_framing_errors", t.tcp_framing_errors},
@@ -663,6 +671,10 @@ void Collector::collect_metrics(FamilyBuilder& b) const {
   b.counter("flowscope_ipfix_sets_no_template_total", "Data sets dropped: no template in time",
             double(c.sets_no_template));
   b.counter("flowscope_ipfix_sequence_gaps_total", "Sequence number gaps", double(c.sequence_gaps));
+  b.counter("flowscope_ipfix_records_time_fallback_total",
+            "Records stored with a time they lacked: export time, or their other end", double(c.records_time_fallback));
+  b.counter("flowscope_ipfix_records_no_time_total", "Records not stored: no time and no export time",
+            double(c.records_no_time));
   b.counter("flowscope_ipfix_records_lost_total", "Data records missing per sequence numbers", double(c.records_lost));
   for (const auto& [addr, t] : i.exporters) {
     b.counter("flowscope_exporter_messages_total", "Messages per exporter", double(t.messages), {{"exporter", addr}});

@@ -95,9 +95,11 @@ Kind field_kind(uint16_t id, uint32_t pen) {
   return Kind::Enterprise;
 }
 
-// NetFlow v9 uses the IANA numbering for the elements we read (RFC 3954
-// field types 1..), except that it has no enterprise bit.
-Kind v9_kind(uint16_t id) { return id < 128 ? iana_kind(id) : Kind::Skip; }
+// NetFlow v9 field types share the IPFIX registry: RFC 3954 defined 1..127,
+// and IANA assigns every number up to 32767 for both (nfdump's nfreplay sends
+// flowStartMilliseconds 152 / flowEndMilliseconds 153). v9 has no enterprise
+// bit; types from 32768 up are vendor-specific and skipped.
+Kind v9_kind(uint16_t id) { return id < 0x8000 ? iana_kind(id) : Kind::Skip; }
 
 using DomainKey = std::tuple<std::string, uint16_t, uint32_t>;  // exporter, version, domain
 
@@ -516,6 +518,30 @@ struct Decoder::Impl {
     v.fs = true;
   }
 
+  // A record with no usable start or end (none sent, or one that decodes to
+  // 1970: a relative time without the exporter's boot time) would be stored
+  // at 1970 and deleted by the next retention pass. A missing end takes the
+  // start and a missing start the end; with neither, both take the message's
+  // export time, the moment the exporter sent what it had metered (an upper
+  // bound of the flow's end). Counted. With no export time either (0), the
+  // record has no time at all: counted and not stored (false).
+  bool fill_missing_times(Values& v, const Ctx& ctx) {
+    if (v.start_ns && v.end_ns) return true;
+    if (!v.start_ns && !v.end_ns) {
+      if (!ctx.export_time) {
+        c.records_no_time++;
+        return false;
+      }
+      v.start_ns = v.end_ns = uint64_t(ctx.export_time) * 1'000'000'000ull;
+    } else if (!v.start_ns) {
+      v.start_ns = v.end_ns;
+    } else {
+      v.end_ns = v.start_ns;
+    }
+    c.records_time_fallback++;
+    return true;
+  }
+
   std::optional<DecodedFlow> to_flow(Values& v, uint32_t domain, uint16_t tid,
                                      const Ctx& ctx, const Domain& d) {
     DecodedFlow out;
@@ -565,6 +591,7 @@ struct Decoder::Impl {
         if (v.end_up && !v.end_ns) v.end_ns = abs_ns(*v.end_up);
       }
     }
+    if (!fill_missing_times(v, ctx)) return std::nullopt;
     r.start_ns = v.start_ns;
     r.end_ns = v.end_ns;
     out.end_reason = v.end_reason.value_or(0);

@@ -32,7 +32,14 @@
 //              absent or other -> Unknown
 //   start_ns / end_ns: from flowStart/End{Seconds,Milliseconds,Micro,Nano}
 //              or *SysUpTime (with systemInitTimeMilliseconds or the NetFlow
-//              v9 header's uptime); 0 if the record has none.
+//              v9 header's uptime). NetFlow v9 field types are read with the
+//              IPFIX numbers (shared registry up to 32767). Never 0: a record
+//              with only one of them gets it for both; a record with neither
+//              (or only times that decode to 1970) gets the message header's
+//              export time for both, the time the exporter sent what it had
+//              metered (both counted in records_time_fallback); with an
+//              export time of 0 as well, the record is not returned
+//              (records_no_time, also in records_unusable).
 //   interim: flowscopeInterimRecord if present, else flowEndReason ==
 //            activeTimeout(2).
 //   flowscope's own elements (RTT, retransmits, pid, comm, cgroup, container,
@@ -105,7 +112,9 @@ struct DecoderCounters {
   uint64_t data_records = 0;         // data records decoded (flows and options data)
   uint64_t flows = 0;                // flows returned
   uint64_t options_records = 0;      // options data records (RFC 5610 ones are used)
-  uint64_t records_unusable = 0;     // decoded but no flow (no addresses)
+  uint64_t records_unusable = 0;     // decoded but no flow (no addresses, or records_no_time)
+  uint64_t records_time_fallback = 0;  // stored with a time the record lacked (see start_ns/end_ns above)
+  uint64_t records_no_time = 0;      // not stored: no time in the record and export time 0
   uint64_t sets_held = 0;            // data sets that waited for their template
   uint64_t sets_held_decoded = 0;    // ... and were decoded when it came
   uint64_t sets_no_template = 0;     // data sets dropped: template never came in time / hold full

@@ -48,20 +48,39 @@ Message flow_template(uint16_t tid, bool v6, uint32_t pen) {
   return t;
 }
 
-// RFC 5610 information element type options template.
+// RFC 5610 information element type options template. RFC 5610 makes the
+// range elements optional, but libfixbuf (YAF, SiLK, ipfixDump) takes an
+// options template as the one for type records only if it has every element
+// RFC 5610 defines for them (padding aside), ranges included; without them it
+// reads the records as plain data and never learns the names.
 Message ie_type_template(uint32_t pen) {
   Message t;
   put16(t, kTemplateIeType);
-  put16(t, 7);  // field count
+  put16(t, 9);  // field count
   put16(t, 2);  // scope field count
   put_field(t, {iana::informationElementId, 2, 0}, pen);
   put_field(t, {iana::privateEnterpriseNumber, 4, 0}, pen);
   put_field(t, {iana::informationElementDataType, 1, 0}, pen);
   put_field(t, {iana::informationElementSemantics, 1, 0}, pen);
   put_field(t, {iana::informationElementUnits, 2, 0}, pen);
+  put_field(t, {iana::informationElementRangeBegin, 8, 0}, pen);
+  put_field(t, {iana::informationElementRangeEnd, 8, 0}, pen);
   put_field(t, {iana::informationElementName, kVarLen, 0}, pen);
   put_field(t, {iana::informationElementDescription, kVarLen, 0}, pen);
   return t;
+}
+
+// The values an element can take: the whole range of an unsigned type, 1..2
+// for a boolean (RFC 7011 §6.1.5); 0..0 (libfixbuf's "no range") for strings.
+std::pair<uint64_t, uint64_t> ie_range(DataType t) {
+  switch (t) {
+    case DataType::unsigned8: return {0, UINT8_MAX};
+    case DataType::unsigned16: return {0, UINT16_MAX};
+    case DataType::unsigned32: return {0, UINT32_MAX};
+    case DataType::unsigned64: return {0, UINT64_MAX};
+    case DataType::boolean: return {1, 2};
+    default: return {0, 0};
+  }
 }
 
 // The RFC 5610 type records of flowscope's own elements.
@@ -75,6 +94,9 @@ std::vector<Message> ie_type_records(uint32_t pen) {
     put8(r, uint8_t(f.ie.type));
     put8(r, uint8_t(f.ie.semantics));
     put16(r, uint16_t(f.ie.units));
+    const auto [lo, hi] = ie_range(f.ie.type);
+    put64(r, lo);
+    put64(r, hi);
     put_varlen(r, f.ie.name);
     put_varlen(r, f.doc);
     out.push_back(std::move(r));
@@ -229,10 +251,14 @@ Encoder::Encoder(EncoderOptions opts) : opts_(opts) {
 
 std::vector<Message> Encoder::template_messages(uint32_t export_time) {
   Builder b(opts_, export_time, seq_);
-  b.add(kSetTemplate, flow_template(kTemplateV4, false, opts_.pen), false);
-  b.add(kSetTemplate, flow_template(kTemplateV6, true, opts_.pen), false);
+  // RFC 5610 type records first, then the flow templates that use them: a
+  // strict collector (libfixbuf) resolves an enterprise element's name and
+  // type when it reads the template, from the type records it has read so
+  // far, and keeps an element it does not know yet as an unknown octet array.
   b.add(kSetOptionsTemplate, ie_type_template(opts_.pen), false);
   for (const auto& r : ie_type_records(opts_.pen)) b.add(kTemplateIeType, r, true);
+  b.add(kSetTemplate, flow_template(kTemplateV4, false, opts_.pen), false);
+  b.add(kSetTemplate, flow_template(kTemplateV6, true, opts_.pen), false);
   return b.done();
 }
 

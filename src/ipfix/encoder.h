@@ -55,9 +55,11 @@ class Encoder {
  public:
   explicit Encoder(EncoderOptions opts = {});
 
-  // The template sets (IPv4, IPv6, RFC 5610 options template) and the RFC 5610
-  // type records describing flowscope's enterprise elements. Send at session
-  // start, after every reconnect (TCP) and periodically (UDP).
+  // The RFC 5610 options template and type records describing flowscope's
+  // enterprise elements, then the flow templates (IPv4, IPv6) that use them:
+  // a strict collector must read an element's type record before the template
+  // naming it. Send at session start, after every reconnect (TCP) and
+  // periodically (UDP), in this order.
   std::vector<Message> template_messages(uint32_t export_time);
   // Encodes flow records into as few messages as fit max_message. If
   // `per_message` is given it receives the number of records in each message.
