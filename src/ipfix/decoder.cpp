@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cstring>
 #include <list>
+#include <set>
 #include <unordered_map>
 #include <optional>
 #include <tuple>
@@ -117,7 +118,8 @@ struct Domain {
   Transport transport = Transport::Udp;
   Source* source = nullptr;
   std::list<Domain*>::iterator lru{};  // in source->domains
-  Clock::time_point last_active{};
+  Clock::time_point last_active{};  // idle expiry
+  uint64_t tick = 0;                // recency across all sources (times may tie)
   std::map<uint16_t, Template> templates;
   // RFC 5610 names learned from this exporter: (pen, id) -> flowscope element.
   std::map<std::pair<uint32_t, uint16_t>, FsElement> fs_names;
@@ -229,6 +231,14 @@ struct Decoder::Impl {
   std::deque<Held> held;
   size_t held_bytes = 0;
   size_t template_bytes = 0;  // charged by all cached templates
+  uint64_t tick = 0;
+  // Sources by what they hold, largest first, to find who gives way at a
+  // global bound without a scan: by domains (ties: the one whose least
+  // recent domain is oldest), and by template bytes. A source's entries are
+  // taken out before it changes and put back after (rerank()).
+  using DomainRank = std::tuple<size_t, uint64_t, Source*>;
+  std::set<DomainRank, std::greater<>> by_domains;
+  std::set<std::pair<size_t, Source*>, std::greater<>> by_template_bytes;
   size_t template_count = 0;
   Clock::time_point last_expire{};
 
@@ -248,10 +258,32 @@ struct Decoder::Impl {
     return &source_counts[s.name];
   }
 
+  static DomainRank domain_rank(Source& s) {
+    return {s.domains.size(), UINT64_MAX - s.domains.front()->tick, &s};
+  }
+  void unrank(Source& s) {
+    if (s.domains.empty()) return;
+    by_domains.erase(domain_rank(s));
+    by_template_bytes.erase({s.template_bytes, &s});
+  }
+  void rank(Source& s) {
+    if (s.domains.empty()) return;
+    by_domains.insert(domain_rank(s));
+    by_template_bytes.insert({s.template_bytes, &s});
+  }
+  template <class F>
+  void rerank(Source& s, F&& change) {
+    unrank(s);
+    change();
+    rank(s);
+  }
+
   void erase_template(Domain& d, std::map<uint16_t, Template>::iterator it) {
     Source& s = *d.source;
-    s.templates.erase(it->second.lru);
-    s.template_bytes -= it->second.cost;
+    rerank(s, [&] {
+      s.templates.erase(it->second.lru);
+      s.template_bytes -= it->second.cost;
+    });
     template_bytes -= it->second.cost;
     template_count--;
     d.templates.erase(it);
@@ -290,7 +322,7 @@ struct Decoder::Impl {
     if (why != Gone::Closed) {
       if (auto* sc = counts(s)) (why == Gone::Expired ? sc->domains_expired : sc->domains_evicted)++;
     }
-    s.domains.erase(d.lru);
+    rerank(s, [&] { s.domains.erase(d.lru); });
     domains.erase(it);
     if (s.domains.empty()) {
       const std::string name = s.name;  // not the key of the node being erased
@@ -302,37 +334,36 @@ struct Decoder::Impl {
     erase_domain(domains.find(DomainKey{d.stats.exporter, d.stats.version, d.stats.domain}), why);
   }
 
-  // The source that holds the most (by `weight`); ties go to the one whose
-  // oldest entry is oldest. Only called when the table is not empty.
-  template <class Weight>
-  Source& largest_source(Weight weight) {
-    Source* best = nullptr;
-    for (auto& [name, s] : sources) {
-      if (!best || weight(s) > weight(*best) ||
-          (weight(s) == weight(*best) && s.domains.front()->last_active < best->domains.front()->last_active))
-        best = &s;
-    }
-    return *best;
-  }
-
   Domain* domain(const DomainKey& k, const std::string& source, Transport t, Clock::time_point now) {
     if (auto it = domains.find(k); it != domains.end()) {
       Domain& d = it->second;
-      d.source->domains.splice(d.source->domains.end(), d.source->domains, d.lru);
+      Source& s = *d.source;
       d.last_active = now;
+      if (s.domains.front() == &d) {  // the source's rank changes with its least recent domain
+        rerank(s, [&] {
+          s.domains.splice(s.domains.end(), s.domains, d.lru);
+          d.tick = ++tick;
+        });
+      } else {
+        s.domains.splice(s.domains.end(), s.domains, d.lru);
+        d.tick = ++tick;
+      }
       return &d;
     }
     if (opts.max_domains == 0 || opts.max_domains_per_source == 0) return nullptr;
     if (auto s = sources.find(source); s != sources.end() && s->second.domains.size() >= opts.max_domains_per_source)
       erase_domain(*s->second.domains.front(), Gone::Evicted);
     else if (domains.size() >= opts.max_domains)
-      erase_domain(*largest_source([](const Source& x) { return x.domains.size(); }).domains.front(), Gone::Evicted);
+      erase_domain(*std::get<2>(*by_domains.begin())->domains.front(), Gone::Evicted);
     Source& s = sources[source];
     s.name = source;
     Domain& d = domains[k];
     d.transport = t;
     d.source = &s;
-    d.lru = s.domains.insert(s.domains.end(), &d);
+    rerank(s, [&] {
+      d.lru = s.domains.insert(s.domains.end(), &d);
+      d.tick = ++tick;
+    });
     d.last_active = now;
     d.stats.exporter = std::get<0>(k);
     d.stats.source = source;
@@ -356,10 +387,12 @@ struct Decoder::Impl {
     if (it != d.templates.end()) erase_template(d, it);
     while (s.template_bytes + tmpl.cost > opts.max_template_bytes_per_source) evict_template(s);
     while (template_bytes + tmpl.cost > opts.max_template_bytes)
-      evict_template(largest_source([](const Source& x) { return x.template_bytes; }));
+      evict_template(*by_template_bytes.begin()->second);
     const uint16_t id = tmpl.id;
-    tmpl.lru = s.templates.insert(s.templates.end(), TemplateRef{&d, id});
-    s.template_bytes += tmpl.cost;
+    rerank(s, [&] {
+      tmpl.lru = s.templates.insert(s.templates.end(), TemplateRef{&d, id});
+      s.template_bytes += tmpl.cost;
+    });
     template_bytes += tmpl.cost;
     template_count++;
     d.templates[id] = std::move(tmpl);

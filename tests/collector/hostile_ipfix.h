@@ -1,0 +1,35 @@
+// IPFIX messages a hostile sender makes: many sessions, many templates.
+// Built by hand (not with the encoder) so they are exactly what they claim.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "ipfix/wire.h"
+
+namespace fstest {
+
+// An IPFIX message whose template set defines `count` one-field templates
+// (octetDeltaCount, 8 octets), ids first_id, first_id + 1, ...
+inline std::vector<uint8_t> one_field_templates(uint32_t domain, uint16_t first_id, uint16_t count,
+                                                uint32_t export_time = 1'700'000'000) {
+  using namespace flowscope::ipfix::wire;
+  std::vector<uint8_t> m;
+  const size_t set_len = 4 + size_t(count) * 8;
+  put16(m, 10);
+  put16(m, uint16_t(16 + set_len));
+  put32(m, export_time);
+  put32(m, 0);  // sequence: templates do not count
+  put32(m, domain);
+  put16(m, 2);  // template set
+  put16(m, uint16_t(set_len));
+  for (uint16_t i = 0; i < count; i++) {
+    put16(m, uint16_t(first_id + i));
+    put16(m, 1);  // one field
+    put16(m, 1);  // octetDeltaCount
+    put16(m, 8);
+  }
+  return m;
+}
+
+}  // namespace fstest
