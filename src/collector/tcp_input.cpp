@@ -99,13 +99,8 @@ void TcpInput::loop() {
   auto close_conn = [&](Conn& c, CloseCause why) {
     if (c.dead) return;
     c.dead = true;
-    epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, c.fd.get(), nullptr);
+    // Counted before the socket closes, so whoever sees the close sees the count.
     n_.partial_bytes += c.framer.buffered();
-    if (why == CloseCause::Evicted || why == CloseCause::MessageTimeout || why == CloseCause::IdleTimeout) {
-      reset_close(c.fd);  // nothing more from this one is wanted
-    } else {
-      c.fd.reset();
-    }
     if (auto it = per_source.find(c.ip); it != per_source.end() && --it->second == 0) per_source.erase(it);
     n_.open--;
     uint64_t n = 0;
@@ -116,6 +111,12 @@ void TcpInput::loop() {
       case CloseCause::Evicted: n = ++n_.evicted; break;
       case CloseCause::PeerClosed:
       case CloseCause::Shutdown: break;
+    }
+    epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, c.fd.get(), nullptr);
+    if (why == CloseCause::Evicted || why == CloseCause::MessageTimeout || why == CloseCause::IdleTimeout) {
+      reset_close(c.fd);  // nothing more from this one is wanted
+    } else {
+      c.fd.reset();
     }
     if (n == 0)
       spdlog::info("IPFIX TCP exporter {} disconnected", c.session->key);
@@ -195,8 +196,8 @@ void TcpInput::loop() {
         refuse = RefuseCause::GlobalLimit;
       const std::string addr = ip16_to_string(ep.ip);
       if (refuse) {
-        reset_close(fd);
         const uint64_t n = *refuse == RefuseCause::SourceLimit ? ++n_.refused_source : ++n_.refused_global;
+        reset_close(fd);
         if (sampled(n))
           spdlog::warn("IPFIX TCP: refused a connection from {}: {} ({} so far)", addr, to_string(*refuse), n);
         q_.try_push(ConnectionRefused{addr, *refuse});
@@ -231,10 +232,11 @@ void TcpInput::loop() {
     auto next = now + check_every;
     for (auto& c : conns) {
       if (c.dead) continue;
-      if (now - c.last_byte >= o_.idle_timeout) {
-        close_conn(c, CloseCause::IdleTimeout);
-      } else if (c.msg_started && now - *c.msg_started >= o_.message_timeout) {
+      // A message that started and stalled is the more telling cause.
+      if (c.msg_started && now - *c.msg_started >= o_.message_timeout) {
         close_conn(c, CloseCause::MessageTimeout);
+      } else if (now - c.last_byte >= o_.idle_timeout) {
+        close_conn(c, CloseCause::IdleTimeout);
       } else {
         next = std::min(next, c.last_byte + o_.idle_timeout);
         if (c.msg_started) next = std::min(next, *c.msg_started + o_.message_timeout);
