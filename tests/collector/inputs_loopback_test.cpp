@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -235,15 +236,19 @@ struct LegitExporters {
   }
 };
 
-// Sends datagrams from 127.0.0.2, never more than `window` ahead of what
+// Sends datagrams from 127.0.0.2, never more than a window ahead of what
 // the decoder has taken, so the kernel drops none of them (on loopback the
 // receive buffer would otherwise overflow) and the flood is what the test
-// says it is.
+// says it is. The window fits the receive buffer granted (a small datagram
+// takes ~1 KiB of it; root gets more than rmem_max).
 struct PacedFlood {
   Rig& rig;
   size_t window;
   uint64_t base = 0, sent = 0;
-  PacedFlood(Rig& r, size_t w) : rig(r), window(w), base(r.decoded_messages()) {}
+  PacedFlood(Rig& r, size_t datagram_bytes, size_t max_window)
+      : rig(r),
+        window(std::clamp<size_t>(size_t(r.col->udp_rcvbuf()) / 2 / (datagram_bytes + 1024), 8, max_window)),
+        base(r.decoded_messages()) {}
   void send(const Fd& fd, const std::vector<uint8_t>& m) {
     if (sent % (window / 2) == 0) {
       ASSERT_TRUE(wait_for([&] { return base + sent < rig.decoded_messages() + window / 2 + 1; }, 20s))
@@ -266,7 +271,7 @@ TEST(CollectorInputs, SessionFloodDoesNotLockOutAnExporter) {
   LegitExporters legit(rig);
   legit.write(10);
   {
-    PacedFlood flood(rig, 128);
+    PacedFlood flood(rig, 28, 512);
     std::vector<Fd> socks;
     for (int i = 0; i < 100; i++) socks.push_back(socket_from("127.0.0.2", SOCK_DGRAM));
     for (uint32_t d = 0; d < 1000; d++) {
@@ -302,7 +307,7 @@ TEST(CollectorInputs, TemplateFloodStaysWithinItsBudget) {
   const size_t rss0 = rss_bytes();
   size_t rss_max = rss0;
   {
-    PacedFlood flood(rig, 16);
+    PacedFlood flood(rig, 8020, 16);  // little in flight: the memory measured is the decoder's
     Fd s = socket_from("127.0.0.2", SOCK_DGRAM);
     for (uint32_t d = 0; d < 1000; d++) {
       flood.send(s, fstest::one_field_templates(d, 256, 1000));
