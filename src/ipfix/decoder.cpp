@@ -113,12 +113,15 @@ Kind v9_kind(uint16_t id) { return id < 128 ? iana_kind(id) : Kind::Skip; }
 using DomainKey = std::tuple<std::string, uint16_t, uint32_t>;  // exporter, version, domain
 
 struct Source;
+struct Held;
+using HeldList = std::list<Held>;  // oldest first
 
 struct Domain {
   Transport transport = Transport::Udp;
   Source* source = nullptr;
   std::list<Domain*>::iterator lru{};  // in source->domains
   Clock::time_point last_active{};  // idle expiry
+  std::list<HeldList::iterator> held;  // this domain's entries in the hold, oldest first
   uint64_t tick = 0;                // recency across all sources (times may tie)
   std::map<uint16_t, Template> templates;
   // RFC 5610 names learned from this exporter: (pen, id) -> flowscope element.
@@ -144,7 +147,8 @@ struct Source {
 constexpr size_t kHeldOverhead = 128;
 
 struct Held {
-  DomainKey key;
+  Domain* owner;
+  std::list<HeldList::iterator>::iterator ref;  // in owner->held
   uint16_t set_id;
   std::vector<uint8_t> body;
   Clock::time_point at;
@@ -228,7 +232,7 @@ struct Decoder::Impl {
   std::map<DomainKey, Domain> domains;
   std::unordered_map<std::string, Source> sources;  // those holding at least one domain
   std::unordered_map<std::string, SourceCounters> source_counts;  // until taken
-  std::deque<Held> held;
+  HeldList held;
   size_t held_bytes = 0;
   size_t template_bytes = 0;  // charged by all cached templates
   uint64_t tick = 0;
@@ -296,16 +300,20 @@ struct Decoder::Impl {
     if (auto* sc = counts(s)) sc->templates_evicted++;
   }
 
-  void drop_held_of(const DomainKey& k) {
-    for (auto it = held.begin(); it != held.end();) {
-      if (it->key == k) {
-        c.sets_no_template++;
-        c.bytes_no_template += it->body.size();
-        held_bytes -= it->body.size() + kHeldOverhead;
-        it = held.erase(it);
-      } else {
-        ++it;
-      }
+  // Takes a set out of the hold (decoded, or dropped and counted by the caller).
+  void unhold(HeldList::iterator it) {
+    it->owner->held.erase(it->ref);
+    held_bytes -= it->body.size() + kHeldOverhead;
+    held.erase(it);
+  }
+
+  // A domain's held sets, when it goes (each domain knows its own: no scan
+  // of the whole hold, which a flood of new domains would make costly).
+  void drop_held_of(Domain& d) {
+    while (!d.held.empty()) {
+      c.sets_no_template++;
+      c.bytes_no_template += d.held.front()->body.size();
+      unhold(d.held.front());
     }
   }
 
@@ -316,7 +324,7 @@ struct Decoder::Impl {
     Domain& d = it->second;
     Source& s = *d.source;
     while (!d.templates.empty()) erase_template(d, d.templates.begin());
-    drop_held_of(it->first);
+    drop_held_of(d);
     if (why == Gone::Expired) c.domains_expired++;
     if (why == Gone::Evicted) c.domains_evicted++;
     if (why != Gone::Closed) {
@@ -439,12 +447,11 @@ struct Decoder::Impl {
   void drop_held_front() {
     c.sets_no_template++;
     c.bytes_no_template += held.front().body.size();
-    if (auto it = domains.find(held.front().key); it != domains.end()) it->second.stats.sets_no_template++;
-    held_bytes -= held.front().body.size() + kHeldOverhead;
-    held.pop_front();
+    held.front().owner->stats.sets_no_template++;
+    unhold(held.begin());
   }
 
-  void hold(const DomainKey& k, Domain* d, uint16_t set_id, std::span<const uint8_t> body, Clock::time_point now,
+  void hold(Domain* d, uint16_t set_id, std::span<const uint8_t> body, Clock::time_point now,
             const Ctx& ctx) {
     if (!d || body.size() + kHeldOverhead > opts.hold_max_bytes) {
       c.sets_no_template++;
@@ -453,7 +460,9 @@ struct Decoder::Impl {
       return;
     }
     while (!held.empty() && held_bytes + body.size() + kHeldOverhead > opts.hold_max_bytes) drop_held_front();
-    held.push_back({k, set_id, std::vector<uint8_t>(body.begin(), body.end()), now, ctx.export_time, ctx.sys_uptime});
+    auto it = held.insert(held.end(), Held{d, {}, set_id, std::vector<uint8_t>(body.begin(), body.end()), now,
+                                           ctx.export_time, ctx.sys_uptime});
+    it->ref = d->held.insert(d->held.end(), it);
     held_bytes += body.size() + kHeldOverhead;
     c.sets_held++;
   }
@@ -856,7 +865,7 @@ FeedResult Decoder::Impl::feed(const std::string& exporter, const std::string& s
     if (body.empty()) continue;  // an empty data set carries no records
     if (!t) {
       records_known = false;
-      hold(key, d, id, body, now, ctx);
+      hold(d, id, body, now, ctx);
       continue;
     }
     auto n = data_set(key, *d, *t, body, ctx, res.flows);
@@ -899,11 +908,9 @@ FeedResult Decoder::Impl::feed(const std::string& exporter, const std::string& s
 
 void Decoder::Impl::release_held(const DomainKey& k, Domain& d, const std::vector<uint16_t>& added,
                                  std::vector<DecodedFlow>& out) {
-  for (auto it = held.begin(); it != held.end();) {
-    if (it->key != k || std::find(added.begin(), added.end(), it->set_id) == added.end()) {
-      ++it;
-      continue;
-    }
+  for (auto ref = d.held.begin(); ref != d.held.end();) {
+    const auto it = *ref++;  // (unhold() below erases the entry ref was at)
+    if (std::find(added.begin(), added.end(), it->set_id) == added.end()) continue;
     const Template* t = find_template(d, it->set_id, it->at);
     if (t) {
       Ctx ctx{std::get<1>(k), it->export_time, it->sys_uptime};
@@ -916,8 +923,7 @@ void Decoder::Impl::release_held(const DomainKey& k, Domain& d, const std::vecto
         d.stats.malformed++;
       }
     }
-    held_bytes -= it->body.size() + kHeldOverhead;
-    it = held.erase(it);
+    unhold(it);
   }
 }
 

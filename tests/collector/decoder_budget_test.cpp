@@ -106,6 +106,29 @@ TEST(DecoderBudget, SessionFloodChurnsOnlyTheFloodersOwnDomains) {
   EXPECT_EQ(dec.counters().sets_no_template, 0u);
 }
 
+// A flood of sessions whose data sets wait for templates that never come:
+// each evicted session takes its held sets along (counted), the hold stays
+// within its bound, and every held set is accounted for.
+TEST(DecoderBudget, HeldDataGoesWithItsSessionAndIsCounted) {
+  DecoderOptions o{.hold_max_bytes = 256 << 10};
+  Decoder dec(o);
+  Legit legit;
+  legit.templates(dec);
+  size_t decoded = 0;
+  for (uint32_t i = 0; i < 100'000; i++) {
+    const std::string session = "udp:127.0.0.2:" + std::to_string(10'000 + i % 1000);
+    ASSERT_TRUE(dec.feed(session, "127.0.0.2", Transport::Udp, fstest::data_set(i / 1000, 300, 32), t0).ok());
+    if (i % 1000 == 0) decoded += legit.data(dec).size();
+  }
+  EXPECT_EQ(decoded, 100u);
+  const auto& c = dec.counters();
+  EXPECT_EQ(c.sets_held, 100'000u);
+  EXPECT_LE(dec.usage().held_bytes, o.hold_max_bytes);
+  const uint64_t still_held = dec.usage().held_bytes / (32 + 128);
+  EXPECT_EQ(c.sets_no_template + still_held, c.sets_held);
+  EXPECT_GE(c.sets_no_template, 100'000u - 256u);  // at most one per live session is left
+}
+
 // Spoofed source addresses, one session each, fill the global table: the
 // least recently active session makes room, so an exporter that keeps
 // sending keeps its session and templates.

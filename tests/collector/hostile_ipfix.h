@@ -33,3 +33,23 @@ inline std::vector<uint8_t> one_field_templates(uint32_t domain, uint16_t first_
 }
 
 }  // namespace fstest
+
+namespace fstest {
+
+// An IPFIX message with one data set for template `set_id` (which the
+// receiver may not know: the set is then held, waiting for it).
+inline std::vector<uint8_t> data_set(uint32_t domain, uint16_t set_id, uint16_t body_bytes) {
+  using namespace flowscope::ipfix::wire;
+  std::vector<uint8_t> m;
+  put16(m, 10);
+  put16(m, uint16_t(16 + 4 + body_bytes));
+  put32(m, 1'700'000'000);
+  put32(m, 0);
+  put32(m, domain);
+  put16(m, set_id);
+  put16(m, uint16_t(4 + body_bytes));
+  m.resize(m.size() + body_bytes, 0xab);
+  return m;
+}
+
+}  // namespace fstest
