@@ -18,6 +18,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -194,17 +195,21 @@ size_t rss_bytes() {
 }
 
 // A sender that writes legitimate records during a flood, over UDP (domain
-// 1) and TCP (domain 2), and measures how long each took to be stored.
+// udp_domain) and TCP (udp_domain + 1), and measures how long each took to
+// be stored. One made in the middle of a flood starts new sessions then.
 struct LegitExporters {
   Rig& rig;
+  uint32_t du, dt;
   std::shared_ptr<IpfixExporter> udp, tcp;
   uint16_t sent = 0;
   std::map<uint16_t, Clock::time_point> written;
 
-  explicit LegitExporters(Rig& r)
+  LegitExporters(Rig& r, uint32_t udp_domain)
       : rig(r),
-        udp(exporter("udp://127.0.0.1:" + std::to_string(r.col->udp_port()), 1)),
-        tcp(exporter("tcp://127.0.0.1:" + std::to_string(r.col->tcp_port()), 2)) {}
+        du(udp_domain),
+        dt(udp_domain + 1),
+        udp(exporter("udp://127.0.0.1:" + std::to_string(r.col->udp_port()), du)),
+        tcp(exporter("tcp://127.0.0.1:" + std::to_string(r.col->tcp_port()), dt)) {}
 
   void write(int n) {
     for (int i = 0; i < n; i++) {
@@ -220,17 +225,17 @@ struct LegitExporters {
     tcp->close(5s);
     for (auto& s : udp->stats()) EXPECT_EQ(s.records_sent, sent) << s.url;
     for (auto& s : tcp->stats()) EXPECT_EQ(s.records_sent, sent) << s.url;
-    EXPECT_TRUE(wait_for([&] { return rig.store->rows("127.0.0.1", 1) >= sent && rig.store->rows("127.0.0.1", 2) >= sent; }))
-        << "UDP " << rig.store->rows("127.0.0.1", 1) << ", TCP " << rig.store->rows("127.0.0.1", 2) << " of " << sent;
+    EXPECT_TRUE(wait_for([&] { return rig.store->rows("127.0.0.1", du) >= sent && rig.store->rows("127.0.0.1", dt) >= sent; }))
+        << "UDP " << rig.store->rows("127.0.0.1", du) << ", TCP " << rig.store->rows("127.0.0.1", dt) << " of " << sent;
     rig.writer->drain();
-    EXPECT_TRUE(rig.store->exactly_once("127.0.0.1", 1, sent));
-    EXPECT_TRUE(rig.store->exactly_once("127.0.0.1", 2, sent));
+    EXPECT_TRUE(rig.store->exactly_once("127.0.0.1", du, sent));
+    EXPECT_TRUE(rig.store->exactly_once("127.0.0.1", dt, sent));
   }
   // The longest time from write() to the store, over both transports.
   std::chrono::milliseconds worst_latency() {
     Clock::duration worst{};
     for (auto& [port, at] : written)
-      for (uint32_t d : {1u, 2u})
+      for (uint32_t d : {du, dt})
         if (auto got = rig.store->arrived(d, port)) worst = std::max(worst, *got - at);
     return std::chrono::duration_cast<std::chrono::milliseconds>(worst);
   }
@@ -268,20 +273,25 @@ struct PacedFlood {
 // address: the collector keeps decoding the legitimate exporters' records.
 TEST(CollectorInputs, SessionFloodDoesNotLockOutAnExporter) {
   Rig rig;
-  LegitExporters legit(rig);
+  LegitExporters legit(rig, 1);
+  std::optional<LegitExporters> late;  // new sessions once the flood has filled the tables
   legit.write(10);
   {
     PacedFlood flood(rig, 28, 512);
     std::vector<Fd> socks;
     for (int i = 0; i < 100; i++) socks.push_back(socket_from("127.0.0.2", SOCK_DGRAM));
-    for (uint32_t d = 0; d < 1000 / fstest::kFloodScale; d++) {
+    const uint32_t rounds = 1000 / fstest::kFloodScale;
+    for (uint32_t d = 0; d < rounds; d++) {
       for (auto& s : socks) flood.send(s, fstest::one_field_templates(d, 256, 1));
+      if (d == rounds / 2) late.emplace(rig, 3);
       if (d % 20 == 0) legit.write(10);
+      if (late && d % 20 == 0) late->write(10);
     }
     flood.wait_all();
     EXPECT_EQ(rig.receiver("udp_queue_drops"), 0u);
   }
   legit.finish_and_check();
+  late->finish_and_check();
   const auto hostile = rig.exporter("127.0.0.2");
   const uint32_t n = 100'000 / fstest::kFloodScale;
   EXPECT_EQ(hostile["messages"], n);
@@ -302,7 +312,8 @@ TEST(CollectorInputs, SessionFloodDoesNotLockOutAnExporter) {
 // templates are never evicted, and their records are all stored once.
 TEST(CollectorInputs, TemplateFloodStaysWithinItsBudget) {
   Rig rig;
-  LegitExporters legit(rig);
+  LegitExporters legit(rig, 1);
+  std::optional<LegitExporters> late;  // templates defined in the middle of the flood
   legit.write(10);
   ASSERT_TRUE(wait_for([&] { return rig.store->rows("127.0.0.1", 1) == 10 && rig.store->rows("127.0.0.1", 2) == 10; }));
   const size_t rss0 = rss_bytes();
@@ -310,10 +321,13 @@ TEST(CollectorInputs, TemplateFloodStaysWithinItsBudget) {
   {
     PacedFlood flood(rig, 8020, 16);  // little in flight: the memory measured is the decoder's
     Fd s = socket_from("127.0.0.2", SOCK_DGRAM);
-    for (uint32_t d = 0; d < 1000 / fstest::kFloodScale; d++) {
+    const uint32_t datagrams = 1000 / fstest::kFloodScale;
+    for (uint32_t d = 0; d < datagrams; d++) {
       flood.send(s, fstest::one_field_templates(d, 256, 1000));
+      if (d == datagrams / 2) late.emplace(rig, 3);
       if (d % 20 == 0) {
         legit.write(10);
+        if (late) late->write(10);
         rss_max = std::max(rss_max, rss_bytes());
       }
     }
@@ -321,6 +335,7 @@ TEST(CollectorInputs, TemplateFloodStaysWithinItsBudget) {
   }
   rss_max = std::max(rss_max, rss_bytes());
   legit.finish_and_check();
+  late->finish_and_check();
   const auto st = rig.stats();
   const uint32_t n = 1'000'000 / fstest::kFloodScale;
   EXPECT_EQ(rig.exporter("127.0.0.2")["templates_received"], n);
