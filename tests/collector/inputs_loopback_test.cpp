@@ -413,13 +413,16 @@ TEST(CollectorInputs, TcpTimeoutsCloseIdleStalledAndSlowConnections) {
     auto h = ipfix_header(65535);
     ASSERT_EQ(::send(stalled.back().get(), h.data(), h.size(), 0), ssize_t(h.size()));
   }
-  for (int i = 0; i < 2; i++) slow.push_back(tcp_from("127.0.0.2", port));
-  // One byte every 20 ms: never idle, never completes a message.
+  for (int i = 0; i < 2; i++) {
+    slow.push_back(tcp_from("127.0.0.2", port));
+    ASSERT_EQ(::send(slow.back().get(), "\0", 1, 0), 1);  // a message has begun, whenever the thread below runs
+  }
+  // Then one byte every 20 ms: never idle, never completes a message.
   std::atomic<int> slow_closed{0};
   std::jthread slowloris([&] {
     const auto h = ipfix_header(65535);
     std::vector<bool> done(slow.size());
-    for (size_t at = 0; slow_closed.load() < int(slow.size()) && at < 1000; at++)
+    for (size_t at = 1; slow_closed.load() < int(slow.size()) && at < 1000; at++)
       for (size_t i = 0; i < slow.size(); i++) {
         if (done[i]) continue;
         pollfd p{slow[i].get(), POLLIN, 0};
