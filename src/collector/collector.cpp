@@ -1,7 +1,5 @@
 #include "collector/collector.h"
 
-#include <spdlog/spdlog.h>
-
 #include "collector/decode_stage.h"
 #include "collector/ingest_events.h"
 #include "collector/tcp_input.h"
