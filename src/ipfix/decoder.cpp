@@ -140,6 +140,8 @@ struct Source {
   std::list<Domain*> domains;  // least recently active first
   TemplateLru templates;
   size_t template_bytes = 0;
+  std::list<HeldList::iterator> held;  // its sessions' entries in the hold, oldest first
+  size_t held_bytes = 0;
 };
 
 // Memory a held set is charged: its body plus bookkeeping, so many tiny sets
@@ -148,7 +150,8 @@ constexpr size_t kHeldOverhead = 128;
 
 struct Held {
   Domain* owner;
-  std::list<HeldList::iterator>::iterator ref;  // in owner->held
+  std::list<HeldList::iterator>::iterator ref;      // in owner->held
+  std::list<HeldList::iterator>::iterator src_ref;  // in owner->source->held
   uint16_t set_id;
   std::vector<uint8_t> body;
   Clock::time_point at;
@@ -302,7 +305,10 @@ struct Decoder::Impl {
 
   // Takes a set out of the hold (decoded, or dropped and counted by the caller).
   void unhold(HeldList::iterator it) {
+    Source& s = *it->owner->source;
     it->owner->held.erase(it->ref);
+    s.held.erase(it->src_ref);
+    s.held_bytes -= it->body.size() + kHeldOverhead;
     held_bytes -= it->body.size() + kHeldOverhead;
     held.erase(it);
   }
@@ -444,26 +450,34 @@ struct Decoder::Impl {
     last_expire = now;
   }
 
-  void drop_held_front() {
+  void drop_held(HeldList::iterator it) {
     c.sets_no_template++;
-    c.bytes_no_template += held.front().body.size();
-    held.front().owner->stats.sets_no_template++;
-    unhold(held.begin());
+    c.bytes_no_template += it->body.size();
+    it->owner->stats.sets_no_template++;
+    unhold(it);
   }
+  void drop_held_front() { drop_held(held.begin()); }
 
   void hold(Domain* d, uint16_t set_id, std::span<const uint8_t> body, Clock::time_point now,
             const Ctx& ctx) {
-    if (!d || body.size() + kHeldOverhead > opts.hold_max_bytes) {
+    const size_t cost = body.size() + kHeldOverhead;
+    if (!d || cost > std::min(opts.hold_max_bytes, opts.hold_max_bytes_per_source)) {
       c.sets_no_template++;
       c.bytes_no_template += body.size();
       if (d) d->stats.sets_no_template++;
       return;
     }
-    while (!held.empty() && held_bytes + body.size() + kHeldOverhead > opts.hold_max_bytes) drop_held_front();
-    auto it = held.insert(held.end(), Held{d, {}, set_id, std::vector<uint8_t>(body.begin(), body.end()), now,
+    // Room inside the source's own share first, so one source cannot push
+    // out what others hold; then the oldest of all.
+    Source& s = *d->source;
+    while (!s.held.empty() && s.held_bytes + cost > opts.hold_max_bytes_per_source) drop_held(s.held.front());
+    while (!held.empty() && held_bytes + cost > opts.hold_max_bytes) drop_held_front();
+    auto it = held.insert(held.end(), Held{d, {}, {}, set_id, std::vector<uint8_t>(body.begin(), body.end()), now,
                                            ctx.export_time, ctx.sys_uptime});
     it->ref = d->held.insert(d->held.end(), it);
-    held_bytes += body.size() + kHeldOverhead;
+    it->src_ref = s.held.insert(s.held.end(), it);
+    s.held_bytes += cost;
+    held_bytes += cost;
     c.sets_held++;
   }
 

@@ -68,9 +68,10 @@ struct DecoderOptions {
   std::chrono::seconds template_lifetime{1800};
   // Data sets that arrive before their template are held this long...
   std::chrono::seconds hold_time{10};
-  // ...up to this many bytes in total (across all exporters); beyond, counted
-  // and dropped.
+  // ...up to this many bytes in total, and this many per source (exporter
+  // address); beyond, the oldest are counted and dropped.
   size_t hold_max_bytes = 1 << 20;
+  size_t hold_max_bytes_per_source = 256 << 10;
   // Memory bounds against hostile exporters. State is kept per session
   // (the caller's key) and observation domain, and charged to the session's
   // source (the exporter's address). Each source has budgets of its own, so

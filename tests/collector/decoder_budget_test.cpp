@@ -137,6 +137,28 @@ TEST(DecoderBudget, HeldDataGoesWithItsSessionAndIsCounted) {
   EXPECT_GE(c.sets_no_template, n - 256u);  // at most one per live session is left
 }
 
+// Data that came before its template (an exporter restarting against a
+// running collector) waits in the hold; a source flooding the hold only
+// pushes out its own share, and the legitimate data decodes when its
+// template comes.
+TEST(DecoderBudget, HeldDataOfOneSourceCannotPushOutAnothers) {
+  Decoder dec;
+  Legit legit;
+  auto early = legit.enc.encode(std::vector<FlowRecord>{record(1)}, 1'700'000'000);
+  for (auto& m : early) ASSERT_TRUE(dec.feed(legit.session, legit.source, Transport::Udp, m, t0).ok());
+  for (uint32_t i = 0; i < 10'000; i++)
+    ASSERT_TRUE(dec.feed("udp:127.0.0.2:9", "127.0.0.2", Transport::Udp, fstest::data_set(1, 300, 200), t0).ok());
+  EXPECT_LE(dec.usage().held_bytes, (256u << 10) + 2 * (200 + 128 + 1024));
+  std::vector<uint16_t> ports;
+  for (auto& m : legit.enc.template_messages(1'700'000'000)) {
+    auto r = dec.feed(legit.session, legit.source, Transport::Udp, m, t0);
+    ASSERT_TRUE(r.ok()) << r.error;
+    for (auto& f : r.flows) ports.push_back(f.record.local_port);
+  }
+  EXPECT_EQ(ports, std::vector<uint16_t>{1});
+  EXPECT_EQ(dec.counters().sets_held_decoded, 1u);
+}
+
 // Spoofed source addresses, one session each, fill the global table: the
 // least recently active session makes room, so an exporter that keeps
 // sending keeps its session and templates.
