@@ -1,17 +1,19 @@
-// The IPFIX collector: receivers on UDP and TCP, one decoding thread, and the
-// store writer.
+// The IPFIX collector: its parts, each with one job, wired together.
 //
-//   UDP socket --(reader thread)--> bounded queue --(decoder thread)--> StoreWriter --> FlowStore
-//   TCP conns  --(one thread each, framing)--^ (waits when full: TCP pushes back)
+//   UdpInput (datagrams) ─┐  typed events
+//                         ├─▶ IngestQueue ─▶ DecodeStage ─────▶ StoreWriter ─▶ FlowStore
+//   TcpInput (framing) ───┘  (bounded)      (ipfix::Decoder)    (rows, batched)
 //
-// Reading the UDP socket is kept apart from decoding so a burst lands in the
-// queue instead of overflowing the socket buffer; when the queue is full the
-// datagram is dropped and counted. The decoder waits for room in the store
-// queue, so a backlog is held as raw messages (the compact form) and nothing
-// is decoded only to be dropped. Exporters outside the allow-list are
-// counted and dropped (UDP) or disconnected (TCP) before anything is parsed.
+// UdpInput only moves datagrams into the queue (a full queue drops and
+// counts them); TcpInput cuts streams into messages and waits when the queue
+// is full (TCP pushes back), and bounds its connections (timeouts, limits,
+// see tcp_input.h); DecodeStage decodes, keeps per-exporter totals and waits
+// for room in the store queue, so a backlog is held as raw messages.
+// Exporters outside the allow-list are counted and dropped (UDP) or
+// disconnected (TCP) before anything is parsed.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -41,6 +43,14 @@ struct CollectorOptions {
   size_t queue_max_bytes_tcp = 8u << 20;
   int udp_rcvbuf = 32 << 20;       // requested SO_RCVBUF (root may exceed rmem_max)
   size_t max_tcp_connections = 256;
+  size_t max_tcp_connections_per_source = 16;
+  // A TCP connection that sends nothing this long is closed; a message must
+  // complete this soon after its first byte; at a connection limit, one that
+  // completed no message for evict_after makes room (else the new one is
+  // refused at once). See tcp_input.h.
+  std::chrono::milliseconds tcp_idle_timeout{300'000};
+  std::chrono::milliseconds tcp_message_timeout{10'000};
+  std::chrono::milliseconds tcp_evict_after{1'000};
   ipfix::DecoderOptions decoder;
 };
 

@@ -6,6 +6,9 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <list>
+#include <set>
+#include <unordered_map>
 #include <optional>
 #include <tuple>
 #include <utility>
@@ -42,12 +45,21 @@ struct Field {
   Kind kind = Kind::Skip;
 };
 
+struct Domain;
+struct TemplateRef {
+  Domain* domain;
+  uint16_t id;
+};
+using TemplateLru = std::list<TemplateRef>;  // least recently used first
+
 struct Template {
   uint16_t id = 0;
   bool options = false;
   std::vector<Field> fields;
   size_t min_length = 0;  // fixed fields plus one octet per variable field
   Clock::time_point refreshed{};
+  size_t cost = 0;  // charged to the budgets (kTemplateCost + kFieldCost per field)
+  TemplateLru::iterator lru{};
 };
 
 Kind iana_kind(uint16_t id) {
@@ -103,8 +115,17 @@ Kind v9_kind(uint16_t id) { return id < 0x8000 ? iana_kind(id) : Kind::Skip; }
 
 using DomainKey = std::tuple<std::string, uint16_t, uint32_t>;  // exporter, version, domain
 
+struct Source;
+struct Held;
+using HeldList = std::list<Held>;  // oldest first
+
 struct Domain {
   Transport transport = Transport::Udp;
+  Source* source = nullptr;
+  std::list<Domain*>::iterator lru{};  // in source->domains
+  Clock::time_point last_active{};  // idle expiry
+  std::list<HeldList::iterator> held;  // this domain's entries in the hold, oldest first
+  uint64_t tick = 0;                // recency across all sources (times may tie)
   std::map<uint16_t, Template> templates;
   // RFC 5610 names learned from this exporter: (pen, id) -> flowscope element.
   std::map<std::pair<uint32_t, uint16_t>, size_t> fs_names;  // -> index in the field table
@@ -116,12 +137,24 @@ struct Domain {
   ExporterStats stats;
 };
 
+// An exporter address: what its sessions hold, for its budgets.
+struct Source {
+  std::string name;
+  std::list<Domain*> domains;  // least recently active first
+  TemplateLru templates;
+  size_t template_bytes = 0;
+  std::list<HeldList::iterator> held;  // its sessions' entries in the hold, oldest first
+  size_t held_bytes = 0;
+};
+
 // Memory a held set is charged: its body plus bookkeeping, so many tiny sets
 // cannot grow the hold without bound.
 constexpr size_t kHeldOverhead = 128;
 
 struct Held {
-  DomainKey key;
+  Domain* owner;
+  std::list<HeldList::iterator>::iterator ref;      // in owner->held
+  std::list<HeldList::iterator>::iterator src_ref;  // in owner->source->held
   uint16_t set_id;
   std::vector<uint8_t> body;
   Clock::time_point at;
@@ -269,70 +302,251 @@ struct Decoder::Impl {
   DecoderOptions opts;
   DecoderCounters c;
   std::map<DomainKey, Domain> domains;
-  std::deque<Held> held;
+  std::unordered_map<std::string, Source> sources;  // those holding at least one domain
+  std::unordered_map<std::string, SourceCounters> source_counts;  // until taken
+  HeldList held;
   size_t held_bytes = 0;
-  size_t template_fields = 0;  // fields of all cached templates (memory bound)
+  size_t template_bytes = 0;  // charged by all cached templates
+  uint64_t tick = 0;
+  // Sources by what they hold, largest first, to find who gives way at a
+  // global bound without a scan: by domains (ties: the one whose least
+  // recent domain is oldest), and by template bytes. A source's entries are
+  // taken out before it changes and put back after (rerank()).
+  using DomainRank = std::tuple<size_t, uint64_t, Source*>;
+  std::set<DomainRank, std::greater<>> by_domains;
+  std::set<std::pair<size_t, Source*>, std::greater<>> by_template_bytes;
+  size_t template_count = 0;
   Clock::time_point last_expire{};
 
-  Domain* domain(const DomainKey& k, Transport t, bool create) {
-    auto it = domains.find(k);
-    if (it != domains.end()) return &it->second;
-    if (!create || domains.size() >= opts.max_domains) return nullptr;
+  // --- Sessions, domains and template budgets --------------------------------
+  //
+  // Every domain belongs to a source and sits in its list, least recently
+  // active first; every template sits in its source's list, least recently
+  // used (defined, refreshed or used by data) first. A source at a budget
+  // gives up the front of its own list; at a global bound, the source that
+  // holds the most gives up the front of its list. A flood from one address
+  // thus only churns that address's own state.
+
+  SourceCounters* counts(const Source& s) {
+    auto it = source_counts.find(s.name);
+    if (it != source_counts.end()) return &it->second;
+    if (source_counts.size() >= 16384) return nullptr;  // not taken by the caller: the global counters still count
+    return &source_counts[s.name];
+  }
+
+  static DomainRank domain_rank(Source& s) {
+    return {s.domains.size(), UINT64_MAX - s.domains.front()->tick, &s};
+  }
+  void unrank(Source& s) {
+    if (s.domains.empty()) return;
+    by_domains.erase(domain_rank(s));
+    by_template_bytes.erase({s.template_bytes, &s});
+  }
+  void rank(Source& s) {
+    if (s.domains.empty()) return;
+    by_domains.insert(domain_rank(s));
+    by_template_bytes.insert({s.template_bytes, &s});
+  }
+  template <class F>
+  void rerank(Source& s, F&& change) {
+    unrank(s);
+    change();
+    rank(s);
+  }
+
+  void erase_template(Domain& d, std::map<uint16_t, Template>::iterator it) {
+    Source& s = *d.source;
+    rerank(s, [&] {
+      s.templates.erase(it->second.lru);
+      s.template_bytes -= it->second.cost;
+    });
+    template_bytes -= it->second.cost;
+    template_count--;
+    d.templates.erase(it);
+  }
+
+  void evict_template(Source& s) {
+    const TemplateRef ref = s.templates.front();
+    erase_template(*ref.domain, ref.domain->templates.find(ref.id));
+    c.templates_evicted++;
+    if (auto* sc = counts(s)) sc->templates_evicted++;
+  }
+
+  // Takes a set out of the hold (decoded, or dropped and counted by the caller).
+  void unhold(HeldList::iterator it) {
+    Source& s = *it->owner->source;
+    it->owner->held.erase(it->ref);
+    s.held.erase(it->src_ref);
+    s.held_bytes -= it->body.size() + kHeldOverhead;
+    held_bytes -= it->body.size() + kHeldOverhead;
+    held.erase(it);
+  }
+
+  // A domain's held sets, when it goes (each domain knows its own: no scan
+  // of the whole hold, which a flood of new domains would make costly).
+  void drop_held_of(Domain& d) {
+    while (!d.held.empty()) {
+      c.sets_no_template++;
+      c.bytes_no_template += d.held.front()->body.size();
+      unhold(d.held.front());
+    }
+  }
+
+  enum class Gone { Closed, Expired, Evicted };
+
+  // Removes a domain with its templates and held data.
+  void erase_domain(std::map<DomainKey, Domain>::iterator it, Gone why) {
+    Domain& d = it->second;
+    Source& s = *d.source;
+    while (!d.templates.empty()) erase_template(d, d.templates.begin());
+    drop_held_of(d);
+    if (why == Gone::Expired) c.domains_expired++;
+    if (why == Gone::Evicted) c.domains_evicted++;
+    if (why != Gone::Closed) {
+      if (auto* sc = counts(s)) (why == Gone::Expired ? sc->domains_expired : sc->domains_evicted)++;
+    }
+    rerank(s, [&] { s.domains.erase(d.lru); });
+    domains.erase(it);
+    if (s.domains.empty()) {
+      const std::string name = s.name;  // not the key of the node being erased
+      sources.erase(name);
+    }
+  }
+
+  void erase_domain(Domain& d, Gone why) {
+    erase_domain(domains.find(DomainKey{d.stats.exporter, d.stats.version, d.stats.domain}), why);
+  }
+
+  Domain* domain(const DomainKey& k, const std::string& source, Transport t, Clock::time_point now) {
+    if (auto it = domains.find(k); it != domains.end()) {
+      Domain& d = it->second;
+      Source& s = *d.source;
+      d.last_active = now;
+      if (s.domains.front() == &d) {  // the source's rank changes with its least recent domain
+        rerank(s, [&] {
+          s.domains.splice(s.domains.end(), s.domains, d.lru);
+          d.tick = ++tick;
+        });
+      } else {
+        s.domains.splice(s.domains.end(), s.domains, d.lru);
+        d.tick = ++tick;
+      }
+      return &d;
+    }
+    if (opts.max_domains == 0 || opts.max_domains_per_source == 0) return nullptr;
+    if (auto s = sources.find(source); s != sources.end() && s->second.domains.size() >= opts.max_domains_per_source)
+      erase_domain(*s->second.domains.front(), Gone::Evicted);
+    else if (domains.size() >= opts.max_domains)
+      erase_domain(*std::get<2>(*by_domains.begin())->domains.front(), Gone::Evicted);
+    Source& s = sources[source];
+    s.name = source;
     Domain& d = domains[k];
     d.transport = t;
+    d.source = &s;
+    rerank(s, [&] {
+      d.lru = s.domains.insert(s.domains.end(), &d);
+      d.tick = ++tick;
+    });
+    d.last_active = now;
     d.stats.exporter = std::get<0>(k);
+    d.stats.source = source;
     d.stats.version = std::get<1>(k);
     d.stats.domain = std::get<2>(k);
     return &d;
+  }
+
+  // Caches a template (replacing one with its id), making room inside the
+  // budgets; false when it was refused.
+  bool add_template(Domain& d, Template tmpl) {
+    Source& s = *d.source;
+    tmpl.cost = kTemplateCost + kFieldCost * tmpl.fields.size();
+    auto it = d.templates.find(tmpl.id);
+    if ((it == d.templates.end() && d.templates.size() >= opts.max_templates_per_domain) ||
+        tmpl.cost > std::min(opts.max_template_bytes, opts.max_template_bytes_per_source)) {
+      c.templates_limit++;
+      if (auto* sc = counts(s)) sc->templates_refused++;
+      return false;
+    }
+    if (it != d.templates.end()) erase_template(d, it);
+    while (s.template_bytes + tmpl.cost > opts.max_template_bytes_per_source) evict_template(s);
+    while (template_bytes + tmpl.cost > opts.max_template_bytes)
+      evict_template(*by_template_bytes.begin()->second);
+    const uint16_t id = tmpl.id;
+    rerank(s, [&] {
+      tmpl.lru = s.templates.insert(s.templates.end(), TemplateRef{&d, id});
+      s.template_bytes += tmpl.cost;
+    });
+    template_bytes += tmpl.cost;
+    template_count++;
+    d.templates[id] = std::move(tmpl);
+    return true;
   }
 
   const Template* find_template(Domain& d, uint16_t id, Clock::time_point now) {
     auto it = d.templates.find(id);
     if (it == d.templates.end()) return nullptr;
     if (d.transport == Transport::Udp && now - it->second.refreshed > opts.template_lifetime) {
-      template_fields -= it->second.fields.size();
-      d.templates.erase(it);
+      erase_template(d, it);
       c.templates_expired++;
       return nullptr;
     }
+    d.source->templates.splice(d.source->templates.end(), d.source->templates, it->second.lru);
     return &it->second;
   }
 
   void expire(Clock::time_point now) {
-    for (auto& [k, d] : domains) {
-      if (d.transport != Transport::Udp) continue;
-      std::erase_if(d.templates, [&](const auto& kv) {
-        bool old = now - kv.second.refreshed > opts.template_lifetime;
-        if (old) {
-          c.templates_expired++;
-          template_fields -= kv.second.fields.size();
+    const auto idle = opts.session_idle.count() > 0 ? opts.session_idle : opts.template_lifetime;
+    for (auto it = domains.begin(); it != domains.end();) {
+      auto next = std::next(it);
+      Domain& d = it->second;
+      if (d.transport == Transport::Udp) {
+        if (now - d.last_active > idle) {
+          erase_domain(it, Gone::Expired);
+        } else {
+          for (auto t = d.templates.begin(); t != d.templates.end();) {
+            auto tn = std::next(t);
+            if (now - t->second.refreshed > opts.template_lifetime) {
+              c.templates_expired++;
+              erase_template(d, t);
+            }
+            t = tn;
+          }
         }
-        return old;
-      });
+      }
+      it = next;
     }
     while (!held.empty() && now - held.front().at > opts.hold_time) drop_held_front();
     last_expire = now;
   }
 
-  void drop_held_front() {
+  void drop_held(HeldList::iterator it) {
     c.sets_no_template++;
-    c.bytes_no_template += held.front().body.size();
-    if (auto it = domains.find(held.front().key); it != domains.end()) it->second.stats.sets_no_template++;
-    held_bytes -= held.front().body.size() + kHeldOverhead;
-    held.pop_front();
+    c.bytes_no_template += it->body.size();
+    it->owner->stats.sets_no_template++;
+    unhold(it);
   }
+  void drop_held_front() { drop_held(held.begin()); }
 
-  void hold(const DomainKey& k, Domain* d, uint16_t set_id, std::span<const uint8_t> body, Clock::time_point now,
+  void hold(Domain* d, uint16_t set_id, std::span<const uint8_t> body, Clock::time_point now,
             const Ctx& ctx) {
-    if (!d || body.size() + kHeldOverhead > opts.hold_max_bytes) {
+    const size_t cost = body.size() + kHeldOverhead;
+    if (!d || cost > std::min(opts.hold_max_bytes, opts.hold_max_bytes_per_source)) {
       c.sets_no_template++;
       c.bytes_no_template += body.size();
       if (d) d->stats.sets_no_template++;
       return;
     }
-    while (!held.empty() && held_bytes + body.size() + kHeldOverhead > opts.hold_max_bytes) drop_held_front();
-    held.push_back({k, set_id, std::vector<uint8_t>(body.begin(), body.end()), now, ctx.export_time, ctx.sys_uptime});
-    held_bytes += body.size() + kHeldOverhead;
+    // Room inside the source's own share first, so one source cannot push
+    // out what others hold; then the oldest of all.
+    Source& s = *d->source;
+    while (!s.held.empty() && s.held_bytes + cost > opts.hold_max_bytes_per_source) drop_held(s.held.front());
+    while (!held.empty() && held_bytes + cost > opts.hold_max_bytes) drop_held_front();
+    auto it = held.insert(held.end(), Held{d, {}, {}, set_id, std::vector<uint8_t>(body.begin(), body.end()), now,
+                                           ctx.export_time, ctx.sys_uptime});
+    it->ref = d->held.insert(d->held.end(), it);
+    it->src_ref = s.held.insert(s.held.end(), it);
+    s.held_bytes += cost;
+    held_bytes += cost;
     c.sets_held++;
   }
 
@@ -368,16 +582,13 @@ struct Decoder::Impl {
         }
         if (!d) continue;
         if (tid == set_id) {  // all (options) templates
-          std::erase_if(d->templates, [&](const auto& kv) {
-            if (kv.second.options != options) return false;
-            template_fields -= kv.second.fields.size();
-            return true;
-          });
-        } else {
-          if (auto it = d->templates.find(tid); it != d->templates.end()) {
-            template_fields -= it->second.fields.size();
-            d->templates.erase(it);
+          for (auto it = d->templates.begin(); it != d->templates.end();) {
+            auto next = std::next(it);
+            if (it->second.options == options) erase_template(*d, it);
+            it = next;
           }
+        } else {
+          if (auto it = d->templates.find(tid); it != d->templates.end()) erase_template(*d, it);
         }
         c.templates_withdrawn++;
         continue;
@@ -438,15 +649,7 @@ struct Decoder::Impl {
         c.templates_limit++;
         continue;
       }
-      auto it = d->templates.find(tid);
-      const size_t old_fields = it == d->templates.end() ? 0 : it->second.fields.size();
-      if ((it == d->templates.end() && d->templates.size() >= opts.max_templates_per_domain) ||
-          template_fields - old_fields + tmpl.fields.size() > opts.max_template_fields) {
-        c.templates_limit++;
-        continue;
-      }
-      template_fields = template_fields - old_fields + tmpl.fields.size();
-      d->templates[tid] = std::move(tmpl);
+      if (!add_template(*d, std::move(tmpl))) continue;
       if (added) added->push_back(tid);
     }
     (void)k;
@@ -653,12 +856,13 @@ struct Decoder::Impl {
     return n;
   }
 
-  FeedResult feed(const std::string& exporter, Transport t, std::span<const uint8_t> msg, Clock::time_point now);
+  FeedResult feed(const std::string& exporter, const std::string& source, Transport t,
+                  std::span<const uint8_t> msg, Clock::time_point now);
   void release_held(const DomainKey& k, Domain& d, const std::vector<uint16_t>& added, std::vector<DecodedFlow>& out);
 };
 
-FeedResult Decoder::Impl::feed(const std::string& exporter, Transport transport, std::span<const uint8_t> msg,
-                               Clock::time_point now) {
+FeedResult Decoder::Impl::feed(const std::string& exporter, const std::string& source, Transport transport,
+                               std::span<const uint8_t> msg, Clock::time_point now) {
   FeedResult res;
   c.messages++;
   if (now - last_expire > std::chrono::seconds(1) || now < last_expire) expire(now);
@@ -696,7 +900,7 @@ FeedResult Decoder::Impl::feed(const std::string& exporter, Transport transport,
   }
   const std::span<const uint8_t> sets = msg.subspan(hdr, end - hdr);
   const DomainKey key{exporter, version, domain_id};
-  Domain* d = domain(key, transport, true);
+  Domain* d = domain(key, source, transport, now);
 
   // Pass 1: set framing and template structure. A message that fails here is
   // discarded before it changes any state.
@@ -744,7 +948,7 @@ FeedResult Decoder::Impl::feed(const std::string& exporter, Transport transport,
     if (body.empty()) continue;  // an empty data set carries no records
     if (!t) {
       records_known = false;
-      hold(key, d, id, body, now, ctx);
+      hold(d, id, body, now, ctx);
       continue;
     }
     auto n = data_set(key, *d, *t, body, ctx, res.flows);
@@ -787,11 +991,9 @@ FeedResult Decoder::Impl::feed(const std::string& exporter, Transport transport,
 
 void Decoder::Impl::release_held(const DomainKey& k, Domain& d, const std::vector<uint16_t>& added,
                                  std::vector<DecodedFlow>& out) {
-  for (auto it = held.begin(); it != held.end();) {
-    if (it->key != k || std::find(added.begin(), added.end(), it->set_id) == added.end()) {
-      ++it;
-      continue;
-    }
+  for (auto ref = d.held.begin(); ref != d.held.end();) {
+    const auto it = *ref++;  // (unhold() below erases the entry ref was at)
+    if (std::find(added.begin(), added.end(), it->set_id) == added.end()) continue;
     const Template* t = find_template(d, it->set_id, it->at);
     if (t) {
       Ctx ctx{std::get<1>(k), it->export_time, it->sys_uptime};
@@ -804,8 +1006,7 @@ void Decoder::Impl::release_held(const DomainKey& k, Domain& d, const std::vecto
         d.stats.malformed++;
       }
     }
-    held_bytes -= it->body.size() + kHeldOverhead;
-    it = held.erase(it);
+    unhold(it);
   }
 }
 
@@ -816,26 +1017,41 @@ Decoder& Decoder::operator=(Decoder&&) noexcept = default;
 
 FeedResult Decoder::feed(const std::string& exporter, Transport transport, std::span<const uint8_t> message,
                          Clock::time_point now) {
-  return impl_->feed(exporter, transport, message, now);
+  return impl_->feed(exporter, exporter, transport, message, now);
+}
+
+FeedResult Decoder::feed(const std::string& session, const std::string& source, Transport transport,
+                         std::span<const uint8_t> message, Clock::time_point now) {
+  return impl_->feed(session, source, transport, message, now);
 }
 
 void Decoder::close_session(const std::string& exporter) {
   Impl& i = *impl_;
-  std::erase_if(i.domains, [&](const auto& kv) {
-    if (std::get<0>(kv.first) != exporter) return false;
-    for (const auto& [id, t] : kv.second.templates) i.template_fields -= t.fields.size();
-    return true;
-  });
-  for (auto it = i.held.begin(); it != i.held.end();) {
-    if (std::get<0>(it->key) == exporter) {
-      i.c.sets_no_template++;
-      i.c.bytes_no_template += it->body.size();
-      i.held_bytes -= it->body.size() + kHeldOverhead;
-      it = i.held.erase(it);
-    } else {
-      ++it;
-    }
+  // Domains of a session are adjacent in the map (the session key sorts first).
+  auto it = i.domains.lower_bound(DomainKey{exporter, 0, 0});
+  while (it != i.domains.end() && std::get<0>(it->first) == exporter) {
+    auto next = std::next(it);
+    i.erase_domain(it, Impl::Gone::Closed);
+    it = next;
   }
+}
+
+std::vector<std::pair<std::string, SourceCounters>> Decoder::take_source_counters() {
+  std::vector<std::pair<std::string, SourceCounters>> out(impl_->source_counts.begin(), impl_->source_counts.end());
+  impl_->source_counts.clear();
+  return out;
+}
+
+std::vector<SourceUsage> Decoder::source_usage() const {
+  std::vector<SourceUsage> out;
+  out.reserve(impl_->sources.size());
+  for (const auto& [name, s] : impl_->sources) out.push_back({name, s.domains.size(), s.templates.size(), s.template_bytes});
+  return out;
+}
+
+DecoderUsage Decoder::usage() const {
+  const Impl& i = *impl_;
+  return {i.sources.size(), i.domains.size(), i.template_count, i.template_bytes, i.held_bytes};
 }
 
 void Decoder::expire(Clock::time_point now) { impl_->expire(now); }

@@ -20,7 +20,9 @@
 // Hostile input: every length is validated before use; a malformed message is
 // discarded as a whole (no flows from it) and counted; the decoder never
 // crashes, never reads out of bounds, and its memory is bounded (templates
-// per domain, domains, held data sets and their bytes are all capped).
+// per domain, domains, template bytes, held data sets and their bytes are all
+// capped; domains and template bytes per source too, so one source cannot
+// lock others out).
 //
 // Semantics of decoded flows (DecodedFlow::record, a Flow):
 //   src_* = source* (sourceIPv4Address/sourceIPv6Address, sourceTransportPort)
@@ -59,6 +61,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "flow/flow.h"
@@ -74,13 +77,27 @@ struct DecoderOptions {
   std::chrono::seconds template_lifetime{1800};
   // Data sets that arrive before their template are held this long...
   std::chrono::seconds hold_time{10};
-  // ...up to this many bytes in total (across all exporters); beyond, counted
-  // and dropped.
+  // ...up to this many bytes in total, and this many per source (exporter
+  // address); beyond, the oldest are counted and dropped.
   size_t hold_max_bytes = 1 << 20;
-  // Memory bounds against hostile exporters.
-  size_t max_templates_per_domain = 1024;
-  size_t max_domains = 4096;  // (exporter, observation domain) pairs
-  size_t max_template_fields = 1 << 20;  // fields of all cached templates together (~16 MiB)
+  size_t hold_max_bytes_per_source = 256 << 10;
+  // Memory bounds against hostile exporters. State is kept per session
+  // (the caller's key) and observation domain, and charged to the session's
+  // source (the exporter's address). Each source has budgets of its own, so
+  // no single source can take what others need: at its budget, its own least
+  // recently used domain or template makes room (evicted, counted). At a
+  // global bound, the source holding the most gives way the same way.
+  size_t max_domains = 4096;               // (session, version, domain) triples, all sources
+  size_t max_domains_per_source = 256;
+  size_t max_templates_per_domain = 1024;  // beyond: refused, counted
+  // Template memory, charged kTemplateCost plus kFieldCost per field (what a
+  // cached template really costs, measured: map node, field vector, LRU entry).
+  size_t max_template_bytes = 16u << 20;
+  size_t max_template_bytes_per_source = 1u << 20;
+  // A UDP domain that sent nothing for this long is removed with its
+  // templates and sequence state; 0: template_lifetime. (TCP domains live
+  // as long as their connection.)
+  std::chrono::seconds session_idle{0};
   // flowscope's private enterprise number (see ie.h).
   uint32_t flowscope_pen = kDefaultPen;
 };
@@ -105,8 +122,11 @@ struct DecoderCounters {
   uint64_t templates = 0;            // template records accepted (incl. refreshes)
   uint64_t options_templates = 0;
   uint64_t templates_rejected = 0;   // invalid template records (message discarded)
-  uint64_t templates_limit = 0;      // not stored: max_templates_per_domain/max_domains reached
+  uint64_t templates_limit = 0;      // refused: max_templates_per_domain reached, larger than a budget, no domain
   uint64_t templates_expired = 0;    // UDP lifetime passed
+  uint64_t templates_evicted = 0;    // made room for a newer one (its source's LRU, or the largest source's)
+  uint64_t domains_expired = 0;      // idle UDP domains removed (session_idle)
+  uint64_t domains_evicted = 0;      // made room for a new one (its source's LRU, or the largest source's)
   uint64_t templates_withdrawn = 0;  // TCP withdrawals applied
   uint64_t withdrawals_ignored = 0;  // withdrawals over UDP (RFC 7011 §8.4: ignored)
   uint64_t data_records = 0;         // data records decoded (flows and options data)
@@ -127,7 +147,8 @@ struct DecoderCounters {
 
 // Per (exporter, observation domain) state, for the ingest statistics API.
 struct ExporterStats {
-  std::string exporter;
+  std::string exporter;  // the session key
+  std::string source;    // the exporter address it is charged to
   uint32_t domain = 0;
   uint16_t version = 10;
   uint64_t messages = 0;
@@ -141,6 +162,35 @@ struct ExporterStats {
   uint32_t last_sequence = 0;
   std::chrono::system_clock::time_point last_seen{};
 };
+
+// What a source (exporter address) lost to the budgets, since the counters
+// were last taken.
+struct SourceCounters {
+  uint64_t domains_evicted = 0;
+  uint64_t domains_expired = 0;
+  uint64_t templates_evicted = 0;
+  uint64_t templates_refused = 0;
+};
+
+// What a source holds now.
+struct SourceUsage {
+  std::string source;
+  size_t domains = 0;
+  size_t templates = 0;
+  size_t template_bytes = 0;
+};
+
+struct DecoderUsage {
+  size_t sources = 0;
+  size_t domains = 0;
+  size_t templates = 0;
+  size_t template_bytes = 0;
+  size_t held_bytes = 0;
+};
+
+// The template memory charge (see max_template_bytes).
+inline constexpr size_t kTemplateCost = 256;
+inline constexpr size_t kFieldCost = 12;
 
 struct FeedResult {
   std::vector<DecodedFlow> flows;  // from this message, plus held sets its templates unlocked
@@ -159,6 +209,11 @@ class Decoder {
   // header). `now` drives template expiry and held-data timeouts.
   FeedResult feed(const std::string& exporter, Transport transport, std::span<const uint8_t> message,
                   std::chrono::system_clock::time_point now = std::chrono::system_clock::now());
+  // The same, with the session's state charged to `source` (the exporter's
+  // address) instead of to the session key itself.
+  FeedResult feed(const std::string& session, const std::string& source, Transport transport,
+                  std::span<const uint8_t> message,
+                  std::chrono::system_clock::time_point now = std::chrono::system_clock::now());
 
   // A TCP session ended: its templates and held data go with it (RFC 7011 §8.1).
   void close_session(const std::string& exporter);
@@ -167,6 +222,11 @@ class Decoder {
 
   const DecoderCounters& counters() const;
   std::vector<ExporterStats> exporter_stats() const;
+  // Per-source budget losses since the last call (then reset), for the
+  // caller's per-exporter totals; sources with nothing to report are left out.
+  std::vector<std::pair<std::string, SourceCounters>> take_source_counters();
+  std::vector<SourceUsage> source_usage() const;
+  DecoderUsage usage() const;
   const DecoderOptions& options() const;
 
   struct Impl;

@@ -473,15 +473,22 @@ TEST(IpfixCodec, DecodesSoftflowdIpfixAndNetflowV9) {
 TEST(IpfixCodec, TemplateMemoryIsBounded) {
   Encoder enc;
   auto tm = enc.template_messages(1);
-  auto data = enc.encode(std::vector<Flow>{sample(4, 1)}, 1);
-  Decoder dec({.max_template_fields = 40});  // room for one 26-field flow template and the 7-field options one
+  auto data = enc.encode(std::vector<Flow>{sample(6, 1)}, 1);
+  // Room for the two flow templates (26 fields each), not for the options
+  // one as well: the least recently used one makes room.
+  const size_t budget = 2 * (kTemplateCost + 26 * kFieldCost);
+  Decoder dec({.max_template_bytes_per_source = budget});
   feed_all(dec, tm);
-  EXPECT_EQ(dec.counters().templates_limit, 1u);
-  EXPECT_EQ(dec.feed("x", Transport::Udp, data[0]).flows.size(), 1u);  // IPv4 template kept
-  // Withdrawing over TCP frees the room again.
-  Decoder tcp({.max_template_fields = 40});
+  EXPECT_EQ(dec.counters().templates_evicted, 1u);
+  EXPECT_EQ(dec.counters().templates_limit, 0u);
+  EXPECT_LE(dec.usage().template_bytes, budget);
+  EXPECT_EQ(dec.exporter_stats()[0].templates, 2u);
+  EXPECT_EQ(dec.feed("x", Transport::Udp, data[0]).flows.size(), 1u);  // the IPv6 template, defined last of the two, kept
+  // Withdrawing over TCP gives its bytes back.
+  Decoder tcp({.max_template_bytes_per_source = budget});
   feed_all(tcp, tm, Transport::Tcp);
-  EXPECT_TRUE(tcp.feed("x", Transport::Tcp, withdrawal(2, kTemplateV4)).ok());
-  feed_all(tcp, tm, Transport::Tcp);
-  EXPECT_EQ(tcp.exporter_stats()[0].templates, 2u);
+  const size_t before = tcp.usage().template_bytes;
+  EXPECT_TRUE(tcp.feed("x", Transport::Tcp, withdrawal(2, kTemplateV6)).ok());
+  EXPECT_EQ(tcp.usage().template_bytes, before - (kTemplateCost + 26 * kFieldCost));
+  EXPECT_EQ(tcp.exporter_stats()[0].templates, 1u);
 }

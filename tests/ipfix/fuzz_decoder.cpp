@@ -21,7 +21,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   o.hold_max_bytes = 4096;
   o.max_templates_per_domain = 8;
   o.max_domains = 4;
-  o.max_template_fields = 256;
+  o.max_domains_per_source = 2;
+  o.max_template_bytes = 4096;
+  o.max_template_bytes_per_source = 2048;
   {
     Decoder dec(o);
     (void)dec.feed("udp", Transport::Udp, in, t0);

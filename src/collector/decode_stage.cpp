@@ -1,0 +1,280 @@
+#include "collector/decode_stage.h"
+
+#include <spdlog/spdlog.h>
+
+#include "collector/collector.h"
+
+namespace flowscope {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t unix_ms(std::chrono::system_clock::time_point t) {
+  return t.time_since_epoch().count() == 0
+             ? 0
+             : std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+}  // namespace
+
+DecodeStage::DecodeStage(const ipfix::DecoderOptions& opts, std::shared_ptr<StoreWriter> writer, IngestQueue& queue)
+    : writer_(std::move(writer)), q_(queue), decoder_(opts) {}
+
+DecodeStage::~DecodeStage() { finish(); }
+
+void DecodeStage::start() { thread_ = std::thread([this] { loop(); }); }
+
+void DecodeStage::finish() {
+  q_.close();
+  if (thread_.joinable()) thread_.join();
+}
+
+ExporterTotals* DecodeStage::totals(const std::string& addr) {
+  auto it = exporters_.find(addr);
+  if (it != exporters_.end()) return &it->second;
+  if (exporters_.size() >= kMaxExporters) {
+    exporters_overflow_++;
+    return nullptr;
+  }
+  return &exporters_[addr];
+}
+
+void DecodeStage::loop() {
+  auto next_expire = Clock::now() + std::chrono::seconds(5);
+  std::deque<IngestEvent> batch;
+  while (q_.pop_all(batch, std::chrono::milliseconds(200))) {
+    for (auto& e : batch) std::visit([this](auto& ev) { on(ev); }, e);
+    flush_rows();  // nothing waits for more input
+    {
+      std::lock_guard lk(mu_);
+      if (Clock::now() >= next_expire) {
+        decoder_.expire();
+        next_expire = Clock::now() + std::chrono::seconds(5);
+      }
+      take_budget_counters();
+    }
+    // The datagram buffers go back to the UDP input.
+    for (auto& e : batch)
+      if (auto* m = std::get_if<MessageEvent>(&e); m && m->session->transport == ipfix::Transport::Udp)
+        q_.recycle(std::move(m->bytes));
+    batch.clear();
+  }
+  flush_rows();
+}
+
+// What the budgets took from each source goes to its exporter's totals
+// (a source may lose state to another's message, at a global bound).
+void DecodeStage::take_budget_counters() {
+  for (const auto& [source, sc] : decoder_.take_source_counters()) {
+    if (auto* t = totals(source)) {
+      t->budget.domains_evicted += sc.domains_evicted;
+      t->budget.domains_expired += sc.domains_expired;
+      t->budget.templates_evicted += sc.templates_evicted;
+      t->budget.templates_refused += sc.templates_refused;
+    }
+  }
+}
+
+// Sends the pending rows to the store (waiting for room in its queue).
+void DecodeStage::flush_rows() {
+  if (pending_.empty()) return;
+  const uint64_t dropped = writer_->push(pending_, true);  // only when the writer stops
+  if (dropped) {
+    std::lock_guard lk(mu_);
+    if (auto* t = totals(pending_addr_)) t->store_drops += dropped;
+  }
+  pending_.clear();
+}
+
+void DecodeStage::on(MessageEvent& e) {
+  const Session& s = *e.session;
+  // A chunk holds one exporter's rows, so drops can be counted against it.
+  if (!pending_.empty() && pending_addr_ != s.exporter) flush_rows();
+  {
+    std::lock_guard lk(mu_);
+    const auto before = decoder_.counters();
+    auto res = decoder_.feed(s.key, s.exporter, s.transport, e.bytes);
+    const auto& after = decoder_.counters();
+    if (ExporterTotals* t = totals(s.exporter)) {
+      t->transports.insert(s.transport == ipfix::Transport::Udp ? "udp" : "tcp");
+      t->messages++;
+      t->bytes += e.bytes.size();
+      t->last_seen = std::chrono::system_clock::now();
+      t->malformed += after.messages_malformed - before.messages_malformed;
+      t->sequence_gaps += after.sequence_gaps - before.sequence_gaps;
+      t->records_lost += (after.records_lost - before.records_lost) + (after.packets_lost - before.packets_lost);
+      t->templates += after.templates - before.templates;
+      t->sets_no_template += after.sets_no_template - before.sets_no_template;
+      t->records_time_fallback += after.records_time_fallback - before.records_time_fallback;
+      t->records_no_time += after.records_no_time - before.records_no_time;
+      t->flows += res.flows.size();
+      if (!res.ok()) t->last_error = res.error.substr(0, 200);
+    }
+    if (!res.ok()) spdlog::debug("IPFIX from {}: {}", s.key, res.error);
+    if (!res.flows.empty()) pending_addr_ = s.exporter;
+    for (const auto& f : res.flows) pending_.push_back(flow_row_from_decoded(f, s.exporter));
+  }
+  // Wait for room in the store queue, whatever the transport: TCP then
+  // pushes back on its exporter, and a UDP burst waits in the ingest queue
+  // as datagrams instead of being decoded only to be dropped. When the
+  // ingest queue is full too, the UDP input drops and counts datagrams.
+  if (pending_.size() >= writer_->batch_max()) flush_rows();
+}
+
+void DecodeStage::on(SessionOpened& e) {
+  std::lock_guard lk(mu_);
+  if (ExporterTotals* t = totals(e.session->exporter)) {
+    t->tcp_connections++;
+    t->transports.insert("tcp");
+  }
+}
+
+void DecodeStage::on(SessionClosed& e) {
+  std::lock_guard lk(mu_);
+  decoder_.close_session(e.session->key);
+  ExporterTotals* t = totals(e.session->exporter);
+  if (!t) return;
+  switch (e.cause) {
+    case CloseCause::FramingError: t->tcp_framing_errors++; break;
+    case CloseCause::IdleTimeout: t->tcp_idle_timeouts++; break;
+    case CloseCause::MessageTimeout: t->tcp_message_timeouts++; break;
+    case CloseCause::Evicted: t->tcp_evicted++; break;
+    case CloseCause::PeerClosed:
+    case CloseCause::Shutdown: break;
+  }
+}
+
+void DecodeStage::on(ConnectionRefused& e) {
+  std::lock_guard lk(mu_);
+  if (ExporterTotals* t = totals(e.exporter)) t->tcp_refused++;
+}
+
+void DecodeStage::add_json(nlohmann::json& out) const {
+  using nlohmann::json;
+  std::lock_guard lk(mu_);
+  const auto& c = decoder_.counters();
+  const auto u = decoder_.usage();
+  const auto& o = decoder_.options();
+  out["decoder"] = {
+      {"messages", c.messages},
+      {"malformed", c.messages_malformed},
+      {"bad_version", c.messages_bad_version},
+      {"templates", c.templates},
+      {"options_templates", c.options_templates},
+      {"templates_rejected", c.templates_rejected},
+      {"templates_limit", c.templates_limit},
+      {"templates_expired", c.templates_expired},
+      {"templates_withdrawn", c.templates_withdrawn},
+      {"templates_evicted", c.templates_evicted},
+      {"domains_evicted", c.domains_evicted},
+      {"domains_expired", c.domains_expired},
+      {"data_records", c.data_records},
+      {"flows", c.flows},
+      {"records_unusable", c.records_unusable},
+      {"records_time_fallback", c.records_time_fallback},
+      {"records_no_time", c.records_no_time},
+      {"sets_held", c.sets_held},
+      {"sets_no_template", c.sets_no_template},
+      {"sequence_gaps", c.sequence_gaps},
+      {"records_lost", c.records_lost},
+      {"packets_lost", c.packets_lost},
+      {"usage", {{"sources", u.sources}, {"domains", u.domains}, {"templates", u.templates},
+                 {"template_bytes", u.template_bytes}, {"held_bytes", u.held_bytes}}},
+      {"budgets", {{"domains", o.max_domains}, {"domains_per_source", o.max_domains_per_source},
+                   {"templates_per_domain", o.max_templates_per_domain}, {"template_bytes", o.max_template_bytes},
+                   {"template_bytes_per_source", o.max_template_bytes_per_source}}},
+  };
+  // Sessions and usage grouped by exporter address in one pass each.
+  std::map<std::string, json> sessions;
+  for (const auto& s : decoder_.exporter_stats()) {
+    sessions[s.source].push_back({{"session", s.exporter},
+                                  {"domain", s.domain},
+                                  {"version", s.version},
+                                  {"messages", s.messages},
+                                  {"flows", s.flows},
+                                  {"malformed", s.malformed},
+                                  {"sequence_gaps", s.sequence_gaps},
+                                  {"records_lost", s.records_lost},
+                                  {"templates", s.templates},
+                                  {"last_sequence", s.last_sequence},
+                                  {"last_seen_ms", unix_ms(s.last_seen)}});
+  }
+  std::map<std::string, ipfix::SourceUsage> usage;
+  for (auto& su : decoder_.source_usage()) usage[su.source] = su;
+  json ex = json::array();
+  for (const auto& [addr, t] : exporters_) {
+    auto s = sessions.find(addr);
+    auto su = usage.find(addr);
+    const ipfix::SourceUsage held = su == usage.end() ? ipfix::SourceUsage{} : su->second;
+    ex.push_back({{"exporter", addr},
+                  {"transports", t.transports},
+                  {"messages", t.messages},
+                  {"bytes", t.bytes},
+                  {"flows", t.flows},
+                  {"malformed", t.malformed},
+                  {"sequence_gaps", t.sequence_gaps},
+                  {"records_lost", t.records_lost},
+                  {"templates_received", t.templates},
+                  {"sets_no_template", t.sets_no_template},
+                  {"records_time_fallback", t.records_time_fallback},
+                  {"records_no_time", t.records_no_time},
+                  {"store_drops", t.store_drops},
+                  {"domains", held.domains},
+                  {"templates_cached", held.templates},
+                  {"template_bytes", held.template_bytes},
+                  {"domains_evicted", t.budget.domains_evicted},
+                  {"domains_expired", t.budget.domains_expired},
+                  {"templates_evicted", t.budget.templates_evicted},
+                  {"templates_refused", t.budget.templates_refused},
+                  {"tcp_connections", t.tcp_connections},
+                  {"tcp_framing_errors", t.tcp_framing_errors},
+                  {"tcp_idle_timeouts", t.tcp_idle_timeouts},
+                  {"tcp_message_timeouts", t.tcp_message_timeouts},
+                  {"tcp_evicted", t.tcp_evicted},
+                  {"tcp_refused", t.tcp_refused},
+                  {"last_error", t.last_error.empty() ? json(nullptr) : json(t.last_error)},
+                  {"last_seen_ms", unix_ms(t.last_seen)},
+                  {"sessions", s == sessions.end() ? json::array() : s->second}});
+  }
+  out["exporters"] = std::move(ex);
+  out["exporters_untracked"] = exporters_overflow_;
+}
+
+void DecodeStage::collect_metrics(FamilyBuilder& b) const {
+  std::lock_guard lk(mu_);
+  const auto& c = decoder_.counters();
+  const auto u = decoder_.usage();
+  b.counter("flowscope_ipfix_messages_total", "IPFIX/NetFlow messages decoded", double(c.messages));
+  b.counter("flowscope_ipfix_malformed_total", "Malformed messages discarded", double(c.messages_malformed));
+  b.counter("flowscope_ipfix_templates_total", "Template records accepted", double(c.templates));
+  b.counter("flowscope_ipfix_templates_expired_total", "UDP templates expired", double(c.templates_expired));
+  b.counter("flowscope_ipfix_templates_evicted_total", "Templates evicted to stay within a budget",
+            double(c.templates_evicted));
+  b.counter("flowscope_ipfix_templates_refused_total", "Templates refused (per-domain limit or larger than a budget)",
+            double(c.templates_limit));
+  b.counter("flowscope_ipfix_domains_evicted_total", "Sessions/domains evicted to stay within a budget",
+            double(c.domains_evicted));
+  b.counter("flowscope_ipfix_domains_expired_total", "Idle UDP sessions/domains removed", double(c.domains_expired));
+  b.gauge("flowscope_ipfix_domains", "Sessions/domains the decoder holds", double(u.domains));
+  b.gauge("flowscope_ipfix_template_bytes", "Template memory charged to the budgets", double(u.template_bytes));
+  b.counter("flowscope_ipfix_flows_total", "Flows decoded", double(c.flows));
+  b.counter("flowscope_ipfix_sets_no_template_total", "Data sets dropped: no template in time",
+            double(c.sets_no_template));
+  b.counter("flowscope_ipfix_records_time_fallback_total",
+            "Records stored with a time they lacked: export time, or their other end", double(c.records_time_fallback));
+  b.counter("flowscope_ipfix_records_no_time_total", "Records not stored: no time and no export time",
+            double(c.records_no_time));
+  b.counter("flowscope_ipfix_sequence_gaps_total", "Sequence number gaps", double(c.sequence_gaps));
+  b.counter("flowscope_ipfix_records_lost_total", "Data records missing per sequence numbers", double(c.records_lost));
+  for (const auto& [addr, t] : exporters_) {
+    b.counter("flowscope_exporter_messages_total", "Messages per exporter", double(t.messages), {{"exporter", addr}});
+    b.counter("flowscope_exporter_flows_total", "Flows per exporter", double(t.flows), {{"exporter", addr}});
+    b.counter("flowscope_exporter_sequence_gaps_total", "Sequence gaps per exporter", double(t.sequence_gaps),
+              {{"exporter", addr}});
+    b.counter("flowscope_exporter_malformed_total", "Malformed messages per exporter", double(t.malformed),
+              {{"exporter", addr}});
+  }
+}
+
+}  // namespace flowscope
