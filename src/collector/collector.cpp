@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
@@ -129,6 +130,7 @@ struct ExporterTotals {
   std::set<std::string> transports;
 };
 
+constexpr size_t kMetricsExporters = 20;  // exporters with series of their own in /metrics
 constexpr size_t kMaxExporters = 10'000;  // distinct addresses tracked (bounded against spoofed UDP sources)
 
 }  // namespace
@@ -558,7 +560,7 @@ int64_t unix_ms(std::chrono::system_clock::time_point t) {
 }
 }  // namespace
 
-nlohmann::json Collector::exporters_json() const {
+nlohmann::json Collector::exporters_json(const std::string& after, size_t limit) const {
   const Impl& i = *impl_;
   using nlohmann::json;
   json out;
@@ -583,8 +585,28 @@ nlohmann::json Collector::exporters_json() const {
                   {"dropped", ws.dropped},
                   {"failed", ws.failed},
                   {"queue_depth", ws.queue_depth}};
-  std::lock_guard lk(i.dec_mu);
-  const auto& c = i.decoder.counters();
+  // One page is copied under the decoder's lock (a map seek plus `limit`
+  // entries and the session list) and formatted after it is released, so a
+  // large exporter table never stalls ingest.
+  std::unique_lock lk(i.dec_mu);
+  const auto c = i.decoder.counters();
+  std::vector<std::pair<std::string, ExporterTotals>> page;
+  auto it = after.empty() ? i.exporters.begin() : i.exporters.upper_bound(after);
+  for (; it != i.exporters.end() && page.size() < limit; ++it) page.emplace_back(it->first, it->second);
+  const bool more = it != i.exporters.end();
+  const size_t total = i.exporters.size();
+  const uint64_t overflow = i.exporters_overflow;
+  std::map<std::string, std::vector<ipfix::ExporterStats>> sessions_of;
+  for (const auto& [addr, t] : page) sessions_of[addr];
+  for (auto& s : i.decoder.exporter_stats()) {
+    // Sessions are keyed "udp:ADDR:PORT" or "tcp:ADDR:PORT#N".
+    auto colon = s.exporter.find(':');
+    auto last = s.exporter.rfind(':');
+    if (colon == std::string::npos || last <= colon) continue;
+    auto found = sessions_of.find(s.exporter.substr(colon + 1, last - colon - 1));
+    if (found != sessions_of.end()) found->second.push_back(std::move(s));
+  }
+  lk.unlock();
   out["decoder"] = {
       {"messages", c.messages},
       {"malformed", c.messages_malformed},
@@ -605,14 +627,9 @@ nlohmann::json Collector::exporters_json() const {
       {"packets_lost", c.packets_lost},
   };
   json ex = json::array();
-  for (const auto& [addr, t] : i.exporters) {
+  for (const auto& [addr, t] : page) {
     json sessions = json::array();
-    for (const auto& s : i.decoder.exporter_stats()) {
-      // Sessions are keyed "udp:ADDR:PORT" or "tcp:ADDR:PORT#N".
-      auto colon = s.exporter.find(':');
-      auto last = s.exporter.rfind(':');
-      if (colon == std::string::npos || last <= colon || s.exporter.substr(colon + 1, last - colon - 1) != addr)
-        continue;
+    for (const auto& s : sessions_of[addr]) {
       sessions.push_back({{"session", s.exporter},
                           {"domain", s.domain},
                           {"version", s.version},
@@ -643,7 +660,9 @@ nlohmann::json Collector::exporters_json() const {
                   {"sessions", sessions}});
   }
   out["exporters"] = ex;
-  out["exporters_untracked"] = i.exporters_overflow;
+  out["exporters_total"] = total;
+  if (more) out["next_after"] = page.back().first;
+  out["exporters_untracked"] = overflow;
   return out;
 }
 
@@ -676,14 +695,36 @@ void Collector::collect_metrics(FamilyBuilder& b) const {
             double(c.sets_no_template));
   b.counter("flowscope_ipfix_sequence_gaps_total", "Sequence number gaps", double(c.sequence_gaps));
   b.counter("flowscope_ipfix_records_lost_total", "Data records missing per sequence numbers", double(c.records_lost));
-  for (const auto& [addr, t] : i.exporters) {
+  // Per-exporter series for the busiest exporters only (spoofed UDP
+  // sources must not grow a scrape without bound); the rest are summed
+  // under exporter="_other".
+  std::vector<const std::pair<const std::string, ExporterTotals>*> by_flows;
+  by_flows.reserve(i.exporters.size());
+  for (const auto& e : i.exporters) by_flows.push_back(&e);
+  const size_t shown = std::min(by_flows.size(), kMetricsExporters);
+  std::partial_sort(by_flows.begin(), by_flows.begin() + static_cast<std::ptrdiff_t>(shown), by_flows.end(),
+                    [](auto* a, auto* b) {
+                      return std::tie(a->second.flows, a->second.messages) > std::tie(b->second.flows, b->second.messages);
+                    });
+  ExporterTotals rest;
+  for (size_t k = shown; k < by_flows.size(); ++k) {
+    const auto& t = by_flows[k]->second;
+    rest.messages += t.messages;
+    rest.flows += t.flows;
+    rest.sequence_gaps += t.sequence_gaps;
+    rest.malformed += t.malformed;
+  }
+  b.gauge("flowscope_exporters", "Exporter addresses tracked", double(i.exporters.size()));
+  auto series = [&](const std::string& addr, const ExporterTotals& t) {
     b.counter("flowscope_exporter_messages_total", "Messages per exporter", double(t.messages), {{"exporter", addr}});
     b.counter("flowscope_exporter_flows_total", "Flows per exporter", double(t.flows), {{"exporter", addr}});
     b.counter("flowscope_exporter_sequence_gaps_total", "Sequence gaps per exporter", double(t.sequence_gaps),
               {{"exporter", addr}});
     b.counter("flowscope_exporter_malformed_total", "Malformed messages per exporter", double(t.malformed),
               {{"exporter", addr}});
-  }
+  };
+  for (size_t k = 0; k < shown; ++k) series(by_flows[k]->first, by_flows[k]->second);
+  if (by_flows.size() > shown) series("_other", rest);
 }
 
 }  // namespace flowscope
