@@ -42,7 +42,7 @@ namespace flowscope {
 struct ApiLimits {
   std::chrono::milliseconds query_timeout{10'000};  // one store query, from its arrival; then 503
   unsigned query_workers = 4;                       // store queries running at once
-  unsigned query_queue = 16;                        // waiting for a worker; beyond: 503 busy
+  unsigned query_queue = 64;                        // waiting for a worker; beyond: 503 busy
   std::chrono::seconds header_timeout{10};          // request line and headers complete (also keep-alive idle)
   std::chrono::seconds idle_timeout{30};            // no byte in either direction
   unsigned max_connections = 512;                   // open at once; more are refused

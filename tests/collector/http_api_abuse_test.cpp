@@ -110,7 +110,7 @@ int status_of(const std::string& response) {
 // takes a good fraction of a second, so queries are really heavy.
 class HeavyApi : public ::testing::Test {
  protected:
-  static constexpr int kRows = 200'000;
+  static constexpr int kRows = 100'000;
 
   static void SetUpTestSuite() {
     char tmpl[] = "/tmp/fs-api-abuse-XXXXXX";
