@@ -162,8 +162,8 @@ class QueryPool {
     Clock::time_point deadline;
     std::function<void(Reply)> done;
   };
-  QueryPool(unsigned workers, unsigned queue) : capacity_(workers + queue) {
-    for (unsigned k = 0; k < workers; ++k) threads_.emplace_back([this] { work(); });
+  QueryPool(unsigned workers, unsigned queue, int nice) : capacity_(workers + queue) {
+    for (unsigned k = 0; k < workers; ++k) threads_.emplace_back([this, nice] { work(nice); });
   }
   ~QueryPool() { stop(); }
   // Takes a slot, or false when every worker and queue place is taken.
@@ -195,10 +195,8 @@ class QueryPool {
   }
 
  private:
-  void work() {
-    // Queries yield the CPU to the event thread: on a busy host /healthz and
-    // /metrics keep answering in milliseconds while queries take longer.
-    setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
+  void work(int nice) {
+    if (nice) setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), nice);
     for (;;) {
       Job j;
       {
@@ -287,7 +285,8 @@ struct ApiServer::Impl {
   std::shared_ptr<FlowStore> store;
   ExportersFn exporters;
   std::shared_ptr<Metrics> metrics;
-  std::unique_ptr<QueryPool> pool;
+  std::unique_ptr<QueryPool> pool;   // store queries
+  std::unique_ptr<QueryPool> light;  // /metrics and /api/exporters
   MHD_Daemon* daemon = nullptr;
   uint16_t port = 0;
   bool host_guard = false;
@@ -305,6 +304,7 @@ struct ApiServer::Impl {
     // Queued queries answer 503 and running ones finish (within their time
     // limit) before the daemon that owns their connections goes.
     if (pool) pool->stop();
+    if (light) light->stop();
     {
       std::lock_guard lk(conns_mu);
       stopping = true;
@@ -394,20 +394,26 @@ struct ApiServer::Impl {
     self.set_in_head(c, false);
     auto [endpoint, reply] = self.screen(c, url, method);
     if (reply) return self.send(c, endpoint, t0, *reply);
-    // A store query: runs on the pool, the connection waits suspended.
+    // Runs on a pool while the connection waits suspended: store queries on
+    // theirs, /metrics and /api/exporters (which take the collector's
+    // locks) on a thread of their own, so neither can stall this thread.
     Params params = query_params(c);
     auto run = self.query_for(endpoint, params);
     if (!run) return self.send(c, endpoint, t0, error_reply(400, run.error().message));
-    if (!self.pool->reserve()) {
-      Reply busy = error_reply(503, fmt::format("busy: {} queries are running or waiting; retry later",
-                                                self.opts.limits.query_workers + self.opts.limits.query_queue));
+    const bool light = endpoint == "/metrics" || endpoint == "/api/exporters";
+    QueryPool& pool = light ? *self.light : *self.pool;
+    if (!pool.reserve()) {
+      Reply busy = error_reply(503, light ? std::string("busy: too many /metrics and /api/exporters requests at once; "
+                                                        "retry later")
+                                          : fmt::format("busy: {} queries are running or waiting; retry later",
+                                                        self.opts.limits.query_workers + self.opts.limits.query_queue));
       busy.headers.emplace_back("Retry-After", "1");
       return self.send(c, endpoint, t0, busy);
     }
     auto* p = new Pending{endpoint, t0, {}};
     *req_ctx = p;
     MHD_suspend_connection(c);
-    self.pool->push({std::move(*run), t0 + self.opts.limits.query_timeout, [c, p](Reply r) {
+    pool.push({std::move(*run), t0 + self.opts.limits.query_timeout, [c, p](Reply r) {
                        p->reply = std::move(r);
                        MHD_resume_connection(c);  // p belongs to MHD again from here
                      }});
@@ -456,11 +462,6 @@ struct ApiServer::Impl {
       }
     }
     if (path == "/healthz") return {endpoint, json_reply(200, {{"status", "ok"}})};
-    if (path == "/metrics") {
-      Reply r{200, metrics->render(), "text/plain; version=0.0.4"};
-      return {endpoint, r};
-    }
-    if (path == "/api/exporters") return {endpoint, exporters_page(query_params(c))};
     if (path == "/") return {endpoint, Reply{200, std::string(web_console_html()), "text/html; charset=utf-8"}};
     if (endpoint == "other") return {endpoint, error_reply(404, "no such endpoint")};
     return {endpoint, std::nullopt};
@@ -489,6 +490,8 @@ struct ApiServer::Impl {
   // Validates a store query's parameters now (400 on the event thread) and
   // returns the work to run on the pool.
   Result<std::function<Reply()>> query_for(const std::string& endpoint, const Params& params) {
+    if (endpoint == "/metrics") return [this] { return Reply{200, metrics->render(), "text/plain; version=0.0.4"}; };
+    if (endpoint == "/api/exporters") return [this, params] { return exporters_page(params); };
     const uint64_t now = now_ns();
     if (endpoint == "/api/flows") {
       auto q = parse_flow_query(params, now);
@@ -597,7 +600,11 @@ Result<std::unique_ptr<ApiServer>> ApiServer::start(const ApiOptions& opts, std:
   impl->metrics = metrics ? std::move(metrics) : std::make_shared<Metrics>();
   impl->host_guard = !opts.token;
   impl->port = bound_port(*fd);
-  impl->pool = std::make_unique<QueryPool>(l.query_workers, l.query_queue);
+  // Store queries yield the CPU to the other threads: on a busy host
+  // /healthz and /metrics keep answering in milliseconds while queries take
+  // longer.
+  impl->pool = std::make_unique<QueryPool>(l.query_workers, l.query_queue, 10);
+  impl->light = std::make_unique<QueryPool>(1, 16, 0);
   Impl* raw = impl.get();
   impl->daemon = MHD_start_daemon(
       MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, nullptr, nullptr,

@@ -10,10 +10,11 @@
 // Staying up under abuse: one event-driven thread reads every connection,
 // so slow or idle clients cost a connection slot, never a thread. The
 // request line and headers must arrive within a deadline and fit a size and
-// count limit. /healthz, /metrics, /api/exporters and errors are answered on
-// that thread at once; store queries run on a small pool of their own, each
-// under a time limit (503 past it), and when the pool and its short queue are
-// full a query is answered 503 "busy" instead of waiting.
+// count limit. /healthz and errors are answered on that thread at once;
+// /metrics and /api/exporters (which take the collector's locks) on a thread
+// of their own; store queries on a small pool of their own, each under a time
+// limit (503 past it), and when the pool and its queue are full a query is
+// answered 503 "busy" instead of waiting.
 //
 // Security: a non-loopback bind requires a bearer token; the server refuses
 // to start without one. Without a token (loopback only) the Host header must

@@ -449,3 +449,48 @@ TEST(ApiAbuse, HostGuardOnTheUnauthenticatedApi) {
              "0123456789abcdef-secret\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(status_of(c.read_until_close(10s)), 200);
 }
+
+// /api/exporters (and /metrics) take the collector's locks: while one is
+// stuck behind them, /healthz and store queries still answer.
+TEST(ApiAbuse, StuckExportersListDoesNotStallHealthz) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool entered = false, released = false;
+  ApiOptions o;
+  o.port = 0;
+  auto api = ApiServer::start(
+      o, std::make_shared<BlockingStore>(),
+      [&](const ExporterPage&) {
+        std::unique_lock lk(mu);
+        entered = true;
+        cv.notify_all();
+        cv.wait_for(lk, 20s, [&] { return released; });
+        return json{{"exporters", json::array()}};
+      },
+      nullptr);
+  ASSERT_TRUE(api) << api.error().message;
+  const uint16_t port = (*api)->port();
+  auto stuck = std::async(std::launch::async, [port] {
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(30);
+    auto r = c.Get("/api/exporters");
+    return r ? r->status : 0;
+  });
+  {
+    std::unique_lock lk(mu);
+    ASSERT_TRUE(cv.wait_for(lk, 10s, [&] { return entered; }));
+  }
+  auto [status, seconds] = healthz(port);
+  EXPECT_EQ(status, 200);
+  EXPECT_LT(seconds, 1.0);
+  httplib::Client c("127.0.0.1", port);
+  auto r = c.Get("/api/flows?limit=1");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  {
+    std::lock_guard lk(mu);
+    released = true;
+  }
+  cv.notify_all();
+  EXPECT_EQ(stuck.get(), 200);
+}
