@@ -13,12 +13,16 @@
 #include <filesystem>
 #include <future>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include "collector/collector.h"
 #include "collector/http_api.h"
+#include "collector/store_writer.h"
+#include "ipfix/encoder.h"
 #include "support/process.h"
 #include "storage/sqlite_store.h"
 
@@ -493,4 +497,94 @@ TEST(ApiAbuse, StuckExportersListDoesNotStallHealthz) {
   }
   cv.notify_all();
   EXPECT_EQ(stuck.get(), 200);
+}
+
+// Many exporters (UDP from 250 loopback addresses): /api/exporters gives them
+// a page at a time in address order, each exactly once, and /metrics keeps
+// series for the 20 busiest plus one aggregate.
+TEST(ApiAbuse, ManyExportersArePagedAndMetricsStayBounded) {
+  char tmpl[] = "/tmp/fs-api-exp-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  auto store = SqliteStore::open({.path = dir + "/flows.db"});
+  ASSERT_TRUE(store) << store.error().message;
+  std::shared_ptr<SqliteStore> st = std::move(*store);
+  auto writer = std::make_shared<StoreWriter>(st);
+  CollectorOptions co;
+  co.udp_port = 0;
+  co.tcp = false;
+  auto col = Collector::start(co, writer);
+  ASSERT_TRUE(col) << col.error().message;
+  const uint16_t udp_port = (*col)->udp_port();
+  ipfix::Encoder enc;
+  const auto templates = enc.template_messages(static_cast<uint32_t>(wall_ns() / kSec));
+  constexpr int kExporters = 250;
+  // Every exporter sends one message, the last 20 three: they are the
+  // busiest. Sent in batches, each waited for, so the socket buffer (small
+  // without root) never overflows.
+  auto received = [&] { return (*col)->exporters_json("", 1)["receivers"]["udp_datagrams"].get<uint64_t>(); };
+  uint64_t sent = 0;
+  json first;
+  for (int k = 0; k < kExporters; ++k) {
+    const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_in src{}, dst{};
+    src.sin_family = dst.sin_family = AF_INET;
+    src.sin_addr.s_addr = htonl(0x7f000100u + static_cast<uint32_t>(k));  // 127.0.1.k, still loopback
+    dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    dst.sin_port = htons(udp_port);
+    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src), 0) << std::strerror(errno);
+    for (int m = 0; m < (k >= kExporters - 20 ? 3 : 1); ++m, ++sent)
+      ASSERT_GT(sendto(fd, templates[0].data(), templates[0].size(), 0, reinterpret_cast<sockaddr*>(&dst), sizeof dst),
+                0);
+    close(fd);
+    if (k % 25 == 24) {
+      const auto deadline = Clock::now() + 20s;
+      while (received() < sent && Clock::now() < deadline) std::this_thread::sleep_for(5ms);  // bounded poll
+      ASSERT_EQ(received(), sent);
+    }
+  }
+  {
+    const auto deadline = Clock::now() + 20s;
+    while (Clock::now() < deadline &&
+           (first = (*col)->exporters_json("", 100))["decoder"]["messages"].get<uint64_t>() < sent)
+      std::this_thread::sleep_for(5ms);  // bounded poll for the decoder to catch up
+  }
+  ASSERT_EQ(first["decoder"]["messages"].get<uint64_t>(), sent);
+  ASSERT_EQ(first["exporters_total"], kExporters) << first.dump();
+  std::vector<std::string> seen;
+  std::string after;
+  for (int page = 0; page < 10; ++page) {
+    json j = (*col)->exporters_json(after, 100);
+    for (auto& e : j["exporters"]) seen.push_back(e["exporter"]);
+    if (!j.contains("next_after")) break;
+    EXPECT_EQ(j["exporters"].size(), 100u);
+    after = j["next_after"];
+  }
+  ASSERT_EQ(seen.size(), static_cast<size_t>(kExporters));
+  EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), seen.size());
+
+  FamilyBuilder b;
+  (*col)->collect_metrics(b);
+  size_t series = 0;
+  double total = 0, other = -1;
+  std::set<std::string> named;
+  for (const auto& f : b.take()) {
+    if (f.name != "flowscope_exporter_messages_total") continue;
+    for (const auto& m : f.metric) {
+      ++series;
+      total += m.counter.value;
+      if (m.label.at(0).value == "_other") other = m.counter.value;
+      else named.insert(m.label.at(0).value);
+    }
+  }
+  EXPECT_EQ(series, 21u);  // the 20 busiest, plus the rest summed
+  EXPECT_EQ(total, static_cast<double>(first["decoder"]["messages"].get<uint64_t>()));
+  EXPECT_GT(other, 0);
+  for (int k = kExporters - 20; k < kExporters; ++k)
+    EXPECT_TRUE(named.contains(fmt::format("127.0.1.{}", k))) << k;  // the busiest, each by name
+  EXPECT_EQ(other, kExporters - 20.0);                              // one message each
+  col->reset();
+  writer.reset();
+  st.reset();
+  std::filesystem::remove_all(dir);
 }
