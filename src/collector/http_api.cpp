@@ -173,12 +173,18 @@ class QueryPool {
     ++taken_;
     return true;
   }
+  // After reserve(). A job pushed while stopping is answered at once: its
+  // connection is suspended, and the daemon cannot stop with one left so.
   void push(Job j) {
     {
       std::lock_guard lk(mu_);
-      jobs_.push_back(std::move(j));
+      if (!stopping_) {
+        jobs_.push_back(std::move(j));
+        cv_.notify_one();
+        return;
+      }
     }
-    cv_.notify_one();
+    j.done(error_reply(503, "the server is shutting down"));
   }
   // Finishes running jobs, answers queued ones 503, joins.
   void stop() {
