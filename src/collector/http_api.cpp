@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -293,6 +294,10 @@ struct ApiServer::Impl {
   std::shared_ptr<Metrics> metrics;
   std::unique_ptr<QueryPool> pool;   // store queries
   std::unique_ptr<QueryPool> light;  // /metrics and /api/exporters
+  // Bodies of answers computed and not yet completed (shared with /metrics,
+  // which may outlive the server).
+  std::shared_ptr<std::atomic<size_t>> held = std::make_shared<std::atomic<size_t>>(0);
+  std::atomic<size_t>& held_bytes = *held;
   MHD_Daemon* daemon = nullptr;
   uint16_t port = 0;
   bool host_guard = false;
@@ -371,14 +376,18 @@ struct ApiServer::Impl {
 
   static void on_completed(void* cls, MHD_Connection* c, void** req_ctx, MHD_RequestTerminationCode) {
     auto& self = *static_cast<Impl*>(cls);
+    if (auto* p = static_cast<Pending*>(*req_ctx)) self.held_bytes -= p->reply.body.size();
     delete static_cast<Pending*>(*req_ctx);
     *req_ctx = nullptr;
     self.set_in_head(c, true);  // the next request's head starts now (keep-alive)
   }
 
-  MHD_Result send(MHD_Connection* c, const std::string& endpoint, Clock::time_point t0, const Reply& r) {
+  // `kept`: the body outlives the response (a Pending's, freed when the
+  // request completes), so it is sent from where it is, not copied.
+  MHD_Result send(MHD_Connection* c, const std::string& endpoint, Clock::time_point t0, const Reply& r,
+                  bool kept = false) {
     MHD_Response* resp = MHD_create_response_from_buffer(r.body.size(), const_cast<char*>(r.body.data()),
-                                                         MHD_RESPMEM_MUST_COPY);
+                                                         kept ? MHD_RESPMEM_PERSISTENT : MHD_RESPMEM_MUST_COPY);
     if (!resp) return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r.type.c_str());
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
@@ -394,7 +403,7 @@ struct ApiServer::Impl {
     auto& self = *static_cast<Impl*>(cls);
     if (auto* p = static_cast<Pending*>(*req_ctx)) {  // resumed: the worker's answer is ready
       *upload_size = 0;
-      return self.send(c, p->endpoint, p->t0, p->reply);
+      return self.send(c, p->endpoint, p->t0, p->reply, true);
     }
     const auto t0 = Clock::now();
     self.set_in_head(c, false);
@@ -408,6 +417,13 @@ struct ApiServer::Impl {
     if (!run) return self.send(c, endpoint, t0, error_reply(400, run.error().message));
     const bool light = endpoint == "/metrics" || endpoint == "/api/exporters";
     QueryPool& pool = light ? *self.light : *self.pool;
+    if (!light && self.held_bytes.load() > self.opts.limits.max_held_bytes) {
+      Reply busy = error_reply(503, fmt::format("busy: {} MiB of answers wait for their clients to read them; retry "
+                                                "later",
+                                                self.held_bytes.load() >> 20));
+      busy.headers.emplace_back("Retry-After", "1");
+      return self.send(c, endpoint, t0, busy);
+    }
     if (!pool.reserve()) {
       Reply busy = error_reply(503, light ? std::string("busy: too many /metrics and /api/exporters requests at once; "
                                                         "retry later")
@@ -419,8 +435,9 @@ struct ApiServer::Impl {
     auto* p = new Pending{endpoint, t0, {}};
     *req_ctx = p;
     MHD_suspend_connection(c);
-    pool.push({std::move(*run), t0 + self.opts.limits.query_timeout, [c, p](Reply r) {
+    pool.push({std::move(*run), t0 + self.opts.limits.query_timeout, [&self, c, p](Reply r) {
                        p->reply = std::move(r);
+                       self.held_bytes += p->reply.body.size();
                        MHD_resume_connection(c);  // p belongs to MHD again from here
                      }});
     return MHD_YES;
@@ -604,6 +621,10 @@ Result<std::unique_ptr<ApiServer>> ApiServer::start(const ApiOptions& opts, std:
   impl->store = std::move(store);
   impl->exporters = std::move(exporters);
   impl->metrics = metrics ? std::move(metrics) : std::make_shared<Metrics>();
+  impl->metrics->add_snapshot([held = impl->held](FamilyBuilder& b) {
+    b.gauge("flowscope_http_held_bytes", "Bytes of HTTP answers computed and not yet read by their clients",
+            double(held->load()));
+  });
   impl->host_guard = !opts.token;
   impl->port = bound_port(*fd);
   // Store queries yield the CPU to the other threads: on a busy host

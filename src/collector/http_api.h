@@ -49,6 +49,9 @@ struct ApiLimits {
   unsigned max_connections = 512;                   // open at once; more are refused
   size_t connection_memory = 32 * 1024;             // per connection: request head and buffers
   unsigned max_headers = 64;                        // header fields in one request
+  // Answers computed and not yet taken by their clients (a client that does
+  // not read holds its answer); beyond this, new queries get 503 busy.
+  size_t max_held_bytes = 256u << 20;
 };
 
 struct ApiOptions {

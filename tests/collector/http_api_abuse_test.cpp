@@ -43,8 +43,11 @@ uint64_t wall_ns() {
 // A raw TCP connection, for requests an HTTP client library would not send.
 class RawConn {
  public:
-  explicit RawConn(uint16_t port) {
+  // `rcvbuf`: a small receive buffer (set before connect, so the window
+  // stays small) for a client that reads slowly or not at all.
+  explicit RawConn(uint16_t port, int rcvbuf = 0) {
     fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (rcvbuf) setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(port);
@@ -135,6 +138,9 @@ class HeavyApi : public ::testing::Test {
       r.dst_port = 443;
       r.bytes = 100 + static_cast<uint64_t>(i % 1000);
       r.close_reason = "fin";
+      // A long cgroup path: a page of 10,000 flows is then several MB, more
+      // than loopback's socket buffers hold.
+      r.cgroup = fmt::format("/system.slice/app-{}.scope/{}", i % 97, std::string(400, 'c'));
       rows.push_back(std::move(r));
       if (rows.size() == 10'000) {
         ASSERT_TRUE((*store_)->insert(rows));
@@ -270,6 +276,41 @@ TEST_F(HeavyApi, QueryPastTheTimeLimitIs503) {
   }
   // The same store answers when the query fits its limit.
   auto r = c.Get("/api/flows?limit=5");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+}
+
+// A client that does not read its answer holds it in the server's memory:
+// past the bound, new queries are answered 503 until it is gone.
+TEST_F(HeavyApi, AnswersWaitingForSlowReadersAreBounded) {
+  ApiOptions o;
+  o.limits.max_held_bytes = 1;
+  start(o);
+  const uint16_t port = api_->port();
+  auto held = [port] {
+    httplib::Client c("127.0.0.1", port);
+    auto r = c.Get("/metrics");
+    if (!r) return -1.0;
+    const auto at = r->body.find("\nflowscope_http_held_bytes ");
+    return at == std::string::npos ? -1.0 : std::stod(r->body.substr(at + 27));
+  };
+  auto reader = std::make_unique<RawConn>(port, 4096);
+  ASSERT_TRUE(reader->send_all("GET /api/flows?limit=10000 HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+  auto deadline = Clock::now() + 20s;
+  double h = 0;
+  while (Clock::now() < deadline && (h = held()) <= 0) std::this_thread::sleep_for(10ms);  // bounded poll
+  ASSERT_GT(h, 4'000'000) << "the page should be larger than the socket buffers";
+  httplib::Client c("127.0.0.1", port);
+  auto r = c.Get("/api/flows?limit=1");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 503);
+  EXPECT_NE(r->body.find("wait for their clients"), std::string::npos) << r->body;
+  EXPECT_EQ(c.Get("/healthz")->status, 200);
+  reader.reset();  // the slow client goes: its answer is freed
+  deadline = Clock::now() + 20s;
+  while (Clock::now() < deadline && held() != 0) std::this_thread::sleep_for(10ms);  // bounded poll
+  EXPECT_EQ(held(), 0);
+  r = c.Get("/api/flows?limit=1");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
 }
