@@ -187,13 +187,14 @@ class QueryPool {
     }
     j.done(error_reply(503, "the server is shutting down"));
   }
-  // Finishes running jobs, answers queued ones 503, joins.
+  // Stops running jobs at their next check, answers queued ones 503, joins.
   void stop() {
     std::deque<Job> left;
     {
       std::lock_guard lk(mu_);
       if (stopping_) return;
       stopping_ = true;
+      cancel_ = true;
       left.swap(jobs_);
     }
     cv_.notify_all();
@@ -217,7 +218,7 @@ class QueryPool {
       try {
         // The limit counts from the request's arrival: a query whose time
         // ran out in the queue stops at its first check.
-        QueryDeadline d(j.deadline);
+        QueryDeadline d(j.deadline, &cancel_);
         r = j.run();
       } catch (const std::exception& e) {
         spdlog::warn("HTTP query: {}", e.what());
@@ -237,6 +238,7 @@ class QueryPool {
   std::deque<Job> jobs_;
   unsigned taken_ = 0;
   bool stopping_ = false;
+  std::atomic<bool> cancel_{false};
   std::vector<std::thread> threads_;
 };
 
@@ -312,8 +314,8 @@ struct ApiServer::Impl {
   std::thread watchdog;
 
   ~Impl() {
-    // Queued queries answer 503 and running ones finish (within their time
-    // limit) before the daemon that owns their connections goes.
+    // Queued queries answer 503 and running ones stop (503 too) before the
+    // daemon that owns their connections goes.
     if (pool) pool->stop();
     if (light) light->stop();
     {
