@@ -14,7 +14,7 @@ export DEBIAN_FRONTEND=noninteractive
 PKGS_BUILD=(
   build-essential cmake ninja-build pkg-config clang llvm
   libbpf-dev bpftool libelf-dev zlib1g-dev
-  libpcap-dev libsqlite3-dev libcpp-httplib-dev libssl-dev prometheus-cpp-dev
+  libpcap-dev libsqlite3-dev libmicrohttpd-dev libcpp-httplib-dev libssl-dev prometheus-cpp-dev
   libcli11-dev libfmt-dev libspdlog-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev
 )

@@ -68,7 +68,7 @@ int run_collector(CollectorArgs& a) {
   Collector* c = collector->get();
   add_store_metrics(*served);
   served->metrics->add_snapshot([c](FamilyBuilder& b) { c->collect_metrics(b); });
-  auto api = start_api(a.serve, *served, [c] { return c->exporters_json(); });
+  auto api = start_api(a.serve, *served, [c](const ExporterPage& p) { return c->exporters_json(p.after, p.limit); });
   if (!api) {
     spdlog::error("{}", api.error().message);
     return 1;

@@ -40,7 +40,7 @@ int run_run(RunArgs& a, const GlobalOptions& global) {
     b.gauge("flowscope_agent_open_flows", "TCP connections tracked now", double(s.open_flows));
   });
   auto writer = served->writer;
-  auto api = start_api(a.serve, *served, [ag, writer] {
+  auto api = start_api(a.serve, *served, [ag, writer](const ExporterPage&) {
     const auto s = ag->stats();
     const auto w = writer->stats();
     return nlohmann::json{

@@ -16,6 +16,13 @@ void add_serve_options(CLI::App& cmd, ServeArgs& a, bool http_addr_option) {
                    "File holding the bearer token the HTTP API requires (mode 600, at least 16 characters)");
   }
   cmd.add_option("--http-port", a.http_port, "Port of the HTTP API (0: any free port)")->capture_default_str();
+  cmd.add_option("--allow-host", a.allow_hosts,
+                 "Host name the HTTP API answers besides localhost, 127.x and [::1] when it needs no token "
+                 "(repeatable; other Host headers get 421, against DNS rebinding)");
+  cmd.add_option("--query-timeout", a.query_timeout_s,
+                 "Seconds an HTTP API query may run (from its arrival); past it the answer is 503")
+      ->check(CLI::Range(0.01, 3600.0))
+      ->capture_default_str();
 }
 
 Result<Served> open_store(const ServeArgs& a, StoreWriterOptions wo) {
@@ -31,10 +38,16 @@ Result<Served> open_store(const ServeArgs& a, StoreWriterOptions wo) {
   return s;
 }
 
-Result<std::unique_ptr<ApiServer>> start_api(const ServeArgs& a, Served& s, ApiServer::JsonFn exporters) {
+Result<std::unique_ptr<ApiServer>> start_api(const ServeArgs& a, Served& s, ApiServer::ExportersFn exporters) {
   ApiOptions o;
   o.host = a.http_addr;
   o.port = a.http_port;
+  for (const auto& h : a.allow_hosts) {
+    if (h.empty() || h.size() > 253 || h.find_first_of(" /:[]") != std::string::npos)
+      return fail("--allow-host '{}': expected a host name without port", h);
+    o.allowed_hosts.push_back(h);
+  }
+  o.limits.query_timeout = std::chrono::milliseconds(static_cast<int64_t>(a.query_timeout_s * 1000));
   if (a.token_file) {
     auto t = read_token_file(*a.token_file);
     if (!t) return std::unexpected(t.error());

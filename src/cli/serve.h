@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -22,6 +23,8 @@ struct ServeArgs {
   std::string http_addr = "127.0.0.1";
   uint16_t http_port = 9740;
   std::optional<std::string> token_file;
+  std::vector<std::string> allow_hosts;  // Host names the loopback API answers besides loopback ones
+  double query_timeout_s = 10;
 };
 
 void add_serve_options(CLI::App& cmd, ServeArgs& a, bool http_addr_option);
@@ -36,7 +39,7 @@ struct Served {
 // options from `wo`).
 Result<Served> open_store(const ServeArgs& a, StoreWriterOptions wo = {});
 // Starts the API (after the collector, so exporters() can see it).
-Result<std::unique_ptr<ApiServer>> start_api(const ServeArgs& a, Served& s, ApiServer::JsonFn exporters);
+Result<std::unique_ptr<ApiServer>> start_api(const ServeArgs& a, Served& s, ApiServer::ExportersFn exporters);
 // Adds the store's and writer's families to /metrics.
 void add_store_metrics(Served& s);
 

@@ -102,7 +102,7 @@ std::optional<uint64_t> parse_rfc3339(std::string_view v) {
   tm.tm_min = *m;
   tm.tm_sec = *s;
   const int64_t t = static_cast<int64_t>(timegm(&tm)) - offset_s;
-  if (t < 0) return std::nullopt;
+  if (t < 0 || static_cast<uint64_t>(t) > kMaxTimeNs / kSec) return std::nullopt;
   return static_cast<uint64_t>(t) * kSec + frac_ns;
 }
 
@@ -240,11 +240,13 @@ Result<uint64_t> parse_time(std::string_view v, uint64_t now_ns) {
     return now_ns - *d;
   }
   if (v.find('-') != std::string_view::npos) {
-    if (auto t = parse_rfc3339(v)) return *t;
-    return fail("bad time '{}': expected RFC 3339 such as 2026-11-25T12:00:00Z", shown(v));
+    if (auto t = parse_rfc3339(v); t && *t <= kMaxTimeNs) return *t;
+    return fail("bad time '{}': expected RFC 3339 such as 2026-11-25T12:00:00Z, before the year 2262", shown(v));
   }
   auto ns = parse_decimal(v, kSec);
   if (!ns) return fail("bad time '{}': expected Unix seconds, RFC 3339 or a relative time like -1h", shown(v));
+  if (*ns > kMaxTimeNs) return fail("bad time '{}': past {} s, the largest time the store can hold", shown(v),
+                                    kMaxTimeNs / kSec);
   return *ns;
 }
 
@@ -272,6 +274,7 @@ Result<TopQuery> parse_top_query(const Params& p, uint64_t now_ns) {
   if (!f) return std::unexpected(f.error());
   TopQuery q{.filter = *f};
   default_last_hour(q.filter, now_ns);
+  if (*q.filter.from_ns > *q.filter.to_ns) return fail("'from' is after 'to'");
   if (auto* v = get(p, "group")) {
     static const std::map<std::string, TopGroup> g = {{"src", TopGroup::Src},         {"dst", TopGroup::Dst},
                                                       {"pair", TopGroup::Pair},       {"port", TopGroup::Port},

@@ -20,6 +20,9 @@ inline constexpr uint32_t kDefaultFlowLimit = 100;
 inline constexpr uint64_t kMaxOffset = 10'000'000;
 inline constexpr uint32_t kMaxTopLimit = 1'000;
 inline constexpr uint64_t kMaxSeriesPoints = 10'000;
+// Times are stored as signed 64-bit nanoseconds: later ones (past the year
+// 2262) are refused rather than wrapped into the past.
+inline constexpr uint64_t kMaxTimeNs = static_cast<uint64_t>(INT64_MAX);
 
 // Times: Unix seconds ("1700000000", "1700000000.25"), RFC 3339
 // ("2026-11-25T12:00:00Z", "2026-11-25T12:00:00.5+01:00") or relative to

@@ -68,7 +68,7 @@ Result<std::unique_ptr<Collector>> Collector::start(const CollectorOptions& opts
   return std::unique_ptr<Collector>(new Collector(std::move(impl)));
 }
 
-nlohmann::json Collector::exporters_json() const {
+nlohmann::json Collector::exporters_json(const std::string& after, size_t limit) const {
   const Impl& i = *impl_;
   const UdpInputStats u = i.udp ? i.udp->stats() : UdpInputStats{};
   const TcpInputStats t = i.tcp ? i.tcp->stats() : TcpInputStats{};
@@ -100,7 +100,7 @@ nlohmann::json Collector::exporters_json() const {
                   {"dropped", ws.dropped},
                   {"failed", ws.failed},
                   {"queue_depth", ws.queue_depth}};
-  i.decode.add_json(out);
+  i.decode.add_json(out, after, limit);
   return out;
 }
 

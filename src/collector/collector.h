@@ -65,8 +65,10 @@ class Collector {
   uint16_t tcp_port() const;
   int udp_rcvbuf() const;     // SO_RCVBUF the kernel granted
 
-  // Ingest statistics: collector-wide counters and one entry per exporter.
-  nlohmann::json exporters_json() const;
+  // Ingest statistics: collector-wide counters and one page of per-exporter
+  // entries, those whose address sorts after `after`, at most `limit`
+  // ("next_after" names the next page's cursor when there is one).
+  nlohmann::json exporters_json(const std::string& after = {}, size_t limit = 100) const;
   // Adds the collector's families to a metrics scrape.
   void collect_metrics(FamilyBuilder& b) const;
 

@@ -1,5 +1,9 @@
 #include "collector/decode_stage.h"
 
+#include <algorithm>
+#include <set>
+#include <tuple>
+
 #include <spdlog/spdlog.h>
 
 #include "collector/collector.h"
@@ -7,6 +11,8 @@
 namespace flowscope {
 
 namespace {
+
+constexpr size_t kMetricsExporters = 20;  // exporters with series of their own in /metrics
 
 using Clock = std::chrono::steady_clock;
 
@@ -150,12 +156,30 @@ void DecodeStage::on(ConnectionRefused& e) {
   if (ExporterTotals* t = totals(e.exporter)) t->tcp_refused++;
 }
 
-void DecodeStage::add_json(nlohmann::json& out) const {
+void DecodeStage::add_json(nlohmann::json& out, const std::string& after, size_t limit) const {
   using nlohmann::json;
-  std::lock_guard lk(mu_);
-  const auto& c = decoder_.counters();
+  // One page is copied under the lock (a map seek plus `limit` entries and
+  // their sessions) and formatted after it is released, so a large exporter
+  // table never stalls ingest.
+  std::unique_lock lk(mu_);
+  const auto c = decoder_.counters();
   const auto u = decoder_.usage();
-  const auto& o = decoder_.options();
+  const auto o = decoder_.options();
+  std::vector<std::pair<std::string, ExporterTotals>> page;
+  auto it = after.empty() ? exporters_.begin() : exporters_.upper_bound(after);
+  for (; it != exporters_.end() && page.size() < limit; ++it) page.emplace_back(it->first, it->second);
+  const bool more = it != exporters_.end();
+  const size_t total = exporters_.size();
+  const uint64_t overflow = exporters_overflow_;
+  std::set<std::string> wanted;
+  for (const auto& [addr, t] : page) wanted.insert(addr);
+  std::vector<ipfix::ExporterStats> page_sessions;
+  for (auto& st : decoder_.exporter_stats())
+    if (wanted.count(st.source)) page_sessions.push_back(std::move(st));
+  std::map<std::string, ipfix::SourceUsage> usage;
+  for (auto& su : decoder_.source_usage())
+    if (wanted.count(su.source)) usage[su.source] = su;
+  lk.unlock();
   out["decoder"] = {
       {"messages", c.messages},
       {"malformed", c.messages_malformed},
@@ -187,7 +211,7 @@ void DecodeStage::add_json(nlohmann::json& out) const {
   };
   // Sessions and usage grouped by exporter address in one pass each.
   std::map<std::string, json> sessions;
-  for (const auto& s : decoder_.exporter_stats()) {
+  for (const auto& s : page_sessions) {
     sessions[s.source].push_back({{"session", s.exporter},
                                   {"domain", s.domain},
                                   {"version", s.version},
@@ -200,10 +224,8 @@ void DecodeStage::add_json(nlohmann::json& out) const {
                                   {"last_sequence", s.last_sequence},
                                   {"last_seen_ms", unix_ms(s.last_seen)}});
   }
-  std::map<std::string, ipfix::SourceUsage> usage;
-  for (auto& su : decoder_.source_usage()) usage[su.source] = su;
   json ex = json::array();
-  for (const auto& [addr, t] : exporters_) {
+  for (const auto& [addr, t] : page) {
     auto s = sessions.find(addr);
     auto su = usage.find(addr);
     const ipfix::SourceUsage held = su == usage.end() ? ipfix::SourceUsage{} : su->second;
@@ -238,7 +260,9 @@ void DecodeStage::add_json(nlohmann::json& out) const {
                   {"sessions", s == sessions.end() ? json::array() : s->second}});
   }
   out["exporters"] = std::move(ex);
-  out["exporters_untracked"] = exporters_overflow_;
+  out["exporters_total"] = total;
+  if (more) out["next_after"] = page.back().first;
+  out["exporters_untracked"] = overflow;
 }
 
 void DecodeStage::collect_metrics(FamilyBuilder& b) const {
@@ -267,14 +291,36 @@ void DecodeStage::collect_metrics(FamilyBuilder& b) const {
             double(c.records_no_time));
   b.counter("flowscope_ipfix_sequence_gaps_total", "Sequence number gaps", double(c.sequence_gaps));
   b.counter("flowscope_ipfix_records_lost_total", "Data records missing per sequence numbers", double(c.records_lost));
-  for (const auto& [addr, t] : exporters_) {
+  // Per-exporter series for the busiest exporters only (spoofed UDP sources
+  // must not grow a scrape without bound); the rest are summed under
+  // exporter="_other".
+  std::vector<const std::pair<const std::string, ExporterTotals>*> by_flows;
+  by_flows.reserve(exporters_.size());
+  for (const auto& e : exporters_) by_flows.push_back(&e);
+  const size_t shown = std::min(by_flows.size(), kMetricsExporters);
+  std::partial_sort(by_flows.begin(), by_flows.begin() + static_cast<std::ptrdiff_t>(shown), by_flows.end(),
+                    [](auto* x, auto* y) {
+                      return std::tie(x->second.flows, x->second.messages) > std::tie(y->second.flows, y->second.messages);
+                    });
+  ExporterTotals rest;
+  for (size_t k = shown; k < by_flows.size(); ++k) {
+    const auto& t = by_flows[k]->second;
+    rest.messages += t.messages;
+    rest.flows += t.flows;
+    rest.sequence_gaps += t.sequence_gaps;
+    rest.malformed += t.malformed;
+  }
+  b.gauge("flowscope_exporters", "Exporter addresses tracked", double(exporters_.size()));
+  auto series = [&](const std::string& addr, const ExporterTotals& t) {
     b.counter("flowscope_exporter_messages_total", "Messages per exporter", double(t.messages), {{"exporter", addr}});
     b.counter("flowscope_exporter_flows_total", "Flows per exporter", double(t.flows), {{"exporter", addr}});
     b.counter("flowscope_exporter_sequence_gaps_total", "Sequence gaps per exporter", double(t.sequence_gaps),
               {{"exporter", addr}});
     b.counter("flowscope_exporter_malformed_total", "Malformed messages per exporter", double(t.malformed),
               {{"exporter", addr}});
-  }
+  };
+  for (size_t k = 0; k < shown; ++k) series(by_flows[k]->first, by_flows[k]->second);
+  if (by_flows.size() > shown) series("_other", rest);
 }
 
 }  // namespace flowscope

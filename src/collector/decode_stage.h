@@ -66,7 +66,9 @@ class DecodeStage {
   void finish();
 
   // "decoder", "exporters" and "exporters_untracked" of /api/exporters.
-  void add_json(nlohmann::json& out) const;
+  // One page of exporters: those whose address sorts after `after`, at most
+  // `limit`; "next_after" names the next page's cursor when there is one.
+  void add_json(nlohmann::json& out, const std::string& after, size_t limit) const;
   void collect_metrics(FamilyBuilder& b) const;
 
  private:

@@ -136,3 +136,33 @@ TEST(ApiParams, SeriesQuery) {
     EXPECT_FALSE(parse_series_query(p, kNow)) << p.begin()->first << "=" << p.begin()->second;
   }
 }
+
+// Times are signed 64-bit nanoseconds in the store: anything later is refused,
+// never wrapped into the past (which would make a far `from` match everything).
+TEST(ApiParams, TimesPastInt64NanosecondsAreRefused) {
+  EXPECT_EQ(*parse_time("9223372036", kNow), 9223372036ull * kSec);
+  EXPECT_EQ(*parse_time("9223372036.854775807", kNow), static_cast<uint64_t>(INT64_MAX));
+  for (const char* bad : {"9223372036.854775808", "9223372037", "18446744073", "18446744074", "9999999999999",
+                          "2262-04-11T23:47:17Z", "9999-12-31T23:59:59Z", "2300-01-01T00:00:00+01:00"}) {
+    auto t = parse_time(bad, kNow);
+    EXPECT_FALSE(t) << bad << " -> " << (t ? *t : 0);
+  }
+  EXPECT_TRUE(parse_time("2262-04-11T23:47:16Z", kNow));
+  auto q = parse_flow_query({{"from", "18446744074"}}, kNow);
+  ASSERT_FALSE(q);
+  EXPECT_NE(q.error().message.find("'from'"), std::string::npos) << q.error().message;
+}
+
+TEST(ApiParams, FromAfterToIsRefusedEverywhere) {
+  const Params reversed = {{"from", "-1h"}, {"to", "-2h"}};
+  EXPECT_FALSE(parse_flow_query(reversed, kNow));
+  EXPECT_FALSE(parse_top_query(reversed, kNow));
+  EXPECT_FALSE(parse_series_query(reversed, kNow));
+  // Only `from`, in the future: `to` defaults to now, so it is after `to`.
+  const Params future = {{"from", "2100-01-01T00:00:00Z"}};
+  auto t = parse_top_query(future, kNow);
+  ASSERT_FALSE(t);
+  EXPECT_NE(t.error().message.find("after"), std::string::npos);
+  EXPECT_FALSE(parse_series_query(future, kNow));
+  EXPECT_TRUE(parse_flow_query({{"from", "-1h"}, {"to", "-1h"}}, kNow));  // an instant is a range
+}

@@ -57,7 +57,13 @@ class ApiFixture : public ::testing::Test {
   }
   void start(ApiOptions o = {}) {
     o.port = 0;
-    auto a = ApiServer::start(o, store_, [] { return json{{"exporters", json::array()}}; }, nullptr);
+    auto a = ApiServer::start(
+        o, store_,
+        [this](const ExporterPage& p) {
+          last_page_ = p;
+          return json{{"exporters", json::array()}};
+        },
+        nullptr);
     ASSERT_TRUE(a) << a.error().message;
     api_ = std::move(*a);
     client_ = std::make_unique<httplib::Client>(o.host, api_->port());
@@ -73,6 +79,7 @@ class ApiFixture : public ::testing::Test {
   std::shared_ptr<SqliteStore> store_;
   std::unique_ptr<ApiServer> api_;
   std::unique_ptr<httplib::Client> client_;
+  ExporterPage last_page_;
 };
 
 }  // namespace
@@ -122,7 +129,9 @@ TEST_F(ApiFixture, HostileParametersGet400Json) {
        {"/api/flows?limit=100000000", "/api/flows?addr=10.0.0.0/33", "/api/flows?addr=%27%20OR%201%3D1--",
         "/api/flows?port=99999", "/api/flows?from=yesterday", "/api/flows?limit=1%3B%20DROP%20TABLE%20flows",
         "/api/flows?bogus=1", "/api/top?group=src%3BDROP", "/api/top?limit=100000",
-        "/api/timeseries?from=-365d&interval=1s", "/api/exporters?x=1"}) {
+        "/api/timeseries?from=-365d&interval=1s", "/api/exporters?x=1", "/api/exporters?limit=0",
+        "/api/exporters?limit=1001", "/api/exporters?after=a&after=b", "/api/flows?from=18446744074",
+        "/api/flows?from=-1h&to=-2h", "/api/top?from=2100-01-01T00:00:00Z"}) {
     auto [st, j] = get(path);
     EXPECT_EQ(st, 400) << path;
     EXPECT_TRUE(j.is_object() && j.contains("error")) << path;
@@ -168,6 +177,9 @@ TEST_F(ApiFixture, TokenRequiredWhenConfigured) {
   EXPECT_EQ(get("/api/flows", {{"Authorization", "Bearer wrong-token-xxxxxxx"}}).first, 401);
   EXPECT_EQ(get("/api/flows", {{"Authorization", "Basic 0123456789abcdef-secret"}}).first, 401);
   EXPECT_EQ(get("/api/flows", {{"Authorization", "Bearer 0123456789abcdef-secret"}}).first, 200);
+  // The scheme is case-insensitive (RFC 7235).
+  EXPECT_EQ(get("/api/flows", {{"Authorization", "bearer 0123456789abcdef-secret"}}).first, 200);
+  EXPECT_EQ(get("/api/flows", {{"Authorization", "BEARER 0123456789abcdef-secret"}}).first, 200);
   EXPECT_EQ(get("/healthz").first, 200);
 }
 
@@ -201,4 +213,40 @@ TEST(ApiServer, TokenFileChecks) {
   EXPECT_FALSE(read_token_file(path));
   EXPECT_FALSE(read_token_file(dir + "/missing"));
   std::filesystem::remove_all(dir);
+}
+
+TEST_F(ApiFixture, ExportersArePaged) {
+  start();
+  auto [st, j] = get("/api/exporters");
+  ASSERT_EQ(st, 200);
+  EXPECT_EQ(last_page_.after, "");
+  EXPECT_EQ(last_page_.limit, 100u);
+  ASSERT_EQ(get("/api/exporters?after=10.0.0.9&limit=1000").first, 200);
+  EXPECT_EQ(last_page_.after, "10.0.0.9");
+  EXPECT_EQ(last_page_.limit, 1000u);
+}
+
+TEST(ApiAuth, BearerSchemeWithoutCaseAndExactToken) {
+  const std::string tok = "0123456789abcdef-secret";
+  for (const char* ok : {"Bearer 0123456789abcdef-secret", "bearer 0123456789abcdef-secret",
+                         "bEaReR   0123456789abcdef-secret", "Bearer 0123456789abcdef-secret "})
+    EXPECT_TRUE(bearer_matches(ok, tok)) << ok;
+  for (const char* bad : {"", "Bearer", "Bearer ", "Bearer0123456789abcdef-secret", "Basic 0123456789abcdef-secret",
+                          "Bearer 0123456789abcdef-secreT", "Bearer 0123456789abcdef-secret-and-more",
+                          "Bearer 0123456789abcdef-secre", "Bearers 0123456789abcdef-secret"})
+    EXPECT_FALSE(bearer_matches(bad, tok)) << bad;
+}
+
+TEST(ApiAuth, HostHeaderMustNameLoopbackOrAnAllowedName) {
+  const std::vector<std::string> none, allowed = {"flows.internal"};
+  for (const char* ok : {"", "localhost", "localhost:9740", "LocalHost:80", "localhost.", "127.0.0.1",
+                         "127.0.0.1:9740", "127.1.2.3", "[::1]", "[::1]:9740"})
+    EXPECT_TRUE(host_header_allowed(ok, none)) << ok;
+  for (const char* bad : {"evil.example", "evil.example:9740", "localhost.evil.example", "127.0.0.1.evil.example",
+                          "10.0.0.1", "[::2]:80", "::1", "[::1", "[127.0.0.1]", "localhost:", "localhost:99999x",
+                          "localhost:80:80", "0.0.0.0", "flows.internal"})
+    EXPECT_FALSE(host_header_allowed(bad, none)) << bad;
+  EXPECT_TRUE(host_header_allowed("flows.internal", allowed));
+  EXPECT_TRUE(host_header_allowed("FLOWS.internal:9740", allowed));
+  EXPECT_FALSE(host_header_allowed("flows.internal.evil", allowed));
 }
