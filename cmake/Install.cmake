@@ -13,9 +13,10 @@
 include(GNUInstallDirs)
 
 # Not <libdir>: systemd looks in <prefix>/lib/systemd/system, never in a
-# multiarch directory.
-set(FLOWSCOPE_SYSTEMD_UNITDIR "${CMAKE_INSTALL_PREFIX}/lib/systemd/system"
-    CACHE PATH "Where the systemd units are installed")
+# multiarch directory. Relative to the prefix unless given absolute, so a
+# later change of prefix moves the units too.
+set(FLOWSCOPE_SYSTEMD_UNITDIR "lib/systemd/system"
+    CACHE STRING "Where the systemd units are installed (relative: under the install prefix)")
 set(FLOWSCOPE_CONFDIR "${CMAKE_INSTALL_FULL_SYSCONFDIR}/flowscope")
 
 # `flowscope --version` prints the project version, which is also the
