@@ -102,7 +102,15 @@ class AgentCaps : public ::testing::Test {
   std::string dir_, bin_;
 };
 
-int free_port() { return 30000 + (getpid() % 20000); }
+// The port fs_peer's server printed in its {"role":"listening"} line.
+int listening_port(const std::string& out) {
+  std::istringstream in(out);
+  for (std::string line; std::getline(in, line);) {
+    auto j = Json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.value("role", "") == "listening") return j.value("port", 0);
+  }
+  return 0;
+}
 
 // One field of /proc/PID/status, e.g. "CapEff".
 std::string proc_status(pid_t pid, const std::string& key) {
@@ -113,7 +121,11 @@ std::string proc_status(pid_t pid, const std::string& key) {
 }
 
 TEST_F(AgentCaps, RecordsALoopbackConnectionWithTheUnitsCapabilitiesOnly) {
-  const int port = free_port();
+  // The server takes any free port; the agent then follows only that port.
+  Process server({FS_PEER_BIN, "server", "--addr", "127.0.0.1", "--port", "0", "--send", "700"});
+  ASSERT_TRUE(server.wait_for("listening", 10s, false)) << server.err();
+  const int port = listening_port(server.out());
+  ASSERT_GT(port, 0) << server.out();
   Process agent(argv_with(caps_, {"--port", std::to_string(port)}));
   ASSERT_TRUE(agent.wait_for("agent running", 20s)) << agent.err();
 
@@ -128,8 +140,6 @@ TEST_F(AgentCaps, RecordsALoopbackConnectionWithTheUnitsCapabilitiesOnly) {
   EXPECT_EQ(ruid, kNobody);
   EXPECT_EQ(euid, kNobody);
 
-  Process server({FS_PEER_BIN, "server", "--addr", "127.0.0.1", "--port", std::to_string(port), "--send", "700"});
-  ASSERT_TRUE(server.wait_for("listening", 10s, false)) << server.err();
   Process client({FS_PEER_BIN, "client", "--addr", "127.0.0.1", "--port", std::to_string(port), "--send", "12345"});
   ASSERT_EQ(client.wait(30s), 0) << client.err();
   ASSERT_EQ(server.wait(30s), 0) << server.err();
@@ -178,7 +188,7 @@ TEST_P(AgentMissingCap, FailsWithALineNamingIt) {
   std::vector<std::string> fewer;
   for (const auto& c : caps_)
     if (c != missing) fewer.push_back(c);
-  Process agent(argv_with(fewer, {"--port", std::to_string(free_port())}));
+  Process agent(argv_with(fewer, {"--port", "9"}));
   EXPECT_EQ(agent.wait(20s), 1) << agent.err();
   EXPECT_NE(agent.err().find("missing capability " + missing), std::string::npos) << agent.err();
   EXPECT_EQ(agent.err().find("agent running"), std::string::npos) << agent.err();
