@@ -17,11 +17,12 @@ PKGS_BUILD=(
   libpcap-dev libsqlite3-dev libmicrohttpd-dev libcpp-httplib-dev libssl-dev prometheus-cpp-dev
   libcli11-dev libfmt-dev libspdlog-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev
+  clang-16  # the clang build: clang 14 cannot compile std::expected with libstdc++
 )
 # Real peers the tests compare against.
 PKGS_TEST=(
   iproute2 iputils-ping tcpdump nftables tshark nfdump softflowd libfixbuf-tools libbpf-tools iperf3 procps python3 sqlite3 curl
-  gnuplot-nox
+  gnuplot-nox systemd
 )
 need=()
 for p in "${PKGS_BUILD[@]}" "${PKGS_TEST[@]}"; do

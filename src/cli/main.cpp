@@ -48,6 +48,8 @@ int main(int argc, char** argv) {
   using namespace flowscope::cli;
   CLI::App app{"flowscope: eBPF network observability for Linux"};
   app.require_subcommand(1);
+  // The project version from CMake, which is also the Debian package's version.
+  app.set_version_flag("--version", "flowscope " FLOWSCOPE_VERSION, "Print the version and exit");
   GlobalOptions global;
   app.add_flag("-v,--verbose", global.verbose, "Verbose logs, including libbpf's");
 

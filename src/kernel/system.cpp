@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -14,15 +15,43 @@
 #include <ctime>
 #include <thread>
 
+#include <linux/capability.h>
 #include <linux/magic.h>
 
 #include "kernel/handles.h"
 
 namespace flowscope {
 
+namespace {
+
+bool has_effective_cap(int cap) {
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3]{};
+  if (syscall(SYS_capget, &hdr, data) != 0) return false;
+  return data[cap / 32].effective & (1u << (cap % 32));
+}
+
+}  // namespace
+
 Result<void> check_bpf_privileges() {
-  if (geteuid() != 0) {
-    return fail("flowscope needs root (or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN) to load BPF programs; run it with sudo");
+  // What loading and attaching tracing programs takes without root. Kernels
+  // before 5.8 have neither capability and ask for CAP_SYS_ADMIN instead,
+  // which still satisfies both.
+  struct Need {
+    int cap;
+    const char* name;
+    const char* why;
+  };
+  static constexpr Need kNeeds[] = {
+      {CAP_BPF, "CAP_BPF", "to create BPF maps and load BPF programs"},
+      {CAP_PERFMON, "CAP_PERFMON", "to load tracing programs and attach them to tracepoints"},
+  };
+  if (has_effective_cap(CAP_SYS_ADMIN)) return {};
+  for (const auto& n : kNeeds) {
+    if (!has_effective_cap(n.cap)) {
+      return fail("missing capability {}: flowscope needs it {}; run as root or grant CAP_BPF and CAP_PERFMON", n.name,
+                  n.why);
+    }
   }
   return {};
 }
