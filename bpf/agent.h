@@ -89,7 +89,8 @@ struct fs_flow {
 	fs_u8 pad0;
 	fs_u32 flags;       /* FS_F_* */
 	fs_u32 drops_other; /* drops whose reason found no free slot */
-	fs_u32 pad1; /* drops whose reason found no free slot */
+	fs_u32 exit_claim;  /* kernel-internal: set by whichever of the exit sweep and the
+			     * close reports the flow first while the agent stops */
 	struct fs_drop_slot drops[FS_DROP_SLOTS];
 };
 

@@ -1,6 +1,8 @@
 #include "agent/agent.h"
 
+#include <linux/membarrier.h>
 #include <poll.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -51,6 +53,8 @@ struct Agent::Impl {
   void handle(const fs_flow& k);
   void seed_existing(uint32_t only_netns);
   Result<void> dump(uint64_t cutoff);
+  Result<void> finish();
+  uint64_t unreported_at_exit = 0;
   uint64_t stat(uint32_t idx) const;
   std::string stats_line(const AgentStats& s) const;
 };
@@ -328,6 +332,48 @@ Result<void> Agent::Impl::dump(uint64_t cutoff) {
   return {};
 }
 
+namespace {
+
+// Returns once every BPF program run that began before the call has ended:
+// they run under RCU, and MEMBARRIER_CMD_GLOBAL waits for a grace period.
+void wait_for_running_programs() {
+  if (syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) == 0) return;
+  // Unavailable (nohz_full CPUs): a program run lasts microseconds.
+  spdlog::debug("membarrier: {}; waiting 20 ms for running BPF programs instead", std::strerror(errno));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+}
+
+}  // namespace
+
+// Every flow open at exit leaves as exactly one record, final or interim, or is
+// counted. Once `stopping` is seen no new flow is tracked, so the map only
+// shrinks while the sweep walks it (a walk may miss entries inserted behind it,
+// never those that stay); a flow closing meanwhile is reported by the sweep or
+// by its close, whichever claims it first. Then the programs are detached and
+// the ring drained, so no record is left unread in it.
+Result<void> Agent::Impl::finish() {
+  ring_buffer__consume(rb.get());
+  skel->bss->stopping = 1;
+  wait_for_running_programs();  // no run that read stopping == 0 is still inserting
+  const uint64_t cutoff = now_ns(CLOCK_MONOTONIC);
+  auto r = dump(cutoff);
+  links.clear();
+  wait_for_running_programs();
+  ring_buffer__consume(rb.get());
+  // With nothing attached the map is still: what is left unreported (a sweep
+  // that failed) is counted as lost.
+  const int fd = bpf_map__fd(skel->maps.flows);
+  uint64_t key = 0, next = 0;
+  uint64_t* prev = nullptr;
+  fs_flow f{};
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    if (bpf_map_lookup_elem(fd, &next, &f) == 0 && f.last_report_ns <= cutoff && !f.exit_claim) unreported_at_exit++;
+    key = next;
+    prev = &key;
+  }
+  return r;
+}
+
 uint64_t Agent::Impl::stat(uint32_t idx) const {
   std::vector<uint64_t> per_cpu(ncpus);
   if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.stats), &idx, per_cpu.data()) != 0) return 0;
@@ -354,6 +400,7 @@ AgentStats Agent::stats() const {
   s.attributed_accept = i.stat(FS_STAT_ATTRIBUTED_ACCEPT);
   s.resets = i.stat(FS_STAT_RESETS);
   s.records_received = i.records_received;
+  s.unreported_at_exit = i.unreported_at_exit;
   s.open_flows = s.flows_created > s.flows_closed ? s.flows_created - s.flows_closed : 0;
   s.max_flows = i.opts.max_flows;
   bpf_map* m;
@@ -366,11 +413,11 @@ std::string stats_json(const AgentStats& s, uint64_t time_ns) {
       R"({{"type":"stats","time_ns":{},"state_events":{},"flows_created":{},"flows_closed":{},"flows_emitted":{},)"
       R"("flows_filtered":{},"records_received":{},"lost":{},"flow_map_full":{},"ringbuf_full":{},"tuple_map_full":{},)"
       R"("open_flows":{},"max_flows":{},"map_fill":{:.4f},"bpf_map_bytes":{},"drops_seen":{},"drops_attributed":{},"drops_unspecified":{},"drops_purged_empty":{},)"
-      R"("attributed_accept":{},"resets":{}}})",
+      R"("attributed_accept":{},"resets":{},"unreported_at_exit":{}}})",
       time_ns, s.state_events, s.flows_created, s.flows_closed, s.flows_emitted, s.flows_filtered, s.records_received,
       s.lost(), s.flow_map_full, s.ringbuf_full, s.tuple_map_full, s.open_flows, s.max_flows,
       s.max_flows ? double(s.open_flows) / double(s.max_flows) : 0.0, s.bpf_map_bytes, s.drops_seen, s.drops_attributed,
-      s.drops_unspecified, s.drops_purged_empty, s.attributed_accept, s.resets);
+      s.drops_unspecified, s.drops_purged_empty, s.attributed_accept, s.resets, s.unreported_at_exit);
 }
 
 // stats_json plus the sinks' own counters (IPFIX queue and send counters).
@@ -417,8 +464,7 @@ Result<void> Agent::run(const std::atomic<bool>& stop) {
       next_stats = now + i.opts.stats_interval;
     }
   }
-  // Still-open flows leave as interim records so nothing seen is lost at exit.
-  auto r = i.dump(now_ns(CLOCK_MONOTONIC));
+  auto r = i.finish();
   for (auto& s : i.sinks) s->flush();
   if (i.opts.stats_interval.count() > 0) {
     fmt::print(stderr, "{}\n", i.stats_line(stats()));

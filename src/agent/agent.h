@@ -48,7 +48,8 @@ struct AgentStats {
   uint64_t open_flows = 0;
   uint64_t max_flows = 0;
   uint64_t bpf_map_bytes = 0;  // kernel memory of all the agent's maps, as the kernel accounts it
-  uint64_t lost() const { return flow_map_full + ringbuf_full; }
+  uint64_t unreported_at_exit = 0;  // flows open at exit the final sweep could not report
+  uint64_t lost() const { return flow_map_full + ringbuf_full + unreported_at_exit; }
 };
 
 class Agent {
@@ -59,8 +60,9 @@ class Agent {
   Agent& operator=(const Agent&) = delete;
 
   void add_sink(std::shared_ptr<FlowSink> sink);
-  // Runs until `stop` becomes true; then reports still-open flows as interim
-  // records and returns.
+  // Runs until `stop` becomes true; then stops tracking new flows, reports
+  // each still-open flow once (interim, or final if it closes first), detaches
+  // and returns. Flows it could not report are counted in unreported_at_exit.
   Result<void> run(const std::atomic<bool>& stop);
   AgentStats stats() const;
   // What start-up probing turned off, one line each.
