@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <sstream>
@@ -165,6 +166,29 @@ TEST(AgentMapFull, FlowsTheMapCouldNotHoldAreCountedNotMislabelled) {
   // Each socket is either recorded or counted, once.
   EXPECT_EQ(finals + full, 2u * kConns) << s.dump();
   EXPECT_EQ(s["lost"], full) << s.dump();
+}
+
+// `flowscope agent -v` runs with debug logs (libbpf's included).
+TEST(AgentCli, VerboseAfterTheSubcommandGivesDebugLogs) {
+  NetNs ns("verbose");
+  AgentRunner agent({"-v", "--netns", ns.path()});
+  EXPECT_EQ(agent.stop(), 0);
+  EXPECT_NE(agent.process().err().find("debug:"), std::string::npos) << agent.process().err();
+}
+
+// An inode that names no network namespace is an error, not an agent that
+// silently reports nothing.
+TEST(AgentCli, UnknownNamespaceInodeIsAOneLineError) {
+  Process p({FLOWSCOPE_BIN, "agent", "--netns", "12345"});
+  EXPECT_EQ(p.wait(20s), 1);
+  const std::string err = p.err();
+  EXPECT_NE(err.find("network namespace 12345: no such namespace"), std::string::npos) << err;
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  EXPECT_EQ(p.out(), "");
+  // An existing one given by inode still works.
+  NetNs ns("byino");
+  AgentRunner agent({"--netns", std::to_string(ns.inode())});
+  EXPECT_EQ(agent.stop(), 0);
 }
 
 }  // namespace
