@@ -1,6 +1,7 @@
 #include "agent/agent.h"
 
 #include <linux/membarrier.h>
+#include <linux/capability.h>
 #include <poll.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
@@ -24,6 +25,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agent.skel.h"
+#include "agent/capabilities.h"
 #include "agent/kernel_record.h"
 #include "flow/cgroup.h"
 #include "flow/json.h"
@@ -372,6 +374,38 @@ Result<void> Agent::Impl::finish() {
     prev = &key;
   }
   return r;
+}
+
+// What the run loop still does with privileges is bpf() on descriptors it
+// holds: map lookups, the sweep's BPF_PROG_TEST_RUN, detaching. That needs no
+// capability since Linux 6.5; before, CAP_BPF (CAP_SYS_ADMIN before 5.8) when
+// unprivileged BPF is disabled. Found by trying those calls with an empty
+// effective set, then with that one capability; the first set that works is
+// kept, nothing else.
+Result<std::string> Agent::drop_capabilities() {
+  Impl& i = *impl_;
+  auto cur = current_capabilities();
+  if (!cur) return std::unexpected(cur.error());
+  auto run_loop_calls_work = [&] {
+    uint32_t idx = FS_STAT_STATE_EVENTS;
+    std::vector<uint64_t> per_cpu(i.ncpus);
+    if (bpf_map_lookup_elem(bpf_map__fd(i.skel->maps.stats), &idx, per_cpu.data()) != 0) return false;
+    uint64_t args[1] = {0};  // a sweep that reports nothing
+    LIBBPF_OPTS(bpf_test_run_opts, topts, .ctx_in = args, .ctx_size_in = sizeof(args));
+    return bpf_prog_test_run_opts(bpf_program__fd(i.skel->progs.dump_flows), &topts) == 0;
+  };
+  const CapMask bpf_cap = last_capability() >= CAP_BPF ? cap_bit(CAP_BPF) : cap_bit(CAP_SYS_ADMIN);
+  std::optional<CapMask> keep;
+  for (CapMask candidate : {CapMask{0}, bpf_cap}) {
+    if (set_effective_capabilities(candidate) && run_loop_calls_work()) {
+      keep = candidate & cur->permitted;
+      break;
+    }
+  }
+  if (auto r = set_effective_capabilities(cur->effective); !r) return std::unexpected(r.error());
+  if (!keep) return fail("the agent's BPF calls fail without most capabilities; keeping them");
+  if (auto r = limit_capabilities(*keep); !r) return std::unexpected(r.error());
+  return capability_names(*keep);
 }
 
 uint64_t Agent::Impl::stat(uint32_t idx) const {

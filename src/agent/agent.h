@@ -65,6 +65,10 @@ class Agent {
   // and returns. Flows it could not report are counted in unreported_at_exit.
   Result<void> run(const std::atomic<bool>& stop);
   AgentStats stats() const;
+  // After attaching: gives up for good every capability the run loop does not
+  // need (see the README). Call it before any other thread exists. Returns
+  // the names of those kept.
+  Result<std::string> drop_capabilities();
   // What start-up probing turned off, one line each.
   const std::vector<std::string>& degraded() const;
 

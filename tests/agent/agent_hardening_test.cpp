@@ -168,6 +168,48 @@ TEST(AgentMapFull, FlowsTheMapCouldNotHoldAreCountedNotMislabelled) {
   EXPECT_EQ(s["lost"], full) << s.dump();
 }
 
+uint64_t status_mask(pid_t pid, const std::string& key) {
+  std::istringstream in(read_file(fmt::format("/proc/{}/status", pid)));
+  std::string line;
+  while (std::getline(in, line))
+    if (line.starts_with(key + ":")) return std::stoull(line.substr(key.size() + 1), nullptr, 16);
+  throw std::runtime_error("no " + key + " in /proc/PID/status");
+}
+
+// Once attached the agent holds no capability beyond what bpf() on its own
+// descriptors needs (none on Linux 6.5+; CAP_BPF or CAP_SYS_ADMIN before), in
+// no set, and still reports flows, including the sweep at exit.
+TEST(AgentCapabilities, DroppedAfterAttachingAndTheAgentStillWorks) {
+  NetNs ns("caps");
+  const int port = free_port();
+  AgentRunner agent({"--netns", ns.path()});
+  const pid_t pid = agent.process().pid();
+  const uint64_t allowed = (1ull << 39) | (1ull << 21);  // CAP_BPF, CAP_SYS_ADMIN
+  const uint64_t eff = status_mask(pid, "CapEff");
+  EXPECT_EQ(eff & ~allowed, 0u) << std::hex << eff;
+  EXPECT_EQ(status_mask(pid, "CapPrm"), eff);
+  EXPECT_EQ(status_mask(pid, "CapBnd"), eff);
+  EXPECT_EQ(status_mask(pid, "CapInh"), 0u);
+  EXPECT_EQ(status_mask(pid, "CapAmb"), 0u);
+  // One connection closed, one held open through the exit.
+  Process server({"ip", "netns", "exec", ns.name(), FS_PEER_BIN, "server", "--addr", "127.0.0.1", "--port",
+                  std::to_string(port), "--count", "2"});
+  ASSERT_TRUE(server.wait_for("listening", 10s, false)) << server.err();
+  Process c1({"ip", "netns", "exec", ns.name(), FS_PEER_BIN, "client", "--addr", "127.0.0.1", "--port",
+              std::to_string(port), "--send", "5"});
+  ASSERT_EQ(c1.wait(20s), 0) << c1.err();
+  Process c2({"ip", "netns", "exec", ns.name(), FS_PEER_BIN, "client", "--addr", "127.0.0.1", "--port",
+              std::to_string(port), "--send", "7", "--hold-ms", "20000"});
+  const std::string est = ns.exec() + fmt::format("ss -Htn state established '( dport = :{} )' | wc -l", port);
+  ASSERT_TRUE(wait_until([&] { return std::stoi(sh_out(est)) == 1; }, 20s));
+  ASSERT_FALSE(agent.wait_flows([&](const Json& f) { return f["record"] == "final" && f["remote_port"] == port; }, 10s).empty())
+      << agent.process().out();
+  EXPECT_EQ(agent.stop(), 0) << agent.process().err();
+  size_t interim = 0;
+  for (const auto& f : agent.flows()) interim += f["record"] == "interim";
+  EXPECT_EQ(interim, 2u) << agent.process().out();  // both ends of the held connection
+}
+
 // `flowscope agent -v` runs with debug logs (libbpf's included).
 TEST(AgentCli, VerboseAfterTheSubcommandGivesDebugLogs) {
   NetNs ns("verbose");
