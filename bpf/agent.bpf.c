@@ -436,8 +436,8 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 		if (stopping && newstate != TCP_CLOSE) {
 			/* Not tracked any more; an entry under a starting socket's
 			 * address belongs to a freed socket (see below). */
-			if (starts)
-				bpf_map_delete_elem(&flows, &key);
+			if (starts && !bpf_map_delete_elem(&flows, &key))
+				stat_inc(FS_STAT_CLOSE_MISSED);
 			return 0;
 		}
 		/* Counted when the map had no room for it: not preexisting. */
@@ -468,9 +468,16 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 		if (newstate != TCP_CLOSE && tp)
 			read_tuple(tp, &nf.tuple);
 		/* A socket that starts cannot have a live flow: an entry under its
-		 * address is left from a freed socket whose memory it reuses (one
-		 * seeded at start-up as it closed), and is replaced. */
-		long err = bpf_map_update_elem(&flows, &key, &nf, starts ? BPF_ANY : BPF_NOEXIST);
+		 * address is left from a freed socket whose memory it reuses, whose
+		 * close was never seen (the kernel skips an event that comes while
+		 * a program already runs on that CPU: recursion_misses; or it was
+		 * seeded at start-up as it closed). That record is lost: counted,
+		 * and the entry replaced. */
+		long err = bpf_map_update_elem(&flows, &key, &nf, BPF_NOEXIST);
+		if (err == -EEXIST_ && starts) {
+			stat_inc(FS_STAT_CLOSE_MISSED);
+			err = bpf_map_update_elem(&flows, &key, &nf, BPF_ANY);
+		}
 		if (err && err != -EEXIST_) {
 			stat_inc(FS_STAT_FLOW_MAP_FULL);
 			if (newstate != TCP_CLOSE)

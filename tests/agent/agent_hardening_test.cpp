@@ -108,7 +108,8 @@ TEST(AgentShutdown, EveryConnectionMadeBeforeSigtermHasARecord) {
   // (final if it closed first, else interim) or counted as lost.
   const int64_t unaccounted = s["flows_created"].get<int64_t>() - s["flows_emitted"].get<int64_t>() -
                               s["flows_filtered"].get<int64_t>() - int64_t(lost);
-  fmt::print("flows created without a record or count: {}\n", unaccounted);
+  fmt::print("flows created without a record or count: {} (close_missed {}, recursion_misses {})\n", unaccounted,
+             s["close_missed"].get<uint64_t>(), s["recursion_misses"].get<uint64_t>());
   ASSERT_GT(before, 1000u);
   ASSERT_GT(after, 0u) << "SIGTERM came after the burst";
   EXPECT_LE(missing_out + missing_in, lost) << s.dump();
