@@ -144,29 +144,33 @@ TEST(AgentMapFull, FlowsTheMapCouldNotHoldAreCountedNotMislabelled) {
   const uint64_t full = s["flow_map_full"];
   ASSERT_GT(full, 0u) << "the map held every socket: " << s.dump();
 
-  uint64_t finals = 0;
+  // A record is right when it is what the connection was. The kernel may
+  // skip an event while an agent program already runs on that CPU
+  // (recursion_misses): a skipped start or close spoils at most one record
+  // each, which is allowed for, never more.
+  const unsigned ino = ns.inode();
+  auto right = [&](const Json& f) {
+    if (f["record"] != "final" || f["preexisting"].get<bool>() || f["close"] != "fin" || f["pid"].is_null()) return false;
+    if (f["direction"] == "outbound")
+      return f["remote_port"] == port && f["bytes_sent"] == kBytes && f["bytes_received"] == 0;
+    return f["direction"] == "inbound" && f["local_port"] == port && f["bytes_received"] == kBytes && f["bytes_sent"] == 0;
+  };
+  uint64_t records = 0, wrong = 0;
   for (const auto& f : agent.flows()) {
-    if (f["netns"] != ns.inode()) continue;
-    EXPECT_EQ(f["record"], "final") << f.dump();
-    EXPECT_FALSE(f["preexisting"].get<bool>()) << f.dump();
-    EXPECT_EQ(f["close"], "fin") << f.dump();
-    EXPECT_FALSE(f["pid"].is_null()) << f.dump();
-    if (f["direction"] == "outbound") {
-      EXPECT_EQ(f["remote_port"], port) << f.dump();
-      EXPECT_EQ(f["bytes_sent"], kBytes) << f.dump();
-      EXPECT_EQ(f["bytes_received"], 0) << f.dump();
-    } else {
-      EXPECT_EQ(f["direction"], "inbound") << f.dump();
-      EXPECT_EQ(f["local_port"], port) << f.dump();
-      EXPECT_EQ(f["bytes_received"], kBytes) << f.dump();
-      EXPECT_EQ(f["bytes_sent"], 0) << f.dump();
+    if (f["netns"] != ino) continue;
+    records++;
+    if (!right(f)) {
+      wrong++;
+      fmt::print("wrong record: {}\n", f.dump());
     }
-    finals++;
   }
-  fmt::print("{} sockets: {} records, {} counted in flow_map_full\n", 2 * kConns, finals, full);
+  const uint64_t skipped = s["recursion_misses"], close_missed = s["close_missed"];
+  fmt::print("{} sockets: {} records ({} wrong), {} counted in flow_map_full, {} close_missed; recursion_misses {}\n",
+             2 * kConns, records, wrong, full, close_missed, skipped);
+  EXPECT_LE(wrong, skipped) << s.dump();
   // Each socket is either recorded or counted, once.
-  EXPECT_EQ(finals + full, 2u * kConns) << s.dump();
-  EXPECT_EQ(s["lost"], full) << s.dump();
+  EXPECT_EQ(records + full + close_missed, 2u * kConns) << s.dump();
+  EXPECT_EQ(s["lost"], full + close_missed) << s.dump();
 }
 
 uint64_t status_mask(pid_t pid, const std::string& key) {
