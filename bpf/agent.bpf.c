@@ -42,6 +42,11 @@ const volatile __u32 drop_reason_queue_purge = 0xffffffff; /* QUEUE_PURGE on thi
 const volatile __u64 wakeup_bytes = 256 * 1024;          /* ring buffer fill that wakes the reader */
 const volatile __u64 ringbuf_bytes = 4 * 1024 * 1024;    /* size of `events` */
 
+/* Set by user space when the agent stops: no new flow is tracked from then on,
+ * and each open flow is reported exactly once, by the exit sweep or by its
+ * close, whichever claims it first (fs_flow.exit_claim). */
+__u32 stopping = 0;
+
 /* Not preallocated: kernel memory follows the number of open connections,
  * bounded by --max-flows (safe in any context since Linux 6.1's bpf_mem_alloc). */
 struct {
@@ -93,6 +98,22 @@ struct {
 	__type(key, struct listener_key);
 	__type(value, struct owner);
 } listeners SEC(".maps");
+
+/* Sockets whose flow the full `flows` map could not hold (counted in
+ * FS_STAT_FLOW_MAP_FULL when it happened). A later event of such a socket finds
+ * no flow; the mark says it is not a connection opened before the agent, so
+ * it is left out instead of being reported as one. Freed with the socket. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u8);
+} untracked SEC(".maps");
+
+static __always_inline void mark_untracked(struct sock *sk)
+{
+	bpf_sk_storage_get(&untracked, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -412,6 +433,16 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 		__u32 netns = sk_netns(sk);
 		if (filter_netns && netns != filter_netns)
 			return 0;
+		if (stopping && newstate != TCP_CLOSE) {
+			/* Not tracked any more; an entry under a starting socket's
+			 * address belongs to a freed socket (see below). */
+			if (starts && !bpf_map_delete_elem(&flows, &key))
+				stat_inc(FS_STAT_CLOSE_MISSED);
+			return 0;
+		}
+		/* Counted when the map had no room for it: not preexisting. */
+		if (!starts && bpf_sk_storage_get(&untracked, (struct sock *)sk, 0, 0))
+			return 0;
 		struct fs_flow nf = {};
 		nf.sk = key;
 		nf.start_ns = now;
@@ -437,11 +468,20 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 		if (newstate != TCP_CLOSE && tp)
 			read_tuple(tp, &nf.tuple);
 		/* A socket that starts cannot have a live flow: an entry under its
-		 * address is left from a freed socket whose memory it reuses (one
-		 * seeded at start-up as it closed), and is replaced. */
-		long err = bpf_map_update_elem(&flows, &key, &nf, starts ? BPF_ANY : BPF_NOEXIST);
+		 * address is left from a freed socket whose memory it reuses, whose
+		 * close was never seen (the kernel skips an event that comes while
+		 * a program already runs on that CPU: recursion_misses; or it was
+		 * seeded at start-up as it closed). That record is lost: counted,
+		 * and the entry replaced. */
+		long err = bpf_map_update_elem(&flows, &key, &nf, BPF_NOEXIST);
+		if (err == -EEXIST_ && starts) {
+			stat_inc(FS_STAT_CLOSE_MISSED);
+			err = bpf_map_update_elem(&flows, &key, &nf, BPF_ANY);
+		}
 		if (err && err != -EEXIST_) {
 			stat_inc(FS_STAT_FLOW_MAP_FULL);
+			if (newstate != TCP_CLOSE)
+				mark_untracked((struct sock *)sk);
 			return 0;
 		}
 		if (!err)
@@ -473,7 +513,10 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 	f->end_ns = bpf_ktime_get_ns();
 	f->kind = FS_KIND_FINAL;
 	stat_inc(FS_STAT_FLOWS_CLOSED);
-	emit(f);
+	/* While the agent stops, the exit sweep may have reported this flow
+	 * already: one record per flow either way. */
+	if (!stopping || !__sync_val_compare_and_swap(&f->exit_claim, 0, 1))
+		emit(f);
 	forget(f, key);
 	return 0;
 }
@@ -739,6 +782,9 @@ static long dump_one(struct bpf_map *map, __u64 *key, struct fs_flow *f, struct 
 		c->incomplete = 1;
 		return 1;
 	}
+	/* At exit, a flow closing right now may have been reported by its close. */
+	if (stopping && __sync_val_compare_and_swap(&f->exit_claim, 0, 1))
+		return 0;
 	f->last_report_ns = c->now;
 	const struct tcp_sock *tp = (const struct tcp_sock *)f->sk;
 	if (!f->tuple.local_port)
@@ -808,8 +854,14 @@ int seed_flows(struct bpf_iter__tcp *ctx)
 	/* A connection on a listening port was accepted; any other was connected
 	 * from here (so its SYN is in bytes_acked). */
 	nf.direction = bpf_map_lookup_elem(&listeners, &lk) ? FS_DIR_INBOUND : FS_DIR_OUTBOUND;
-	if (bpf_map_update_elem(&flows, &key, &nf, BPF_NOEXIST))
-		return 0; /* already tracked, or the map is full (counted below) */
+	long err = bpf_map_update_elem(&flows, &key, &nf, BPF_NOEXIST);
+	if (err == -EEXIST_)
+		return 0; /* tracked already: it changed state since the walk began */
+	if (err) {
+		stat_inc(FS_STAT_FLOW_MAP_FULL);
+		mark_untracked((struct sock *)tp);
+		return 0;
+	}
 	stat_inc(FS_STAT_FLOWS_CREATED);
 	struct fs_flow *f = bpf_map_lookup_elem(&flows, &key);
 	if (f)

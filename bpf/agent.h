@@ -91,7 +91,8 @@ struct fs_flow {
 	fs_u8 pad0;
 	fs_u32 flags;       /* FS_F_* */
 	fs_u32 drops_other; /* drops whose reason found no free slot */
-	fs_u32 pad1; /* drops whose reason found no free slot */
+	fs_u32 exit_claim;  /* kernel-internal: set by whichever of the exit sweep and the
+			     * close reports the flow first while the agent stops */
 	struct fs_drop_slot drops[FS_DROP_SLOTS];
 };
 
@@ -111,6 +112,7 @@ enum fs_stat {
 	FS_STAT_ATTRIBUTED_ACCEPT, /* inbound flows bound to the accepting process */
 	FS_STAT_RESETS,            /* tcp_send_reset / tcp_receive_reset on tracked flows */
 	FS_STAT_DROPS_PURGED_EMPTY, /* QUEUE_PURGE of a payload-less skb at teardown: not a loss */
+	FS_STAT_CLOSE_MISSED,      /* a flow's socket was reused before its close was seen: record lost */
 	FS_STAT_MAX,
 };
 

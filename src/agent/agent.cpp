@@ -1,6 +1,9 @@
 #include "agent/agent.h"
 
+#include <linux/membarrier.h>
+#include <linux/capability.h>
 #include <poll.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,6 +20,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agent.skel.h"
+#include "agent/capabilities.h"
 #include "agent/kernel_record.h"
 #include "flow/cgroup.h"
 #include "flow/json.h"
@@ -47,6 +51,8 @@ struct Agent::Impl {
   void handle(const fs_flow& k);
   void seed_existing(uint32_t only_netns);
   Result<void> dump(uint64_t cutoff);
+  Result<void> finish();
+  uint64_t unreported_at_exit = 0;
   uint64_t stat(uint32_t idx) const;
   std::string stats_line(const AgentStats& s) const;
 };
@@ -290,6 +296,80 @@ Result<void> Agent::Impl::dump(uint64_t cutoff) {
   return {};
 }
 
+namespace {
+
+// Returns once every BPF program run that began before the call has ended:
+// they run under RCU, and MEMBARRIER_CMD_GLOBAL waits for a grace period.
+void wait_for_running_programs() {
+  if (syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) == 0) return;
+  // Unavailable (nohz_full CPUs): a program run lasts microseconds.
+  spdlog::debug("membarrier: {}; waiting 20 ms for running BPF programs instead", std::strerror(errno));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+}
+
+}  // namespace
+
+// Every flow open at exit leaves as exactly one record, final or interim, or is
+// counted. Once `stopping` is seen no new flow is tracked, so the map only
+// shrinks while the sweep walks it (a walk may miss entries inserted behind it,
+// never those that stay); a flow closing meanwhile is reported by the sweep or
+// by its close, whichever claims it first. Then the programs are detached and
+// the ring drained, so no record is left unread in it.
+Result<void> Agent::Impl::finish() {
+  ring_buffer__consume(rb.get());
+  skel->bss->stopping = 1;
+  wait_for_running_programs();  // no run that read stopping == 0 is still inserting
+  const uint64_t cutoff = now_ns(CLOCK_MONOTONIC);
+  auto r = dump(cutoff);
+  links.clear();
+  wait_for_running_programs();
+  ring_buffer__consume(rb.get());
+  // With nothing attached the map is still: what is left unreported (a sweep
+  // that failed) is counted as lost.
+  const int fd = bpf_map__fd(skel->maps.flows);
+  uint64_t key = 0, next = 0;
+  uint64_t* prev = nullptr;
+  fs_flow f{};
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    if (bpf_map_lookup_elem(fd, &next, &f) == 0 && f.last_report_ns <= cutoff && !f.exit_claim) unreported_at_exit++;
+    key = next;
+    prev = &key;
+  }
+  return r;
+}
+
+// What the run loop still does with privileges is bpf() on descriptors it
+// holds: map lookups, the sweep's BPF_PROG_TEST_RUN, detaching. That needs no
+// capability since Linux 6.5; before, CAP_BPF (CAP_SYS_ADMIN before 5.8) when
+// unprivileged BPF is disabled. Found by trying those calls with an empty
+// effective set, then with that one capability; the first set that works is
+// kept, nothing else.
+Result<std::string> Agent::drop_capabilities() {
+  Impl& i = *impl_;
+  auto cur = current_capabilities();
+  if (!cur) return std::unexpected(cur.error());
+  auto run_loop_calls_work = [&] {
+    uint32_t idx = FS_STAT_STATE_EVENTS;
+    std::vector<uint64_t> per_cpu(static_cast<size_t>(libbpf_num_possible_cpus()));
+    if (bpf_map_lookup_elem(bpf_map__fd(i.skel->maps.stats), &idx, per_cpu.data()) != 0) return false;
+    uint64_t args[1] = {0};  // a sweep that reports nothing
+    LIBBPF_OPTS(bpf_test_run_opts, topts, .ctx_in = args, .ctx_size_in = sizeof(args));
+    return bpf_prog_test_run_opts(bpf_program__fd(i.skel->progs.dump_flows), &topts) == 0;
+  };
+  const CapMask bpf_cap = last_capability() >= CAP_BPF ? cap_bit(CAP_BPF) : cap_bit(CAP_SYS_ADMIN);
+  std::optional<CapMask> keep;
+  for (CapMask candidate : {CapMask{0}, bpf_cap}) {
+    if (set_effective_capabilities(candidate) && run_loop_calls_work()) {
+      keep = candidate & cur->permitted;
+      break;
+    }
+  }
+  if (auto r = set_effective_capabilities(cur->effective); !r) return std::unexpected(r.error());
+  if (!keep) return fail("the agent's BPF calls fail without most capabilities; keeping them");
+  if (auto r = limit_capabilities(*keep); !r) return std::unexpected(r.error());
+  return capability_names(*keep);
+}
+
 uint64_t Agent::Impl::stat(uint32_t idx) const { return counters.sum(idx); }
 
 AgentStats Agent::stats() const {
@@ -310,6 +390,15 @@ AgentStats Agent::stats() const {
   s.attributed_accept = i.stat(FS_STAT_ATTRIBUTED_ACCEPT);
   s.resets = i.stat(FS_STAT_RESETS);
   s.records_received = i.records_received;
+  s.unreported_at_exit = i.unreported_at_exit;
+  s.close_missed = i.stat(FS_STAT_CLOSE_MISSED);
+  bpf_program* p;
+  bpf_object__for_each_program(p, i.skel->obj) {
+    bpf_prog_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_program__fd(p) >= 0 && bpf_obj_get_info_by_fd(bpf_program__fd(p), &info, &len) == 0)
+      s.recursion_misses += info.recursion_misses;
+  }
   s.open_flows = s.flows_created > s.flows_closed ? s.flows_created - s.flows_closed : 0;
   s.max_flows = i.opts.max_flows;
   s.bpf_map_bytes = object_memlock(i.skel->obj);
@@ -321,11 +410,11 @@ std::string stats_json(const AgentStats& s, uint64_t time_ns) {
       R"({{"type":"stats","time_ns":{},"state_events":{},"flows_created":{},"flows_closed":{},"flows_emitted":{},)"
       R"("flows_filtered":{},"records_received":{},"lost":{},"flow_map_full":{},"ringbuf_full":{},"tuple_map_full":{},)"
       R"("open_flows":{},"max_flows":{},"map_fill":{:.4f},"bpf_map_bytes":{},"drops_seen":{},"drops_attributed":{},"drops_unspecified":{},"drops_purged_empty":{},)"
-      R"("attributed_accept":{},"resets":{}}})",
+      R"("attributed_accept":{},"resets":{},"unreported_at_exit":{},"close_missed":{},"recursion_misses":{}}})",
       time_ns, s.state_events, s.flows_created, s.flows_closed, s.flows_emitted, s.flows_filtered, s.records_received,
       s.lost(), s.flow_map_full, s.ringbuf_full, s.tuple_map_full, s.open_flows, s.max_flows,
       s.max_flows ? double(s.open_flows) / double(s.max_flows) : 0.0, s.bpf_map_bytes, s.drops_seen, s.drops_attributed,
-      s.drops_unspecified, s.drops_purged_empty, s.attributed_accept, s.resets);
+      s.drops_unspecified, s.drops_purged_empty, s.attributed_accept, s.resets, s.unreported_at_exit, s.close_missed, s.recursion_misses);
 }
 
 // stats_json plus the sinks' own counters (IPFIX queue and send counters).
@@ -372,8 +461,7 @@ Result<void> Agent::run(const std::atomic<bool>& stop) {
       next_stats = now + i.opts.stats_interval;
     }
   }
-  // Still-open flows leave as interim records so nothing seen is lost at exit.
-  auto r = i.dump(now_ns(CLOCK_MONOTONIC));
+  auto r = i.finish();
   for (auto& s : i.sinks) s->flush();
   if (i.opts.stats_interval.count() > 0) {
     fmt::print(stderr, "{}\n", i.stats_line(stats()));

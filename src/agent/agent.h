@@ -48,7 +48,10 @@ struct AgentStats {
   uint64_t open_flows = 0;
   uint64_t max_flows = 0;
   uint64_t bpf_map_bytes = 0;  // kernel memory of all the agent's maps, as the kernel accounts it
-  uint64_t lost() const { return flow_map_full + ringbuf_full; }
+  uint64_t unreported_at_exit = 0;  // flows open at exit the final sweep could not report
+  uint64_t close_missed = 0;        // flows whose close the kernel skipped, their socket since reused
+  uint64_t recursion_misses = 0;    // events the kernel skipped: a program already ran on that CPU
+  uint64_t lost() const { return flow_map_full + ringbuf_full + unreported_at_exit + close_missed; }
 };
 
 class Agent {
@@ -59,10 +62,15 @@ class Agent {
   Agent& operator=(const Agent&) = delete;
 
   void add_sink(std::shared_ptr<FlowSink> sink);
-  // Runs until `stop` becomes true; then reports still-open flows as interim
-  // records and returns.
+  // Runs until `stop` becomes true; then stops tracking new flows, reports
+  // each still-open flow once (interim, or final if it closes first), detaches
+  // and returns. Flows it could not report are counted in unreported_at_exit.
   Result<void> run(const std::atomic<bool>& stop);
   AgentStats stats() const;
+  // After attaching: gives up for good every capability the run loop does not
+  // need (see the README). Call it before any other thread exists. Returns
+  // the names of those kept.
+  Result<std::string> drop_capabilities();
   // What start-up probing turned off, one line each.
   const std::vector<std::string>& degraded() const;
 

@@ -26,6 +26,12 @@ int run_agent(AgentArgs& a, const GlobalOptions& global) {
     spdlog::error("{}", agent.error().message);
     return 1;
   }
+  // Loaded and attached: from here on the agent needs (almost) no privilege.
+  // Before the IPFIX sender thread exists, as capabilities are per thread.
+  if (auto kept = (*agent)->drop_capabilities(); kept)
+    spdlog::debug("capabilities kept after attaching: {}", *kept);
+  else
+    spdlog::warn("capabilities not dropped: {}", kept.error().message);
   if (a.no_json && a.ipfix.empty()) {
     spdlog::error("--no-json needs at least one --ipfix destination");
     return 1;

@@ -1,7 +1,16 @@
 // Capture options shared by `flowscope agent` and `flowscope run`.
+#include <charconv>
+
+#include <fmt/format.h>
+
 #include "cli/commands.h"
 
 namespace flowscope::cli {
+
+namespace {
+constexpr uint64_t kMinFlows = 1024;
+constexpr uint64_t kMaxFlows = 16u << 20;
+}  // namespace
 
 AgentOptions CaptureArgs::resolve(const GlobalOptions& global) const {
   AgentOptions o = opts;
@@ -17,7 +26,21 @@ void add_capture_options(CLI::App& cmd, CaptureArgs& c) {
       ->check(CLI::Range(0.1, 86400.0))
       ->capture_default_str();
   cmd.add_option("--max-flows", o.max_flows, "Open connections tracked at once in the kernel")
-      ->check(CLI::Range(1024u, 16u << 20))
+      ->check(CLI::Validator(
+          [](const std::string& v) -> std::string {
+            uint64_t n = 0;
+            auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+            if (ec != std::errc() || p != v.data() + v.size()) return v + " is not a number of flows";
+            if (n < kMinFlows)
+              return fmt::format(
+                  "{} is below the minimum of {}: every TCP socket open at once on the host needs a slot (both ends of a "
+                  "local connection count), and a smaller map would lose most flows to flow_map_full. The map is not "
+                  "preallocated, so a large bound costs no memory while few connections are open",
+                  n, kMinFlows);
+            if (n > kMaxFlows) return fmt::format("{} is above the maximum of {}", n, kMaxFlows);
+            return {};
+          },
+          fmt::format("{}-{}", kMinFlows, kMaxFlows)))
       ->capture_default_str();
   cmd.add_option("--ringbuf-size", o.ringbuf_bytes, "Kernel-to-user ring buffer bytes (rounded up to a power of two)")
       ->check(CLI::Range(4096u, 1u << 30))

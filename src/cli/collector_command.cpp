@@ -74,7 +74,7 @@ int run_collector(CollectorArgs& a) {
     return 1;
   }
   install_signal_handlers();
-  if ((*collector)->udp_rcvbuf() < co.udp_rcvbuf)
+  if (co.udp && (*collector)->udp_rcvbuf() < co.udp_rcvbuf)
     spdlog::warn("UDP receive buffer is {} bytes (asked for {}); raise net.core.rmem_max", (*collector)->udp_rcvbuf(),
                  co.udp_rcvbuf);
   spdlog::info("collector running: IPFIX on {} udp/{} tcp/{}, HTTP API on http://{}:{}{}, database {}", co.host,

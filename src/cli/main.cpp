@@ -52,6 +52,9 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "flowscope " FLOWSCOPE_VERSION, "Print the version and exit");
   GlobalOptions global;
   app.add_flag("-v,--verbose", global.verbose, "Verbose logs, including libbpf's");
+  // Global options also after the subcommand (`flowscope agent -v`); the
+  // subcommands created below inherit this.
+  app.fallthrough();
 
   std::vector<Command> commands;
 #if FLOWSCOPE_HAVE_BPF

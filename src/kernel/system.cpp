@@ -13,6 +13,9 @@
 #include <charconv>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include <linux/capability.h>
@@ -67,10 +70,47 @@ Result<void> ensure_tracefs() {
   return {};
 }
 
+namespace {
+
+// Whether some process, bind mount or /var/run/netns entry holds
+// the network namespace with this inode (a namespace nothing holds is gone).
+bool netns_exists(uint32_t ino) {
+  auto is = [&](const std::string& p) {
+    struct stat st {};
+    return stat(p.c_str(), &st) == 0 && st.st_ino == ino;
+  };
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/var/run/netns", ec))
+    if (is(e.path())) return true;
+  for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = e.path().filename();
+    if (!name.empty() && name[0] >= '0' && name[0] <= '9' && is(e.path().string() + "/ns/net")) return true;
+  }
+  // Namespaces kept by a bind mount elsewhere (container runtimes).
+  std::ifstream mounts("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(mounts, line)) {
+    std::istringstream f(line);
+    std::string id, parent, dev, root, point, field;
+    f >> id >> parent >> dev >> root >> point;
+    while (f >> field && field != "-") {
+    }
+    if (f >> field && field == "nsfs" && is(point)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 Result<uint32_t> resolve_netns(const std::string& spec) {
   uint32_t ino = 0;
   auto [ptr, ec] = std::from_chars(spec.data(), spec.data() + spec.size(), ino);
-  if (ec == std::errc() && ptr == spec.data() + spec.size() && ino != 0) return ino;
+  if (ec == std::errc() && ptr == spec.data() + spec.size() && ino != 0) {
+    if (!netns_exists(ino))
+      return fail("network namespace {}: no such namespace (no process or mount holds one with that inode; "
+                  "`ls -L -i /proc/PID/ns/net` shows a process's)", spec);
+    return ino;
+  }
   struct stat st {};
   if (stat(spec.c_str(), &st) != 0) {
     return fail_errno(errno, "network namespace '{}': {}", spec, std::strerror(errno));

@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -41,6 +42,8 @@ struct Opts {
   int syn_retries = 2;
   int threads = 4;
   bool dstopts = false;  // IPv6: every segment carries a destination options header
+  bool log = false;        // burst: one line per connection
+  bool hold_open = false;  // burst: all connections open at once
 };
 
 sockaddr_storage resolve(const std::string& addr, uint16_t port, socklen_t& len) {
@@ -171,6 +174,29 @@ int run_client(const Opts& o) {
 
 // burst: a listener that accepts and closes, and `threads` connectors making
 // `count` connections in total as fast as they can.
+//   --log        one line per connection after the burst: the connector's local
+//                port and the CLOCK_MONOTONIC time its connect() returned
+//                ("conn"), and for each accepted one the peer's port and when
+//                accept() returned ("accepted")
+//   --hold-open  every connection stays open until all `count` are made; then
+//                each connector sends `send` bytes and closes, and the
+//                listener reads each to EOF and closes
+uint64_t mono_ns() {
+  timespec t{};
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return uint64_t(t.tv_sec) * 1000000000ull + uint64_t(t.tv_nsec);
+}
+
+uint16_t port_of(const sockaddr_storage& ss) {
+  return ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6&>(ss).sin6_port
+                                        : reinterpret_cast<const sockaddr_in&>(ss).sin_port);
+}
+
+struct ConnLog {
+  uint16_t port;
+  uint64_t t;
+};
+
 int run_burst(const Opts& o) {
   socklen_t len = 0;
   sockaddr_storage ss = resolve(o.addr, o.port, len);
@@ -181,27 +207,72 @@ int run_burst(const Opts& o) {
     fmt::print(stderr, "fs_peer: listen: {}\n", strerror(errno));
     return 1;
   }
-  std::atomic<int> done{0};
+  std::atomic<int> done{0}, finished{0};
+  std::vector<ConnLog> accepted;
+  std::vector<int> held;
   std::thread acceptor([&] {
     for (int i = 0; i < o.count; i++) {
-      int c = accept(lfd, nullptr, nullptr);
+      sockaddr_storage peer{};
+      socklen_t plen = sizeof(peer);
+      int c = accept(lfd, reinterpret_cast<sockaddr*>(&peer), &plen);
       if (c < 0) break;
-      ::close(c);
+      if (o.log) accepted.push_back({port_of(peer), mono_ns()});
+      if (o.hold_open)
+        held.push_back(c);
+      else
+        ::close(c);
     }
   });
+  std::vector<std::vector<ConnLog>> logs(o.threads);
   std::vector<std::thread> workers;
   for (int t = 0; t < o.threads; t++) {
     workers.emplace_back([&, t] {
+      std::vector<int> mine;
       for (int i = t; i < o.count; i += o.threads) {
         int fd = socket(ss.ss_family, SOCK_STREAM, 0);
-        if (connect(fd, reinterpret_cast<const sockaddr*>(&ss), len) == 0) done++;
+        if (connect(fd, reinterpret_cast<const sockaddr*>(&ss), len) == 0) {
+          done++;
+          if (o.log) {
+            sockaddr_storage me{};
+            socklen_t mlen = sizeof(me);
+            getsockname(fd, reinterpret_cast<sockaddr*>(&me), &mlen);
+            logs[t].push_back({port_of(me), mono_ns()});
+          }
+          if (o.hold_open) {
+            mine.push_back(fd);
+            continue;
+          }
+        }
+        ::close(fd);
+      }
+      finished++;
+      if (!o.hold_open) return;
+      // Every connection is open at once before any closes.
+      while (finished.load() < o.threads) std::this_thread::yield();
+      std::string data(o.send, 'x');
+      for (int fd : mine) {
+        if (!data.empty() && write(fd, data.data(), data.size()) != ssize_t(data.size()))
+          fmt::print(stderr, "fs_peer: short write\n");
         ::close(fd);
       }
     });
   }
   for (auto& w : workers) w.join();
   acceptor.join();
+  char buf[4096];
+  for (int c : held) {
+    while (read(c, buf, sizeof(buf)) > 0) {
+    }
+    ::close(c);
+  }
   ::close(lfd);
+  if (o.log) {
+    std::string out;
+    for (const auto& l : logs)
+      for (const auto& c : l) out += fmt::format("{{\"role\":\"conn\",\"port\":{},\"t\":{}}}\n", c.port, c.t);
+    for (const auto& c : accepted) out += fmt::format("{{\"role\":\"accepted\",\"port\":{},\"t\":{}}}\n", c.port, c.t);
+    fwrite(out.data(), 1, out.size(), stdout);
+  }
   fmt::print("{{\"role\":\"burst\",\"pid\":{},\"connections\":{}}}\n", getpid(), done.load());
   return 0;
 }
@@ -224,6 +295,8 @@ int main(int argc, char** argv) {
     sub->add_option("--syn-retries", o.syn_retries);
     sub->add_option("--threads", o.threads);
     sub->add_flag("--dstopts", o.dstopts);
+    sub->add_flag("--log", o.log);
+    sub->add_flag("--hold-open", o.hold_open);
   }
   CLI11_PARSE(app, argc, argv);
   setvbuf(stdout, nullptr, _IOLBF, 0);
