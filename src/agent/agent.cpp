@@ -12,6 +12,7 @@
 #include <map>
 #include <charconv>
 #include <cstring>
+#include <thread>
 #include <filesystem>
 
 #include <bpf/bpf.h>
