@@ -11,6 +11,8 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "support/ports.h"
+
 #include "nfdump_support.h"
 #include "support/agent_runner.h"
 #include "support/process.h"
@@ -21,19 +23,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// A port nobody uses right now (bound and released).
-uint16_t free_port(int type) {
-  int s = socket(AF_INET, type, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  close(s);
-  return ntohs(a.sin_port);
-}
-
 }  // namespace
 
 TEST(NfcapdReplay, AgentFlowsThroughNfcapdAndNfreplayAreStoredAsNfdumpPrintsThem) {
@@ -42,8 +31,8 @@ TEST(NfcapdReplay, AgentFlowsThroughNfcapdAndNfreplayAreStoredAsNfdumpPrintsThem
   TempDir dir;
   const std::string capdir = dir.path() + "/nfcapd";
   std::filesystem::create_directories(capdir);
-  const uint16_t nfcapd_port = free_port(SOCK_DGRAM);
-  const uint16_t port = free_port(SOCK_STREAM);
+  const uint16_t nfcapd_port = free_loopback_port(SOCK_DGRAM);
+  const uint16_t port = free_loopback_port(SOCK_STREAM);
   Process nfcapd({"nfcapd", "-w", capdir, "-p", std::to_string(nfcapd_port), "-b", "127.0.0.1"});
   ASSERT_TRUE(nfcapd.wait_for("Startup", 10s) || nfcapd.wait_for("Startup", 1s, false)) << nfcapd.err();
 

@@ -24,25 +24,13 @@
 #include "ipfix/decoder.h"
 #include "support/agent_runner.h"
 #include "support/netns.h"
+#include "support/ports.h"
 #include "support/process.h"
 
 using namespace fstest;
 using namespace std::chrono_literals;
 
 namespace {
-
-// A port nobody uses right now (bound and released).
-uint16_t free_port(int type) {
-  int s = socket(AF_INET, type, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  close(s);
-  return ntohs(a.sin_port);
-}
 
 // One client connection to a fresh fs_peer server: 10000 bytes up, 500 down.
 void make_traffic(const std::string& addr, uint16_t port, uint64_t up = 10000, uint64_t down = 500) {
@@ -96,8 +84,8 @@ std::string nth(const Json& v, size_t i) {
 }  // namespace
 
 TEST(IpfixExport, TsharkDecodesTheAgentsRecords) {
-  const uint16_t ipfix_port = free_port(SOCK_DGRAM);
-  const uint16_t port = free_port(SOCK_STREAM);
+  const uint16_t ipfix_port = free_loopback_port(SOCK_DGRAM);
+  const uint16_t port = free_loopback_port(SOCK_STREAM);
   const std::string pcap = "/tmp/fstest-ipfix-" + std::to_string(getpid()) + ".pcap";
   Process tshark({"tshark", "-i", "lo", "-f", "udp port " + std::to_string(ipfix_port), "-w", pcap});
   ASSERT_TRUE(tshark.wait_for("Capturing on", 30s)) << tshark.err();
@@ -149,8 +137,8 @@ TEST(IpfixExport, TsharkDecodesTheAgentsRecords) {
 }
 
 TEST(IpfixExport, NfdumpStoresTheAgentsFlows) {
-  const uint16_t ipfix_port = free_port(SOCK_DGRAM);
-  const uint16_t port = free_port(SOCK_STREAM);
+  const uint16_t ipfix_port = free_loopback_port(SOCK_DGRAM);
+  const uint16_t port = free_loopback_port(SOCK_STREAM);
   const std::string dir = "/tmp/fstest-nfcapd-" + std::to_string(getpid());
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
@@ -302,8 +290,8 @@ bool has_flow(const std::vector<flowscope::ipfix::DecodedFlow>& got, const Json&
 }  // namespace
 
 TEST(IpfixExport, TcpWaitsForTheCollectorAndReconnects) {
-  const uint16_t ipfix_port = free_port(SOCK_STREAM);
-  const uint16_t port = free_port(SOCK_STREAM);
+  const uint16_t ipfix_port = free_loopback_port(SOCK_STREAM);
+  const uint16_t port = free_loopback_port(SOCK_STREAM);
   TcpCollector col(ipfix_port);
   // The collector is not there yet: the agent starts anyway and queues.
   AgentRunner agent({"--ipfix", "tcp://127.0.0.1:" + std::to_string(ipfix_port), "--port", std::to_string(port),

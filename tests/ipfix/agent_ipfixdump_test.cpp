@@ -23,6 +23,7 @@
 #include "ipfix/ie.h"
 #include "ipfixdump.h"
 #include "support/agent_runner.h"
+#include "support/ports.h"
 #include "support/process.h"
 
 using namespace fstest;
@@ -121,18 +122,6 @@ class Receiver {
   bool eof_ = false;
 };
 
-uint16_t free_tcp_port() {
-  int s = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  close(s);
-  return ntohs(a.sin_port);
-}
-
 class AgentIpfixDump : public ::testing::TestWithParam<std::string> {};
 
 }  // namespace
@@ -142,7 +131,7 @@ TEST_P(AgentIpfixDump, EveryFlowscopeElementIsNamedWithItsType) {
     GTEST_FAIL() << "ipfixDump is not installed (scripts/setup.sh installs libfixbuf-tools)";
   const bool tcp = GetParam() == "tcp";
   Receiver rx(tcp);
-  const uint16_t port = free_tcp_port();
+  const uint16_t port = free_loopback_port(SOCK_STREAM);
   AgentRunner agent({"--ipfix", fmt::format("{}://127.0.0.1:{}", GetParam(), rx.port()), "--ipfix-template-refresh",
                      "1", "--port", std::to_string(port)});
   // UDP: wait for a template refresh before the traffic, so the flows come

@@ -410,7 +410,7 @@ TEST(TraceRoot, ClearErrors) {
   EXPECT_NE(err4.find("bad --mark"), std::string::npos) << err4;
   Process nobody({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", FLOWSCOPE_BIN, "trace", "tcp"});
   EXPECT_NE(nobody.wait(30s), 0);
-  EXPECT_NE(nobody.err().find("needs root"), std::string::npos) << nobody.err();
+  EXPECT_NE(nobody.err().find("missing capability CAP_BPF"), std::string::npos) << nobody.err();
 }
 
 }  // namespace
