@@ -32,6 +32,10 @@ set(_flowscope_gcc12_array_bounds
 
 function(_flowscope_silence files warning)
   foreach(f IN LISTS files)
+    # Without the BPF parts their directories are not part of the build.
+    if(NOT FLOWSCOPE_BPF AND f MATCHES "^(src|tests)/(agent|kernel|trace)/")
+      continue()
+    endif()
     get_filename_component(abs "${CMAKE_SOURCE_DIR}/${f}" ABSOLUTE)
     get_filename_component(dir "${abs}" DIRECTORY)
     # The property belongs to the directory whose CMakeLists.txt compiles the file.
