@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <httplib.h>
 
+#include "net/cidr.h"
 #include "collector/http_api.h"
 #include "storage/sqlite_store.h"
 

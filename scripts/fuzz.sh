@@ -27,7 +27,7 @@ fuzz_one() {  # fuzz_one NAME
   local name=$1 exe srcs watch corpus
   case "$name" in
     ipfix)
-      srcs=(tests/ipfix/fuzz_decoder.cpp src/ipfix/decoder.cpp src/flow/flow.cpp src/net/cidr.cpp)
+      srcs=(tests/ipfix/fuzz_decoder.cpp src/ipfix/decoder.cpp src/flow/flow.cpp src/net/ip16.cpp)
       watch=(src/ipfix src/flow src/net tests/ipfix/fuzz_decoder.cpp)
       corpus=tests/ipfix/corpus ;;
     packet)

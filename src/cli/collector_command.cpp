@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "net/cidr.h"
 #include "cli/commands.h"
 #include "cli/serve.h"
 #include "collector/collector.h"

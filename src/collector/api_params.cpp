@@ -1,3 +1,4 @@
+#include "net/cidr.h"
 #include "collector/api_params.h"
 
 #include <charconv>

@@ -1,3 +1,4 @@
+#include "net/cidr.h"
 #include "export/ipfix_exporter.h"
 
 #include <fcntl.h>

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "net/cidr.h"
 #include "flow/flow.h"
 #include "ipfix/ie.h"
 #include "base/result.h"

@@ -62,6 +62,15 @@ struct Field {
   using Type = T;
 };
 
+// Deduces Field<T> from the member pointer (clang before 17 does not deduce
+// template arguments of aggregates without a guide).
+template <class T>
+Field(T Flow::*, std::string_view, std::string_view, std::string_view, std::string_view, Sql, Ie, std::string_view,
+      std::string_view) -> Field<T>;
+template <class T>
+Field(T Flow::*, std::string_view, std::string_view, std::string_view, std::string_view, Sql, Ie, std::string_view,
+      std::string_view, uint8_t) -> Field<T>;
+
 using ipfix::DataType;
 using ipfix::Semantics;
 using ipfix::Units;

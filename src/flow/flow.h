@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "net/cidr.h"
+#include "net/ip16.h"
 
 namespace flowscope {
 
@@ -43,7 +43,7 @@ struct Flow {
   uint32_t domain = 0;   // IPFIX observation domain (NetFlow v9: source id)
   uint64_t start_ns = 0;  // Unix epoch nanoseconds
   uint64_t end_ns = 0;
-  Ip16 src_ip{};  // 16-byte form, IPv4 mapped (net/cidr.h)
+  Ip16 src_ip{};  // 16-byte form, IPv4 mapped (net/ip16.h)
   Ip16 dst_ip{};
   uint16_t src_port = 0;
   uint16_t dst_port = 0;

@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include "net/cidr.h"
 #include "hostile_ipfix.h"
 #include "ipfix/decoder.h"
 #include "ipfix/encoder.h"

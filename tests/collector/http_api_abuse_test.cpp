@@ -19,6 +19,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include "net/cidr.h"
 #include "collector/collector.h"
 #include "collector/http_api.h"
 #include "collector/store_writer.h"

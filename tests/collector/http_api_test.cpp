@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include "net/cidr.h"
 #include "collector/http_api.h"
 #include "storage/sqlite_store.h"
 

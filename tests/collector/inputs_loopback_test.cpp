@@ -23,6 +23,7 @@
 
 #include <gtest/gtest.h>
 
+#include "net/cidr.h"
 #include "collector/collector.h"
 #include "export/ipfix_exporter.h"
 #include "hostile_ipfix.h"

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include "net/cidr.h"
 #include "export/ipfix_exporter.h"
 #include "ipfix/decoder.h"
 

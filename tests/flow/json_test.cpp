@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "net/cidr.h"
 #include "flow/json.h"
 
 namespace flowscope {

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include "net/cidr.h"
 #include "flow/fields.h"
 #include "ipfix/decoder.h"
 #include "ipfix/encoder.h"

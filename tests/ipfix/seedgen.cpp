@@ -7,6 +7,7 @@
 #include <fstream>
 #include <string>
 
+#include "net/cidr.h"
 #include "ipfix/encoder.h"
 
 using namespace flowscope;

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include "net/cidr.h"
 #include "flow/fields.h"
 #include "storage/sqlite_store.h"
 
