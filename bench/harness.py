@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """flowscope benchmark harness (started by bench/run.sh, as root).
 
-Runs every scenario of issue 5 with repeated, interleaved runs of each
+Runs every benchmark scenario with repeated, interleaved runs of each
 contender against the same baseline, measures the contenders from /proc and
 the kernel's BPF statistics, and writes BENCHMARKS.md, bench/results.json and
 a PNG chart. Traffic only on loopback or in two network namespaces it creates
@@ -1118,7 +1118,7 @@ def report(results, args):
 
 
 def targets(results):
-    """Issue 5's targets next to what this run measured."""
+    """The project's speed and memory targets next to what this run measured."""
     def row_of(key, prefix):
         for r in results.get(key, {}).get("rows", []) if isinstance(results.get(key), dict) else []:
             if r["contender"].startswith(prefix):
@@ -1127,7 +1127,7 @@ def targets(results):
 
     def verdict(ok):
         return "–" if ok is None else ("met" if ok else "**not met**")
-    T = ["## Targets (issue 5) and this run\n", "| target | measured | verdict |", "|---|---|---|"]
+    T = ["## Targets and this run\n", "| target | measured | verdict |", "|---|---|---|"]
     for key, label in (("churn_loopback", "loopback"), ("churn_netns", "netns")):
         a = row_of(key, "flowscope agent (JSON")
         if not a or "unavailable" in a:
