@@ -60,13 +60,19 @@ int run_agent(AgentArgs& a, const GlobalOptions& global) {
   auto r = (*agent)->run(g_stop);
   if (ipfix) {
     // Records still queued (the interim records of open flows at exit) get a
-    // few seconds to leave.
+    // few seconds to leave, and an acknowledging collector to confirm them.
     ipfix->close(std::chrono::seconds(5));
     for (const auto& s : ipfix->stats()) {
       uint64_t dropped = s.dropped_queue_full + s.dropped_send_failed + s.dropped_at_exit;
       if (dropped) spdlog::warn("ipfix {}: {} records not delivered (queue full {}, send failed {}, at exit {})", s.url,
                                 dropped, s.dropped_queue_full, s.dropped_send_failed, s.dropped_at_exit);
+      if (s.window_evicted + s.unconfirmed)
+        spdlog::warn("ipfix {}: {} records sent but never confirmed by the collector (left the replay window {}, "
+                     "unconfirmed at a reconnect or at exit {})",
+                     s.url, s.window_evicted + s.unconfirmed, s.window_evicted, s.unconfirmed);
     }
+    // The exporters' final counts, after that wait.
+    if (a.capture.stats_s > 0) std::fprintf(stderr, "{\"type\":\"ipfix_final\",%s}\n", ipfix->stats_fields().c_str());
   }
   if (!r) {
     spdlog::error("{}", r.error().message);
@@ -99,6 +105,11 @@ Command add_agent_command(CLI::App& app, const GlobalOptions& global) {
   cmd->add_option("--ipfix-queue", args->ipfix_opts.queue_records,
                   "Records queued per IPFIX destination while it is slow or away; beyond, dropped and counted")
       ->check(CLI::Range(size_t{16}, size_t{1} << 24))
+      ->capture_default_str();
+  cmd->add_option("--ipfix-replay-window", args->ipfix_opts.replay_window,
+                  "IPFIX over TCP: records kept until a flowscope collector acknowledges them, and sent again after "
+                  "a reconnect; beyond, the oldest leave unconfirmed and are counted (0: keep none)")
+      ->check(CLI::Range(size_t{0}, size_t{1} << 24))
       ->capture_default_str();
   cmd->add_option("--ipfix-max-message", args->ipfix_opts.udp_max_message,
                   "Largest IPFIX message over UDP in octets (keep below the path MTU)")

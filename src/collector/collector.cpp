@@ -36,7 +36,12 @@ Collector::~Collector() {
   // while the decode stage still runs; then the decode stage drains.
   if (impl_->udp) impl_->udp->stop();
   if (impl_->tcp) impl_->tcp->stop();
+  impl_->decode.on_ack(nullptr);
   impl_->decode.finish();
+  // What was decoded is stored (and its marks with it) before the
+  // acknowledgement path, which points into this collector, goes away.
+  impl_->writer->drain();
+  impl_->writer->on_stored(nullptr);
 }
 
 uint16_t Collector::udp_port() const { return impl_->udp ? impl_->udp->port() : 0; }
@@ -45,7 +50,12 @@ int Collector::udp_rcvbuf() const { return impl_->udp ? impl_->udp->rcvbuf() : 0
 
 Result<std::unique_ptr<Collector>> Collector::start(const CollectorOptions& opts, std::shared_ptr<StoreWriter> writer) {
   auto impl = std::make_unique<Impl>(opts, std::move(writer));
-  impl->decode.start();
+  // Delivery: what the store already holds from each exporter instance, so
+  // that what an agent resends after our restart is stored once.
+  if (auto marks = impl->writer->store().delivery_marks(); marks)
+    impl->decode.load_delivery(*marks);
+  else
+    return fail("reading the delivery marks: {}", marks.error().message);
   if (opts.udp) {
     auto in = UdpInput::start({opts.host, opts.udp_port, opts.allow, opts.udp_rcvbuf}, impl->queue);
     if (!in) return std::unexpected(in.error());
@@ -64,7 +74,12 @@ Result<std::unique_ptr<Collector>> Collector::start(const CollectorOptions& opts
     auto in = TcpInput::start(t, impl->queue);
     if (!in) return std::unexpected(in.error());
     impl->tcp = std::move(*in);
+    impl->decode.on_ack([tcp = impl->tcp.get()](const std::string& session, uint32_t domain, uint64_t next) {
+      tcp->post_ack(session, domain, next);
+    });
+    impl->writer->on_stored([decode = &impl->decode](const std::vector<DeliveryMark>& m) { decode->stored(m); });
   }
+  impl->decode.start();
   return std::unique_ptr<Collector>(new Collector(std::move(impl)));
 }
 
@@ -92,6 +107,8 @@ nlohmann::json Collector::exporters_json(const std::string& after, size_t limit)
       {"tcp_message_timeouts", t.message_timeouts},
       {"tcp_framing_errors", t.framing_errors},
       {"tcp_partial_bytes_dropped", t.partial_bytes_dropped},
+      {"tcp_acks", t.acks},
+      {"tcp_acks_skipped", t.acks_skipped},
       {"queue_high_water", i.queue.high_water()},
   };
   const auto ws = i.writer->stats();
@@ -101,6 +118,11 @@ nlohmann::json Collector::exporters_json(const std::string& after, size_t limit)
                   {"failed", ws.failed},
                   {"queue_depth", ws.queue_depth}};
   i.decode.add_json(out, after, limit);
+  const auto d = i.decode.delivery_stats();
+  out["delivery"] = {{"instances", d.instances},
+                     {"instances_untracked", d.instances_untracked},
+                     {"records_duplicate", d.records_duplicate},
+                     {"acks", d.acks}};
   return out;
 }
 
@@ -126,6 +148,11 @@ void Collector::collect_metrics(FamilyBuilder& b) const {
   b.counter("flowscope_ipfix_tcp_closed_total", "", double(t.evicted), {{"cause", "evicted"}});
   b.counter("flowscope_ipfix_tcp_framing_errors_total", "TCP streams dropped for a bad message header",
             double(t.framing_errors));
+  const auto d = i.decode.delivery_stats();
+  b.counter("flowscope_ipfix_records_duplicate_total",
+            "Records an agent sent again after a reconnect that were already stored (dropped)",
+            double(d.records_duplicate));
+  b.counter("flowscope_ipfix_acks_total", "Delivery acknowledgements written to agents", double(t.acks));
   b.gauge("flowscope_ipfix_udp_rcvbuf_bytes", "SO_RCVBUF of the UDP socket", double(udp_rcvbuf()));
   b.gauge("flowscope_ipfix_queue_depth", "Messages waiting for the decoder", double(i.queue.depth()));
   i.decode.collect_metrics(b);

@@ -82,16 +82,55 @@ void DecodeStage::take_budget_counters() {
   }
 }
 
-// Sends the pending rows to the store (waiting for room in its queue).
+// Sends the pending rows to the store (waiting for room in its queue), then
+// the delivery marks they complete.
 void DecodeStage::flush_rows() {
-  if (pending_.empty()) return;
-  const uint64_t dropped = writer_->push(pending_, true);  // only when the writer stops
-  if (dropped) {
-    std::lock_guard lk(mu_);
-    if (auto* t = totals(pending_addr_)) t->store_drops += dropped;
+  if (!pending_.empty()) {
+    const uint64_t dropped = writer_->push(pending_, true);  // only when the writer stops
+    if (dropped) {
+      std::lock_guard lk(mu_);
+      if (auto* t = totals(pending_addr_)) t->store_drops += dropped;
+    }
+    pending_.clear();
   }
-  pending_.clear();
+  for (const auto& m : pending_marks_) writer_->mark(m);
+  pending_marks_.clear();
 }
+
+void DecodeStage::load_delivery(const std::vector<DeliveryMark>& marks) {
+  std::lock_guard lk(mu_);
+  for (const auto& m : marks) {
+    if (received_.size() >= kMaxInstances) break;
+    received_[{m.instance, m.domain}] = m.next_seq;
+  }
+  delivery_.instances = received_.size();
+}
+
+void DecodeStage::stored(const std::vector<DeliveryMark>& marks) {
+  std::lock_guard lk(mu_);
+  if (!ack_) return;
+  for (const auto& m : marks) {
+    auto it = instance_session_.find(m.instance);
+    if (it == instance_session_.end()) continue;  // gone; its next connection resends and is acknowledged then
+    ack_(it->second, m.domain, m.next_seq);
+    delivery_.acks++;
+  }
+}
+
+DeliveryStats DecodeStage::delivery_stats() const {
+  std::lock_guard lk(mu_);
+  return delivery_;
+}
+
+namespace {
+
+// A 32-bit sequence number as the 64-bit one nearest `ref`.
+uint64_t extend_seq(uint32_t s, uint64_t ref) {
+  const int64_t d = int32_t(s - uint32_t(ref));
+  return d < 0 && uint64_t(-d) > ref ? uint64_t(s) : ref + uint64_t(d);
+}
+
+}  // namespace
 
 void DecodeStage::on(MessageEvent& e) {
   const Session& s = *e.session;
@@ -118,6 +157,8 @@ void DecodeStage::on(MessageEvent& e) {
       if (!res.ok()) t->last_error = res.error.substr(0, 200);
     }
     if (!res.ok()) spdlog::debug("IPFIX from {}: {}", s.key, res.error);
+    if (res.ok() && res.instance && s.transport == ipfix::Transport::Tcp && res.version == ipfix::kVersionIpfix)
+      track_delivery(s, res, totals(s.exporter));
     if (!res.flows.empty()) pending_addr_ = s.exporter;
     for (const auto& f : res.flows) pending_.push_back(flow_row_from_decoded(f, s.exporter));
   }
@@ -126,6 +167,34 @@ void DecodeStage::on(MessageEvent& e) {
   // as datagrams instead of being decoded only to be dropped. When the
   // ingest queue is full too, the UDP input drops and counts datagrams.
   if (pending_.size() >= writer_->batch_max()) flush_rows();
+}
+
+void DecodeStage::track_delivery(const Session& s, ipfix::FeedResult& res, ExporterTotals* t) {
+  const uint64_t instance = *res.instance;
+  instance_session_[instance] = s.key;
+  const std::pair key{instance, res.domain};
+  auto it = received_.find(key);
+  if (it == received_.end()) {
+    if (received_.size() >= kMaxInstances) {
+      delivery_.instances_untracked++;
+      return;
+    }
+    // First contact: the 64-bit numbering starts at this message.
+    it = received_.emplace(key, uint64_t(res.sequence)).first;
+    delivery_.instances = received_.size();
+  }
+  const uint64_t seq = extend_seq(res.sequence, it->second);
+  if (seq < it->second) {
+    delivery_.records_duplicate += res.flows.size();
+    if (t) t->records_duplicate += res.flows.size();
+    res.flows.clear();
+    // Acknowledged again (once what came before it is stored), so the
+    // agent's window empties even when nothing new follows.
+    pending_marks_.push_back({instance, res.domain, it->second});
+    return;
+  }
+  it->second = seq + res.data_records;
+  pending_marks_.push_back({instance, res.domain, it->second});
 }
 
 void DecodeStage::on(SessionOpened& e) {
@@ -242,6 +311,7 @@ void DecodeStage::add_json(nlohmann::json& out, const std::string& after, size_t
                   {"records_time_fallback", t.records_time_fallback},
                   {"records_no_time", t.records_no_time},
                   {"store_drops", t.store_drops},
+                  {"records_duplicate", t.records_duplicate},
                   {"domains", held.domains},
                   {"templates_cached", held.templates},
                   {"template_bytes", held.template_bytes},

@@ -1,5 +1,7 @@
 #include "collector/store_writer.h"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 namespace flowscope {
@@ -47,6 +49,7 @@ bool StoreWriter::push(FlowRow row, bool block) {
   }
   q_.back().push_back(std::move(row));
   q_rows_++;
+  pushed_++;
   st_.queued++;
   if (q_rows_ >= opts_.batch_max) cv_.notify_one();
   return true;
@@ -71,6 +74,7 @@ size_t StoreWriter::push(std::vector<FlowRow>& rows, bool block) {
   st_.dropped += dropped;
   if (!rows.empty()) {
     q_rows_ += rows.size();
+    pushed_ += rows.size();
     st_.queued += rows.size();
     q_.push_back(std::move(rows));
   }
@@ -81,6 +85,16 @@ size_t StoreWriter::push(std::vector<FlowRow>& rows, bool block) {
   }
   if (q_rows_ >= opts_.batch_max) cv_.notify_one();
   return dropped;
+}
+
+void StoreWriter::mark(const DeliveryMark& m) {
+  std::lock_guard lk(mu_);
+  marks_.emplace_back(pushed_, m);
+}
+
+void StoreWriter::on_stored(std::function<void(const std::vector<DeliveryMark>&)> f) {
+  std::lock_guard lk(mu_);
+  on_stored_ = std::move(f);
 }
 
 void StoreWriter::drain() {
@@ -100,6 +114,8 @@ void StoreWriter::loop() {
   using clock = std::chrono::steady_clock;
   auto next_retention = clock::now();
   std::vector<FlowRow> batch;
+  std::vector<DeliveryMark> marks;
+  std::function<void(const std::vector<DeliveryMark>&)> cb;
   for (;;) {
     {
       std::unique_lock lk(mu_);
@@ -119,11 +135,26 @@ void StoreWriter::loop() {
       }
       q_rows_ -= batch.size();
       in_flight_ = batch.size();
-      if (batch.empty() && stop_) break;
+      taken_ += batch.size();
+      // The marks this batch completes; the newest per instance and domain.
+      while (!marks_.empty() && marks_.front().first <= taken_) {
+        const DeliveryMark& m = marks_.front().second;
+        auto same = std::find_if(marks.begin(), marks.end(), [&](const DeliveryMark& x) {
+          return x.instance == m.instance && x.domain == m.domain;
+        });
+        if (same == marks.end()) marks.push_back(m);
+        else if (m.next_seq > same->next_seq) same->next_seq = m.next_seq;
+        marks_.pop_front();
+      }
+      if (batch.empty() && marks.empty() && stop_) break;
+      in_flight_ += marks.size();  // drain() waits for their acknowledgements too
+      cb = on_stored_;
     }
     space_cv_.notify_all();
-    if (!batch.empty()) {
-      auto r = store_->insert(batch);
+    if (!batch.empty() || !marks.empty()) {
+      auto r = store_->insert_marked(batch, marks);
+      if (r && !marks.empty() && cb) cb(marks);
+      marks.clear();
       std::lock_guard lk(mu_);
       if (r) {
         st_.written += batch.size();
@@ -139,6 +170,7 @@ void StoreWriter::loop() {
       std::lock_guard lk(mu_);
       in_flight_ = 0;
     }
+    cb = nullptr;
     space_cv_.notify_all();
     if (opts_.retention.count() > 0 && clock::now() >= next_retention) {
       const auto now = std::chrono::system_clock::now();

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -50,6 +51,14 @@ class StoreWriter {
   // producer that fills and pushes the same vector allocates nothing.
   size_t push(std::vector<FlowRow>& rows, bool block = false);
   size_t batch_max() const { return opts_.batch_max; }
+  // Delivery: `m` is complete once the rows pushed so far are stored. It is
+  // committed with them (FlowStore::insert_marked), then passed to the
+  // callback, which acknowledges it to the exporter. A batch the store
+  // refuses is counted (failed); a later batch's marks still cover it, so
+  // one bad batch cannot stall every exporter.
+  void mark(const DeliveryMark& m);
+  // Set before the first push; runs on the writer thread.
+  void on_stored(std::function<void(const std::vector<DeliveryMark>&)> f);
   // Waits until everything pushed so far is committed (or failed).
   void drain();
   StoreWriterStats stats() const;
@@ -68,6 +77,10 @@ class StoreWriter {
   std::vector<std::vector<FlowRow>> spare_;  // emptied chunks, for reuse
   bool stop_ = false;
   uint64_t in_flight_ = 0;
+  uint64_t pushed_ = 0;  // rows ever queued
+  uint64_t taken_ = 0;   // rows ever taken into a batch
+  std::deque<std::pair<uint64_t, DeliveryMark>> marks_;  // with the pushed_ they wait for
+  std::function<void(const std::vector<DeliveryMark>&)> on_stored_;
   StoreWriterStats st_;
   std::thread thread_;
 };

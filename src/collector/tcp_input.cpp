@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -82,11 +83,52 @@ void TcpInput::stop() {
 TcpInputStats TcpInput::stats() const {
   return {n_.accepted.load(),       n_.open.load(),          n_.messages.load(),      n_.bytes.load(),
           n_.rejected.load(),       n_.refused_source.load(), n_.refused_global.load(), n_.evicted.load(),
-          n_.idle_timeouts.load(),  n_.message_timeouts.load(), n_.framing_errors.load(), n_.partial_bytes.load()};
+          n_.idle_timeouts.load(),  n_.message_timeouts.load(), n_.framing_errors.load(), n_.partial_bytes.load(),
+          acks_.load(),             acks_skipped_.load()};
+}
+
+void TcpInput::post_ack(const std::string& session, uint32_t domain, uint64_t next_seq) {
+  {
+    std::lock_guard lk(ack_mu_);
+    acks_pending_.push_back({session, domain, next_seq});
+  }
+  waker_.wake();
+}
+
+// "FSAK", observation domain (u32), next sequence number (u64), big-endian.
+void TcpInput::write_acks(const std::map<std::string, Conn*>& by_session) {
+  std::vector<Ack> acks;
+  {
+    std::lock_guard lk(ack_mu_);
+    acks.swap(acks_pending_);
+  }
+  for (const auto& a : acks) {
+    auto it = by_session.find(a.session);
+    if (it == by_session.end()) {
+      acks_skipped_++;
+      continue;
+    }
+    uint8_t b[16] = {'F', 'S', 'A', 'K'};
+    for (int k = 0; k < 4; k++) b[4 + k] = uint8_t(a.domain >> (24 - 8 * k));
+    for (int k = 0; k < 8; k++) b[8 + k] = uint8_t(a.next_seq >> (56 - 8 * k));
+    // All or nothing: a partial acknowledgement would corrupt the stream.
+    int queued = 0;
+    const int fd = it->second->fd.get();
+    int sndbuf = 0;
+    socklen_t len = sizeof sndbuf;
+    if (ioctl(fd, TIOCOUTQ, &queued) != 0 || getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) != 0 ||
+        sndbuf - queued < int(sizeof b) * 2 ||
+        ::send(fd, b, sizeof b, MSG_DONTWAIT | MSG_NOSIGNAL) != ssize_t(sizeof b)) {
+      acks_skipped_++;
+      continue;
+    }
+    acks_++;
+  }
 }
 
 void TcpInput::loop() {
   std::list<Conn> conns;
+  std::map<std::string, Conn*> by_session;  // open connections, for acknowledgements
   std::map<Ip16, size_t> per_source;
   uint64_t next_id = 0;
   std::vector<uint8_t> buf(64 * 1024);
@@ -99,6 +141,7 @@ void TcpInput::loop() {
   auto close_conn = [&](Conn& c, CloseCause why) {
     if (c.dead) return;
     c.dead = true;
+    by_session.erase(c.session->key);
     // Counted before the socket closes, so whoever sees the close sees the count.
     n_.partial_bytes += c.framer.buffered();
     if (auto it = per_source.find(c.ip); it != per_source.end() && --it->second == 0) per_source.erase(it);
@@ -221,6 +264,7 @@ void TcpInput::loop() {
         continue;
       }
       per_source[ep.ip]++;
+      by_session[s->key] = &c;
       n_.open++;
       n_.accepted++;
       spdlog::info("IPFIX TCP exporter connected: {}", s->key);
@@ -257,6 +301,7 @@ void TcpInput::loop() {
         if (!c->dead) read_conn(*c);  // closed earlier in this round (made room): its event is stale
       }
     }
+    write_acks(by_session);
     if (Clock::now() >= next_check) check_timeouts(Clock::now());
     conns.remove_if([](const Conn& c) { return c.dead; });
   }

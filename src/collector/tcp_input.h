@@ -19,7 +19,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -54,6 +56,8 @@ struct TcpInputStats {
   uint64_t message_timeouts = 0;
   uint64_t framing_errors = 0;
   uint64_t partial_bytes_dropped = 0;  // of a message cut off by a close
+  uint64_t acks = 0;                   // delivery acknowledgements written
+  uint64_t acks_skipped = 0;           // connection gone or its buffer full (a later one covers it)
 };
 
 class TcpInput {
@@ -68,6 +72,10 @@ class TcpInput {
   // connections close. Idempotent.
   void stop();
   uint16_t port() const { return port_; }
+  // Writes a delivery acknowledgement (docs/ipfix.md) on the session's
+  // connection if it is still open; from any thread. Never blocks: when the
+  // exporter does not read them and its buffer is full, it is skipped.
+  void post_ack(const std::string& session, uint32_t domain, uint64_t next_seq);
   TcpInputStats stats() const;
 
   struct Conn;
@@ -75,6 +83,7 @@ class TcpInput {
  private:
   TcpInput(IngestQueue& q, const TcpInputOptions& o) : q_(q), o_(o) {}
   void loop();
+  void write_acks(const std::map<std::string, Conn*>& by_session);
 
   IngestQueue& q_;
   const TcpInputOptions o_;
@@ -87,6 +96,14 @@ class TcpInput {
         refused_global{0}, evicted{0}, idle_timeouts{0}, message_timeouts{0}, framing_errors{0}, partial_bytes{0};
   };
   Counters n_;
+  std::atomic<uint64_t> acks_{0}, acks_skipped_{0};
+  struct Ack {
+    std::string session;
+    uint32_t domain;
+    uint64_t next_seq;
+  };
+  std::mutex ack_mu_;
+  std::vector<Ack> acks_pending_;
   std::thread thread_;
 };
 

@@ -5,6 +5,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@
 
 #include "flow/json.h"
 #include "ipfix/encoder.h"
+#include "ipfix/wire.h"
 #include "base/fd.h"
 
 namespace flowscope {
@@ -90,7 +92,10 @@ class IpfixExporter::Destination {
  public:
   Destination(IpfixDestination d, sockaddr_storage addr, socklen_t len, const IpfixExportOptions& o)
       : d_(std::move(d)), addr_(addr), addr_len_(len), o_(o),
-        enc_({.domain = o.domain, .pen = o.pen, .max_message = d_.tcp ? 65535 : o.udp_max_message}) {
+        enc_({.domain = o.domain,
+              .pen = o.pen,
+              .max_message = d_.tcp ? 65535 : o.udp_max_message,
+              .instance = d_.tcp ? std::optional<uint64_t>(o.instance) : std::nullopt}) {
     thread_ = std::thread([this] { run(); });
   }
   ~Destination() { stop(std::chrono::milliseconds(0)); }
@@ -137,6 +142,13 @@ class IpfixExporter::Destination {
     s.send_errors = send_errors_.load();
     s.connects = connects_.load();
     s.connect_failures = connect_failures_.load();
+    s.acknowledged = acking_flag_.load();
+    s.records_acked = records_acked_.load();
+    s.records_replayed = records_replayed_.load();
+    s.window_records = window_size_.load();
+    s.window_evicted = window_evicted_.load();
+    s.unconfirmed = unconfirmed_.load();
+    s.ack_errors = ack_errors_.load();
     return s;
   }
 
@@ -194,10 +206,31 @@ class IpfixExporter::Destination {
   void disconnect() {
     sock_.reset();
     connected_ = false;
+    ackbuf_.clear();
+    if (!d_.tcp) return;
+    // What was written on the closed connection and not acknowledged: with
+    // an acknowledging collector it is sent again (the collector drops what
+    // it already has); without, nobody can tell whether it arrived: counted.
+    if (acking_) {
+      replay_ = unsent_;
+    } else {
+      uint64_t n = 0;
+      for (size_t i = 0; i < unsent_; i++) n += window_[i].records;
+      window_records_ -= n;
+      unconfirmed_ += n;
+      window_.erase(window_.begin(), window_.begin() + ptrdiff_t(unsent_));
+      replay_ = 0;
+    }
+    unsent_ = 0;
+    window_size_ = window_records_;
   }
 
   bool send_templates() {
-    for (const auto& m : enc_.template_messages(unix_seconds())) {
+    // TCP: numbered to end where the first message still to go begins.
+    const uint32_t next = window_.empty() ? enc_.sequence() : window_.front().seq;
+    const auto msgs = d_.tcp ? enc_.template_messages_before(unix_seconds(), next)
+                             : enc_.template_messages(unix_seconds());
+    for (const auto& m : msgs) {
       if (!send_msg(m)) return false;
     }
     template_sends_++;
@@ -237,16 +270,81 @@ class IpfixExporter::Destination {
     return true;
   }
 
-  // TCP: the collector never writes, so a readable socket means it closed
-  // (or reset) the connection. Checked before each batch so records are not
-  // written into a dead connection's buffer.
-  bool peer_closed() const {
-    pollfd p{sock_.get(), POLLIN | POLLRDHUP, 0};
-    return ::poll(&p, 1, 0) == 1 && p.revents != 0;
+  // TCP: the only bytes a collector writes back are acknowledgements
+  // (docs/ipfix.md): "FSAK", observation domain (u32), the sequence number
+  // up to which it has stored every record (u64; its low 32 bits compare
+  // with ours). End of stream or an error means the connection is gone.
+  // Returns false if it is.
+  bool read_acks() {
+    uint8_t buf[4096];
+    for (;;) {
+      ssize_t n = ::recv(sock_.get(), buf, sizeof buf, MSG_DONTWAIT);
+      if (n == 0) return false;
+      if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+      ackbuf_.insert(ackbuf_.end(), buf, buf + n);
+      size_t pos = 0;
+      for (; ackbuf_.size() - pos >= kAckSize; pos += kAckSize) {
+        const uint8_t* a = ackbuf_.data() + pos;
+        if (std::memcmp(a, "FSAK", 4) != 0) {
+          ack_errors_++;
+          ackbuf_.clear();
+          return false;  // not our protocol: the stream cannot be trusted
+        }
+        if (ipfix::wire::get32(a + 4) != o_.domain) continue;
+        acked(uint32_t(ipfix::wire::get_uint(a + 8, 8)));
+      }
+      ackbuf_.erase(ackbuf_.begin(), ackbuf_.begin() + ptrdiff_t(pos));
+    }
   }
 
-  // Returns false if the session broke; the records not sent are put back at
-  // the front of the queue (TCP) to go out after the reconnect.
+  // Everything numbered before `next` is stored: those messages leave the window.
+  void acked(uint32_t next) {
+    acking_ = true;
+    acking_flag_ = true;
+    while (unsent_ > 0 && !window_.empty()) {
+      const Sent& m = window_.front();
+      if (int32_t(next - (m.seq + m.records)) < 0) break;
+      records_acked_ += m.records;
+      window_records_ -= m.records;
+      window_.pop_front();
+      unsent_--;
+      if (replay_) replay_--;
+    }
+    window_size_ = window_records_;
+  }
+
+  // TCP: writes the window's messages not yet written on this connection.
+  bool pump() {
+    while (unsent_ < window_.size()) {
+      const Sent& m = window_[unsent_];
+      if (!send_msg(m.msg)) return false;
+      records_sent_ += m.records;
+      if (unsent_ < replay_) records_replayed_ += m.records;
+      unsent_++;
+    }
+    replay_ = 0;
+    return true;
+  }
+
+  // Makes room for `records` more in the window: the oldest leave. A sent
+  // one an acknowledging collector has not confirmed may be lost: counted.
+  // Without acknowledgements, sent messages are kept only to count what a
+  // broken connection may have lost.
+  void make_room(size_t records) {
+    while (!window_.empty() && window_records_ + records > std::max<size_t>(o_.replay_window, records)) {
+      const Sent& m = window_.front();
+      if (unsent_ == 0)
+        dropped_send_failed_ += m.records;
+      else if (acking_)
+        window_evicted_ += m.records;
+      window_records_ -= m.records;
+      window_.pop_front();
+      if (unsent_) unsent_--;
+      if (replay_) replay_--;
+    }
+  }
+
+  // Returns false if the session broke.
   bool send_batch(std::vector<Flow>& batch) {
     {
       std::lock_guard lk(mu_);
@@ -254,33 +352,32 @@ class IpfixExporter::Destination {
     }
     std::vector<size_t> per_message;
     auto msgs = enc_.encode(batch, unix_seconds(), &per_message);
-    size_t sent_records = 0;
-    size_t i = 0;
-    for (; i < msgs.size(); i++) {
-      if (!send_msg(msgs[i])) break;
-      sent_records += per_message[i];
+    batch.clear();
+    if (d_.tcp) {
+      for (size_t i = 0; i < msgs.size(); i++) {
+        make_room(per_message[i]);
+        const uint32_t seq = ipfix::wire::get32(msgs[i].data() + 8);
+        window_records_ += per_message[i];
+        window_.push_back({std::move(msgs[i]), seq, uint32_t(per_message[i])});
+      }
+      window_size_ = window_records_;
+      if (pump()) return true;
+      disconnect();  // a partly written message is cut off by the close and discarded
+      return false;
     }
-    records_sent_ += sent_records;
-    bool ok = i == msgs.size();
-    if (!ok) {
-      const size_t unsent = batch.size() - sent_records;
-      if (d_.tcp) {
-        // A partly written message is cut off by the close and discarded by
-        // the collector, so re-sending these records duplicates nothing.
-        disconnect();
-        std::lock_guard lk(mu_);
-        size_t room = o_.queue_records > q_.size() ? o_.queue_records - q_.size() : 0;
-        size_t requeue = std::min(unsent, room);
-        for (size_t k = 0; k < requeue; k++) q_.push_front(std::move(batch[batch.size() - 1 - k]));
-        dropped_send_failed_ += unsent - requeue;
+    for (size_t i = 0; i < msgs.size(); i++) {
+      if (send_msg(msgs[i])) {
+        records_sent_ += per_message[i];
       } else {
-        dropped_send_failed_ += unsent;
+        dropped_send_failed_ += per_message[i];
         next_templates_ = Clock::now();  // the collector may have restarted
       }
     }
-    batch.clear();
-    return ok;
+    return true;
   }
+
+  // TCP, acknowledging collector: messages written but not yet confirmed.
+  bool unconfirmed_in_window() const { return d_.tcp && acking_ && unsent_ > 0; }
 
   void run() {
     std::vector<Flow> batch;
@@ -292,20 +389,24 @@ class IpfixExporter::Destination {
         // not wake us (that would spin): only the retry time or stop does.
         const auto now = Clock::now();
         const bool can_send = sock_ || now >= retry_at_;
-        const auto wait = can_send ? std::chrono::milliseconds(200)
+        const auto tick = unconfirmed_in_window() ? std::chrono::milliseconds(20) : std::chrono::milliseconds(200);
+        const auto wait = can_send ? tick
                                    : std::min<std::chrono::milliseconds>(
-                                         std::chrono::milliseconds(200),
-                                         std::chrono::duration_cast<std::chrono::milliseconds>(retry_at_ - now) +
-                                             std::chrono::milliseconds(1));
+                                         tick, std::chrono::duration_cast<std::chrono::milliseconds>(retry_at_ - now) +
+                                                   std::chrono::milliseconds(1));
         cv_.wait_for(lk, wait, [&] { return stopping_ || (can_send && !q_.empty()); });
         stopping = stopping_;
         if (stopping && Clock::now() >= drain_deadline_) break;
       }
-      if (sock_ && d_.tcp && peer_closed()) {
+      if (sock_ && d_.tcp && !read_acks()) {
         spdlog::warn("ipfix {}: collector closed the connection; reconnecting", d_.url);
         disconnect();
       }
       if (!ensure_session()) {
+        continue;
+      }
+      if (d_.tcp && unsent_ < window_.size() && !pump()) {
+        disconnect();
         continue;
       }
       {
@@ -318,15 +419,36 @@ class IpfixExporter::Destination {
       if (!batch.empty()) send_batch(batch);
       if (stopping) {
         std::lock_guard lk(mu_);
-        if (q_.empty()) break;
+        // Draining: done when nothing waits and an acknowledging collector
+        // has confirmed everything.
+        if (q_.empty() && unsent_ == window_.size() && !unconfirmed_in_window()) break;
       }
     }
     std::lock_guard lk(mu_);
     dropped_at_exit_ += q_.size();
     q_.clear();
+    for (size_t i = 0; i < window_.size(); i++) {
+      if (i >= unsent_)
+        dropped_at_exit_ += window_[i].records;
+      else if (acking_)
+        unconfirmed_ += window_[i].records;
+    }
+    window_.clear();
+    window_records_ = 0;
+    window_size_ = 0;
     if (sock_) spdlog::debug("ipfix {}: closed", d_.url);
-    disconnect();
+    sock_.reset();
+    connected_ = false;
   }
+
+  static constexpr size_t kAckSize = 16;
+
+  // An encoded message of flow records, kept until the collector confirms it.
+  struct Sent {
+    ipfix::Message msg;
+    uint32_t seq;      // its header's sequence number
+    uint32_t records;  // flow records in it
+  };
 
   IpfixDestination d_;
   sockaddr_storage addr_;
@@ -335,6 +457,15 @@ class IpfixExporter::Destination {
   ipfix::Encoder enc_;  // sender thread only
   Fd sock_;             // sender thread only
   Clock::time_point next_templates_{};
+  // TCP delivery (sender thread only): messages encoded and not yet
+  // confirmed, oldest first; those before unsent_ were written on this
+  // connection, those before replay_ are being written again after a reconnect.
+  std::deque<Sent> window_;
+  size_t window_records_ = 0;
+  size_t unsent_ = 0;
+  size_t replay_ = 0;
+  bool acking_ = false;  // the collector has acknowledged (on any connection)
+  std::vector<uint8_t> ackbuf_;
   Clock::time_point retry_at_{};
   std::chrono::milliseconds backoff_{500};
 
@@ -350,6 +481,9 @@ class IpfixExporter::Destination {
   std::atomic<uint64_t> records_sent_{0}, messages_sent_{0}, bytes_sent_{0}, template_sends_{0};
   std::atomic<uint64_t> dropped_send_failed_{0}, dropped_at_exit_{0}, send_errors_{0};
   std::atomic<uint64_t> connects_{0}, connect_failures_{0};
+  std::atomic<uint64_t> records_acked_{0}, records_replayed_{0}, window_evicted_{0}, unconfirmed_{0}, ack_errors_{0};
+  std::atomic<uint64_t> window_size_{0};
+  std::atomic<bool> acking_flag_{false};
   std::thread thread_;
 };
 
@@ -364,8 +498,12 @@ Result<std::shared_ptr<IpfixExporter>> IpfixExporter::create(const std::vector<s
     if (!addr) return std::unexpected(addr.error());
     parsed.push_back({*d, {*addr, len}});
   }
+  IpfixExportOptions o = opts;
+  // One instance number per exporting process, for all its destinations.
+  while (o.instance == 0 && getrandom(&o.instance, sizeof o.instance, 0) != sizeof o.instance) {
+  }
   std::shared_ptr<IpfixExporter> e(new IpfixExporter());
-  for (auto& [d, a] : parsed) e->dests_.push_back(std::make_unique<Destination>(d, a.first, a.second, opts));
+  for (auto& [d, a] : parsed) e->dests_.push_back(std::make_unique<Destination>(d, a.first, a.second, o));
   return e;
 }
 
@@ -400,9 +538,11 @@ std::string IpfixExporter::stats_fields() const {
     out += fmt::format(
         R"(,"connected":{},"queued":{},"records_sent":{},"messages_sent":{},"bytes_sent":{},"template_sends":{},)"
         R"("dropped_queue_full":{},"dropped_send_failed":{},"dropped_at_exit":{},"send_errors":{},"connects":{},)"
-        R"("connect_failures":{}}})",
+        R"("connect_failures":{},"acknowledged":{},"records_acked":{},"records_replayed":{},"window_records":{},)"
+        R"("window_evicted":{},"unconfirmed":{},"ack_errors":{}}})",
         s.connected, s.queued, s.records_sent, s.messages_sent, s.bytes_sent, s.template_sends, s.dropped_queue_full,
-        s.dropped_send_failed, s.dropped_at_exit, s.send_errors, s.connects, s.connect_failures);
+        s.dropped_send_failed, s.dropped_at_exit, s.send_errors, s.connects, s.connect_failures, s.acknowledged,
+        s.records_acked, s.records_replayed, s.window_records, s.window_evicted, s.unconfirmed, s.ack_errors);
   }
   out += ']';
   return out;

@@ -10,6 +10,13 @@
 //   TCP: templates once per connection; on a failed connect or send the
 //        connection is closed and retried with exponential back-off (0.5 s
 //        up to max_backoff); records wait in the queue meanwhile.
+//        Delivery (docs/ipfix.md): the exporter announces a random instance
+//        number; a flowscope collector acknowledges what it has stored. Sent
+//        messages stay in a replay window (replay_window records) until
+//        acknowledged and are sent again, with their original sequence
+//        numbers, after any reconnect; the collector drops what it already
+//        has. What leaves the window unconfirmed is counted (window_evicted,
+//        unconfirmed), never lost silently.
 #pragma once
 
 #include <chrono>
@@ -44,6 +51,8 @@ struct IpfixExportOptions {
   size_t udp_max_message = 1400;                // octets; TCP messages go up to 65535
   std::chrono::milliseconds max_backoff{30'000};
   std::chrono::milliseconds io_timeout{2000};   // TCP connect and send
+  size_t replay_window = 65536;                 // TCP: records kept until acknowledged
+  uint64_t instance = 0;                        // 0: drawn at random by create()
 };
 
 struct IpfixDestinationStats {
@@ -60,6 +69,14 @@ struct IpfixDestinationStats {
   uint64_t send_errors = 0;
   uint64_t connects = 0;             // TCP connections made
   uint64_t connect_failures = 0;
+  // TCP delivery.
+  bool acknowledged = false;         // the collector acknowledges what it stored
+  uint64_t records_acked = 0;        // confirmed stored
+  uint64_t records_replayed = 0;     // written again after a reconnect
+  uint64_t window_records = 0;       // sent or waiting, not yet confirmed
+  uint64_t window_evicted = 0;       // left the full window unconfirmed: may be lost
+  uint64_t unconfirmed = 0;          // written, never confirmed (reconnect without acks, exit)
+  uint64_t ack_errors = 0;           // bytes from the collector that were no acknowledgement
 };
 
 class IpfixExporter : public FlowSink {

@@ -132,6 +132,8 @@ struct Domain {
   // systemInitTimeMilliseconds from an options record (softflowd sends it
   // that way) for *SysUpTime fields.
   std::optional<uint64_t> sys_init_ms;
+  // The flowscope exporter instance announced on this session (ie.h).
+  std::optional<uint64_t> instance;
   bool seq_valid = false;
   uint32_t next_seq = 0;
   ExporterStats stats;
@@ -213,6 +215,7 @@ struct Values {
   std::optional<uint16_t> ie_id;
   std::optional<uint32_t> ie_pen;
   std::string ie_name;
+  std::optional<uint64_t> instance;  // flowscopeExporterInstance
 };
 
 // One of flowscope's own elements into its field, by the field's C++ type.
@@ -711,6 +714,10 @@ struct Decoder::Impl {
 
   void enterprise(const Field& f, const uint8_t* p, size_t len, Values& v, const Domain& d) {
     std::optional<size_t> idx;
+    if (f.pen == opts.flowscope_pen && f.id == kExporterInstanceId) {
+      if (len == 8) v.instance = get_uint(p, 8);
+      return;
+    }
     if (f.pen == opts.flowscope_pen) {
       idx = own_field_by_id(f.id);
     } else if (auto it = d.fs_names.find({f.pen, f.id}); it != d.fs_names.end()) {
@@ -839,6 +846,7 @@ struct Decoder::Impl {
       if (t.options) {
         c.options_records++;
         if (v.sys_init_ms) d.sys_init_ms = v.sys_init_ms;
+        if (v.instance) d.instance = v.instance;
         // RFC 5610 type record: learn flowscope element names.
         if (v.ie_id && v.ie_pen && !v.ie_name.empty()) {
           if (auto e = own_field_by_name(v.ie_name); e && d.fs_names.size() < 1024)
@@ -899,6 +907,9 @@ FeedResult Decoder::Impl::feed(const std::string& exporter, const std::string& s
     return bad(fmt::format("unsupported version {}", version), nullptr);
   }
   const std::span<const uint8_t> sets = msg.subspan(hdr, end - hdr);
+  res.version = version;
+  res.domain = domain_id;
+  res.sequence = seq;
   const DomainKey key{exporter, version, domain_id};
   Domain* d = domain(key, source, transport, now);
 
@@ -955,6 +966,7 @@ FeedResult Decoder::Impl::feed(const std::string& exporter, const std::string& s
     if (!n) return bad(fmt::format("data set {}: record overruns the set", id), d);
     records += *n;
   }
+  res.data_records = records;
 
   if (d) {
     d->stats.messages++;
@@ -981,6 +993,7 @@ FeedResult Decoder::Impl::feed(const std::string& exporter, const std::string& s
       d->next_seq = seq + uint32_t(records);
       d->seq_valid = records_known;
     }
+    res.instance = d->instance;
     if (!added.empty()) release_held(key, *d, added, res.flows);
     d->stats.flows += res.flows.size();
     d->stats.templates = d->templates.size();

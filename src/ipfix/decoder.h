@@ -59,6 +59,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -195,6 +196,13 @@ inline constexpr size_t kFieldCost = 12;
 struct FeedResult {
   std::vector<DecodedFlow> flows;  // from this message, plus held sets its templates unlocked
   std::string error;               // non-empty: the message was malformed and discarded
+  // The message's header, and the data records its sequence number covers,
+  // for a caller that tracks delivery across an exporter's connections.
+  uint16_t version = 0;
+  uint32_t domain = 0;
+  uint32_t sequence = 0;
+  uint64_t data_records = 0;
+  std::optional<uint64_t> instance;  // the session's flowscope exporter instance, once announced
   bool ok() const { return error.empty(); }
 };
 

@@ -104,6 +104,32 @@ std::vector<Message> ie_type_records(uint32_t pen) {
   return out;
 }
 
+// The exporter instance element's RFC 5610 type record, so that a
+// collector which does not know flowscope still prints its name.
+Message instance_type_record(uint32_t pen) {
+  Message r;
+  put16(r, kExporterInstanceId);
+  put32(r, pen);
+  put8(r, uint8_t(DataType::unsigned64));
+  put8(r, uint8_t(Semantics::identifier));
+  put16(r, uint16_t(Units::none));
+  put64(r, 0);
+  put64(r, UINT64_MAX);
+  put_varlen(r, kExporterInstanceName);
+  put_varlen(r, "this exporting process's random instance number; its records continue the sequence numbering of its earlier connections");
+  return r;
+}
+
+// Options template: scope flowscopeExporterInstance, nothing else.
+Message instance_template(uint32_t pen) {
+  Message t;
+  put16(t, kTemplateExporter);
+  put16(t, 1);  // field count
+  put16(t, 1);  // scope field count
+  put_field(t, {kExporterInstanceId, 8, schema::kOwnPen}, pen);
+  return t;
+}
+
 std::string_view cut(std::string_view s, size_t n) { return s.substr(0, std::min(s.size(), n)); }
 
 uint8_t flow_direction(Direction d) {
@@ -249,17 +275,39 @@ Encoder::Encoder(EncoderOptions opts) : opts_(opts) {
   opts_.max_message = std::clamp<size_t>(opts_.max_message, 1024, 65535);
 }
 
-std::vector<Message> Encoder::template_messages(uint32_t export_time) {
-  Builder b(opts_, export_time, seq_);
-  // RFC 5610 type records first, then the flow templates that use them: a
+namespace {
+
+std::vector<Message> build_templates(const EncoderOptions& o, uint32_t export_time, uint32_t& seq) {
+  Builder b(o, export_time, seq);
+  // RFC 5610 type records first, then the templates that use them: a
   // strict collector (libfixbuf) resolves an enterprise element's name and
   // type when it reads the template, from the type records it has read so
   // far, and keeps an element it does not know yet as an unknown octet array.
-  b.add(kSetOptionsTemplate, ie_type_template(opts_.pen), false);
-  for (const auto& r : ie_type_records(opts_.pen)) b.add(kTemplateIeType, r, true);
-  b.add(kSetTemplate, flow_template(kTemplateV4, false, opts_.pen), false);
-  b.add(kSetTemplate, flow_template(kTemplateV6, true, opts_.pen), false);
+  b.add(kSetOptionsTemplate, ie_type_template(o.pen), false);
+  for (const auto& r : ie_type_records(o.pen)) b.add(kTemplateIeType, r, true);
+  if (o.instance) {
+    b.add(kTemplateIeType, instance_type_record(o.pen), true);
+    b.add(kSetOptionsTemplate, instance_template(o.pen), false);
+    Message r;
+    put64(r, *o.instance);
+    b.add(kTemplateExporter, r, true);
+  }
+  b.add(kSetTemplate, flow_template(kTemplateV4, false, o.pen), false);
+  b.add(kSetTemplate, flow_template(kTemplateV6, true, o.pen), false);
   return b.done();
+}
+
+}  // namespace
+
+std::vector<Message> Encoder::template_messages(uint32_t export_time) {
+  return build_templates(opts_, export_time, seq_);
+}
+
+std::vector<Message> Encoder::template_messages_before(uint32_t export_time, uint32_t next_seq) {
+  uint32_t count = 0;
+  build_templates(opts_, export_time, count);  // how many data records they carry
+  uint32_t seq = next_seq - count;
+  return build_templates(opts_, export_time, seq);
 }
 
 std::vector<Message> Encoder::encode(std::span<const Flow> records, uint32_t export_time,

@@ -19,7 +19,8 @@
 //
 // Templates: 256 = IPv4 flow, 257 = IPv6 flow, 258 = RFC 5610 information
 // element type options template (scope: informationElementId,
-// privateEnterpriseNumber). The fields are the field table's (flow/fields.h),
+// privateEnterpriseNumber), 259 = the exporter instance options template
+// (scope: flowscopeExporterInstance; sent only when an instance is set). The fields are the field table's (flow/fields.h),
 // in its order; docs/schema.md lists them.
 //
 // Sequence numbers count data records (flows and RFC 5610 options data
@@ -29,6 +30,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -40,6 +42,7 @@ namespace flowscope::ipfix {
 inline constexpr uint16_t kTemplateV4 = 256;
 inline constexpr uint16_t kTemplateV6 = 257;
 inline constexpr uint16_t kTemplateIeType = 258;
+inline constexpr uint16_t kTemplateExporter = 259;
 
 using Message = std::vector<uint8_t>;
 
@@ -49,6 +52,9 @@ struct EncoderOptions {
   // Largest message in bytes: UDP should fit the path MTU (1400 leaves room
   // for IPv6 + UDP headers in a 1500-byte MTU); TCP can use up to 65535.
   size_t max_message = 1400;
+  // The exporter instance announced with the templates (ie.h), for a
+  // collector that acknowledges; unset: not announced.
+  std::optional<uint64_t> instance;
 };
 
 class Encoder {
@@ -61,6 +67,11 @@ class Encoder {
   // naming it. Send at session start, after every reconnect (TCP) and
   // periodically (UDP), in this order.
   std::vector<Message> template_messages(uint32_t export_time);
+  // The same messages for a new connection that then resends unacknowledged
+  // messages with their original numbers, from `next_seq` on: numbered to
+  // end where next_seq begins, so the new stream counts without a gap. The
+  // encoder's own sequence number does not move.
+  std::vector<Message> template_messages_before(uint32_t export_time, uint32_t next_seq);
   // Encodes flow records into as few messages as fit max_message. If
   // `per_message` is given it receives the number of records in each message.
   std::vector<Message> encode(std::span<const Flow> records, uint32_t export_time,

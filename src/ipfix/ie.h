@@ -67,6 +67,16 @@ inline constexpr uint16_t informationElementUnits = 345;
 inline constexpr uint16_t privateEnterpriseNumber = 346;
 }  // namespace iana
 
+// flowscope's session elements (its PEN; ids from 100 up, apart from the
+// flow fields' ids in flow/fields.h). flowscopeExporterInstance is a random
+// 64-bit number an agent draws at start and announces at the start of every
+// TCP connection, in an options record (template kTemplateExporter, scope:
+// the instance). A collector that reads it knows the connection's records
+// continue the sequence numbering of the instance's earlier connections, and
+// acknowledges what it has stored (docs/ipfix.md, "Delivery").
+inline constexpr uint16_t kExporterInstanceId = 100;
+inline constexpr const char* kExporterInstanceName = "flowscopeExporterInstance";
+
 // flowEndReason values (RFC 5102).
 inline constexpr uint8_t kEndIdleTimeout = 1;
 inline constexpr uint8_t kEndActiveTimeout = 2;

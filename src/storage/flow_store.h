@@ -76,6 +76,16 @@ struct SeriesPoint {
   uint64_t retrans = 0;
 };
 
+// Where an exporter instance's records are stored up to: every data record
+// numbered before next_seq in its observation domain (IPFIX sequence
+// numbers, extended to 64 bits). Kept with the rows, so a collector that
+// restarts knows what it already has (docs/ipfix.md, "Delivery").
+struct DeliveryMark {
+  uint64_t instance = 0;
+  uint32_t domain = 0;
+  uint64_t next_seq = 0;
+};
+
 // The store's own health, for /metrics and /api/exporters.
 struct StoreStats {
   uint64_t rows_inserted = 0;
@@ -91,6 +101,15 @@ class FlowStore {
   virtual ~FlowStore() = default;
   // Stores a batch atomically (all or none). Fills id/delta/first of the rows.
   virtual Result<void> insert(std::vector<FlowRow>& rows) = 0;
+  // The same, with the delivery marks the batch completes. A backend that
+  // can commits both atomically (then an acknowledged record is stored once,
+  // even across a crash); the default stores the rows and keeps no marks.
+  virtual Result<void> insert_marked(std::vector<FlowRow>& rows, const std::vector<DeliveryMark>& marks) {
+    (void)marks;
+    return rows.empty() ? Result<void>{} : insert(rows);
+  }
+  // The marks stored so far, read once at start.
+  virtual Result<std::vector<DeliveryMark>> delivery_marks() { return std::vector<DeliveryMark>{}; }
   virtual Result<FlowPage> query(const FlowQuery& q) = 0;
   virtual Result<std::vector<TopEntry>> top(const TopQuery& q) = 0;
   virtual Result<std::vector<SeriesPoint>> series(const SeriesQuery& q) = 0;

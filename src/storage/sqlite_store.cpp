@@ -102,6 +102,15 @@ CREATE TABLE IF NOT EXISTS open_flows (
   packets INTEGER NOT NULL,
   retrans INTEGER NOT NULL
 );
+-- Per exporter instance and observation domain: the sequence number up to
+-- which every record is stored, written in the same transaction as the rows.
+CREATE TABLE IF NOT EXISTS delivery (
+  instance   INTEGER NOT NULL,
+  domain     INTEGER NOT NULL,
+  next_seq   INTEGER NOT NULL,
+  updated_ns INTEGER NOT NULL,
+  PRIMARY KEY (instance, domain)
+);
 CREATE INDEX IF NOT EXISTS flows_end ON flows(end_ns);
 CREATE INDEX IF NOT EXISTS flows_src ON flows(src_ip, end_ns);
 CREATE INDEX IF NOT EXISTS flows_dst ON flows(dst_ip, end_ns);
@@ -614,8 +623,10 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const SqliteOptions& opts
   return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
 }
 
-Result<void> SqliteStore::insert(std::vector<FlowRow>& rows) {
-  if (rows.empty()) return {};
+Result<void> SqliteStore::insert(std::vector<FlowRow>& rows) { return insert_marked(rows, {}); }
+
+Result<void> SqliteStore::insert_marked(std::vector<FlowRow>& rows, const std::vector<DeliveryMark>& marks) {
+  if (rows.empty() && marks.empty()) return {};
   Impl& i = *impl_;
   std::lock_guard lk(i.write_mu);
   sqlite3* db = i.writer.get();
@@ -665,6 +676,29 @@ Result<void> SqliteStore::insert(std::vector<FlowRow>& rows) {
   // Nothing may keep pointers into this batch.
   for (auto* st : {i.insert_multi.get(), i.insert_stmt.get(), i.insert_multi_lean.get(), i.insert_lean.get()})
     sqlite3_clear_bindings(st);
+  if (ok && !marks.empty()) {
+    auto st = prepare(db,
+                      "INSERT INTO delivery(instance, domain, next_seq, updated_ns) VALUES(?, ?, ?, ?) "
+                      "ON CONFLICT(instance, domain) DO UPDATE SET next_seq = excluded.next_seq, "
+                      "updated_ns = excluded.updated_ns");
+    if (!st) {
+      ok = false;
+      failure = st.error().message;
+    }
+    const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         std::chrono::system_clock::now().time_since_epoch()).count();
+    for (size_t k = 0; ok && k < marks.size(); ++k) {
+      sqlite3_bind_int64(st->get(), 1, i64(marks[k].instance));
+      sqlite3_bind_int64(st->get(), 2, marks[k].domain);
+      sqlite3_bind_int64(st->get(), 3, i64(marks[k].next_seq));
+      sqlite3_bind_int64(st->get(), 4, now);
+      if (sqlite3_step(st->get()) != SQLITE_DONE) {
+        ok = false;
+        failure = sqlite3_errmsg(db);
+      }
+      sqlite3_reset(st->get());
+    }
+  }
   if (!ok) {
     (void)exec(db, "ROLLBACK");
     std::lock_guard sl(i.stats_mu);
@@ -799,9 +833,26 @@ Result<std::vector<SeriesPoint>> SqliteStore::series(const SeriesQuery& q) {
   return out;
 }
 
+Result<std::vector<DeliveryMark>> SqliteStore::delivery_marks() {
+  Impl& i = *impl_;
+  std::lock_guard lk(i.write_mu);
+  std::vector<DeliveryMark> out;
+  auto r = run_query(i.writer.get(), "SELECT instance, domain, next_seq FROM delivery", {}, [&](sqlite3_stmt* s) {
+    out.push_back({uint64_t(sqlite3_column_int64(s, 0)), uint32_t(sqlite3_column_int64(s, 1)),
+                   uint64_t(sqlite3_column_int64(s, 2))});
+  });
+  if (!r) return std::unexpected(r.error());
+  return out;
+}
+
 Result<uint64_t> SqliteStore::expire(uint64_t cutoff_ns) {
   Impl& i = *impl_;
   std::lock_guard lk(i.write_mu);
+  // An instance silent for the whole retention period is gone.
+  if (auto st = prepare(i.writer.get(), "DELETE FROM delivery WHERE updated_ns < ?")) {
+    sqlite3_bind_int64(st->get(), 1, i64(cutoff_ns));
+    (void)sqlite3_step(st->get());
+  }
   auto st = prepare(i.writer.get(), "DELETE FROM flows WHERE end_ns < ?");
   if (!st) return std::unexpected(st.error());
   sqlite3_bind_int64(st->get(), 1, i64(cutoff_ns));

@@ -23,6 +23,8 @@ class SqliteStore : public FlowStore {
   ~SqliteStore() override;
 
   Result<void> insert(std::vector<FlowRow>& rows) override;
+  Result<void> insert_marked(std::vector<FlowRow>& rows, const std::vector<DeliveryMark>& marks) override;
+  Result<std::vector<DeliveryMark>> delivery_marks() override;
   Result<FlowPage> query(const FlowQuery& q) override;
   Result<std::vector<TopEntry>> top(const TopQuery& q) override;
   Result<std::vector<SeriesPoint>> series(const SeriesQuery& q) override;

@@ -1,11 +1,18 @@
 // Root integration tests: real traffic in network namespaces, the real agent
 // exporting IPFIX to a real `flowscope collector`, softflowd as a third-party
 // exporter, and the HTTP API as the only window on what was stored.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -260,6 +267,277 @@ TEST(CollectorRestart, TcpExporterReconnectsAndNothingIsLostUncounted) {
   ASSERT_EQ(ex["exporters"].size(), 1u);
   EXPECT_GE(ex["exporters"][0]["templates_received"].get<uint64_t>(), 2u);
   EXPECT_EQ(ex["exporters"][0]["malformed"], 0);
+  EXPECT_EQ(col->stop(), 0);
+}
+
+namespace {
+
+// The agent's IPFIX counters: from its last periodic stats line, or from the
+// final one it prints after its exporter closed.
+Json ipfix_stats(const AgentRunner& agent) {
+  auto st = agent.stats();
+  return st.empty() ? Json() : st.back()["ipfix"].at(0);
+}
+Json ipfix_final(AgentRunner& agent) {
+  auto fin = parse_json_lines(agent.process().err(), "ipfix_final");
+  return fin.empty() ? Json() : fin.back()["ipfix"].at(0);
+}
+uint64_t u(const Json& j, const char* k) { return j.is_object() && j.contains(k) ? j[k].get<uint64_t>() : 0; }
+
+// Polls the agent's periodic stats until `pred` holds.
+bool wait_ipfix(const AgentRunner& agent, const std::function<bool(const Json&)>& pred, std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (Json j = ipfix_stats(agent); j.is_object() && pred(j)) return true;
+    std::this_thread::sleep_for(100ms);
+  }
+  return false;
+}
+
+// A TCP relay between an agent and its collector that a test can cut, and
+// whose collector-to-agent direction (the acknowledgements) it can swallow.
+class Relay {
+ public:
+  explicit Relay(int upstream) : upstream_(upstream) {
+    listen_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int one = 1;
+    setsockopt(listen_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(listen_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(listen_, 4) != 0)
+      throw std::runtime_error("relay: bind/listen failed");
+    socklen_t len = sizeof a;
+    getsockname(listen_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    if (::pipe2(ctl_, O_CLOEXEC) != 0) throw std::runtime_error("relay: pipe");
+    thread_ = std::thread([this] { run(); });
+  }
+  ~Relay() {
+    stop_ = true;
+    (void)!::write(ctl_[1], "x", 1);
+    thread_.join();
+    ::close(listen_);
+    ::close(ctl_[0]);
+    ::close(ctl_[1]);
+  }
+  int port() const { return port_; }
+  void pass_acks(bool on) { pass_acks_ = on; }
+  // Closes the current pair of connections; returns once they are closed.
+  void cut() {
+    const uint64_t before = cuts_;
+    cut_ = true;
+    (void)!::write(ctl_[1], "x", 1);
+    while (cuts_ == before) std::this_thread::sleep_for(10ms);
+  }
+  uint64_t connections() const { return connections_; }
+
+ private:
+  void run() {
+    while (!stop_) {
+      pollfd pa[2] = {{listen_, POLLIN, 0}, {ctl_[0], POLLIN, 0}};
+      if (::poll(pa, 2, -1) <= 0) continue;
+      drain_ctl();
+      if (!(pa[0].revents & POLLIN)) continue;
+      int down = ::accept4(listen_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (down < 0) continue;
+      int up = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      a.sin_port = htons(uint16_t(upstream_));
+      if (::connect(up, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        ::close(up);
+        ::close(down);
+        continue;
+      }
+      connections_++;
+      pump(down, up);
+      ::close(up);
+      ::close(down);
+      cut_ = false;
+      cuts_++;
+    }
+  }
+  void drain_ctl() {
+    char b[64];
+    pollfd p{ctl_[0], POLLIN, 0};
+    while (::poll(&p, 1, 0) == 1) (void)!::read(ctl_[0], b, sizeof b);
+  }
+  void pump(int down, int up) {
+    char buf[65536];
+    for (;;) {
+      pollfd pa[3] = {{down, POLLIN, 0}, {up, POLLIN, 0}, {ctl_[0], POLLIN, 0}};
+      if (::poll(pa, 3, -1) <= 0) continue;
+      drain_ctl();
+      if (stop_ || cut_) return;
+      if (pa[0].revents) {
+        ssize_t n = ::read(down, buf, sizeof buf);
+        if (n <= 0 || ::send(up, buf, size_t(n), MSG_NOSIGNAL) != n) return;
+      }
+      if (pa[1].revents) {
+        ssize_t n = ::read(up, buf, sizeof buf);
+        if (n <= 0) return;
+        if (pass_acks_ && ::send(down, buf, size_t(n), MSG_NOSIGNAL) != n) return;
+      }
+    }
+  }
+
+  int upstream_;
+  int listen_ = -1, port_ = 0;
+  int ctl_[2] = {-1, -1};
+  std::atomic<bool> stop_{false}, cut_{false}, pass_acks_{true};
+  std::atomic<uint64_t> cuts_{0}, connections_{0};
+  std::thread thread_;
+};
+
+// Every agent flow stored exactly once, every stored row an agent flow.
+void expect_each_once(const std::vector<Json>& flows, const std::vector<Json>& stored) {
+  size_t found = 0;
+  for (const auto& a : flows) {
+    int n = 0;
+    for (const auto& s : stored) n += same_flow(a, s);
+    EXPECT_LE(n, 1) << "duplicated: " << a.dump();
+    found += n > 0;
+  }
+  EXPECT_EQ(found, flows.size()) << "agent flows missing from the store";
+  EXPECT_EQ(stored.size(), found) << "rows that are no agent flow";
+}
+
+}  // namespace
+
+// The collector receives everything, but its acknowledgements are lost and
+// the connection is cut: the agent sends its window again, and the
+// collector stores none of it twice.
+TEST(Delivery, ResentAfterACutConnectionIsStoredOnce) {
+  TempDir dir;
+  NsPair p("dv");
+  CollectorProc col(dir.path() + "/flows.db", {"--no-udp", "--tcp-port", "0", "--http-port", "0"});
+  Relay relay(col.tcp_port);
+  AgentRunner agent({"--netns", p.a.path(), "--ipfix", fmt::format("tcp://127.0.0.1:{}", relay.port()), "--stats",
+                     "0.2"});
+  make_traffic(p, 5210, 4);
+  ASSERT_TRUE(wait_ipfix(agent, [](const Json& j) { return u(j, "records_acked") >= 4 && u(j, "window_records") == 0; },
+                         20s))
+      << agent.process().err();
+  relay.pass_acks(false);
+  make_traffic(p, 5211, 5);
+  // Stored, but the agent cannot know: its window holds them.
+  ASSERT_EQ(wait_api_flows(col.http_port, "exporter=127.0.0.1", 9, 20s).size(), 9u);
+  ASSERT_TRUE(wait_ipfix(agent, [](const Json& j) { return u(j, "window_records") >= 5; }, 20s));
+  relay.cut();
+  relay.pass_acks(true);
+  ASSERT_TRUE(wait_ipfix(agent, [](const Json& j) { return u(j, "records_replayed") >= 5 && u(j, "window_records") == 0; },
+                         30s))
+      << agent.process().err();
+  make_traffic(p, 5212, 3);
+  agent.wait_flows([](const Json&) { return false; }, 500ms);
+  ASSERT_EQ(agent.stop(), 0);
+  const auto flows = agent.flows();
+  const Json fin = ipfix_final(agent);
+  ASSERT_TRUE(fin.is_object()) << agent.process().err();
+  EXPECT_EQ(u(fin, "window_evicted"), 0u) << fin.dump();
+  EXPECT_EQ(u(fin, "unconfirmed"), 0u) << fin.dump();
+  EXPECT_EQ(u(fin, "dropped_queue_full") + u(fin, "dropped_send_failed") + u(fin, "dropped_at_exit"), 0u);
+  EXPECT_TRUE(fin["acknowledged"].get<bool>());
+  EXPECT_GE(relay.connections(), 2u);
+  auto stored = wait_api_flows(col.http_port, "exporter=127.0.0.1", flows.size(), 20s);
+  expect_each_once(flows, stored);
+  // Everything resent had arrived before: all of it was a duplicate.
+  auto [st, ex] = http_get("127.0.0.1", col.http_port, "/api/exporters");
+  ASSERT_EQ(st, 200);
+  EXPECT_EQ(ex["delivery"]["records_duplicate"].get<uint64_t>(), u(fin, "records_replayed")) << ex["delivery"].dump();
+  EXPECT_EQ(ex["exporters"][0]["records_lost"], 0);
+  EXPECT_EQ(col.stop(), 0);
+}
+
+// The collector is killed (-9) with records in its socket buffer that it
+// never read; restarted on the same database, it gets them again from the
+// agent's window, and what it had already stored is not stored twice.
+TEST(Delivery, CollectorKilledMidStreamLosesNothingWithinTheWindow) {
+  TempDir dir;
+  NsPair p("dk");
+  const std::string db = dir.path() + "/flows.db";
+  auto col = std::make_unique<CollectorProc>(db, std::vector<std::string>{"--no-udp", "--tcp-port", "0", "--http-port", "0"});
+  const int tcp_port = col->tcp_port;
+  AgentRunner agent({"--netns", p.a.path(), "--ipfix", fmt::format("tcp://127.0.0.1:{}", tcp_port), "--stats", "0.2"});
+  make_traffic(p, 5213, 4);
+  ASSERT_TRUE(wait_ipfix(agent, [](const Json& j) { return u(j, "records_acked") >= 4 && u(j, "window_records") == 0; },
+                         20s))
+      << agent.process().err();
+  // Frozen, the collector reads nothing; the agent's records wait in the
+  // collector's socket buffer, unacknowledged. Then it dies.
+  col->process().signal(SIGSTOP);
+  make_traffic(p, 5214, 6);
+  ASSERT_TRUE(wait_ipfix(agent, [](const Json& j) { return u(j, "records_sent") >= 10 && u(j, "window_records") >= 6; },
+                         20s));
+  col->process().signal(SIGKILL);
+  col->process().wait(10s);
+  col.reset();
+  col = std::make_unique<CollectorProc>(
+      db, std::vector<std::string>{"--no-udp", "--tcp-port", std::to_string(tcp_port), "--http-port", "0"});
+  ASSERT_TRUE(wait_ipfix(agent, [](const Json& j) { return u(j, "records_replayed") >= 6 && u(j, "window_records") == 0; },
+                         40s))
+      << agent.process().err();
+  make_traffic(p, 5215, 3);
+  agent.wait_flows([](const Json&) { return false; }, 500ms);
+  ASSERT_EQ(agent.stop(), 0);
+  const auto flows = agent.flows();
+  const Json fin = ipfix_final(agent);
+  ASSERT_TRUE(fin.is_object()) << agent.process().err();
+  EXPECT_EQ(u(fin, "window_evicted") + u(fin, "unconfirmed"), 0u) << fin.dump();
+  EXPECT_EQ(u(fin, "dropped_queue_full") + u(fin, "dropped_send_failed") + u(fin, "dropped_at_exit"), 0u);
+  auto stored = wait_api_flows(col->http_port, "exporter=127.0.0.1", flows.size(), 20s);
+  expect_each_once(flows, stored);
+  EXPECT_EQ(col->stop(), 0);
+}
+
+// Past the window, what may be lost is counted by the agent, exactly.
+TEST(Delivery, BeyondTheWindowWhatIsMissingIsCounted) {
+  TempDir dir;
+  NsPair p("dw");
+  const std::string db = dir.path() + "/flows.db";
+  auto col = std::make_unique<CollectorProc>(db, std::vector<std::string>{"--no-udp", "--tcp-port", "0", "--http-port", "0"});
+  const int tcp_port = col->tcp_port;
+  AgentRunner agent({"--netns", p.a.path(), "--ipfix", fmt::format("tcp://127.0.0.1:{}", tcp_port), "--stats", "0.2",
+                     "--ipfix-replay-window", "1"});
+  make_traffic(p, 5216, 2);
+  ASSERT_TRUE(wait_ipfix(agent, [](const Json& j) { return u(j, "records_acked") >= 2 && u(j, "window_records") == 0; },
+                         20s))
+      << agent.process().err();
+  col->process().signal(SIGSTOP);
+  // Two rounds, each sent before the next: the second pushes the first out
+  // of the one-record window.
+  make_traffic(p, 5217, 3);
+  ASSERT_TRUE(wait_ipfix(agent, [](const Json& j) { return u(j, "records_sent") >= 5; }, 20s));
+  make_traffic(p, 5218, 3);
+  ASSERT_TRUE(wait_ipfix(agent, [](const Json& j) { return u(j, "records_sent") >= 8; }, 20s));
+  col->process().signal(SIGKILL);
+  col->process().wait(10s);
+  col.reset();
+  col = std::make_unique<CollectorProc>(
+      db, std::vector<std::string>{"--no-udp", "--tcp-port", std::to_string(tcp_port), "--http-port", "0"});
+  ASSERT_TRUE(wait_ipfix(agent, [](const Json& j) { return u(j, "connects") >= 2 && u(j, "window_records") == 0; }, 40s))
+      << agent.process().err();
+  ASSERT_EQ(agent.stop(), 0);
+  const auto flows = agent.flows();
+  const Json fin = ipfix_final(agent);
+  ASSERT_TRUE(fin.is_object()) << agent.process().err();
+  const uint64_t counted = u(fin, "window_evicted") + u(fin, "unconfirmed") + u(fin, "dropped_queue_full") +
+                           u(fin, "dropped_send_failed") + u(fin, "dropped_at_exit");
+  EXPECT_GE(u(fin, "window_evicted"), 3u) << fin.dump();
+  auto stored = wait_api_flows(col->http_port, "exporter=127.0.0.1", flows.size() - counted, 20s);
+  size_t found = 0;
+  for (const auto& a : flows) {
+    int n = 0;
+    for (const auto& s : stored) n += same_flow(a, s);
+    EXPECT_LE(n, 1) << "duplicated: " << a.dump();
+    found += n > 0;
+  }
+  EXPECT_EQ(stored.size(), found);
+  // The frozen collector lost everything it had not read: exactly what the
+  // agent counted as unconfirmed.
+  EXPECT_EQ(found + counted, flows.size()) << fin.dump();
   EXPECT_EQ(col->stop(), 0);
 }
 

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <mutex>
 #include <thread>
 
@@ -174,6 +175,11 @@ TEST_P(AgentIpfixDump, EveryFlowscopeElementIsNamedWithItsType) {
     EXPECT_NE(r.find("flowscopeProcessName : (len: 7) fs_peer\n"), std::string::npos) << r;
   }
   EXPECT_GE(ours, 2u) << dump.text;
+  // Over TCP the agent announces its instance (delivery acknowledgements),
+  // by name, once per connection; over UDP there is nothing to acknowledge.
+  EXPECT_EQ(dump.instance_records.size(), tcp ? 1u : 0u) << dump.text;
+  for (const auto& r : dump.instance_records)
+    EXPECT_TRUE(std::regex_search(r, std::regex(R"(\(32473/100\) \(S\)flowscopeExporterInstance : [1-9]\d*)"))) << r;
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, AgentIpfixDump, ::testing::Values("udp", "tcp"));

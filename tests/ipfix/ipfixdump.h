@@ -41,6 +41,7 @@ struct IpfixDumpOutput {
   std::vector<std::string> flow_templates;  // "template record" blocks (not options templates)
   std::vector<std::string> flow_records;    // data records other than RFC 5610 type records
   size_t type_records = 0;
+  std::vector<std::string> instance_records;  // flowscope's exporter instance options records
 };
 
 inline IpfixDumpOutput ipfix_dump(const std::string& file) {
@@ -53,6 +54,8 @@ inline IpfixDumpOutput ipfix_dump(const std::string& file) {
     if (kind == "data record") {
       if (body.find("informationElementName") != std::string::npos)
         o.type_records++;
+      else if (body.find("flowscopeExporterInstance") != std::string::npos)
+        o.instance_records.push_back(body);
       else
         o.flow_records.push_back(body);
     }
