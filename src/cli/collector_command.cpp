@@ -23,10 +23,14 @@ struct CollectorArgs {
   bool no_tcp = false;
   std::vector<std::string> allow;
   double template_lifetime_s = 1800;
+  CollectorOptions limits;  // the TCP input's and the decoder's bounds
+  double tcp_idle_s = 300, tcp_message_s = 10;
 };
 
 int run_collector(CollectorArgs& a) {
-  CollectorOptions co;
+  CollectorOptions co = a.limits;
+  co.tcp_idle_timeout = std::chrono::milliseconds(static_cast<int64_t>(a.tcp_idle_s * 1000));
+  co.tcp_message_timeout = std::chrono::milliseconds(static_cast<int64_t>(a.tcp_message_s * 1000));
   co.host = a.ipfix_addr;
   co.udp_port = a.udp_port;
   co.tcp_port = a.tcp_port;
@@ -107,6 +111,31 @@ Command add_collector_command(CLI::App& app, const GlobalOptions&) {
   cmd->add_option("--template-lifetime", args->template_lifetime_s,
                   "Seconds a UDP template lives without refresh (>= 3x the exporters' refresh interval)")
       ->check(CLI::Range(1.0, 86400.0 * 7))
+      ->capture_default_str();
+  // Bounds against hostile or broken exporters (README, "Security").
+  auto* l = &args->limits;
+  cmd->add_option("--max-tcp-connections", l->max_tcp_connections, "IPFIX TCP connections open at once, in all")
+      ->check(CLI::Range(size_t{1}, size_t{65536}))
+      ->capture_default_str();
+  cmd->add_option("--max-tcp-connections-per-source", l->max_tcp_connections_per_source,
+                  "IPFIX TCP connections open at once from one exporter address")
+      ->check(CLI::Range(size_t{1}, size_t{65536}))
+      ->capture_default_str();
+  cmd->add_option("--tcp-idle-timeout", args->tcp_idle_s, "Seconds an IPFIX TCP connection may send nothing")
+      ->check(CLI::Range(1.0, 86400.0))
+      ->capture_default_str();
+  cmd->add_option("--tcp-message-timeout", args->tcp_message_s,
+                  "Seconds an IPFIX message over TCP may take from its first byte to its last")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
+  cmd->add_option("--max-sessions-per-source", l->decoder.max_domains_per_source,
+                  "Decoder sessions (session, observation domain) one exporter address may hold; beyond, its least "
+                  "recently used is evicted")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 20))
+      ->capture_default_str();
+  cmd->add_option("--max-template-bytes-per-source", l->decoder.max_template_bytes_per_source,
+                  "Template memory one exporter address may hold (bytes); beyond, its least recently used is evicted")
+      ->check(CLI::Range(size_t{4096}, size_t{1} << 30))
       ->capture_default_str();
   add_serve_options(*cmd, args->serve, true);
   return {cmd, [args] { return run_collector(*args); }};

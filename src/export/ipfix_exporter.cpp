@@ -256,6 +256,12 @@ class IpfixExporter::Destination {
     if (d_.tcp) {
       connects_++;
       spdlog::info("ipfix {}: connected", d_.url);
+      // Until a collector has acknowledged once, data waits a moment after
+      // the templates: a flowscope collector acknowledges them within its
+      // store's flush interval, and from then on nothing written is lost
+      // uncounted. A collector that does not acknowledge costs this wait
+      // once per connection.
+      if (!acking_) await_ack_until_ = Clock::now() + kFirstAckWait;
     }
     connected_ = true;
     backoff_ = std::chrono::milliseconds(500);
@@ -389,12 +395,14 @@ class IpfixExporter::Destination {
         // not wake us (that would spin): only the retry time or stop does.
         const auto now = Clock::now();
         const bool can_send = sock_ || now >= retry_at_;
-        const auto tick = unconfirmed_in_window() ? std::chrono::milliseconds(20) : std::chrono::milliseconds(200);
+        const bool awaiting = d_.tcp && sock_ && !acking_ && now < await_ack_until_;
+        const auto tick = unconfirmed_in_window() || awaiting ? std::chrono::milliseconds(20)
+                                                              : std::chrono::milliseconds(200);
         const auto wait = can_send ? tick
                                    : std::min<std::chrono::milliseconds>(
                                          tick, std::chrono::duration_cast<std::chrono::milliseconds>(retry_at_ - now) +
                                                    std::chrono::milliseconds(1));
-        cv_.wait_for(lk, wait, [&] { return stopping_ || (can_send && !q_.empty()); });
+        cv_.wait_for(lk, wait, [&] { return stopping_ || (can_send && !awaiting && !q_.empty()); });
         stopping = stopping_;
         if (stopping && Clock::now() >= drain_deadline_) break;
       }
@@ -405,6 +413,7 @@ class IpfixExporter::Destination {
       if (!ensure_session()) {
         continue;
       }
+      if (d_.tcp && !acking_ && Clock::now() < await_ack_until_) continue;
       if (d_.tcp && unsent_ < window_.size() && !pump()) {
         disconnect();
         continue;
@@ -442,6 +451,7 @@ class IpfixExporter::Destination {
   }
 
   static constexpr size_t kAckSize = 16;
+  static constexpr auto kFirstAckWait = std::chrono::milliseconds(1000);
 
   // An encoded message of flow records, kept until the collector confirms it.
   struct Sent {
@@ -465,6 +475,7 @@ class IpfixExporter::Destination {
   size_t unsent_ = 0;
   size_t replay_ = 0;
   bool acking_ = false;  // the collector has acknowledged (on any connection)
+  Clock::time_point await_ack_until_{};
   std::vector<uint8_t> ackbuf_;
   Clock::time_point retry_at_{};
   std::chrono::milliseconds backoff_{500};

@@ -28,9 +28,15 @@
 #include "support/softflowd_log.h"
 #include "support/netns.h"
 #include "support/process.h"
+#include "base/fd.h"
+#include "hostile_ipfix.h"
 
 using namespace fstest;
 using namespace std::chrono_literals;
+using flowscope::Fd;
+
+// The collector's peak memory under the hostile floods, as the README states it.
+constexpr size_t kHostilePeakRssMiB = 256;
 
 namespace {
 
@@ -539,6 +545,139 @@ TEST(Delivery, BeyondTheWindowWhatIsMissingIsCounted) {
   // agent counted as unconfirmed.
   EXPECT_EQ(found + counted, flows.size()) << fin.dump();
   EXPECT_EQ(col->stop(), 0);
+}
+
+namespace {
+
+Fd bound_socket(const char* src, int type) {
+  Fd fd(::socket(AF_INET, type | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  inet_pton(AF_INET, src, &a.sin_addr);
+  if (!fd || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return Fd();
+  return fd;
+}
+
+bool send_udp(const Fd& fd, int port, const std::vector<uint8_t>& m) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(uint16_t(port));
+  return ::sendto(fd.get(), m.data(), m.size(), 0, reinterpret_cast<sockaddr*>(&a), sizeof a) == ssize_t(m.size());
+}
+
+Fd tcp_to(const char* src, int port) {
+  Fd fd = bound_socket(src, SOCK_STREAM);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(uint16_t(port));
+  if (!fd || ::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return Fd();
+  return fd;
+}
+
+// Peak resident memory of a process (VmHWM), in bytes.
+size_t peak_rss(pid_t pid) {
+  std::ifstream in(fmt::format("/proc/{}/status", pid));
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  return 0;
+}
+
+}  // namespace
+
+// The hostile world, against the real processes: while senders from other
+// loopback addresses open 10^5 UDP sessions, define 10^6 templates and hold
+// every TCP slot with idle, stalled and slowloris connections, a real agent
+// exports its flows over TCP. Every one of them is stored exactly once, and
+// the collector's peak memory stays under the bound the README states.
+TEST(HostileWorld, AgentFlowsAreStoredExactlyOnceWhileFloodsRun) {
+  TempDir dir;
+  NsPair p("hw");
+  CollectorProc col(dir.path() + "/flows.db", {"--udp-port", "0", "--tcp-port", "0", "--http-port", "0",
+                                               "--max-tcp-connections", "64", "--max-tcp-connections-per-source", "16"});
+  // Every TCP slot taken: four hostile addresses, 16 connections each:
+  // idle ones, ones that announced a 65,535-byte message and stalled, and
+  // slowloris senders (a byte at a time).
+  std::vector<Fd> hostile_tcp;
+  for (int a = 0; a < 4; a++) {
+    const std::string src = fmt::format("127.0.0.{}", 10 + a);
+    for (int i = 0; i < 16; i++) {
+      Fd fd = tcp_to(src.c_str(), col.tcp_port);
+      ASSERT_TRUE(fd) << "hostile connection " << src << " #" << i;
+      if (i % 3 == 1) {
+        const uint8_t h[4] = {0, 10, 0xff, 0xff};  // version 10, length 65,535
+        ::send(fd.get(), h, sizeof h, MSG_NOSIGNAL);
+      }
+      hostile_tcp.push_back(std::move(fd));
+    }
+  }
+  std::atomic<bool> stop{false};
+  std::thread slowloris([&] {
+    // A valid header announcing 65,535 bytes, then zeros: a byte per
+    // connection every 200 ms, never a framing error.
+    const uint8_t header[4] = {0, 10, 0xff, 0xff};
+    for (size_t at = 0; !stop; at++) {
+      const uint8_t byte = at < sizeof header ? header[at] : 0;
+      for (size_t i = 2; i < hostile_tcp.size(); i += 3) ::send(hostile_tcp[i].get(), &byte, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+      pollfd none{-1, 0, 0};
+      ::poll(&none, 0, 200);
+    }
+  });
+  // UDP: 10^5 sessions (100 source ports x 1,000 domains), then 10^6
+  // one-field templates (1,000 datagrams of 1,000), from 127.0.0.2; round
+  // after round until the agent's traffic is over.
+  std::atomic<bool> traffic_done{false};
+  std::atomic<uint64_t> rounds{0};
+  std::thread udp_flood([&] {
+    std::vector<Fd> socks;
+    for (int i = 0; i < 100; i++) socks.push_back(bound_socket("127.0.0.2", SOCK_DGRAM));
+    while (!traffic_done || rounds == 0) {
+      for (uint32_t d = 0; d < 1000; d++)
+        for (auto& s : socks) send_udp(s, col.udp_port, one_field_templates(d, 256, 1));
+      for (uint32_t i = 0; i < 1000; i++)
+        send_udp(socks[i % socks.size()], col.udp_port, one_field_templates(7, uint16_t(256 + (i % 60) * 1000), 1000));
+      rounds++;
+    }
+  });
+  AgentRunner agent({"--netns", p.a.path(), "--ipfix", fmt::format("tcp://127.0.0.1:{}", col.tcp_port), "--stats", "0.5"});
+  make_traffic(p, 5220, 12);
+  traffic_done = true;
+  udp_flood.join();
+  RecordProperty("udp_flood_rounds", std::to_string(rounds.load()));
+  agent.wait_flows([](const Json&) { return false; }, 500ms);
+  ASSERT_TRUE(wait_ipfix(agent, [](const Json& j) { return u(j, "window_records") == 0 && u(j, "queued") == 0; }, 30s))
+      << agent.process().err();
+  ASSERT_EQ(agent.stop(), 0);
+  stop = true;
+  slowloris.join();
+  const auto flows = agent.flows();
+  ASSERT_GE(flows.size(), 12u);
+  const Json fin = ipfix_final(agent);
+  EXPECT_EQ(u(fin, "window_evicted") + u(fin, "unconfirmed") + u(fin, "dropped_queue_full") +
+                u(fin, "dropped_send_failed") + u(fin, "dropped_at_exit"),
+            0u)
+      << fin.dump();
+  auto stored = wait_api_flows(col.http_port, "exporter=127.0.0.1", flows.size(), 20s);
+  expect_each_once(flows, stored);
+  // The floods happened and were bounded.
+  auto [st, ex] = http_get("127.0.0.1", col.http_port, "/api/exporters?limit=1000");
+  ASSERT_EQ(st, 200);
+  uint64_t hostile_messages = 0, evicted = 0;
+  for (const auto& e : ex["exporters"])
+    if (e["exporter"] == "127.0.0.2") {
+      hostile_messages = e["messages"].get<uint64_t>();
+      evicted = e["domains_evicted"].get<uint64_t>() + e["templates_evicted"].get<uint64_t>();
+    }
+  EXPECT_GT(hostile_messages, 10'000u) << ex.dump();
+  EXPECT_GT(evicted, 0u);
+  EXPECT_GE(ex["receivers"]["tcp_evicted"].get<uint64_t>() + ex["receivers"]["tcp_refused_limit"].get<uint64_t>(), 1u);
+  const size_t rss = peak_rss(col.process().pid());
+  std::printf("collector peak RSS under the floods: %.1f MiB\n", double(rss) / (1 << 20));
+  RecordProperty("collector_peak_rss_mib", std::to_string(rss >> 20));
+  EXPECT_LT(rss, size_t(kHostilePeakRssMiB) << 20) << "the README states this bound";
+  EXPECT_EQ(col.stop(), 0);
 }
 
 namespace {
