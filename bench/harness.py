@@ -10,6 +10,8 @@ and removes. Standard library only (plus gnuplot for the chart).
 import argparse
 import atexit
 import json
+import threading
+import struct
 import os
 import platform
 import re
@@ -786,11 +788,40 @@ def collector_scenario(ctx):
                   "--records", str(a.ipfix_records)], timeout=600)
         return json.loads(out.strip().splitlines()[-1])
 
-    # flowscope collector, UDP and TCP
-    for proto in ("udp", "tcp"):
-        db = os.path.join(WORK, f"collector-{proto}.db")
+    def hostile_flood(stop, counts):
+        """One-field templates from 127.0.0.2 (100 source ports, a new
+        observation domain per round): the session and template floods the
+        collector's budgets are built for, as fast as Python sends them."""
+        socks = []
+        for _ in range(100):
+            so = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            so.bind(("127.0.0.2", 0))
+            socks.append(so)
+        n, domain = 0, 0
+        while not stop.is_set():
+            domain += 1
+            body = struct.pack("!HHHH", 256 + domain % 60000, 1, 1, 8)
+            msg = struct.pack("!HHIII", 10, 16 + 4 + len(body), int(time.time()), 0, domain) + \
+                struct.pack("!HH", 2, 4 + len(body)) + body
+            for so in socks:
+                try:
+                    so.sendto(msg, ("127.0.0.1", IPFIX_PORT))
+                    n += 1
+                except OSError:
+                    pass
+        counts["datagrams"] = n
+        for so in socks:
+            so.close()
+
+    # flowscope collector, UDP and TCP, and TCP again while a hostile UDP
+    # flood runs against the same collector
+    for variant in ("udp", "tcp", "tcp-flood"):
+        proto = variant.split("-")[0]
+        flood = variant.endswith("flood")
+        db = os.path.join(WORK, f"collector-{variant}.db")
         argv, why = ctx.features.collector_argv(IPFIX_PORT, IPFIX_PORT + 1, db)
-        row = {"contender": f"flowscope collector ({proto.upper()}) -> SQLite"}
+        row = {"contender": f"flowscope collector ({proto.upper()}) -> SQLite" +
+               (", during a hostile UDP flood" if flood else "")}
         if not argv:
             row["unavailable"] = why
             res["rows"].append(row)
@@ -801,12 +832,19 @@ def collector_scenario(ctx):
             row["unavailable"] = f"collector failed to start: {col.stderr().strip()[-300:]}"
             res["rows"].append(row)
             continue
+        stop_flood, flood_counts, flood_thread = threading.Event(), {}, None
+        if flood:
+            flood_thread = threading.Thread(target=hostile_flood, args=(stop_flood, flood_counts))
+            flood_thread.start()
         c0 = cpu_of(col.pid)
         t0 = time.time()
         try:
             sent = replay(proto, IPFIX_PORT if proto == "udp" else IPFIX_PORT + 1)
         except Exception as e:
             row["unavailable"] = f"replay failed: {e}"
+            stop_flood.set()
+            if flood_thread:
+                flood_thread.join()
             col.stop()
             res["rows"].append(row)
             continue
@@ -816,7 +854,12 @@ def collector_scenario(ctx):
         # is reported as stored is counted in the SQLite file at the end.
         written, t1 = wait_stable(lambda: collector_written(db), sent["records"], 120)
         c1 = cpu_of(col.pid)
-        ingest = api_json("/api/exporters") or {}
+        stop_flood.set()
+        if flood_thread:
+            flood_thread.join()
+            row["flood_datagrams"] = flood_counts.get("datagrams", 0)
+            row["flood_datagrams_per_s"] = row["flood_datagrams"] / max(t1 - t0, 1e-9)
+        ingest = api_json("/api/exporters?limit=1000") or {}
         col.stop()
         stored = count_sqlite_rows(db)
         rec = ingest.get("receivers", {})
@@ -1109,6 +1152,16 @@ def report(results, args):
                       f"{fmt(r.get('udp_queue_drops'))} datagrams, store queue drops {fmt(r.get('store_drops'))} "
                       f"rows, sequence-number loss {fmt(r.get('records_lost'))} records")
                 w("")
+            quiet = next((r for r in s["rows"] if r["contender"] == "flowscope collector (TCP) -> SQLite"
+                          and "unavailable" not in r), None)
+            for r in s["rows"]:
+                if "flood_datagrams" not in r or "unavailable" in r:
+                    continue
+                ratio = (f"; {r['records_per_s'] / quiet['records_per_s']:.2f}x the quiet TCP ingest rate"
+                         if quiet and quiet.get("records_per_s") else "")
+                w(f"During the flood row, a second sender on 127.0.0.2 sent {r['flood_datagrams']} one-template "
+                  f"datagrams ({fmt(r['flood_datagrams_per_s'])}/s) from 100 ports, a new observation domain per "
+                  f"round, on the same two cores{ratio}.\n")
     w("## 5. Tracer cost\n")
     w("`flowscope trace` rows in the churn and bulk tables above (non-matching filter "
       f"`{NOMATCH_FILTER}`; in bulk also a filter matching exactly one of the streams).\n")
