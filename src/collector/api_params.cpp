@@ -1,9 +1,10 @@
-#include "net/cidr.h"
 #include "collector/api_params.h"
 
 #include <charconv>
 #include <ctime>
 #include <set>
+
+#include "net/cidr.h"
 
 namespace flowscope {
 

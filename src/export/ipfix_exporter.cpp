@@ -1,4 +1,3 @@
-#include "net/cidr.h"
 #include "export/ipfix_exporter.h"
 
 #include <fcntl.h>

@@ -25,7 +25,6 @@
 #include <string>
 #include <vector>
 
-#include "net/cidr.h"
 #include "flow/flow.h"
 #include "ipfix/ie.h"
 #include "base/result.h"
