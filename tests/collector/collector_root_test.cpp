@@ -290,6 +290,20 @@ Json ipfix_final(AgentRunner& agent) {
 }
 uint64_t u(const Json& j, const char* k) { return j.is_object() && j.contains(k) ? j[k].get<uint64_t>() : 0; }
 
+// Everything the agent counted as not delivered or not confirmed.
+uint64_t counted_undelivered(const Json& fin) {
+  return u(fin, "window_evicted") + u(fin, "unconfirmed") + u(fin, "dropped_queue_full") +
+         u(fin, "dropped_send_failed") + u(fin, "dropped_at_exit");
+}
+
+// Stops the agent (it emits what is open, sends what is queued and waits for
+// the collector's acknowledgements); its flows, and its final IPFIX counters.
+Json stop_agent(AgentRunner& agent, std::vector<Json>& flows) {
+  EXPECT_EQ(agent.stop(), 0);
+  flows = agent.flows();
+  return ipfix_final(agent);
+}
+
 // Polls the agent's periodic stats until `pred` holds.
 bool wait_ipfix(const AgentRunner& agent, const std::function<bool(const Json&)>& pred, std::chrono::seconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -437,14 +451,10 @@ TEST(Delivery, ResentAfterACutConnectionIsStoredOnce) {
                          30s))
       << agent.process().err();
   make_traffic(p, 5212, 3);
-  agent.wait_flows([](const Json&) { return false; }, 500ms);
-  ASSERT_EQ(agent.stop(), 0);
-  const auto flows = agent.flows();
-  const Json fin = ipfix_final(agent);
+  std::vector<Json> flows;
+  const Json fin = stop_agent(agent, flows);
   ASSERT_TRUE(fin.is_object()) << agent.process().err();
-  EXPECT_EQ(u(fin, "window_evicted"), 0u) << fin.dump();
-  EXPECT_EQ(u(fin, "unconfirmed"), 0u) << fin.dump();
-  EXPECT_EQ(u(fin, "dropped_queue_full") + u(fin, "dropped_send_failed") + u(fin, "dropped_at_exit"), 0u);
+  EXPECT_EQ(counted_undelivered(fin), 0u) << fin.dump();
   EXPECT_TRUE(fin["acknowledged"].get<bool>());
   EXPECT_GE(relay.connections(), 2u);
   auto stored = wait_api_flows(col.http_port, "exporter=127.0.0.1", flows.size(), 20s);
@@ -486,13 +496,10 @@ TEST(Delivery, CollectorKilledMidStreamLosesNothingWithinTheWindow) {
                          40s))
       << agent.process().err();
   make_traffic(p, 5215, 3);
-  agent.wait_flows([](const Json&) { return false; }, 500ms);
-  ASSERT_EQ(agent.stop(), 0);
-  const auto flows = agent.flows();
-  const Json fin = ipfix_final(agent);
+  std::vector<Json> flows;
+  const Json fin = stop_agent(agent, flows);
   ASSERT_TRUE(fin.is_object()) << agent.process().err();
-  EXPECT_EQ(u(fin, "window_evicted") + u(fin, "unconfirmed"), 0u) << fin.dump();
-  EXPECT_EQ(u(fin, "dropped_queue_full") + u(fin, "dropped_send_failed") + u(fin, "dropped_at_exit"), 0u);
+  EXPECT_EQ(counted_undelivered(fin), 0u) << fin.dump();
   auto stored = wait_api_flows(col->http_port, "exporter=127.0.0.1", flows.size(), 20s);
   expect_each_once(flows, stored);
   EXPECT_EQ(col->stop(), 0);
@@ -525,12 +532,10 @@ TEST(Delivery, BeyondTheWindowWhatIsMissingIsCounted) {
       db, std::vector<std::string>{"--no-udp", "--tcp-port", std::to_string(tcp_port), "--http-port", "0"});
   ASSERT_TRUE(wait_ipfix(agent, [](const Json& j) { return u(j, "connects") >= 2 && u(j, "window_records") == 0; }, 40s))
       << agent.process().err();
-  ASSERT_EQ(agent.stop(), 0);
-  const auto flows = agent.flows();
-  const Json fin = ipfix_final(agent);
+  std::vector<Json> flows;
+  const Json fin = stop_agent(agent, flows);
   ASSERT_TRUE(fin.is_object()) << agent.process().err();
-  const uint64_t counted = u(fin, "window_evicted") + u(fin, "unconfirmed") + u(fin, "dropped_queue_full") +
-                           u(fin, "dropped_send_failed") + u(fin, "dropped_at_exit");
+  const uint64_t counted = counted_undelivered(fin);
   EXPECT_GE(u(fin, "window_evicted"), 3u) << fin.dump();
   auto stored = wait_api_flows(col->http_port, "exporter=127.0.0.1", flows.size() - counted, 20s);
   size_t found = 0;
@@ -646,19 +651,12 @@ TEST(HostileWorld, AgentFlowsAreStoredExactlyOnceWhileFloodsRun) {
   traffic_done = true;
   udp_flood.join();
   RecordProperty("udp_flood_rounds", std::to_string(rounds.load()));
-  agent.wait_flows([](const Json&) { return false; }, 500ms);
-  ASSERT_TRUE(wait_ipfix(agent, [](const Json& j) { return u(j, "window_records") == 0 && u(j, "queued") == 0; }, 30s))
-      << agent.process().err();
-  ASSERT_EQ(agent.stop(), 0);
+  std::vector<Json> flows;
+  const Json fin = stop_agent(agent, flows);
   stop = true;
   slowloris.join();
-  const auto flows = agent.flows();
   ASSERT_GE(flows.size(), 12u);
-  const Json fin = ipfix_final(agent);
-  EXPECT_EQ(u(fin, "window_evicted") + u(fin, "unconfirmed") + u(fin, "dropped_queue_full") +
-                u(fin, "dropped_send_failed") + u(fin, "dropped_at_exit"),
-            0u)
-      << fin.dump();
+  EXPECT_EQ(counted_undelivered(fin), 0u) << fin.dump();
   auto stored = wait_api_flows(col.http_port, "exporter=127.0.0.1", flows.size(), 20s);
   expect_each_once(flows, stored);
   // The floods happened and were bounded.
