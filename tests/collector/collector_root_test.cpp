@@ -344,8 +344,12 @@ class Relay {
   int port() const { return port_; }
   void pass_acks(bool on) { pass_acks_ = on; }
   // Closes the current pair of connections; returns once they are closed.
-  void cut() {
+  // Acknowledgements pass from then on if `then_pass_acks` (set by the relay
+  // between the close and the next connection, so none from the old
+  // connection slips through and none on the new one is lost).
+  void cut(bool then_pass_acks) {
     const uint64_t before = cuts_;
+    pass_after_cut_ = then_pass_acks;
     cut_ = true;
     (void)!::write(ctl_[1], "x", 1);
     while (cuts_ == before) std::this_thread::sleep_for(10ms);
@@ -375,6 +379,7 @@ class Relay {
       pump(down, up);
       ::close(up);
       ::close(down);
+      if (cut_) pass_acks_ = pass_after_cut_.load();
       cut_ = false;
       cuts_++;
     }
@@ -406,7 +411,7 @@ class Relay {
   int upstream_;
   int listen_ = -1, port_ = 0;
   int ctl_[2] = {-1, -1};
-  std::atomic<bool> stop_{false}, cut_{false}, pass_acks_{true};
+  std::atomic<bool> stop_{false}, cut_{false}, pass_acks_{true}, pass_after_cut_{true};
   std::atomic<uint64_t> cuts_{0}, connections_{0};
   std::thread thread_;
 };
@@ -445,8 +450,7 @@ TEST(Delivery, ResentAfterACutConnectionIsStoredOnce) {
   // Stored, but the agent cannot know: its window holds them.
   ASSERT_EQ(wait_api_flows(col.http_port, "exporter=127.0.0.1", 9, 20s).size(), 9u);
   ASSERT_TRUE(wait_ipfix(agent, [](const Json& j) { return u(j, "window_records") >= 5; }, 20s));
-  relay.cut();
-  relay.pass_acks(true);
+  relay.cut(/*then_pass_acks=*/true);
   ASSERT_TRUE(wait_ipfix(agent, [](const Json& j) { return u(j, "records_replayed") >= 5 && u(j, "window_records") == 0; },
                          30s))
       << agent.process().err();
