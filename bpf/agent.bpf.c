@@ -85,6 +85,7 @@ struct owner {
 	__u32 pid;
 	__u32 pad;
 	char comm[FS_COMM_LEN];
+	char exe[FS_COMM_LEN];
 };
 struct listener_key {
 	__u32 netns;
@@ -280,11 +281,20 @@ static __always_inline void learn_tuple(const struct tcp_sock *tp, struct fs_flo
 	merge_sent_pending(f);
 }
 
+/* The program's name: its thread-group leader's comm (a thread is often
+ * named for its job, "Chrome_ChildIOT", not for its program). */
+static __always_inline void current_exe(char *exe)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	bpf_probe_read_kernel_str(exe, FS_COMM_LEN, t->group_leader->comm);
+}
+
 static __always_inline void bind_owner(struct fs_flow *f)
 {
 	f->pid = bpf_get_current_pid_tgid() >> 32;
 	f->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(f->comm, sizeof(f->comm));
+	current_exe(f->exe);
 	f->flags |= FS_F_ATTRIBUTED;
 }
 
@@ -379,6 +389,7 @@ static __always_inline void track_listener(const struct sock *sk, int newstate)
 		o.pid = bpf_get_current_pid_tgid() >> 32;
 		o.cgroup_id = bpf_get_current_cgroup_id();
 		bpf_get_current_comm(o.comm, sizeof(o.comm));
+		current_exe(o.exe);
 		bpf_map_update_elem(&listeners, &lk, &o, BPF_ANY);
 	} else {
 		bpf_map_delete_elem(&listeners, &lk);
@@ -459,6 +470,7 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 				nf.pid = o->pid;
 				nf.cgroup_id = o->cgroup_id;
 				__builtin_memcpy(nf.comm, o->comm, sizeof(nf.comm));
+				__builtin_memcpy(nf.exe, o->exe, sizeof(nf.exe));
 			}
 		} else {
 			nf.flags |= FS_F_PREEXISTING;

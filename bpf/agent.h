@@ -93,6 +93,7 @@ struct fs_flow {
 	fs_u32 drops_other; /* drops whose reason found no free slot */
 	fs_u32 exit_claim;  /* kernel-internal: set by whichever of the exit sweep and the
 			     * close reports the flow first while the agent stops */
+	char exe[FS_COMM_LEN]; /* comm of the owner's thread-group leader: the program, not the thread */
 	struct fs_drop_slot drops[FS_DROP_SLOTS];
 };
 
@@ -133,8 +134,9 @@ FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_flow, comm) == 88);
 FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_flow, tuple) == 104);
 FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_flow, direction) == 144);
 FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_flow, flags) == 148);
-FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_flow, drops) == 160);
-FS_LAYOUT_CHECK(sizeof(struct fs_flow) == 160 + 8 * FS_DROP_SLOTS);
+FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_flow, exe) == 160);
+FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_flow, drops) == 176);
+FS_LAYOUT_CHECK(sizeof(struct fs_flow) == 176 + 8 * FS_DROP_SLOTS);
 FS_LAYOUT_CHECK(sizeof(struct fs_tuple_key) == 36);
 FS_LAYOUT_CHECK(sizeof(struct fs_flow) % 8 == 0); /* ring buffer records need no padding */
 

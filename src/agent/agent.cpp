@@ -275,7 +275,10 @@ void Agent::Impl::handle(const fs_flow& k) {
     const CgroupInfo& cg = cgroups.info(*r.cgroup_id);
     if (!cg.path.empty()) r.cgroup = cg.path;
     r.container_id = cg.container_id;
+    r.unit = cg.unit;
   }
+  r.host = opts.host;
+  r.host_id = opts.host_id;
   for (auto& s : sinks) s->write(r);
 }
 

@@ -26,6 +26,10 @@ struct AgentOptions {
   std::chrono::milliseconds stats_interval{0};  // 0: no periodic stats
   bool verbose = false;
   bool unspecified_drops = false;  // attribute kfree_skb frees without a reason too
+  // Who reports: on every record, so a collector of many agents knows each
+  // record's host (unset: not sent).
+  std::optional<std::string> host;
+  std::optional<std::string> host_id;
 };
 
 // Counters from the kernel side and from user space, for --stats and metrics.

@@ -90,6 +90,7 @@ Flow decode_flow(const fs_flow& k, int64_t mono_to_real_ns, const DropReasonName
   if (k.pid) {
     r.pid = k.pid;
     r.comm.emplace(k.comm, strnlen(k.comm, sizeof(k.comm)));
+    if (k.exe[0]) r.exe.emplace(k.exe, strnlen(k.exe, sizeof(k.exe)));
   }
   if (k.cgroup_id) r.cgroup_id = k.cgroup_id;
   if (k.netns) r.netns = k.netns;

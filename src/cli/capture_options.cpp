@@ -1,5 +1,8 @@
 // Capture options shared by `flowscope agent` and `flowscope run`.
+#include <unistd.h>
+
 #include <charconv>
+#include <fstream>
 
 #include <fmt/format.h>
 
@@ -12,8 +15,30 @@ constexpr uint64_t kMinFlows = 1024;
 constexpr uint64_t kMaxFlows = 16u << 20;
 }  // namespace
 
+namespace {
+
+std::optional<std::string> this_host_name() {
+  char name[256] = {};
+  if (gethostname(name, sizeof name - 1) != 0 || !name[0]) return std::nullopt;
+  return std::string(name);
+}
+
+// systemd's machine id: stable across renames, new addresses and reboots.
+std::optional<std::string> this_host_id() {
+  std::ifstream in("/etc/machine-id");
+  std::string id;
+  if (!(in >> id) || id.size() != 32 ||
+      id.find_first_not_of("0123456789abcdef") != std::string::npos)
+    return std::nullopt;
+  return id;
+}
+
+}  // namespace
+
 AgentOptions CaptureArgs::resolve(const GlobalOptions& global) const {
   AgentOptions o = opts;
+  if (!o.host) o.host = this_host_name();
+  if (!o.host_id) o.host_id = this_host_id();
   o.verbose = global.verbose;
   o.active_timeout = std::chrono::milliseconds(static_cast<int64_t>(active_timeout_s * 1000));
   o.stats_interval = std::chrono::milliseconds(static_cast<int64_t>(stats_s * 1000));
@@ -45,6 +70,8 @@ void add_capture_options(CLI::App& cmd, CaptureArgs& c) {
   cmd.add_option("--ringbuf-size", o.ringbuf_bytes, "Kernel-to-user ring buffer bytes (rounded up to a power of two)")
       ->check(CLI::Range(4096u, 1u << 30))
       ->capture_default_str();
+  cmd.add_option("--host", o.host,
+                 "The host name every record carries (default: this host's name; its id comes from /etc/machine-id)");
   cmd.add_option("--netns", o.netns, "Only flows in this network namespace (path such as /var/run/netns/NAME, or inode)");
   cmd.add_option("--port", o.port, "Only flows with this local or remote port");
   cmd.add_option("--pid", o.pid, "Only flows owned by this process id");

@@ -49,6 +49,20 @@ std::optional<std::string> container_id_from_cgroup(std::string_view path) {
   return std::nullopt;
 }
 
+std::optional<std::string> unit_from_cgroup(std::string_view path) {
+  std::optional<std::string_view> scope;
+  while (!path.empty()) {
+    size_t slash = path.rfind('/');
+    std::string_view comp = slash == std::string_view::npos ? path : path.substr(slash + 1);
+    path = slash == std::string_view::npos ? std::string_view{} : path.substr(0, slash);
+    if (comp.ends_with(".service") && comp.size() > 8) return std::string(comp);
+    if (!scope && comp.ends_with(".scope") && comp.size() > 6) scope = comp;
+  }
+  // A scope that is a container's names no unit a person chose.
+  if (scope && !container_id_from_cgroup(*scope)) return std::string(*scope);
+  return std::nullopt;
+}
+
 std::string find_cgroup2_mount() {
   std::ifstream in("/proc/self/mountinfo");
   std::string line;
@@ -75,8 +89,9 @@ const CgroupInfo& CgroupResolver::info(uint64_t id) {
   auto it = cache_.find(id);
   if (it != cache_.end()) return it->second;
   if (cache_.size() >= kMaxCached) cache_.clear();
-  CgroupInfo ci{lookup(id), std::nullopt};
+  CgroupInfo ci{lookup(id), std::nullopt, std::nullopt};
   ci.container_id = container_id_from_cgroup(ci.path);
+  ci.unit = unit_from_cgroup(ci.path);
   return cache_.emplace(id, std::move(ci)).first->second;
 }
 

@@ -13,9 +13,14 @@ namespace flowscope {
 // (incl. Kubernetes), cri-o and podman, under cgroupfs or systemd drivers.
 std::optional<std::string> container_id_from_cgroup(std::string_view path);
 
+// The systemd unit a cgroup path names: its innermost "*.service", else its
+// innermost "*.scope" unless that scope is a container's.
+std::optional<std::string> unit_from_cgroup(std::string_view path);
+
 struct CgroupInfo {
   std::string path;  // relative to the cgroup2 mount; "" when unknown
   std::optional<std::string> container_id;
+  std::optional<std::string> unit;
 };
 
 // Resolves cgroup v2 ids (bpf_get_current_cgroup_id) to paths relative to the

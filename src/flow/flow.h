@@ -40,6 +40,8 @@ struct DropCount {
 
 struct Flow {
   std::string exporter;  // who reported it: exporter address, or "local" for the in-process agent
+  std::optional<std::string> host;     // the reporting agent's host name
+  std::optional<std::string> host_id;  // and its stable id (/etc/machine-id)
   uint32_t domain = 0;   // IPFIX observation domain (NetFlow v9: source id)
   uint64_t start_ns = 0;  // Unix epoch nanoseconds
   uint64_t end_ns = 0;
@@ -65,6 +67,8 @@ struct Flow {
   std::optional<CloseReason> close;
   std::optional<uint32_t> pid;
   std::optional<std::string> comm;
+  std::optional<std::string> exe;   // the program: comm of the thread-group leader
+  std::optional<std::string> unit;  // systemd unit or scope from the cgroup path
   std::optional<uint64_t> cgroup_id;
   std::optional<std::string> cgroup;
   std::optional<std::string> container_id;

@@ -469,6 +469,49 @@ TEST(Agent, ContainerCgroupGivesContainerIdAndFilters) {
   rmdir((mnt + "/fstest.slice").c_str());
 }
 
+// Who a record names: the host (--host, and /etc/machine-id), the thread
+// (comm), the program it belongs to (exe: its thread-group leader), and the
+// systemd unit its cgroup path names.
+TEST(Agent, RecordsNameTheHostTheProgramAndTheUnit) {
+  const std::string root = sh_out("findmnt -n -o TARGET -t cgroup2 | head -1");
+  ASSERT_FALSE(root.empty()) << "no cgroup2 mount";
+  const std::string mnt = root.substr(0, root.find('\n'));
+  const std::string rel = fmt::format("/fstest-{}.slice/fstest-web.service", getpid());
+  std::filesystem::create_directories(mnt + rel);
+  NsPair net("who");
+  const int port = free_port();
+  AgentRunner agent({"--port", std::to_string(port), "--host", "web-1.example"});
+  auto server = start_server(net.b, net.b4, port, {"--count", "1"});
+  auto client = std::make_unique<Process>(std::vector<std::string>{
+      "sh", "-c",
+      fmt::format("echo $$ > {}/cgroup.procs && exec ip netns exec {} {} client --addr {} --port {} --send 7 "
+                  "--thread-name Worker_IO",
+                  mnt + rel, net.a.name(), FS_PEER_BIN, net.b4, port)});
+  client->wait(20s);
+  server->wait(10s);
+  Json cj = peer_result(*client, "client");
+  ASSERT_FALSE(cj.is_null()) << client->err();
+  auto cf = wait_final(agent, net.a.inode(), cj["local_port"]);
+  ASSERT_TRUE(cf) << agent.process().out();
+  EXPECT_EQ((*cf)["comm"], "Worker_IO");
+  EXPECT_EQ((*cf)["exe"], "fs_peer");
+  EXPECT_EQ((*cf)["unit"], "fstest-web.service");
+  EXPECT_EQ((*cf)["host"], "web-1.example");
+  const std::string machine_id = sh_out("cat /etc/machine-id 2>/dev/null");
+  if (machine_id.size() >= 32)
+    EXPECT_EQ((*cf)["host_id"], machine_id.substr(0, 32));
+  else
+    EXPECT_FALSE(cf->contains("host_id")) << "no machine id here: none may be made up";
+  // The server's end: a listener's program, no unit outside a service cgroup.
+  auto sf = agent.wait_flows([&](const Json& f) { return f["netns"] == net.b.inode() && f["record"] == "final"; }, 5s);
+  ASSERT_EQ(sf.size(), 1u);
+  EXPECT_EQ(sf[0]["exe"], "fs_peer");
+  agent.stop();
+  client.reset();
+  rmdir((mnt + rel).c_str());
+  rmdir((mnt + rel.substr(0, rel.rfind('/'))).c_str());
+}
+
 TEST(Agent, NetnsAndPidFiltersRunInTheKernel) {
   NsPair net("filt");
   const int port = free_port();

@@ -29,6 +29,19 @@ TEST(ContainerId, NotContainers) {
   EXPECT_EQ(container_id_from_cgroup("/docker/" + upper), std::nullopt);
 }
 
+TEST(Unit, FromCgroupPaths) {
+  EXPECT_EQ(unit_from_cgroup("/system.slice/nginx.service"), "nginx.service");
+  EXPECT_EQ(unit_from_cgroup("/user.slice/user-1000.slice/user@1000.service/app.slice/app-firefox-1234.scope"),
+            "user@1000.service");
+  EXPECT_EQ(unit_from_cgroup("/user.slice/user-1000.slice/session-2.scope"), "session-2.scope");
+  EXPECT_EQ(unit_from_cgroup("/system.slice/docker-" + kId + ".scope"), std::nullopt);  // a container, not a unit
+  EXPECT_EQ(unit_from_cgroup("/system.slice/containerd.service/kubepods-pod1.slice/cri-containerd-" + kId + ".scope"),
+            "containerd.service");
+  EXPECT_EQ(unit_from_cgroup("/"), std::nullopt);
+  EXPECT_EQ(unit_from_cgroup("/docker/" + kId), std::nullopt);
+  EXPECT_EQ(unit_from_cgroup("/.service"), std::nullopt);
+}
+
 TEST(ContainerId, DeepestWins) {
   const std::string inner = std::string(64, 'b');
   EXPECT_EQ(container_id_from_cgroup("/docker/" + kId + "/docker/" + inner), inner);

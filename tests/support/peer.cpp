@@ -27,6 +27,10 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <sys/prctl.h>
+
+#include <thread>
+
 #include <fmt/format.h>
 
 namespace {
@@ -44,6 +48,7 @@ struct Opts {
   bool dstopts = false;  // IPv6: every segment carries a destination options header
   bool log = false;        // burst: one line per connection
   bool hold_open = false;  // burst: all connections open at once
+  std::string thread_name;  // client: connect from a thread of this name (the process keeps its own)
 };
 
 sockaddr_storage resolve(const std::string& addr, uint16_t port, socklen_t& len) {
@@ -297,9 +302,19 @@ int main(int argc, char** argv) {
     sub->add_flag("--dstopts", o.dstopts);
     sub->add_flag("--log", o.log);
     sub->add_flag("--hold-open", o.hold_open);
+    sub->add_option("--thread-name", o.thread_name);
   }
   CLI11_PARSE(app, argc, argv);
   setvbuf(stdout, nullptr, _IOLBF, 0);
   if (app.got_subcommand("burst")) return run_burst(o);
+  if (app.got_subcommand("client") && !o.thread_name.empty()) {
+    int rc = 0;
+    std::thread t([&] {
+      prctl(PR_SET_NAME, o.thread_name.c_str());
+      rc = run_client(o);
+    });
+    t.join();
+    return rc;
+  }
   return app.got_subcommand("server") ? run_server(o) : run_client(o);
 }
