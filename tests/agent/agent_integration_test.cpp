@@ -160,6 +160,44 @@ TEST(Agent, Ipv4OnDualStackSocketIsFamily4) {
   EXPECT_EQ((*sf)["bytes_received"], 20);
 }
 
+// The accepting end's tuple, for every kind of listener: on the LTS kernels
+// (6.1, 6.12) an accepted child's first event comes before the kernel fills
+// in its ports and addresses, so the record must take them later.
+TEST(Agent, InboundTupleIsExactOnEveryFamily) {
+  NsPair net("inbound");
+  struct Case {
+    std::string listen, connect, client_addr;
+    int family;
+  };
+  const Case cases[] = {{net.b4, net.b4, net.a4, 4},
+                        {net.b6, net.b6, net.a6, 6},
+                        {"::", net.b4, net.a4, 4},
+                        {"::", net.b6, net.a6, 6}};
+  const int first = free_port();
+  for (size_t i = 1; i < std::size(cases); i++) free_port();
+  AgentRunner agent({"--netns", std::to_string(net.b.inode())});
+  for (size_t i = 0; i < std::size(cases); i++) {
+    const Case& c = cases[i];
+    const int port = first + static_cast<int>(i);
+    SCOPED_TRACE(c.listen + " <- " + c.connect);
+    auto server = start_server(net.b, c.listen, port, {"--send", "10"});
+    auto client = run_client(net.a, c.connect, port, {"--send", "20"});
+    server->wait(10s);
+    Json cj = peer_result(*client, "client");
+    ASSERT_FALSE(cj.is_null()) << client->out() << client->err();
+    auto sf = wait_final(agent, net.b.inode(), port);
+    ASSERT_TRUE(sf) << agent.process().out();
+    EXPECT_EQ((*sf)["direction"], "inbound");
+    EXPECT_EQ((*sf)["family"], c.family);
+    EXPECT_EQ((*sf)["local_addr"], c.connect);
+    EXPECT_EQ((*sf)["local_port"], port);
+    EXPECT_EQ((*sf)["remote_addr"], c.client_addr);
+    EXPECT_EQ((*sf)["remote_port"], cj["local_port"]);
+    EXPECT_EQ((*sf)["bytes_received"], 20);
+    EXPECT_EQ((*sf)["bytes_sent"], 10);
+  }
+}
+
 // --- loss, retransmits, drops ----------------------------------------------
 
 // Waits for a client (in net.a) / server (in net.b) exchange to end: the
