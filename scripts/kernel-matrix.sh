@@ -164,6 +164,7 @@ echo "FSM-BOOTED $(cut -d' ' -f1 /proc/uptime)"
 flowscope=$(cat /flowscope.path)
 $flowscope features > /tmp/features 2>&1
 sed 's/^/FSM-FEATURES /' /tmp/features
+if [ -n "${EXTRA:-}" ]; then eval "$EXTRA"; fi
 for t in $TESTS; do
   echo "FSM-RUN $t"
   "$t" --gtest_color=no --gtest_filter="$FILTER" 2>&1
@@ -177,6 +178,8 @@ EOF
   {
     echo "TESTS='${TESTS[*]}'"
     echo "FILTER='$filter'"
+    # A shell command run in the VM before the tests (for a look around).
+    if [ -n "${FLOWSCOPE_MATRIX_EXTRA:-}" ]; then printf 'EXTRA=%q\n' "$FLOWSCOPE_MATRIX_EXTRA"; fi
   } > "$r/matrix.conf"
 }
 
@@ -245,7 +248,7 @@ for k in "${kernels[@]}"; do
     awk '/^[a-z]+: /{cmd=$1} / no  /{sub(/^ +/, ""); split($0, a, /  +/); miss[cmd]=miss[cmd] (miss[cmd] ? ", " : "") a[1]}
          /^(agent|trace): /{state[$1]=($0 ~ /cannot run|needs Linux [0-9.]+\+\)$/ && $0 !~ /runs here/) ? "off" : "on"}
          END {for (c in state) printf "%s %s%s; ", c, state[c], (miss[c] ? " (without " miss[c] ")" : "")}')
-  status=ok
+  status=finished
   if [ "$done_line" = 0 ]; then status="did not finish (see $log)"; fail=1; fi
   if [ "$failed" != 0 ] || [ "$passed" = 0 ]; then fail=1; fi
   grep -q '^FSM-RC .* [^0]$' "$log" && fail=1
