@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "kernel/btf.h"
+#include "kernel/features.h"
 #include "support/agent_runner.h"
 #include "support/netns.h"
 #include "support/process.h"
@@ -577,6 +578,24 @@ TEST(Agent, OpenFlowsAreReportedAtShutdown) {
 }
 
 // --- overload is counted -----------------------------------------------------------
+
+// Every --stats line names the optional hooks this kernel lacks, exactly those
+// the features table finds missing (none on a complete kernel: an empty list).
+TEST(Agent, StatsNameTheFeaturesThisKernelLacks) {
+  NetNs ns("featoff");
+  AgentRunner agent({"--netns", ns.path(), "--stats", "0.2"});
+  ASSERT_TRUE(agent.process().wait_for("\"type\":\"stats\"", 20s)) << agent.process().err();
+  auto stats = agent.stats();
+  ASSERT_FALSE(stats.empty());
+  ASSERT_TRUE(stats.front().contains("features_off")) << stats.front().dump();
+  std::set<std::string> off, expected;
+  for (const auto& id : stats.front()["features_off"]) off.insert(id.get<std::string>());
+  const auto report = flowscope::probe_command(flowscope::KernelProbe::open(), "agent");
+  for (const auto& r : report.rows)
+    if (!r.required && r.needed && !r.present) expected.insert(r.id);
+  EXPECT_EQ(off, expected);
+  EXPECT_EQ(agent.stop(), 0);
+}
 
 TEST(Agent, RingBufferOverflowIsCounted) {
   // In a namespace of its own, filtered in the kernel before tracking: the
