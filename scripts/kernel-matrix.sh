@@ -3,7 +3,7 @@
 #
 # Usage (as root, after a build):
 #   bash scripts/kernel-matrix.sh [--kernel 5.10|6.1|6.12|all] [--tests FILTER|ci|all]
-#                                 [--build DIR] [--cache DIR] [--timeout SECONDS]
+#                                 [--build DIR] [--cache DIR] [--timeout SECONDS] [--no-docs]
 #
 # For each kernel: its Debian cloud image package is fetched once with apt
 # (private sources list and state: the system's apt configuration is not
@@ -13,7 +13,7 @@
 # (veth, nf_tables ...); qemu boots it (KVM when it works, else TCG), the init
 # script runs the tests (a gtest filter) and `flowscope features`, and the
 # result comes back over the serial console. docs/kernels.md gets one row per
-# kernel. The exit status is non-zero when any test failed or the VM did not
+# kernel (not with --no-docs, as in CI: a run leaves the tree as it was). The exit status is non-zero when any test failed or the VM did not
 # report.
 #
 # The tests run in the VM under the same paths as in the build tree (the test
@@ -39,9 +39,9 @@ CI_FILTER='Sizes/ExactBytes.*/v4_1048576up_12345down:Sizes/ExactBytes.*/v6_12345
 CI_FILTER+=':Agent.Ipv4OnDualStackSocketIsFamily4:Agent.InboundTupleIsExactOnEveryFamily'
 CI_FILTER+=':Agent.RetransmitsAndDropsMatchKernelCounters:Agent.RefusedConnectIsAFlowWithNoSocketDrop'
 CI_FILTER+=':Agent.ResetByPeerAndResetSent:Agent.AttributesBothEndsToTheirProcessesUnderLoad'
-CI_FILTER+=':Probe.*:FeaturesCommand.*'
+CI_FILTER+=':Agent.StatsNameTheFeaturesThisKernelLacks:Probe.*:FeaturesCommand.*'
 
-kernel=6.1 tests=ci build=build timeout=1200
+kernel=6.1 tests=ci build=build timeout=1200 docs=1
 cache=${FLOWSCOPE_KERNEL_CACHE:-/var/cache/flowscope-kernels}
 while [ $# -gt 0 ]; do
   case $1 in
@@ -50,6 +50,7 @@ while [ $# -gt 0 ]; do
     --build) build=$2; shift 2 ;;
     --cache) cache=$2; shift 2 ;;
     --timeout) timeout=$2; shift 2 ;;
+    --no-docs) docs=0; shift ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "kernel-matrix: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -159,12 +160,18 @@ echo 1 > /proc/sys/kernel/printk
 ip link set lo up
 while read -r m; do insmod "$m" || echo "FSM-MODULE-FAILED $m"; done < /modules.order
 . /matrix.conf
-echo "FSM-KERNEL $(uname -r)"
+echo; echo "FSM-KERNEL $(uname -r)"
 echo "FSM-BOOTED $(cut -d' ' -f1 /proc/uptime)"
 flowscope=$(cat /flowscope.path)
 $flowscope features > /tmp/features 2>&1
 sed 's/^/FSM-FEATURES /' /tmp/features
 if [ -n "${EXTRA:-}" ]; then eval "$EXTRA"; fi
+# A kernel below the agent's minimum: the agent must refuse it in one
+# sentence (checked on the host side), and its tests cannot run.
+if grep -q '^agent: cannot run here' /tmp/features; then
+  echo "FSM-AGENT-OFF $($flowscope agent 2>&1 | head -1)"
+  TESTS=$(echo $TESTS | tr ' ' '\n' | grep -v agent_integration_test)
+fi
 for t in $TESTS; do
   echo "FSM-RUN $t"
   "$t" --gtest_color=no --gtest_filter="$FILTER" 2>&1
@@ -244,28 +251,41 @@ for k in "${kernels[@]}"; do
   passed=$(grep -cE '^\[ +OK \] ' "$log" || true)
   failed=$(grep -cE '^\[  FAILED  \] .* \([0-9]+ ms\)$' "$log" || true)
   done_line=$(grep -c '^FSM-DONE' "$log" || true)
-  features=$(grep '^FSM-FEATURES ' "$log" | sed 's/^FSM-FEATURES //' |
-    awk '/^[a-z]+: /{cmd=$1} / no  /{sub(/^ +/, ""); split($0, a, /  +/); miss[cmd]=miss[cmd] (miss[cmd] ? ", " : "") a[1]}
-         /^(agent|trace): /{state[$1]=($0 ~ /cannot run|needs Linux [0-9.]+\+\)$/ && $0 !~ /runs here/) ? "off" : "on"}
-         END {for (c in state) printf "%s %s%s; ", c, state[c], (miss[c] ? " (without " miss[c] ")" : "")}')
+  # Per command: on / off, and the hooks it goes without here.
+  features=$(grep -o 'FSM-FEATURES .*' "$log" | sed 's/^FSM-FEATURES //' | awk '
+    /^(agent|trace): / {c = substr($1, 1, length($1) - 1); order[++n] = c
+      state[c] = /cannot run here/ ? "off" : "on"}
+    /^  / && / [0-9]+\.[0-9]+ +no +/ && !/not needed here/ {
+      sub(/^  +/, ""); sub(/  +[0-9]+\.[0-9]+ +no .*/, ""); miss[c] = miss[c] (miss[c] ? ", " : "") $0}
+    END {for (i = 1; i <= n; i++) {c = order[i]
+      printf "%s%s %s%s", (i > 1 ? "; " : ""), c, state[c], (miss[c] ? " (without " miss[c] ")" : "")}}')
   status=finished
+  ran=$tests
+  if refusal=$(grep -o 'FSM-AGENT-OFF .*' "$log"); then
+    # Below the agent's minimum: the probe tests only, and the refusal must
+    # be the one-sentence kind.
+    ran="$tests (probes only: the agent refuses this kernel)"
+    echo "kernel-matrix: $k: ${refusal#FSM-AGENT-OFF }"
+    case $refusal in *"needs Linux "*" or newer: this kernel lacks "*) ;; *) fail=1 ;; esac
+  fi
   if [ "$done_line" = 0 ]; then status="did not finish (see $log)"; fail=1; fi
   if [ "$failed" != 0 ] || [ "$passed" = 0 ]; then fail=1; fi
   grep -q '^FSM-RC .* [^0]$' "$log" && fail=1
   echo "kernel-matrix: $k: $passed passed, $failed failed, boot ${booted:-?} s (guest clock), wall $(printf %.0f "$wall") s, $status"
-  ROW[$k]="| ${PKG[$k]} (${SUITE[$k]}) | $(sed -n 's/^FSM-KERNEL //p' "$log" | head -1) | $passed | $failed | $(printf %.0f "$wall") s | ${features% } |"
+  ROW[$k]="| ${PKG[$k]} (${SUITE[$k]}) | $(grep -o 'FSM-KERNEL .*' "$log" | head -1 | cut -d' ' -f2) | $ran | $passed | $failed | $(printf %.0f "$wall") s | $features |"
 done
 
 # --- docs/kernels.md: this run's rows replace the same kernels' rows ------------
 
 doc=docs/kernels.md
-if [ -f "$doc" ] && grep -q '^| kernel package' "$doc"; then
-  for k in "${kernels[@]}"; do
-    awk -v key="| ${PKG[$k]} (" -v row="${ROW[$k]}" 'index($0, key) == 1 {print row; done=1; next} {print}
-      /^\| --- / && !done {hdr=1} END {}' "$doc" > "$doc.tmp"
-    grep -qF "${ROW[$k]}" "$doc.tmp" || awk -v row="${ROW[$k]}" '{print} /^\| --- /{print row}' "$doc" > "$doc.tmp"
-    mv "$doc.tmp" "$doc"
-  done
-  echo "kernel-matrix: results in $doc (filter '$tests')"
+if [ "$docs" = 1 ] && [ -f "$doc" ] && grep -q '^| --- ' "$doc"; then
+  {
+    sed '/^| --- /q' "$doc"
+    for k in "${ORDER[@]}"; do
+      if [ -n "${ROW[$k]:-}" ]; then echo "${ROW[$k]}"; else grep -F "| ${PKG[$k]} (" "$doc" || true; fi
+    done
+  } > "$doc.tmp"
+  mv "$doc.tmp" "$doc"
+  echo "kernel-matrix: results in $doc"
 fi
 exit $fail
