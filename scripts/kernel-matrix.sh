@@ -66,7 +66,7 @@ TESTS=("$build/tests/agent/agent_integration_test" "$build/tests/kernel/kernel_r
 for f in "${BINS[@]}" "${TESTS[@]}"; do
   [ -x "$f" ] || { echo "kernel-matrix: $f missing: build flowscope, fs_peer, agent_integration_test and kernel_root_test first" >&2; exit 2; }
 done
-for t in qemu-system-x86_64 busybox cpio xz apt-get; do
+for t in qemu-system-x86_64 busybox cpio xz apt-get dpkg-deb objcopy ldd dash timeout ip nft ss nstat sysctl findmnt; do
   command -v "$t" > /dev/null || { echo "kernel-matrix: $t missing (bash scripts/setup.sh installs it)" >&2; exit 2; }
 done
 
@@ -78,7 +78,7 @@ mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sourc
 mirror=${mirror%/}
 [ -n "$mirror" ] || { echo "kernel-matrix: no Debian mirror in /etc/apt/sources.list*" >&2; exit 2; }
 APT=(-o "Dir::Etc::sourcelist=$cache/apt/sources.list" -o Dir::Etc::sourceparts=- -o "Dir::State::Lists=$cache/apt/lists"
-     -o "Dir::Cache=$cache/apt/cache" -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= -o Debug::NoLocking=1)
+     -o "Dir::Cache=$cache/apt/cache" -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
 
 fetch_kernel() {  # $1: matrix key; sets kdir and krel
   local k=$1 v=${PKG[$1]}
@@ -93,7 +93,8 @@ fetch_kernel() {  # $1: matrix key; sets kdir and krel
         echo "deb [signed-by=$kr] ${mirror%/debian}/debian-security $s-security main" >> "$cache/apt/sources.list"
       done
       apt-get "${APT[@]}" update -q > "$cache/apt/update.log" 2>&1 || { cat "$cache/apt/update.log" >&2; exit 1; }
-      (cd "$cache/debs" && apt-get "${APT[@]}" download "linux-image-$v-cloud-amd64" 2>&1 | grep -v '^W: Download is performed unsandboxed')
+      (cd "$cache/debs" && apt-get "${APT[@]}" download "linux-image-$v-cloud-amd64") ||
+        { echo "kernel-matrix: apt-get download linux-image-$v-cloud-amd64 failed" >&2; exit 1; }
     fi
     rm -rf "$kdir.tmp" && mkdir -p "$kdir.tmp"
     dpkg-deb -x "$cache"/debs/linux-image-"$v"-cloud-amd64_*.deb "$kdir.tmp"
@@ -240,13 +241,13 @@ for k in "${kernels[@]}"; do
   (cd "$stage/root" && find . | cpio -o -H newc --quiet > "$img")
   log=$cache/logs/$k.log
   echo "kernel-matrix: $k ($krel): booting, tests '$filter'"
-  t0=$(date +%s.%N)
+  t0=$SECONDS
   # Serial console to stdout; a panic or a hang ends in qemu's exit or the timeout.
   timeout "$timeout" qemu-system-x86_64 "${accel[@]}" -m 2048 -smp 2 -nographic -no-reboot \
     -kernel "$kdir/boot/vmlinuz-$krel" -initrd "$img" \
     -append "console=ttyS0 panic=-1 quiet loglevel=1 rdinit=/init" < /dev/null 2>&1 |
     tr -d '\r' | tee "$log" | grep --line-buffered -E '^\[ *(RUN|OK|FAILED) |^FSM-(KERNEL|BOOTED|RC|DONE|MODULE)' || true
-  wall=$(echo "$(date +%s.%N) - $t0" | bc)
+  wall=$((SECONDS - t0))
   booted=$(sed -n 's/^FSM-BOOTED //p' "$log" | head -1)
   passed=$(grep -cE '^\[ +OK \] ' "$log" || true)
   failed=$(grep -cE '^\[  FAILED  \] .* \([0-9]+ ms\)$' "$log" || true)
@@ -271,8 +272,8 @@ for k in "${kernels[@]}"; do
   if [ "$done_line" = 0 ]; then status="did not finish (see $log)"; fail=1; fi
   if [ "$failed" != 0 ] || [ "$passed" = 0 ]; then fail=1; fi
   grep -q '^FSM-RC .* [^0]$' "$log" && fail=1
-  echo "kernel-matrix: $k: $passed passed, $failed failed, boot ${booted:-?} s (guest clock), wall $(printf %.0f "$wall") s, $status"
-  ROW[$k]="| ${PKG[$k]} (${SUITE[$k]}) | $(grep -o 'FSM-KERNEL .*' "$log" | head -1 | cut -d' ' -f2) | $ran | $passed | $failed | $(printf %.0f "$wall") s | $features |"
+  echo "kernel-matrix: $k: $passed passed, $failed failed, boot ${booted:-?} s (guest clock), wall $wall s, $status"
+  ROW[$k]="| ${PKG[$k]} (${SUITE[$k]}) | $(grep -o 'FSM-KERNEL .*' "$log" | head -1 | cut -d' ' -f2) | $ran | $passed | $failed | $wall s | $features |"
 done
 
 # --- docs/kernels.md: this run's rows replace the same kernels' rows ------------
