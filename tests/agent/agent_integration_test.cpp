@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <regex>
 #include <set>
@@ -33,12 +34,24 @@ Json peer_result(Process& p, const std::string& role) {
   return Json();
 }
 
+// Deadlines stretched on a slow machine (FLOWSCOPE_TEST_SLACK=N; the kernel
+// matrix sets it under qemu without KVM). Never a delay: each wait ends at
+// its event, the deadline only bounds a failure.
+std::chrono::milliseconds slack(std::chrono::milliseconds t) {
+  static const int k = [] {
+    const char* v = std::getenv("FLOWSCOPE_TEST_SLACK");
+    const int n = v ? std::atoi(v) : 1;
+    return n > 0 ? n : 1;
+  }();
+  return t * k;
+}
+
 std::unique_ptr<Process> start_server(const NetNs& ns, const std::string& addr, int port, std::vector<std::string> extra = {}) {
   std::vector<std::string> argv = {"ip", "netns", "exec", ns.name(), FS_PEER_BIN, "server", "--addr", addr,
                                    "--port", std::to_string(port)};
   argv.insert(argv.end(), extra.begin(), extra.end());
   auto p = std::make_unique<Process>(argv);
-  if (!p->wait_for("listening", 10s, false)) throw std::runtime_error("server did not start: " + p->err());
+  if (!p->wait_for("listening", slack(10s), false)) throw std::runtime_error("server did not start: " + p->err());
   return p;
 }
 
@@ -47,13 +60,14 @@ std::unique_ptr<Process> run_client(const NetNs& ns, const std::string& addr, in
                                    "--port", std::to_string(port)};
   argv.insert(argv.end(), extra.begin(), extra.end());
   auto p = std::make_unique<Process>(argv);
-  p->wait(60s);
+  p->wait(slack(60s));
   return p;
 }
 
 std::optional<Json> wait_final(AgentRunner& agent, unsigned netns, int local_port, std::chrono::milliseconds t = 5s) {
   auto hits = agent.wait_flows(
-      [&](const Json& f) { return f["record"] == "final" && f["netns"] == netns && f["local_port"] == local_port; }, t);
+      [&](const Json& f) { return f["record"] == "final" && f["netns"] == netns && f["local_port"] == local_port; },
+      slack(t));
   if (hits.empty()) return std::nullopt;
   return hits.front();
 }
@@ -105,7 +119,7 @@ TEST_P(ExactBytes, BothEndsMatchWhatThePeersCounted) {
   const std::string srv_addr = c.v6 ? net.b6 : net.b4;
   auto server = start_server(net.b, srv_addr, port, {"--send", std::to_string(c.down)});
   auto client = run_client(net.a, srv_addr, port, {"--send", std::to_string(c.up)});
-  server->wait(10s);
+  server->wait(slack(10s));
   Json cj = peer_result(*client, "client"), sj = peer_result(*server, "server");
   ASSERT_FALSE(cj.is_null()) << client->out() << client->err();
   ASSERT_FALSE(sj.is_null()) << server->out();
@@ -183,7 +197,7 @@ TEST(Agent, InboundTupleIsExactOnEveryFamily) {
     SCOPED_TRACE(c.listen + " <- " + c.connect);
     auto server = start_server(net.b, c.listen, port, {"--send", "10"});
     auto client = run_client(net.a, c.connect, port, {"--send", "20"});
-    server->wait(10s);
+    server->wait(slack(10s));
     Json cj = peer_result(*client, "client");
     ASSERT_FALSE(cj.is_null()) << client->out() << client->err();
     auto sf = wait_final(agent, net.b.inode(), port);
@@ -211,7 +225,7 @@ struct Exchange {
 
 Exchange finish_exchange(AgentRunner& agent, const NsPair& net, Process& server, Process& client, int port) {
   Exchange e;
-  server.wait(30s);
+  server.wait(slack(30s));
   e.client = peer_result(client, "client");
   if (e.client.is_null()) return e;
   e.cf = wait_final(agent, net.a.inode(), e.client["local_port"]);
@@ -378,7 +392,7 @@ TEST(Agent, RefusedConnectIsAFlowWithNoSocketDrop) {
   auto client = run_client(net.a, net.b4, port, {"--send", "1"});
   Json cj = peer_result(*client, "client");
   ASSERT_EQ(cj.value("error", ""), "Connection refused") << client->out();
-  auto cf = agent.wait_flows([&](const Json& f) { return f["netns"] == net.a.inode(); }, 5s);
+  auto cf = agent.wait_flows([&](const Json& f) { return f["netns"] == net.a.inode(); }, slack(5s));
   ASSERT_EQ(cf.size(), 1u) << agent.process().out();
   EXPECT_EQ(cf[0]["close"], "refused");
   EXPECT_EQ(cf[0]["direction"], "outbound");
@@ -397,7 +411,7 @@ TEST(Agent, ResetByPeerAndResetSent) {
   {
     auto server = start_server(net.b, net.b4, port, {"--rst", "--hold-ms", "300"});
     auto client = run_client(net.a, net.b4, port, {"--send", "100", "--hold-ms", "0"});
-    server->wait(10s);
+    server->wait(slack(10s));
     Json cj = peer_result(*client, "client");
     auto cf = wait_final(agent, net.a.inode(), cj["local_port"]);
     auto sf = wait_final(agent, net.b.inode(), port);
@@ -410,7 +424,7 @@ TEST(Agent, ResetByPeerAndResetSent) {
   AgentRunner agent2({"--port", std::to_string(port2)});
   auto server = start_server(net.b, net.b4, port2);
   auto client = run_client(net.a, net.b4, port2, {"--send", "100", "--rst", "--hold-ms", "200"});
-  server->wait(10s);
+  server->wait(slack(10s));
   Json cj = peer_result(*client, "client");
   auto cf = wait_final(agent2, net.a.inode(), cj["local_port"]);
   auto sf = wait_final(agent2, net.b.inode(), port2);
@@ -430,7 +444,7 @@ TEST(Agent, ConnectTimeoutIsAFlow) {
   auto client = run_client(net.a, net.b4, port, {"--syn-retries", "1", "--timeout-ms", "2500"});
   Json cj = peer_result(*client, "client");
   ASSERT_EQ(cj.value("error", ""), "Connection timed out") << client->out();
-  auto cf = agent.wait_flows([&](const Json& f) { return f["netns"] == net.a.inode(); }, 5s);
+  auto cf = agent.wait_flows([&](const Json& f) { return f["netns"] == net.a.inode(); }, slack(5s));
   ASSERT_EQ(cf.size(), 1u) << agent.process().out();
   EXPECT_EQ(cf[0]["close"], "timeout");
   EXPECT_NE(cf[0]["local_port"], 0);
@@ -456,7 +470,7 @@ TEST(Agent, AttributesBothEndsToTheirProcessesUnderLoad) {
   auto server = start_server(net.b, net.b4, port, {"--count", "5", "--send", "3000"});
   std::vector<Json> clients;
   for (int i = 0; i < 5; i++) clients.push_back(peer_result(*run_client(net.a, net.b4, port, {"--send", "5000"}), "client"));
-  server->wait(10s);
+  server->wait(slack(10s));
   burners.clear();
   for (const auto& cj : clients) {
     auto cf = wait_final(agent, net.a.inode(), cj["local_port"]);
@@ -465,7 +479,7 @@ TEST(Agent, AttributesBothEndsToTheirProcessesUnderLoad) {
     EXPECT_EQ((*cf)["comm"], "fs_peer");
   }
   const Json listening = peer_result(*server, "listening");
-  auto sflows = agent.wait_flows([&](const Json& f) { return f["netns"] == net.b.inode() && f["record"] == "final"; }, 5s);
+  auto sflows = agent.wait_flows([&](const Json& f) { return f["netns"] == net.b.inode() && f["record"] == "final"; }, slack(5s));
   ASSERT_EQ(sflows.size(), 5u);
   for (const auto& sf : sflows) {
     EXPECT_EQ(sf["pid"], listening["pid"]) << sf.dump();
@@ -492,7 +506,7 @@ TEST(Agent, ContainerCgroupGivesContainerIdAndFilters) {
       fmt::format("echo $$ > {}/cgroup.procs && exec ip netns exec {} {} client --addr {} --port {} --send 7", mnt + rel,
                   net.a.name(), FS_PEER_BIN, net.b4, port)});
   client->wait(20s);
-  server->wait(10s);
+  server->wait(slack(10s));
   Json cj = peer_result(*client, "client");
   ASSERT_FALSE(cj.is_null()) << client->err();
   auto cf = wait_final(agent, net.a.inode(), cj["local_port"]);
@@ -516,7 +530,7 @@ TEST(Agent, NetnsAndPidFiltersRunInTheKernel) {
   AgentRunner by_ns({"--netns", net.a.path()});
   AgentRunner by_pid({"--pid", std::to_string(listening["pid"].get<int>())});
   for (int i = 0; i < 2; i++) run_client(net.a, net.b4, port, {"--send", "9"});
-  server->wait(10s);
+  server->wait(slack(10s));
   std::this_thread::sleep_for(500ms);
   by_ns.stop();
   by_pid.stop();
@@ -536,7 +550,7 @@ TEST(Agent, LongFlowYieldsInterimThenFinalAndTotalsAddUp) {
   AgentRunner agent({"--port", std::to_string(port), "--active-timeout", "1"});
   auto server = start_server(net.b, net.b4, port, {"--send", "777"});
   auto client = run_client(net.a, net.b4, port, {"--send", "100000", "--hold-ms", "2600"});
-  server->wait(10s);
+  server->wait(slack(10s));
   Json cj = peer_result(*client, "client");
   auto cf = wait_final(agent, net.a.inode(), cj["local_port"]);
   ASSERT_TRUE(cf) << agent.process().out();
@@ -667,7 +681,7 @@ TEST(Agent, ConnectionsOpenBeforeStartAreReported) {
   std::this_thread::sleep_for(1000ms);  // established and idle before the agent exists
   AgentRunner agent({"--port", std::to_string(port), "--active-timeout", "1"});
   t.join();
-  server->wait(10s);
+  server->wait(slack(10s));
   const Json sj = peer_result(*server, "server");
   auto sf = wait_final(agent, net.b.inode(), port);
   ASSERT_TRUE(sf) << agent.process().out();
