@@ -143,16 +143,15 @@ static __always_inline __u32 sk_netns(const struct sock *sk)
  * is not complete: the local port not bound yet (a connect at SYN_SENT), or
  * no remote port yet. The latter is an accepted child at its first event on
  * older kernels (seen on 6.1 and 6.12; 6.18 has the tuple there):
- * inet_csk_clone_lock() fires LISTEN->SYN_RECV before it copies the
- * request's ports, and the addresses (and, for IPv4 on a
- * dual-stack listener, the family) are the listener's until
- * tcp_v4/v6_syn_recv_sock() fill them in; a connected socket always has a
- * remote port. At the final CLOSE the kernel has already released the port
- * (skc_num reads 0) but inet_sport still holds it, so a flow can learn its
- * tuple as late as that. RD reads one field and RD_ADDR one 16-byte address: direct loads for
- * a BTF pointer (events; CO-RE relocated and checked by the verifier, a load
- * each), BPF_CORE_READ for a socket address kept as an integer (the periodic
- * dump; a helper call each). */
+ * inet_csk_clone_lock() fires LISTEN->SYN_RECV before it copies the request's
+ * ports, and the addresses (and, for IPv4 on a dual-stack listener, the
+ * family) are the listener's until tcp_v4/v6_syn_recv_sock() fill them in; a
+ * connected socket always has a remote port. At the final CLOSE the kernel
+ * has already released the port (skc_num reads 0) but inet_sport still holds
+ * it, so a flow can learn its tuple as late as that. RD reads one field and
+ * RD_ADDR one 16-byte address: direct loads for a BTF pointer (events; CO-RE
+ * relocated and checked by the verifier, a load each), BPF_CORE_READ for a
+ * socket address kept as an integer (the periodic dump; a helper call each). */
 #define RD_DIRECT(p, field) ((p)->field)
 #define RD_ADDR_DIRECT(dst, p, field) __builtin_memcpy((dst), &(p)->field, 16)
 #define RD_ADDR_PROBE(dst, p, field) BPF_CORE_READ_INTO((struct in6_addr *)(dst), p, field)

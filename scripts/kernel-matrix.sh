@@ -66,7 +66,7 @@ TESTS=("$build/tests/agent/agent_integration_test" "$build/tests/kernel/kernel_r
 for f in "${BINS[@]}" "${TESTS[@]}"; do
   [ -x "$f" ] || { echo "kernel-matrix: $f missing: build flowscope, fs_peer, agent_integration_test and kernel_root_test first" >&2; exit 2; }
 done
-for t in qemu-system-x86_64 busybox cpio xz apt-get dpkg-deb objcopy ldd dash timeout ip nft ss nstat sysctl findmnt; do
+for t in qemu-system-x86_64 busybox cpio xz apt-get dpkg-deb objcopy ldd dash timeout ip nft ss nstat sysctl findmnt setpriv; do
   command -v "$t" > /dev/null || { echo "kernel-matrix: $t missing (bash scripts/setup.sh installs it)" >&2; exit 2; }
 done
 
@@ -138,7 +138,7 @@ make_common() {
   [ -e "$r/bin/sh" ] || ln -s "$(readlink -f "$(command -v dash)")" "$r/bin/sh"
   # The real tools the tests call, in front of busybox's applets on PATH.
   local t tools=()
-  for t in ip nft ss nstat sysctl findmnt; do tools+=("$(command -v "$t")"); done
+  for t in ip nft ss nstat sysctl findmnt setpriv; do tools+=("$(command -v "$t")"); done
   copy_with_libs "${BINS[@]}" "${TESTS[@]}" "${tools[@]}"
   for t in "${tools[@]}"; do [ -e "$r$t" ] || { mkdir -p "$r$(dirname "$t")"; cp "$t" "$r$t"; }; done
   [ -d /etc/iproute2 ] && cp -r /etc/iproute2 "$r/etc/"
@@ -248,7 +248,7 @@ for k in "${kernels[@]}"; do
   timeout "$timeout" qemu-system-x86_64 "${accel[@]}" -m 2048 -smp 2 -nographic -no-reboot \
     -kernel "$kdir/boot/vmlinuz-$krel" -initrd "$img" \
     -append "console=ttyS0 panic=-1 quiet loglevel=1 rdinit=/init" < /dev/null 2>&1 |
-    tr -d '\r' | tee "$log" | grep --line-buffered -E '^\[ *(RUN|OK|FAILED) |^FSM-(KERNEL|BOOTED|RC|DONE|MODULE)' || true
+    sed -u 's/\r$//' | tee "$log" | grep --line-buffered -E '^\[ *(RUN|OK|FAILED) |^FSM-(KERNEL|BOOTED|RC|DONE|MODULE)' || true
   wall=$((SECONDS - t0))
   booted=$(sed -n 's/^FSM-BOOTED //p' "$log" | head -1)
   passed=$(grep -cE '^\[ +OK \] ' "$log" || true)
