@@ -140,13 +140,19 @@ static __always_inline __u32 sk_netns(const struct sock *sk)
 	return sk->__sk_common.skc_net.net->ns.inum;
 }
 
-/* Reads addresses and ports; returns 0 when the local port is not bound yet.
- * At the final CLOSE the kernel has already released the port (skc_num reads
- * 0) but inet_sport still holds it, so a flow can learn its tuple as late as
- * that. RD reads one field and RD_ADDR one 16-byte address: direct loads for
- * a BTF pointer (events; CO-RE relocated and checked by the verifier, a load
- * each), BPF_CORE_READ for a socket address kept as an integer (the periodic
- * dump; a helper call each). */
+/* Reads addresses and ports; returns 0 (and writes nothing) while the tuple
+ * is not complete: the local port not bound yet (a connect at SYN_SENT), or
+ * no remote port yet. The latter is an accepted child at its first event on
+ * older kernels (seen on 6.1 and 6.12; 6.18 has the tuple there):
+ * inet_csk_clone_lock() fires LISTEN->SYN_RECV before it copies the request's
+ * ports, and the addresses (and, for IPv4 on a dual-stack listener, the
+ * family) are the listener's until tcp_v4/v6_syn_recv_sock() fill them in; a
+ * connected socket always has a remote port. At the final CLOSE the kernel
+ * has already released the port (skc_num reads 0) but inet_sport still holds
+ * it, so a flow can learn its tuple as late as that. RD reads one field and
+ * RD_ADDR one 16-byte address: direct loads for a BTF pointer (events; CO-RE
+ * relocated and checked by the verifier, a load each), BPF_CORE_READ for a
+ * socket address kept as an integer (the periodic dump; a helper call each). */
 #define RD_DIRECT(p, field) ((p)->field)
 #define RD_ADDR_DIRECT(dst, p, field) __builtin_memcpy((dst), &(p)->field, 16)
 #define RD_ADDR_PROBE(dst, p, field) BPF_CORE_READ_INTO((struct in6_addr *)(dst), p, field)
@@ -157,11 +163,12 @@ static __always_inline __u32 sk_netns(const struct sock *sk)
 		__u16 lport = RD(tp, SKC(skc_num));                                           \
 		if (!lport)                                                                   \
 			lport = bpf_ntohs(RD(tp, inet_conn.icsk_inet.inet_sport));            \
-		if (!lport)                                                                   \
+		__u16 rport = bpf_ntohs(RD(tp, SKC(skc_dport)));                              \
+		if (!lport || !rport)                                                         \
 			return 0;                                                             \
 		t->family = RD(tp, SKC(skc_family));                                          \
 		t->local_port = lport;                                                        \
-		t->remote_port = bpf_ntohs(RD(tp, SKC(skc_dport)));                           \
+		t->remote_port = rport;                                                       \
 		if (t->family == AF_INET6) {                                                  \
 			RD_ADDR(t->local_addr, tp, SKC(skc_v6_rcv_saddr));                    \
 			RD_ADDR(t->remote_addr, tp, SKC(skc_v6_daddr));                       \
@@ -475,7 +482,8 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 		} else {
 			nf.flags |= FS_F_PREEXISTING;
 		}
-		/* An accepted child knows its tuple already; a connecting socket
+		/* An accepted child knows its tuple already on recent kernels (on
+		 * older ones it is read later: see read_tuple); a connecting socket
 		 * binds its port after SYN_SENT (read at close then). */
 		if (newstate != TCP_CLOSE && tp)
 			read_tuple(tp, &nf.tuple);

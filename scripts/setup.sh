@@ -23,6 +23,8 @@ PKGS_BUILD=(
 PKGS_TEST=(
   iproute2 iputils-ping tcpdump nftables tshark nfdump softflowd libfixbuf-tools libbpf-tools iperf3 procps python3 sqlite3 curl
   gnuplot-nox systemd
+  # The kernel matrix (scripts/kernel-matrix.sh): Debian's kernels booted under qemu.
+  qemu-system-x86 busybox-static cpio xz-utils
 )
 need=()
 for p in "${PKGS_BUILD[@]}" "${PKGS_TEST[@]}"; do

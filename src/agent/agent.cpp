@@ -44,6 +44,9 @@ struct Agent::Impl {
   CgroupResolver cgroups;
   std::vector<std::shared_ptr<FlowSink>> sinks;
   std::vector<std::string> degraded;
+  // Ids (features table) of the optional hooks this kernel lacks: in every
+  // --stats line, so a reader of the counters knows what they cannot show.
+  std::vector<std::string> features_off;
   int64_t clock_offset = 0;
   uint64_t records_received = 0;
   PerCpuCounters counters;
@@ -139,12 +142,13 @@ void apply_settings(agent_bpf* s, const AgentBpfSettings& c) {
 
 // Each optional hook this kernel lacks has its program turned off, and said so.
 void select_programs(agent_bpf* s, const CommandReport& kernel, bool accept_tracepoints,
-                     std::vector<std::string>& degraded) {
+                     std::vector<std::string>& degraded, std::vector<std::string>& off) {
   auto unless_present = [&](std::string_view id, std::initializer_list<bpf_program*> progs) {
     if (kernel.has(id)) return;
     for (bpf_program* p : progs) bpf_program__set_autoload(p, false);
     const FeatureRow* r = kernel.row(id);
     degraded.push_back(fmt::format("{} unavailable: {}", r->hook, r->without));
+    off.emplace_back(id);
   };
   unless_present("kfree_skb", {s->progs.on_kfree_skb});
   unless_present("tcp_send_reset", {s->progs.on_send_reset});
@@ -160,6 +164,7 @@ void select_programs(agent_bpf* s, const CommandReport& kernel, bool accept_trac
   bpf_program__set_autoload(s->progs.on_accept4_exit, false);
   bpf_program__set_autoload(s->progs.on_accept_exit, false);
   degraded.push_back("accept attribution: syscall tracepoints unavailable, using first send/receive");
+  off.emplace_back("accept_syscalls");
   unless_present("sock_length", {s->progs.on_recv_length, s->progs.on_send_length});
 }
 
@@ -210,7 +215,7 @@ Result<std::unique_ptr<Agent>> Agent::create(const AgentOptions& opts) {
   agent_bpf* s = impl->skel.get();
   apply_settings(s, *settings);
   if (!tracefs) impl->degraded.push_back(tracefs.error().message);
-  select_programs(s, kernel, tracefs && kernel.has("accept_syscalls"), impl->degraded);
+  select_programs(s, kernel, tracefs && kernel.has("accept_syscalls"), impl->degraded, impl->features_off);
 
   if (auto r = load_skeleton(s->skeleton, "agent's"); !r) return std::unexpected(r.error());
   const AttachProgram order[] = {{s->progs.on_kfree_skb},   {s->progs.on_send_reset},  {s->progs.on_receive_reset},
@@ -240,6 +245,7 @@ void Agent::Impl::seed_existing(uint32_t only_netns) {
   LinkPtr link(bpf_program__attach_iter(skel->progs.seed_flows, nullptr));
   if (!link) {
     degraded.push_back(fmt::format("connections open before start-up: iter/tcp unavailable ({})", std::strerror(errno)));
+    features_off.emplace_back("iter_tcp");
     return;
   }
   const int link_fd = bpf_link__fd(link.get());
@@ -424,6 +430,10 @@ std::string stats_json(const AgentStats& s, uint64_t time_ns) {
 // stats_json plus the sinks' own counters (IPFIX queue and send counters).
 std::string Agent::Impl::stats_line(const AgentStats& s) const {
   std::string line = stats_json(s, now_ns(CLOCK_REALTIME));
+  line.pop_back();  // the closing brace
+  line += R"(,"features_off":[)";
+  for (size_t k = 0; k < features_off.size(); k++) line += fmt::format("{}\"{}\"", k ? "," : "", features_off[k]);
+  line += "]}";
   for (const auto& sink : sinks) {
     std::string extra = sink->stats_fields();
     if (extra.empty()) continue;

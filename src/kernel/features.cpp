@@ -68,6 +68,21 @@ bool KernelProbe::tp_btf_helper(bpf_func_id helper) const {
 
 bool KernelProbe::tp_btf() const { return tp_btf_helper(BPF_FUNC_unspec); }
 
+// r0 = 0; *(u64 *)(r10 - 8) = 0; r1 = 1; r0 = cmpxchg(r10 - 8, r0, r1); r0 = 0;
+// exit. An older kernel refuses the instruction ("uses reserved fields").
+bool KernelProbe::atomics() const {
+  const bpf_insn insns[] = {
+      {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0},
+      {.code = BPF_ST | BPF_MEM | BPF_DW, .dst_reg = BPF_REG_10, .off = -8},
+      {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_1, .imm = 1},
+      {.code = BPF_STX | BPF_DW | BPF_ATOMIC, .dst_reg = BPF_REG_10, .src_reg = BPF_REG_1, .off = -8, .imm = BPF_CMPXCHG},
+      {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0},
+      {.code = BPF_JMP | BPF_EXIT},
+  };
+  Fd fd(bpf_prog_load(BPF_PROG_TYPE_SOCKET_FILTER, nullptr, "GPL", insns, std::size(insns), nullptr));
+  return static_cast<bool>(fd);
+}
+
 bool KernelProbe::prog_type(bpf_prog_type t) const { return libbpf_probe_bpf_prog_type(t, nullptr) == 1; }
 bool KernelProbe::map_type(bpf_map_type t) const { return libbpf_probe_bpf_map_type(t, nullptr) == 1; }
 bool KernelProbe::helper(bpf_prog_type t, bpf_func_id h) const { return libbpf_probe_bpf_helper(t, h, nullptr) == 1; }
@@ -103,6 +118,11 @@ const std::vector<Feature>& feature_table() {
        [](P p) { return p.tp_btf_helper(BPF_FUNC_skc_to_tcp_sock); }},
       {"agent", "current_task_btf", "helper bpf_get_current_task_btf", {5, 11}, true, "process attribution",
        [](P p) { return p.tp_btf_helper(BPF_FUNC_get_current_task_btf); }},
+      {"agent", "sk_storage_tracing", "helper bpf_sk_storage_get in tp_btf programs", {5, 11}, true,
+       "telling a connection the full flow map could not hold from one opened before start-up",
+       [](P p) { return p.tp_btf_helper(BPF_FUNC_sk_storage_get); }},
+      {"agent", "atomics", "BPF atomic instructions with a result (cmpxchg)", {5, 12}, true,
+       "per-flow drop slots and one record per flow at exit", [](P p) { return p.atomics(); }},
       {"agent", "for_each_map_elem", "helper bpf_for_each_map_elem", {5, 13}, true,
        "interim records of long-lived flows", [](P p) { return p.helper(BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_FUNC_for_each_map_elem); }},
       {"agent", "kfree_skb", "tracepoint skb:kfree_skb with a drop reason", {5, 17}, false,

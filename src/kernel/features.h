@@ -40,6 +40,9 @@ class KernelProbe {
   bool tracepoint(const std::string& name, int min_args = 0) const;
   // A BTF-typed tracepoint program (tp_btf) loads.
   bool tp_btf() const;
+  // The BPF atomic instructions with a result (cmpxchg, fetch-add: 5.12); the
+  // plain atomic add is older.
+  bool atomics() const;
   bool prog_type(bpf_prog_type t) const;
   bool map_type(bpf_map_type t) const;
   // `helper` is callable from programs of type `t`.
