@@ -23,6 +23,7 @@ PKGS_BUILD=(
 PKGS_TEST=(
   iproute2 iputils-ping tcpdump nftables tshark nfdump softflowd libfixbuf-tools libbpf-tools iperf3 procps python3 sqlite3 curl
   gnuplot-nox systemd
+  clickhouse-server clickhouse-client  # the ClickHouse store's tests start their own servers (never the service)
 )
 need=()
 for p in "${PKGS_BUILD[@]}" "${PKGS_TEST[@]}"; do

@@ -1,0 +1,368 @@
+// The ClickHouse store against real servers this binary starts (its own
+// config, data directory and loopback ports; tests/support/clickhouse_server.h):
+// the FlowStore contract (AnyStore), the same answers as SQLite on the same
+// rows, rollups, retention, an outage in the middle of a stream, and start-up
+// refusals that must be one clear line.
+#include <signal.h>
+
+#include <fstream>
+#include <map>
+
+#include <gtest/gtest.h>
+
+#include "any_store.h"
+#include "storage/clickhouse_store.h"
+#include "storage/sqlite_store.h"
+#include "support/clickhouse_server.h"
+#include "support/ports.h"
+
+using namespace flowscope;
+using namespace fstest_storage;
+using std::chrono::milliseconds;
+
+namespace {
+
+// One server for the whole binary; each test gets its own database.
+fstest::ClickHouseServer& server() {
+  static fstest::ClickHouseServer s;
+  return s;
+}
+
+ClickHouseOptions options(const std::string& db, uint16_t port = 0) {
+  ClickHouseOptions o;
+  o.host = "127.0.0.1";
+  o.port = port ? port : server().http_port();
+  o.database = db;
+  o.connect_timeout = milliseconds(1000);
+  o.io_timeout = milliseconds(3000);
+  o.max_backoff = milliseconds(200);
+  o.flush_every = milliseconds(100);
+  return o;
+}
+
+std::unique_ptr<ClickHouseStore> open_ch(const ClickHouseOptions& o) {
+  auto s = ClickHouseStore::open(o);
+  EXPECT_TRUE(s) << (s ? "" : s.error().message);
+  return s ? std::move(*s) : nullptr;
+}
+
+}  // namespace
+
+namespace fstest_storage {
+
+void AnyStore::SetUp() { database_ = server().fresh_database(); }
+
+std::unique_ptr<FlowStore> AnyStore::open() { return open_ch(options(database_)); }
+
+bool AnyStore::insert(FlowStore& s, std::vector<FlowRow>& rows) {
+  auto r = s.insert(rows);
+  EXPECT_TRUE(r) << (r ? "" : r.error().message);
+  if (!r) return false;
+  auto synced = s.sync(std::chrono::seconds(30));
+  EXPECT_TRUE(synced) << (synced ? "" : synced.error().message);
+  return synced.has_value();
+}
+
+INSTANTIATE_TEST_SUITE_P(ClickHouse, AnyStore, ::testing::Values("clickhouse"));
+
+}  // namespace fstest_storage
+
+namespace {
+
+// A mixed stream: long agent flows reported several times while open, then
+// closed; short flows; third-party (unidirectional, non-cumulative) records;
+// several exporters, processes, containers and close reasons. Times fall on
+// one-minute boundaries' insides so rollups can answer aligned ranges.
+std::vector<std::vector<FlowRow>> stream(uint64_t t0) {
+  std::vector<std::vector<FlowRow>> batches(4);
+  const char* comms[] = {"curl", "nginx", "postgres"};
+  const char* containers[] = {"aaaaaaaaaaaaaaaa1111", "bbbbbbbbbbbbbbbb2222"};
+  for (int f = 0; f < 40; ++f) {
+    const auto start = t0 + static_cast<uint64_t>(f) * 7 * kSec;
+    for (int rep = 0; rep < 4; ++rep) {
+      const bool last = rep == 3;
+      const uint64_t grow = static_cast<uint64_t>(rep + 1);
+      FlowRow r = agent_row(f % 2 ? "10.0.0.1" : "fd00::1", static_cast<uint16_t>(40000 + f),
+                            f % 3 ? "10.9.0.2" : "10.9.0.3", static_cast<uint16_t>(f % 4 ? 443 : 5432), start,
+                            start + grow * 50 * kSec + static_cast<uint64_t>(f) * kSec, 1000 * grow * (f + 1),
+                            100 * grow, !last);
+      r.comm = comms[f % 3];
+      if (f % 5 == 0) r.comm.reset();
+      if (f % 2) r.container_id = containers[f % 4 == 1];
+      r.retrans = static_cast<uint32_t>(rep * (f % 3));
+      r.direction = f % 4 == 0 ? Direction::Inbound : Direction::Outbound;
+      if (last && f % 6 == 0) r.close = CloseReason::RstSent;
+      batches[static_cast<size_t>(rep)].push_back(r);
+    }
+    FlowRow s = softflowd_row("192.0.2.10", static_cast<uint16_t>(1000 + f), "10.0.0.1", 53, start, 77 + f);
+    s.end_ns = start + 30 * kSec;
+    batches[static_cast<size_t>(f % 4)].push_back(s);
+  }
+  return batches;
+}
+
+std::string show(const FlowPage& p) {
+  std::string s = p.more ? "more\n" : "\n";
+  for (const auto& r : p.flows) s += flow_row_json(r) + "\n";
+  return s;
+}
+std::string show(const std::vector<TopEntry>& v) {
+  std::string s;
+  for (const auto& e : v) {
+    for (const auto& k : e.key) s += k + ",";
+    s += fmt::format(" {} {} {} {}\n", e.bytes, e.packets, e.flows, e.retrans);
+  }
+  return s;
+}
+std::string show(const std::vector<SeriesPoint>& v) {
+  std::string s;
+  for (const auto& p : v) s += fmt::format("{} {} {} {} {}\n", p.time_ns, p.bytes, p.packets, p.flows, p.retrans);
+  return s;
+}
+
+template <class T>
+std::string show(const Result<T>& r) {
+  return r ? show(*r) : "error: " + r.error().message;
+}
+
+}  // namespace
+
+// The same stream into SQLite and ClickHouse: every query, top and series
+// (with and without filters, on rollups or not) gives the same answer.
+TEST(ClickHouseStore, SameAnswersAsSqlite) {
+  const uint64_t t0 = kT0 - kT0 % (3600 * kSec);  // an hour boundary
+  TempDb tmp;
+  auto lite = SqliteStore::open({.path = tmp.path()});
+  ASSERT_TRUE(lite);
+  auto ch = open_ch(options(server().fresh_database()));
+  ASSERT_TRUE(ch);
+  for (auto batch : stream(t0)) {
+    auto copy = batch;
+    ASSERT_TRUE((*lite)->insert(batch));
+    ASSERT_TRUE(ch->insert(copy));
+    for (size_t k = 0; k < batch.size(); ++k) {
+      EXPECT_EQ(batch[k].delta_bytes, copy[k].delta_bytes);
+      EXPECT_EQ(batch[k].first, copy[k].first);
+    }
+  }
+  ASSERT_TRUE(ch->sync(std::chrono::seconds(30)));
+
+  std::vector<FlowFilter> filters = {
+      {},
+      {.from_ns = t0 + 120 * kSec},
+      {.from_ns = t0 + 60 * kSec, .to_ns = t0 + 200 * kSec},
+      {.addr = *parse_cidr("10.0.0.0/24")},
+      {.src = *parse_cidr("fd00::/8")},
+      {.port = 5432},
+      {.protocol = 17},
+      {.direction = "inbound"},
+      {.comm = "nginx"},
+      {.container = "aaaaaaaaaaaa"},
+      {.close_reason = "rst_sent"},
+      {.exporter = "local"},
+      {.interim = true},
+      {.from_ns = t0, .comm = "curl"},
+  };
+  for (const auto& f : filters) {
+    SCOPED_TRACE(fmt::format("filter #{}", &f - filters.data()));
+    for (uint64_t off : {0, 30}) {
+      FlowQuery q{.filter = f, .limit = 25, .offset = off};
+      EXPECT_EQ(show((*lite)->query(q)), show(ch->query(q)));
+    }
+    for (auto g : {TopGroup::Src, TopGroup::Dst, TopGroup::Pair, TopGroup::Port, TopGroup::Process,
+                   TopGroup::Container})
+      for (auto m : {TopMetric::Bytes, TopMetric::Flows, TopMetric::Retrans}) {
+        TopQuery q{.filter = f, .group = g, .by = m, .limit = 50};
+        EXPECT_EQ(show((*lite)->top(q)), show(ch->top(q))) << to_string(g) << " by " << to_string(m);
+      }
+    for (uint64_t interval : {60 * kSec, 300 * kSec, 3600 * kSec}) {
+      SeriesQuery q{.filter = f, .interval_ns = interval};
+      q.filter.from_ns = t0;
+      q.filter.to_ns = t0 + 2 * 3600 * kSec - 1;
+      EXPECT_EQ(show((*lite)->series(q)), show(ch->series(q))) << interval / kSec << " s";
+    }
+  }
+}
+
+// The coarsest rollup that covers the range answers, and says so; its
+// answer is the raw table's.
+TEST(ClickHouseStore, RollupsAnswerWhatTheyCoverAndMatchRaw) {
+  const uint64_t t0 = kT0 - kT0 % (3600 * kSec);
+  const auto db = server().fresh_database();
+  auto ch = open_ch(options(db));
+  auto o = options(db);
+  o.use_rollups = false;
+  auto raw = open_ch(o);
+  ASSERT_TRUE(ch && raw);
+  for (auto batch : stream(t0)) ASSERT_TRUE(ch->insert(batch));
+  ASSERT_TRUE(ch->sync(std::chrono::seconds(30)));
+  // The rollups' retention does not reach back to kT0 (2023) by default.
+  auto check = [&](ClickHouseStore& s, const SeriesQuery& q, const char* table) {
+    auto got = s.series(q);
+    EXPECT_EQ(ClickHouseStore::last_table(), table);
+    auto want = raw->series(q);
+    EXPECT_EQ(ClickHouseStore::last_table(), "flows");
+    EXPECT_EQ(show(got), show(want));
+    EXPECT_FALSE(show(got).empty());
+  };
+  check(*ch, {.filter = {.from_ns = t0, .to_ns = t0 + 7200 * kSec - 1}, .interval_ns = 3600 * kSec}, "flows");
+  auto keep = options(db);
+  keep.retention_1m = keep.retention_5m = keep.retention_1h = std::chrono::seconds(0);
+  auto all = open_ch(keep);
+  ASSERT_TRUE(all);
+  check(*all, {.filter = {.from_ns = t0, .to_ns = t0 + 7200 * kSec - 1}, .interval_ns = 3600 * kSec}, "flows_1h");
+  check(*all, {.filter = {.from_ns = t0, .to_ns = t0 + 7200 * kSec - 1}, .interval_ns = 600 * kSec}, "flows_5m");
+  check(*all, {.filter = {.from_ns = t0, .to_ns = t0 + 7200 * kSec - 1, .comm = "curl"}, .interval_ns = 120 * kSec},
+        "flows_1m");
+  // Not aligned to a minute, or a filter on a raw-only column: raw.
+  check(*all, {.filter = {.from_ns = t0 + kSec, .to_ns = t0 + 7200 * kSec - 1}, .interval_ns = 60 * kSec}, "flows");
+  check(*all, {.filter = {.from_ns = t0, .to_ns = t0 + 7200 * kSec - 1, .port = 443}, .interval_ns = 3600 * kSec},
+        "flows");
+  // Top by process from the 1 h rollup, by address from raw.
+  for (auto g : {TopGroup::Process, TopGroup::Container}) {
+    TopQuery q{.filter = {.from_ns = t0}, .group = g, .limit = 10};
+    auto got = all->top(q);
+    EXPECT_EQ(ClickHouseStore::last_table(), "flows_1h");
+    EXPECT_EQ(show(got), show(raw->top(q)));
+  }
+  (void)all->top({.filter = {.from_ns = t0}, .group = TopGroup::Src});
+  EXPECT_EQ(ClickHouseStore::last_table(), "flows");
+}
+
+// Retention drops whole day partitions: the raw table's per expire(), the
+// rollups' by their own settings.
+TEST(ClickHouseStore, RetentionDropsWholeDays) {
+  const auto db = server().fresh_database();
+  auto ch = open_ch(options(db));
+  ASSERT_TRUE(ch);
+  const uint64_t day = 86400 * kSec;
+  const uint64_t d0 = kT0 - kT0 % day;
+  std::vector<FlowRow> batch{softflowd_row("10.0.0.1", 1, "10.0.0.2", 2, d0 + 10 * kSec, 1),
+                             softflowd_row("10.0.0.1", 1, "10.0.0.2", 2, d0 + 20 * kSec, 1),
+                             softflowd_row("10.0.0.1", 1, "10.0.0.2", 2, d0 + 2 * day + 5 * kSec, 1)};
+  ASSERT_TRUE(ch->insert(batch));
+  ASSERT_TRUE(ch->sync(std::chrono::seconds(30)));
+  auto n = ch->expire(d0 + day + 12 * 3600 * kSec);  // mid-day after the first day
+  ASSERT_TRUE(n) << n.error().message;
+  EXPECT_EQ(*n, 2u);
+  auto p = ch->query({});
+  ASSERT_TRUE(p);
+  ASSERT_EQ(p->flows.size(), 1u);
+  EXPECT_EQ(ch->stats().retention_deleted, 2u);
+  // The 1 min rollup's 7 days have long passed for 2023: dropped too; the
+  // 1 h rollup keeps a year... also past. Both are empty now.
+  EXPECT_EQ(server().query(fmt::format("SELECT count() FROM {}.flows_1m", db)), "0\n");
+  EXPECT_EQ(server().query(fmt::format("SELECT count() FROM {}.flows_1h", db)), "0\n");
+}
+
+// The server frozen (SIGSTOP) in the middle of a stream: insert() never
+// blocks, batches wait and are retried; once the server is back every row
+// arrives exactly once. Past the queue's bound rows are dropped and counted.
+TEST(ClickHouseStore, OutageLosesNothingWithinTheBoundAndDuplicatesNothing) {
+  const auto db = server().fresh_database();
+  auto o = options(db);
+  o.io_timeout = milliseconds(700);
+  o.max_pending_rows = 3000;
+  auto ch = open_ch(o);
+  ASSERT_TRUE(ch);
+  uint64_t sent = 0, refused = 0;
+  auto push = [&](int n) {
+    std::vector<FlowRow> b;
+    for (int k = 0; k < n; ++k, ++sent)
+      b.push_back(softflowd_row("10.0.0.1", static_cast<uint16_t>(sent % 60000), "10.0.0.2", 53,
+                                kT0 + sent * kSec, 1));
+    const auto t = std::chrono::steady_clock::now();
+    auto r = ch->insert(b);
+    // insert() only encodes and queues: far below the io timeout even when the server is away.
+    EXPECT_LT(std::chrono::steady_clock::now() - t, milliseconds(500));
+    if (!r) refused += static_cast<uint64_t>(n);
+  };
+  push(500);
+  ASSERT_TRUE(ch->sync(std::chrono::seconds(30)));
+  server().signal(SIGSTOP);
+  // A small batch first: its request reaches the frozen server whole, so
+  // the server stores it when it resumes although the sender gave up on it
+  // (a blind retry would store it twice).
+  push(200);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (ch->stats().retries == 0 && std::chrono::steady_clock::now() < deadline) {
+    auto s = ch->sync(milliseconds(200));
+    EXPECT_FALSE(s);  // cannot finish while the server is stopped
+  }
+  for (int k = 0; k < 8; ++k) push(500);  // 4000 more: what exceeds the bound of 3000 is dropped
+  EXPECT_GT(ch->stats().retries, 0u);
+  server().signal(SIGCONT);
+  ASSERT_TRUE(ch->sync(std::chrono::seconds(60)));
+  const auto st = ch->stats();
+  EXPECT_GT(refused, 0u);
+  EXPECT_EQ(st.insert_errors, refused);
+  const uint64_t stored = std::stoull(server().query(fmt::format("SELECT count() FROM {}.flows", db)));
+  const uint64_t distinct = std::stoull(server().query(fmt::format("SELECT uniqExact(id) FROM {}.flows", db)));
+  EXPECT_EQ(stored, sent - refused);
+  EXPECT_EQ(distinct, stored);  // nothing twice
+  EXPECT_EQ(st.rows_inserted, stored);
+}
+
+// Start-up refusals: one line each, quickly, no hang.
+TEST(ClickHouseStore, BadConfigurationFailsAtOnceWithOneLine) {
+  auto expect_fail = [](ClickHouseOptions o, const std::string& needle) {
+    const auto t = std::chrono::steady_clock::now();
+    auto s = ClickHouseStore::open(o);
+    ASSERT_FALSE(s) << needle;
+    EXPECT_NE(s.error().message.find(needle), std::string::npos) << s.error().message;
+    EXPECT_EQ(s.error().message.find('\n'), std::string::npos) << s.error().message;
+    EXPECT_LT(std::chrono::steady_clock::now() - t, std::chrono::seconds(10));
+  };
+  expect_fail(options("nosuchdb"), "has no database 'nosuchdb'");
+  auto o = options(server().fresh_database());
+  o.port = fstest::free_loopback_port();
+  expect_fail(o, "ClickHouse at 127.0.0.1");
+  o = options(server().fresh_database());
+  o.password = "wrong";
+  expect_fail(o, "refused user 'default'");
+  o.user = "nobody";
+  expect_fail(o, "refused user 'nobody'");
+  // A database made by a newer flowscope.
+  const auto db = server().fresh_database();
+  ASSERT_TRUE(open_ch(options(db)));
+  server().query(fmt::format("INSERT INTO {}.schema_migrations VALUES (99, now())", db));
+  expect_fail(options(db), "schema version 99, newer than this flowscope");
+  // A frozen server: the timeouts end the wait.
+  server().signal(SIGSTOP);
+  o = options("default");
+  o.io_timeout = milliseconds(500);
+  auto frozen = ClickHouseStore::open(o);
+  server().signal(SIGCONT);
+  ASSERT_FALSE(frozen);
+}
+
+TEST(ClickHouseStore, MigrationsAreIdempotentAndRecorded) {
+  const auto db = server().fresh_database();
+  { ASSERT_TRUE(open_ch(options(db))); }
+  { ASSERT_TRUE(open_ch(options(db))); }
+  EXPECT_EQ(server().query(fmt::format("SELECT groupArray(version) FROM (SELECT version FROM {}.schema_migrations ORDER BY version)", db)),
+            "[1,2]\n");
+  EXPECT_EQ(server().query(fmt::format("SELECT type FROM system.columns WHERE database = '{}' AND table = 'flows' AND name = 'src_ip'", db)),
+            "FixedString(16)\n");
+}
+
+TEST(ClickHouseStoreUrl, ParsesAndRefuses) {
+  ClickHouseOptions o;
+  ASSERT_TRUE(parse_clickhouse_url("clickhouse://db.example:9000/flows", o));
+  EXPECT_EQ(o.host, "db.example");
+  EXPECT_EQ(o.port, 9000);
+  EXPECT_EQ(o.database, "flows");
+  ASSERT_TRUE(parse_clickhouse_url("clickhouse://[::1]:8124/x", o));
+  EXPECT_EQ(o.host, "::1");
+  EXPECT_EQ(o.port, 8124);
+  for (const char* bad : {"http://h/db", "clickhouse://h:0/db", "clickhouse://h:8123", "clickhouse://h/d;DROP",
+                          "clickhouse://:8123/db", "clickhouse://h:99999/db"})
+    EXPECT_FALSE(parse_clickhouse_url(bad, o)) << bad;
+  TempDb tmp;
+  std::ofstream(tmp.path()) << "# flowscope\nuser=writer\npassword=s3cr=t\n";
+  ASSERT_TRUE(read_clickhouse_credentials(tmp.path(), o));
+  EXPECT_EQ(o.user, "writer");
+  EXPECT_EQ(o.password, "s3cr=t");
+  std::ofstream(tmp.path()) << "writer:secret\n";
+  EXPECT_FALSE(read_clickhouse_credentials(tmp.path(), o));
+}
