@@ -311,6 +311,16 @@ int server_code(const std::string& body) {
   return std::atoi(body.c_str() + 6);
 }
 
+std::string transport_error(httplib::Error e, milliseconds io) {
+  switch (e) {
+    case httplib::Error::Connection: return "cannot connect (refused or unreachable)";
+    case httplib::Error::ConnectionTimeout: return "connect timed out";
+    case httplib::Error::Read: return fmt::format("no answer within {} ms", io.count());
+    case httplib::Error::Write: return fmt::format("could not send the request within {} ms", io.count());
+    default: return httplib::to_string(e);
+  }
+}
+
 struct HttpError {
   std::string message;
   bool transport = false;  // no answer: the request may or may not have run
@@ -339,8 +349,8 @@ struct Conn {
     if (data) path += "&query=" + url_encode(sql);
     httplib::Result res = data ? c.Post(path, *data, "application/octet-stream") : c.Post(path, sql, "text/plain");
     if (!res)
-      return std::unexpected(
-          HttpError{fmt::format("ClickHouse at {}:{}: {}", o->host, o->port, httplib::to_string(res.error())), true});
+      return std::unexpected(HttpError{
+          fmt::format("ClickHouse at http://{}:{}: {}", o->host, o->port, transport_error(res.error(), t)), true});
     if (res->status != 200)
       return std::unexpected(HttpError{server_message(res->body), false, server_code(res->body)});
     return std::move(res->body);
@@ -822,8 +832,9 @@ std::string ClickHouseStore::last_table() { return t_last_table; }
 
 Result<FlowPage> ClickHouseStore::query(const FlowQuery& q) {
   Where w = raw_where(q.filter);
-  auto body = impl_->select(fmt::format("SELECT {} FROM {}{} ORDER BY end_ns DESC, id DESC LIMIT {}, {} FORMAT RowBinary",
-                                        read_columns(), impl_->raw, w.sql, q.offset, uint64_t{q.limit} + 1));
+  auto body = impl_->select(fmt::format(
+      "SELECT {} FROM {}{} ORDER BY end_ns DESC, id DESC LIMIT {}, {} FORMAT RowBinary", read_columns(), impl_->raw,
+      w.sql, q.offset, uint64_t{q.limit} + 1));
   if (!body) return std::unexpected(body.error());
   FlowPage page;
   Reader rd{body->data(), body->data() + body->size()};

@@ -3,18 +3,27 @@
 // the FlowStore contract (AnyStore), the same answers as SQLite on the same
 // rows, rollups, retention, an outage in the middle of a stream, and start-up
 // refusals that must be one clear line.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <ctime>
 #include <fstream>
 #include <map>
+#include <thread>
 
 #include <gtest/gtest.h>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
 
 #include "any_store.h"
 #include "storage/clickhouse_store.h"
 #include "storage/sqlite_store.h"
 #include "support/clickhouse_server.h"
 #include "support/ports.h"
+#include "support/process.h"
 
 using namespace flowscope;
 using namespace fstest_storage;
@@ -340,9 +349,11 @@ TEST(ClickHouseStore, MigrationsAreIdempotentAndRecorded) {
   const auto db = server().fresh_database();
   { ASSERT_TRUE(open_ch(options(db))); }
   { ASSERT_TRUE(open_ch(options(db))); }
-  EXPECT_EQ(server().query(fmt::format("SELECT groupArray(version) FROM (SELECT version FROM {}.schema_migrations ORDER BY version)", db)),
+  EXPECT_EQ(server().query(fmt::format(
+                "SELECT groupArray(version) FROM (SELECT version FROM {}.schema_migrations ORDER BY version)", db)),
             "[1,2]\n");
-  EXPECT_EQ(server().query(fmt::format("SELECT type FROM system.columns WHERE database = '{}' AND table = 'flows' AND name = 'src_ip'", db)),
+  EXPECT_EQ(server().query(fmt::format(
+                "SELECT type FROM system.columns WHERE database = '{}' AND table = 'flows' AND name = 'src_ip'", db)),
             "FixedString(16)\n");
 }
 
@@ -365,4 +376,144 @@ TEST(ClickHouseStoreUrl, ParsesAndRefuses) {
   EXPECT_EQ(o.password, "s3cr=t");
   std::ofstream(tmp.path()) << "writer:secret\n";
   EXPECT_FALSE(read_clickhouse_credentials(tmp.path(), o));
+}
+
+// ---------------------------------------------------------------------------
+// `flowscope collector --store clickhouse://...` end to end: NetFlow v9 over
+// loopback UDP in, rows in ClickHouse and answers from the API out, a frozen
+// server in the middle, and start-up refusals as one line and exit 1.
+
+namespace {
+
+void put16(std::string& m, uint16_t v) {
+  m += char(v >> 8);
+  m += char(v & 0xff);
+}
+void put32(std::string& m, uint32_t v) {
+  put16(m, uint16_t(v >> 16));
+  put16(m, uint16_t(v & 0xffff));
+}
+
+// A NetFlow v9 message: a template (addresses, ports, protocol, octets,
+// packets, first/last switched) and one record 10.8.0.1:sport -> 10.8.0.2:53.
+std::string v9_message(uint32_t seq, uint16_t sport) {
+  const uint32_t now = static_cast<uint32_t>(std::time(nullptr));
+  std::string m;
+  put16(m, 9);
+  put16(m, 2);
+  put32(m, 600'000);  // uptime, ms
+  put32(m, now);
+  put32(m, seq);
+  put32(m, 1);
+  const std::vector<std::pair<uint16_t, uint16_t>> fields = {{8, 4}, {12, 4}, {7, 2},  {11, 2},
+                                                             {4, 1}, {1, 4}, {2, 4}, {22, 4}, {21, 4}};
+  put16(m, 0);
+  put16(m, uint16_t(8 + 4 * fields.size()));
+  put16(m, 300);
+  put16(m, uint16_t(fields.size()));
+  for (auto [id, len] : fields) {
+    put16(m, id);
+    put16(m, len);
+  }
+  put16(m, 300);
+  put16(m, 4 + 29 + 3);
+  for (uint8_t b : {10, 8, 0, 1, 10, 8, 0, 2}) m += char(b);
+  put16(m, sport);
+  put16(m, 53);
+  m += char(17);
+  put32(m, 100);  // octets
+  put32(m, 1);    // packets
+  put32(m, 590'000);  // first switched (uptime ms)
+  put32(m, 595'000);  // last switched
+  m += std::string(3, '\0');
+  return m;
+}
+
+void send_udp(uint16_t port, const std::string& m) {
+  int s = socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sendto(s, m.data(), m.size(), 0, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  close(s);
+}
+
+nlohmann::json api(uint16_t port, const std::string& path) {
+  httplib::Client c("127.0.0.1", port);
+  c.set_read_timeout(std::chrono::seconds(10));
+  auto r = c.Get(path);
+  return r ? nlohmann::json::parse(r->body, nullptr, false) : nlohmann::json();
+}
+
+// Polls `cond` until it holds or `limit` passes.
+template <class F>
+bool wait_until(F&& cond, std::chrono::seconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(milliseconds(20));  // poll interval
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST(ClickHouseCollector, StoresAndAnswersThroughAnOutage) {
+  const auto db = server().fresh_database();
+  const uint16_t udp = fstest::free_loopback_port(SOCK_DGRAM), http = fstest::free_loopback_port();
+  fstest::Process col({FLOWSCOPE_BIN, "collector", "--store",
+                       fmt::format("clickhouse://127.0.0.1:{}/{}", server().http_port(), db), "--udp-port",
+                       std::to_string(udp), "--no-tcp", "--http-port", std::to_string(http)});
+  ASSERT_TRUE(col.wait_for("collector running", std::chrono::seconds(30))) << col.err();
+  uint32_t seq = 0;
+  for (uint16_t k = 0; k < 200; ++k) send_udp(udp, v9_message(seq++, static_cast<uint16_t>(20000 + k)));
+  auto written = [&] {
+    auto j = api(http, "/api/exporters");
+    return j.is_object() && j.contains("store") ? j["store"]["written"].get<uint64_t>() : 0;
+  };
+  auto stored = [&] { return std::stoull(server().query(fmt::format("SELECT count() FROM {}.flows", db))); };
+  ASSERT_TRUE(wait_until([&] { return written() >= 200 && stored() >= 200; }, std::chrono::seconds(30))) << col.err();
+  auto flows = api(http, "/api/flows?limit=1000&from=-1h");
+  EXPECT_EQ(flows["count"], 200) << flows.dump().substr(0, 300);
+  // Frozen server: decoding goes on (the exporter's records are counted).
+  server().signal(SIGSTOP);
+  for (uint16_t k = 200; k < 400; ++k) send_udp(udp, v9_message(seq++, static_cast<uint16_t>(20000 + k)));
+  auto decoded = [&] {
+    auto j = api(http, "/api/exporters");
+    if (!j.is_object() || !j.contains("exporters") || j["exporters"].empty()) return uint64_t{0};
+    return j["exporters"][0]["flows"].get<uint64_t>();
+  };
+  EXPECT_TRUE(wait_until([&] { return decoded() >= 400; }, std::chrono::seconds(20)));
+  server().signal(SIGCONT);
+  ASSERT_TRUE(wait_until([&] { return stored() >= 400; }, std::chrono::seconds(60)));
+  EXPECT_EQ(stored(), 400u);
+  EXPECT_EQ(std::stoull(server().query(fmt::format("SELECT uniqExact(src_port) FROM {}.flows", db))), 400u);
+  auto top = api(http, "/api/top?group=port&by=flows&from=-1h");
+  ASSERT_TRUE(top.contains("top")) << top.dump();
+  EXPECT_EQ(top["top"][0]["flows"], 400) << top.dump();
+  col.signal(SIGINT);
+  EXPECT_EQ(col.wait(std::chrono::seconds(30)), 0) << col.err();
+}
+
+TEST(ClickHouseCollector, BadStoreIsOneLineAndExitOne) {
+  const std::string base = fmt::format("clickhouse://127.0.0.1:{}/", server().http_port());
+  TempDb tmp;
+  std::ofstream(tmp.path()) << "user=default\npassword=wrong\n";
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--store", base + "nosuchdb"}, "has no database 'nosuchdb'"},
+      {{"--store", fmt::format("clickhouse://127.0.0.1:{}/x", fstest::free_loopback_port())}, "cannot connect"},
+      {{"--store", base + "default", "--store-credentials", tmp.path()}, "refused user 'default'"},
+      {{"--store", "clickhouse://127.0.0.1:8123"}, "the database is missing"},
+      {{"--store", "postgres://x/y"}, "expected sqlite:PATH or clickhouse://"},
+  };
+  for (const auto& [args, needle] : cases) {
+    std::vector<std::string> argv = {FLOWSCOPE_BIN, "collector", "--udp-port", "0", "--no-tcp", "--http-port", "0"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    fstest::Process p(argv);
+    EXPECT_EQ(p.wait(std::chrono::seconds(15)), 1) << needle;
+    const std::string err = p.err();
+    EXPECT_NE(err.find(needle), std::string::npos) << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  }
 }
