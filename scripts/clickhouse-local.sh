@@ -7,10 +7,10 @@
 #   scripts/clickhouse-local.sh --cluster [--dir DIR] [--http-port 8123]
 #       two servers (HTTP ports P and P+1) forming the 2-shard cluster
 #       "flowscope"; use: flowscope collector --store clickhouse://127.0.0.1:P/flowscope \
-#                                           --clickhouse-cluster flowscope
+#         --clickhouse-cluster flowscope --clickhouse-shard 127.0.0.1:P --clickhouse-shard 127.0.0.1:P+1
 #
 # Then: flowscope collector --store clickhouse://127.0.0.1:8123/flowscope
-# (the database is created by: curl 'http://127.0.0.1:8123/' -d 'CREATE DATABASE flowscope').
+# (the script creates the database flowscope on each server).
 set -euo pipefail
 
 dir=""
@@ -21,7 +21,7 @@ while [[ $# -gt 0 ]]; do
     --dir) dir="$2"; shift 2 ;;
     --http-port) http="$2"; shift 2 ;;
     --cluster) cluster=1; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -88,5 +88,7 @@ for ((i = 0; i < shards; i++)); do
   echo "ClickHouse node $i: http://127.0.0.1:$((http + i)) (data in $dir/node$i)"
 done
 [[ $cluster == 1 ]] && echo "cluster name: flowscope (2 shards)"
-echo "flowscope collector --store clickhouse://127.0.0.1:$http/flowscope$([[ $cluster == 1 ]] && echo ' --clickhouse-cluster flowscope')"
+extra=""
+[[ $cluster == 1 ]] && extra=" --clickhouse-cluster flowscope --clickhouse-shard 127.0.0.1:$http --clickhouse-shard 127.0.0.1:$((http + 1))"
+echo "flowscope collector --store clickhouse://127.0.0.1:$http/flowscope$extra"
 wait

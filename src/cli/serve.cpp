@@ -18,6 +18,9 @@ void add_serve_options(CLI::App& cmd, ServeArgs& a, bool http_addr_option) {
   cmd.add_option("--clickhouse-cluster", a.clickhouse_cluster,
                  "ClickHouse cluster name (remote_servers): <table>_local on every shard, Distributed tables "
                  "over them");
+  cmd.add_option("--clickhouse-shard", a.clickhouse_shards,
+                 "With --clickhouse-cluster: HOST:PORT (HTTP) of a shard, where the collector creates the tables "
+                 "(repeatable; ClickHouse 18.16 has no ON CLUSTER without ZooKeeper)");
   cmd.add_option("--retention-1m", a.retention_1m, "ClickHouse: keep the 1-minute rollup this long (0: keep all)")
       ->capture_default_str();
   cmd.add_option("--retention-5m", a.retention_5m, "ClickHouse: keep the 5-minute rollup this long (0: keep all)")
@@ -51,6 +54,13 @@ Result<std::shared_ptr<ClickHouseStore>> open_clickhouse(const ServeArgs& a, std
   if (a.store_credentials)
     if (auto r = read_clickhouse_credentials(*a.store_credentials, o); !r) return std::unexpected(r.error());
   o.cluster = a.clickhouse_cluster;
+  if (!a.clickhouse_shards.empty() && o.cluster.empty()) return fail("--clickhouse-shard needs --clickhouse-cluster");
+  for (const auto& s : a.clickhouse_shards) {
+    ClickHouseOptions shard;
+    if (auto r = parse_clickhouse_url("clickhouse://" + s + "/x", shard); !r)
+      return fail("--clickhouse-shard '{}': expected HOST:PORT", s);
+    o.shards.emplace_back(shard.host, shard.port);
+  }
   const std::pair<const char*, std::chrono::seconds*> rollups[] = {
       {a.retention_1m.c_str(), &o.retention_1m}, {a.retention_5m.c_str(), &o.retention_5m},
       {a.retention_1h.c_str(), &o.retention_1h}};
@@ -59,7 +69,7 @@ Result<std::shared_ptr<ClickHouseStore>> open_clickhouse(const ServeArgs& a, std
     if (!ns) return fail("--retention-*: {}", ns.error().message);
     *out = std::chrono::seconds(*ns / 1'000'000'000ull);
   }
-  where = fmt::format("ClickHouse database {} at http://{}:{}", o.database, o.host, o.port);
+  where = a.store + (o.cluster.empty() ? "" : " (cluster " + o.cluster + ")");
   auto s = ClickHouseStore::open(o);
   if (!s) return std::unexpected(s.error());
   return std::shared_ptr<ClickHouseStore>(std::move(*s));
@@ -78,8 +88,8 @@ Result<Served> open_store(const ServeArgs& a, StoreWriterOptions wo) {
   } else {
     if (!a.store.empty() && !a.store.starts_with("sqlite:"))
       return fail("--store '{}': expected sqlite:PATH or clickhouse://HOST:PORT/DATABASE", a.store);
-    if (a.store_credentials || !a.clickhouse_cluster.empty())
-      return fail("--store-credentials and --clickhouse-cluster need --store clickhouse://...");
+    if (a.store_credentials || !a.clickhouse_cluster.empty() || !a.clickhouse_shards.empty())
+      return fail("--store-credentials and --clickhouse-cluster/--clickhouse-shard need --store clickhouse://...");
     const std::string path = a.store.empty() ? a.db : a.store.substr(7);
     if (path.empty()) return fail("--store sqlite: needs a path");
     auto store = SqliteStore::open({.path = path});

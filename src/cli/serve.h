@@ -23,6 +23,7 @@ struct ServeArgs {
   std::string store;  // sqlite:PATH or clickhouse://HOST:PORT/DATABASE; empty: sqlite:<db>
   std::optional<std::string> store_credentials;
   std::string clickhouse_cluster;
+  std::vector<std::string> clickhouse_shards;  // HOST:PORT (HTTP) of every shard
   std::string retention = "7d";
   std::string retention_1m = "7d", retention_5m = "90d", retention_1h = "365d";  // ClickHouse rollups
   std::string http_addr = "127.0.0.1";

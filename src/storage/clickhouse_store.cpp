@@ -8,6 +8,7 @@
 #include <cstring>
 #include <deque>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -346,6 +347,9 @@ struct Conn {
     if (!query_id.empty()) path += "query_id=" + url_encode(query_id) + "&";
     // Queries stop on the server when the client has given up.
     path += fmt::format("max_execution_time={}", std::max<int64_t>(1, (t.count() + 999) / 1000));
+    // A Distributed insert returns once every shard has its rows, so the
+    // sender's arrival check after a failure sees them.
+    if (!o->cluster.empty() && data) path += "&insert_distributed_sync=1";
     if (data) path += "&query=" + url_encode(sql);
     httplib::Result res = data ? c.Post(path, *data, "application/octet-stream") : c.Post(path, sql, "text/plain");
     if (!res)
@@ -439,6 +443,7 @@ struct ClickHouseStore::Impl {
   Conn conn{&o};
   std::string raw;       // table names the queries read
   std::string insert_sql;
+  std::vector<ClickHouseOptions> nodes;  // every shard's connection (one without a cluster)
 
   std::mutex write_mu;  // tracker and ids (insert() is called by one writer thread)
   DeltaTracker tracker{1 << 20};
@@ -595,13 +600,37 @@ struct ClickHouseStore::Impl {
     return std::move(*r);
   }
 
-  // Checks the server, then brings the schema up to date.
+  // Checks the servers, then brings their schema up to date.
   Result<void> start();
-  Result<void> migrate(uint32_t from);
+  Result<void> start_node(const ClickHouseOptions& node);
+  Result<void> migrate(uint32_t from, const std::function<Result<void>(const std::string&)>& exec);
 };
 
 Result<void> ClickHouseStore::Impl::start() {
-  const std::string where = fmt::format("ClickHouse at http://{}:{}", o.host, o.port);
+  // The node the collector talks to, then (cluster mode) every other shard.
+  if (auto r = start_node(o); !r) return r;
+  for (const auto& [host, port] : o.shards) {
+    if (host == o.host && port == o.port) continue;
+    ClickHouseOptions n = o;
+    n.host = host;
+    n.port = port;
+    if (auto r = start_node(n); !r) return r;
+  }
+  auto maxid = conn.run(fmt::format("SELECT max(id), count() FROM {}", raw));
+  if (!maxid) return fail("ClickHouse at http://{}:{}: {}", o.host, o.port, maxid.error().message);
+  next_id = first_number(*maxid) + 1;
+  st.rows = first_number(maxid->substr(maxid->find('\t') + 1));
+  return {};
+}
+
+Result<void> ClickHouseStore::Impl::start_node(const ClickHouseOptions& node) {
+  const Conn conn{&node};
+  auto exec = [&](const std::string& sql) -> Result<void> {
+    auto r = conn.run(sql);
+    if (!r) return fail("ClickHouse at http://{}:{}: {} (in: {:.80})", node.host, node.port, r.error().message, sql);
+    return {};
+  };
+  const std::string where = fmt::format("ClickHouse at http://{}:{}", node.host, node.port);
   auto v = conn.run("SELECT version()", nullptr, {}, false);
   if (!v) {
     const auto& e = v.error();
@@ -630,19 +659,18 @@ Result<void> ClickHouseStore::Impl::start() {
     return fail("{} database '{}' has schema version {}, newer than this flowscope ({}); use a newer flowscope", where,
                 o.database, version, kSchemaVersion);
   if (version < kSchemaVersion)
-    if (auto r = migrate(version); !r) return r;
-  auto maxid = conn.run(fmt::format("SELECT max(id), count() FROM {}", raw));
-  if (!maxid) return fail("{}: {}", where, maxid.error().message);
-  next_id = first_number(*maxid) + 1;
-  st.rows = first_number(maxid->substr(maxid->find('\t') + 1));
+    if (auto r = migrate(version, exec); !r) return fail("{}: {}", where, r.error().message);
+  if (version < kSchemaVersion)
+    spdlog::info("{}: database '{}' migrated from schema version {} to {}", where, node.database, version,
+                 kSchemaVersion);
   return {};
 }
 
-Result<void> ClickHouseStore::Impl::migrate(uint32_t from) {
+Result<void> ClickHouseStore::Impl::migrate(uint32_t from, const std::function<Result<void>(const std::string&)>& exec) {
   // Cluster mode: each shard holds <t>_local (and the views feeding its
-  // rollups); <t> is a Distributed table over them. 18.16 runs ON CLUSTER
-  // only with ZooKeeper, so these statements run on the node the collector
-  // talks to; the other shards get theirs from the shard list (open()).
+  // rollups); <t> is a Distributed table over them, on every node. 18.16
+  // runs ON CLUSTER only with ZooKeeper, so start() runs these statements on
+  // each shard it is given.
   const bool cluster = !o.cluster.empty();
   const std::string sfx = cluster ? "_local" : "";
   auto distributed = [&](const std::string& t) {
@@ -671,7 +699,6 @@ Result<void> ClickHouseStore::Impl::migrate(uint32_t from) {
     for (const auto& s : stmts)
       if (auto r = exec(s); !r) return fail("migration to schema version {}: {}", version, r.error().message);
     if (auto r = exec(fmt::format("INSERT INTO schema_migrations VALUES ({}, now())", version)); !r) return r;
-    spdlog::info("ClickHouse database '{}': schema version {} applied", o.database, version);
   }
   return {};
 }
@@ -696,6 +723,13 @@ Result<std::unique_ptr<ClickHouseStore>> ClickHouseStore::open(const ClickHouseO
   impl->o = opts;
   impl->tracker = DeltaTracker(opts.max_tracked_flows);
   impl->raw = "flows";
+  impl->nodes.push_back(opts);
+  for (const auto& [host, port] : opts.shards) {
+    if (host == opts.host && port == opts.port) continue;
+    impl->nodes.push_back(opts);
+    impl->nodes.back().host = host;
+    impl->nodes.back().port = port;
+  }
   impl->insert_sql = fmt::format("INSERT INTO {} ({}) FORMAT RowBinary", impl->raw, column_list());
   if (auto r = impl->start(); !r) return std::unexpected(r.error());
   Impl* p = impl.get();
@@ -984,8 +1018,8 @@ Result<uint64_t> ClickHouseStore::expire(uint64_t cutoff_ns) {
   Impl& i = *impl_;
   // Whole day partitions that end before the cutoff's day, per table.
   const std::string sfx = i.o.cluster.empty() ? "" : "_local";
-  auto drop = [&](const std::string& table, uint64_t cutoff_s) -> Result<uint64_t> {
-    auto parts = i.conn.run(fmt::format(
+  auto drop_on = [&](const Conn& conn, const std::string& table, uint64_t cutoff_s) -> Result<uint64_t> {
+    auto parts = conn.run(fmt::format(
         "SELECT partition, sum(rows) FROM system.parts WHERE database = {} AND table = {} AND active "
         "GROUP BY partition HAVING toUInt32(partition) < toYYYYMMDD(toDateTime({})) ORDER BY partition",
         lit(i.o.database), lit(table), cutoff_s));
@@ -1000,9 +1034,18 @@ Result<uint64_t> ClickHouseStore::expire(uint64_t cutoff_ns) {
       if (tab == std::string_view::npos) continue;
       const std::string partition(line.substr(0, tab));
       if (partition.find_first_not_of("0123456789") != std::string::npos) continue;
-      if (auto r = i.exec(fmt::format("ALTER TABLE {} DROP PARTITION {}", table, partition)); !r)
-        return std::unexpected(r.error());
+      if (auto r = conn.run(fmt::format("ALTER TABLE {} DROP PARTITION {}", table, partition)); !r)
+        return fail("ClickHouse retention: {}", r.error().message);
       n += std::strtoull(std::string(line.substr(tab + 1)).c_str(), nullptr, 10);
+    }
+    return n;
+  };
+  auto drop = [&](const std::string& table, uint64_t cutoff_s) -> Result<uint64_t> {
+    uint64_t n = 0;
+    for (const auto& node : i.nodes) {
+      auto r = drop_on(Conn{&node}, table, cutoff_s);
+      if (!r) return r;
+      n += *r;
     }
     return n;
   };

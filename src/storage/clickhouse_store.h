@@ -22,6 +22,8 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "storage/flow_store.h"
 
@@ -39,6 +41,9 @@ struct ClickHouseOptions {
   // Cluster name from the servers' remote_servers: tables are made on every
   // shard as <t>_local, with Distributed tables <t> over them.
   std::string cluster;
+  // Cluster mode: every shard's HTTP endpoint, where start() creates the
+  // tables (the node above may be one of them).
+  std::vector<std::pair<std::string, uint16_t>> shards;
   size_t max_tracked_flows = 1 << 20;
   size_t batch_rows = 50'000;                // rows per insert request at most
   std::chrono::milliseconds flush_every{1000};  // a partial batch waits no longer

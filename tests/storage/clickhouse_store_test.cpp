@@ -517,3 +517,45 @@ TEST(ClickHouseCollector, BadStoreIsOneLineAndExitOne) {
     EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
   }
 }
+
+// Two servers forming the 2-shard cluster "flowscope": tables on both, rows
+// spread over both through the Distributed table, and the same answers as
+// SQLite (rollups included).
+TEST(ClickHouseCluster, TwoShardsGiveTheSameAnswersAsSqlite) {
+  fstest::ClickHouseServer cluster(2);
+  const std::string db = cluster.fresh_database();
+  auto o = options(db, cluster.http_port(0));
+  o.cluster = "flowscope";
+  o.shards = {{"127.0.0.1", cluster.http_port(0)}, {"127.0.0.1", cluster.http_port(1)}};
+  o.retention_1m = o.retention_5m = o.retention_1h = std::chrono::seconds(0);
+  auto ch = open_ch(o);
+  ASSERT_TRUE(ch);
+  TempDb tmp;
+  auto lite = SqliteStore::open({.path = tmp.path()});
+  ASSERT_TRUE(lite);
+  const uint64_t t0 = kT0 - kT0 % (3600 * kSec);
+  uint64_t total = 0;
+  for (auto batch : stream(t0)) {
+    auto copy = batch;
+    total += batch.size();
+    ASSERT_TRUE((*lite)->insert(batch));
+    ASSERT_TRUE(ch->insert(copy));
+  }
+  ASSERT_TRUE(ch->sync(std::chrono::seconds(30)));
+  const uint64_t on0 = std::stoull(cluster.query(fmt::format("SELECT count() FROM {}.flows_local", db), 0));
+  const uint64_t on1 = std::stoull(cluster.query(fmt::format("SELECT count() FROM {}.flows_local", db), 1));
+  EXPECT_GT(on0, 0u);
+  EXPECT_GT(on1, 0u);
+  EXPECT_EQ(on0 + on1, total);
+  EXPECT_EQ(show((*lite)->query({.limit = 500})), show(ch->query({.limit = 500})));
+  for (auto g : {TopGroup::Pair, TopGroup::Process}) {
+    TopQuery q{.filter = {.from_ns = t0}, .group = g, .limit = 50};
+    EXPECT_EQ(show((*lite)->top(q)), show(ch->top(q)));
+  }
+  SeriesQuery q{.filter = {.from_ns = t0, .to_ns = t0 + 7200 * kSec - 1}, .interval_ns = 600 * kSec};
+  EXPECT_EQ(show((*lite)->series(q)), show(ch->series(q)));
+  EXPECT_EQ(ClickHouseStore::last_table(), "flows_5m");
+  // A second collector start finds both shards migrated.
+  ch.reset();
+  EXPECT_TRUE(open_ch(o));
+}
