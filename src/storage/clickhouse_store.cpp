@@ -405,6 +405,12 @@ Result<void> parse_clickhouse_url(std::string_view url, ClickHouseOptions& o) {
   return {};
 }
 
+bool clickhouse_version_supported(std::string_view version) {
+  int major = 0, minor = 0;
+  if (std::sscanf(std::string(version).c_str(), "%d.%d", &major, &minor) != 2) return false;
+  return major > kClickHouseMinMajor || (major == kClickHouseMinMajor && minor >= kClickHouseMinMinor);
+}
+
 Result<void> read_clickhouse_credentials(const std::string& path, ClickHouseOptions& o) {
   std::ifstream in(path);
   if (!in) return fail_errno(errno, "--store-credentials {}: {}", path, std::strerror(errno));
@@ -463,17 +469,28 @@ struct ClickHouseStore::Impl {
   ~Impl() = default;
 
   // Sends one chunk until it is stored, or until stopping; false when given up.
+  static constexpr milliseconds kSettle{1000};
+
   bool deliver(const Chunk& c) {
     const std::string qid = fmt::format("flowscope-{}-{}-{}", o.database, c.first_id, c.last_id);
     milliseconds backoff(100);
     bool maybe_sent = false;
+    Clock::time_point answering_since = Clock::time_point::max();  // the server answers again since
     for (int attempt = 0;; ++attempt) {
       if (maybe_sent) {
         // The earlier attempt may have run (the server kept going after we
-        // gave up): send again only if none of its rows arrived.
+        // gave up): send again only if none of its rows arrived. A request
+        // the server had not read yet when it froze runs right after it
+        // resumes: none of them is trusted absent until the server has
+        // answered for kSettle.
         auto landed = arrived(c, qid);
+        const auto now = Clock::now();
+        if (!landed)
+          answering_since = Clock::time_point::max();
+        else if (answering_since == Clock::time_point::max())
+          answering_since = now;
         if (landed && *landed == c.rows) return true;
-        if (landed && *landed == 0) maybe_sent = false;
+        if (landed && *landed == 0 && now >= answering_since && now - answering_since >= kSettle) maybe_sent = false;
         if (landed && *landed != 0 && *landed != c.rows) {
           spdlog::error("ClickHouse: {} of {} rows of a batch arrived; the rest are lost", *landed, c.rows);
           std::lock_guard lk(mu);
@@ -600,6 +617,50 @@ struct ClickHouseStore::Impl {
     return std::move(*r);
   }
 
+  // The tracker's open flows kept across a clean restart, in the table
+  // open_flows of the node the collector talks to: written at shutdown,
+  // read back and dropped at start (after a crash there is none, never a
+  // stale one). State, not schema: no migration.
+  Result<void> save_open() {
+    if (tracker.open() == 0) return {};
+    if (auto r = exec("DROP TABLE IF EXISTS open_flows"); !r) return r;
+    if (auto r = exec("CREATE TABLE open_flows (seq UInt64, key String, bytes UInt64, packets UInt64, retrans UInt64) "
+                      "ENGINE = TinyLog");
+        !r)
+      return r;
+    std::string data;
+    uint64_t seq = 0;
+    tracker.for_each_open([&](const std::string& key, uint64_t b, uint64_t p, uint64_t r) {
+      put_int(data, seq++);
+      put_string(data, key);
+      put_int(data, b);
+      put_int(data, p);
+      put_int(data, r);
+    });
+    auto r = conn.run("INSERT INTO open_flows FORMAT RowBinary", &data);
+    if (!r) return fail("ClickHouse: {}", r.error().message);
+    return {};
+  }
+
+  Result<size_t> restore_open() {
+    auto has = conn.run(fmt::format("SELECT count() FROM system.tables WHERE database = {} AND name = 'open_flows'",
+                                    lit(o.database)));
+    if (!has) return fail("ClickHouse: {}", has.error().message);
+    if (first_number(*has) == 0) return 0;
+    auto body = conn.run("SELECT key, bytes, packets, retrans FROM open_flows ORDER BY seq DESC FORMAT RowBinary");
+    if (!body) return fail("ClickHouse: reading open flows: {}", body.error().message);
+    size_t n = 0;
+    Reader rd{body->data(), body->data() + body->size()};
+    while (rd.more()) {
+      std::string key = rd.str();
+      const auto b = rd.num<uint64_t>(), p = rd.num<uint64_t>(), r = rd.num<uint64_t>();
+      if (!rd.ok) break;
+      n += tracker.restore(key, b, p, r);
+    }
+    if (auto r = exec("DROP TABLE open_flows"); !r) return std::unexpected(r.error());
+    return n;
+  }
+
   // Checks the servers, then brings their schema up to date.
   Result<void> start();
   Result<void> start_node(const ClickHouseOptions& node);
@@ -620,6 +681,9 @@ Result<void> ClickHouseStore::Impl::start() {
   if (!maxid) return fail("ClickHouse at http://{}:{}: {}", o.host, o.port, maxid.error().message);
   next_id = first_number(*maxid) + 1;
   st.rows = first_number(maxid->substr(maxid->find('\t') + 1));
+  auto restored = restore_open();
+  if (!restored) return std::unexpected(restored.error());
+  if (*restored) spdlog::info("ClickHouse: resumed the totals of {} open flows", *restored);
   return {};
 }
 
@@ -639,9 +703,7 @@ Result<void> ClickHouseStore::Impl::start_node(const ClickHouseOptions& node) {
       return fail("{} refused user '{}': {}", where, o.user, e.message);
     return fail("{}: {}", where, e.message);
   }
-  int major = 0, minor = 0;
-  std::sscanf(v->c_str(), "%d.%d", &major, &minor);
-  if (major < kClickHouseMinMajor || (major == kClickHouseMinMajor && minor < kClickHouseMinMinor))
+  if (!clickhouse_version_supported(*v))
     return fail("{} runs version {}; flowscope needs {}.{} or later", where, v->substr(0, v->find('\n')),
                 kClickHouseMinMajor, kClickHouseMinMinor);
   auto db = conn.run(fmt::format("SELECT count() FROM system.databases WHERE name = {}", lit(o.database)), nullptr, {},
@@ -716,6 +778,12 @@ ClickHouseStore::~ClickHouseStore() {
   }
   i.cv.notify_all();
   i.sender.join();
+  std::lock_guard lk(i.write_mu);
+  // A destructor cannot return the error: say what is lost instead.
+  if (auto r = i.save_open(); !r)
+    spdlog::error("the totals of {} open flows are not kept across the restart ({}); their next records count "
+                  "their whole totals again in aggregates",
+                  i.tracker.open(), r.error().message);
 }
 
 Result<std::unique_ptr<ClickHouseStore>> ClickHouseStore::open(const ClickHouseOptions& opts) {

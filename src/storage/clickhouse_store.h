@@ -60,6 +60,8 @@ struct ClickHouseOptions {
 
 // "clickhouse://HOST[:PORT]/DATABASE" into host, port and database.
 Result<void> parse_clickhouse_url(std::string_view url, ClickHouseOptions& o);
+// Whether a server's version() ("18.16.1", "24.3.2.23") is one flowscope works with.
+bool clickhouse_version_supported(std::string_view version);
 // A credentials file: lines "user=NAME" and "password=SECRET" ('#' comments).
 Result<void> read_clickhouse_credentials(const std::string& path, ClickHouseOptions& o);
 

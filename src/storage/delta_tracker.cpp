@@ -57,4 +57,11 @@ void DeltaTracker::account(FlowRow& r) {
   }
 }
 
+bool DeltaTracker::restore(const std::string& key, uint64_t bytes, uint64_t packets, uint64_t retrans) {
+  if (open_.contains(key) || open_.size() >= max_) return false;
+  lru_.push_front(key);
+  open_.emplace(key, std::make_pair(Totals{bytes, packets, retrans}, lru_.begin()));
+  return true;
+}
+
 }  // namespace flowscope

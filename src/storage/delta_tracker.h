@@ -27,6 +27,17 @@ class DeltaTracker {
   // Fills r.delta_* and r.first from the flow's previous record.
   void account(FlowRow& r);
   size_t open() const { return open_.size(); }
+  // The open flows' last totals, most recently seen first (to keep them
+  // across a restart).
+  template <class F>
+  void for_each_open(F&& f) const {
+    for (const auto& key : lru_) {
+      const Totals& t = open_.at(key).first;
+      f(key, t.bytes, t.packets, t.retrans);
+    }
+  }
+  // Takes back one saved flow; call oldest first. False when full or known.
+  bool restore(const std::string& key, uint64_t bytes, uint64_t packets, uint64_t retrans);
   uint64_t evicted() const { return evicted_; }
 
  private:

@@ -357,6 +357,15 @@ TEST(ClickHouseStore, MigrationsAreIdempotentAndRecorded) {
             "FixedString(16)\n");
 }
 
+// The servers at hand are all 18.16: the version rule itself, on the
+// strings version() returns.
+TEST(ClickHouseStoreUrl, VersionsBelow18_16AreRefused) {
+  for (const char* ok : {"18.16.1", "18.16.1.0", "19.1.6", "24.3.2.23", "100.0"})
+    EXPECT_TRUE(clickhouse_version_supported(ok)) << ok;
+  for (const char* old : {"18.14.19", "1.1.54394", "18.1.0", "", "garbage", "18"})
+    EXPECT_FALSE(clickhouse_version_supported(old)) << old;
+}
+
 TEST(ClickHouseStoreUrl, ParsesAndRefuses) {
   ClickHouseOptions o;
   ASSERT_TRUE(parse_clickhouse_url("clickhouse://db.example:9000/flows", o));
