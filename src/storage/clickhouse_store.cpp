@@ -1,5 +1,7 @@
 #include "storage/clickhouse_store.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <charconv>
 #include <bit>
@@ -412,6 +414,11 @@ bool clickhouse_version_supported(std::string_view version) {
 }
 
 Result<void> read_clickhouse_credentials(const std::string& path, ClickHouseOptions& o) {
+  struct stat sb{};
+  if (stat(path.c_str(), &sb) != 0) return fail_errno(errno, "--store-credentials {}: {}", path, std::strerror(errno));
+  // A password file others can read is a leaked password.
+  if (sb.st_mode & 077)
+    return fail("--store-credentials {}: readable by others (mode {:o}); chmod 600 it", path, sb.st_mode & 0777);
   std::ifstream in(path);
   if (!in) return fail_errno(errno, "--store-credentials {}: {}", path, std::strerror(errno));
   std::string line;

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -380,6 +381,8 @@ TEST(ClickHouseStoreUrl, ParsesAndRefuses) {
     EXPECT_FALSE(parse_clickhouse_url(bad, o)) << bad;
   TempDb tmp;
   std::ofstream(tmp.path()) << "# flowscope\nuser=writer\npassword=s3cr=t\n";
+  EXPECT_FALSE(read_clickhouse_credentials(tmp.path(), o));  // 0644: readable by others
+  chmod(tmp.path().c_str(), 0600);
   ASSERT_TRUE(read_clickhouse_credentials(tmp.path(), o));
   EXPECT_EQ(o.user, "writer");
   EXPECT_EQ(o.password, "s3cr=t");
@@ -509,6 +512,7 @@ TEST(ClickHouseCollector, BadStoreIsOneLineAndExitOne) {
   const std::string base = fmt::format("clickhouse://127.0.0.1:{}/", server().http_port());
   TempDb tmp;
   std::ofstream(tmp.path()) << "user=default\npassword=wrong\n";
+  chmod(tmp.path().c_str(), 0600);
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"--store", base + "nosuchdb"}, "has no database 'nosuchdb'"},
       {{"--store", fmt::format("clickhouse://127.0.0.1:{}/x", fstest::free_loopback_port())}, "cannot connect"},
