@@ -139,6 +139,9 @@ void add_store_metrics(Served& s) {
             double(st.pending_rows));
     b.counter("flowscope_store_retries_total", "Insert requests sent again after a failure (ClickHouse)",
               double(st.retries));
+    b.counter("flowscope_store_tracker_evicted_total",
+              "Open flows the delta tracker forgot at its bound (ClickHouse); their next record counts in full",
+              double(st.tracker_evicted));
   });
 }
 
