@@ -358,8 +358,26 @@ TEST(ClickHouseStore, MigrationsAreIdempotentAndRecorded) {
             "FixedString(16)\n");
 }
 
-// The servers at hand are all 18.16: the version rule itself, on the
-// strings version() returns.
+// A server that says it is 17.x (an HTTP stand-in: the servers at hand are
+// all 18.16) is refused at start with one line.
+TEST(ClickHouseStore, OlderServerIsRefused) {
+  httplib::Server fake;
+  fake.Post("/", [](const httplib::Request& req, httplib::Response& res) {
+    res.set_content(req.body == "SELECT version()" ? "17.12.3\n" : "1\n", "text/plain");
+  });
+  const int port = fake.bind_to_any_port("127.0.0.1");
+  ASSERT_GT(port, 0);
+  std::thread t([&] { fake.listen_after_bind(); });
+  // bind_to_any_port() listens already: a connection waits in the backlog.
+  auto s = ClickHouseStore::open(options("flowscope", static_cast<uint16_t>(port)));
+  fake.stop();
+  t.join();
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().message,
+            fmt::format("ClickHouse at http://127.0.0.1:{} runs version 17.12.3; flowscope needs 18.16 or later", port));
+}
+
+// The version rule itself, on the strings version() returns.
 TEST(ClickHouseStoreUrl, VersionsBelow18_16AreRefused) {
   for (const char* ok : {"18.16.1", "18.16.1.0", "19.1.6", "24.3.2.23", "100.0"})
     EXPECT_TRUE(clickhouse_version_supported(ok)) << ok;
