@@ -25,6 +25,7 @@ PKGS_TEST=(
   gnuplot-nox systemd
   # The kernel matrix (scripts/kernel-matrix.sh): Debian's kernels booted under qemu.
   qemu-system-x86 busybox-static cpio xz-utils
+  clickhouse-server clickhouse-client  # the ClickHouse store's tests start their own servers (never the service)
 )
 need=()
 for p in "${PKGS_BUILD[@]}" "${PKGS_TEST[@]}"; do

@@ -1,5 +1,5 @@
 // `flowscope collector`: receive IPFIX (and NetFlow v9) over UDP and TCP,
-// store flows in SQLite, answer queries over HTTP.
+// store flows (SQLite or ClickHouse), answer queries over HTTP.
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -85,7 +85,7 @@ int run_collector(CollectorArgs& a) {
   spdlog::info("collector running: IPFIX on {} udp/{} tcp/{}, HTTP API on http://{}:{}{}, database {}", co.host,
                co.udp ? std::to_string((*collector)->udp_port()) : "off",
                co.tcp ? std::to_string((*collector)->tcp_port()) : "off", a.serve.http_addr, (*api)->port(),
-               a.serve.token_file ? " (bearer token required)" : "", a.serve.db);
+               a.serve.token_file ? " (bearer token required)" : "", served->where);
   while (!g_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   spdlog::info("collector stopping");
   api->reset();
@@ -100,7 +100,8 @@ int run_collector(CollectorArgs& a) {
 
 Command add_collector_command(CLI::App& app, const GlobalOptions&) {
   auto args = std::make_shared<CollectorArgs>();
-  auto* cmd = app.add_subcommand("collector", "Receive IPFIX/NetFlow v9, store flows in SQLite, serve the HTTP API");
+  auto* cmd = app.add_subcommand("collector",
+                                 "Receive IPFIX/NetFlow v9, store flows (SQLite or ClickHouse), serve the HTTP API");
   cmd->add_option("--ipfix-addr", args->ipfix_addr, "Address the IPFIX listeners bind (beyond loopback needs --allow)")
       ->capture_default_str();
   cmd->add_option("--udp-port", args->udp_port, "IPFIX UDP port")->capture_default_str();

@@ -1,6 +1,6 @@
 // `flowscope run`: the main job in one command. The agent captures flows and
-// an in-process store keeps them in a SQLite file; the HTTP API answers on
-// loopback. Nothing goes over the network.
+// an in-process store keeps them (a SQLite file by default, or ClickHouse);
+// the HTTP API answers on loopback.
 #include <spdlog/spdlog.h>
 
 #include "agent/agent.h"
@@ -60,7 +60,7 @@ int run_run(RunArgs& a, const GlobalOptions& global) {
   }
   for (const auto& d : (*agent)->degraded()) spdlog::warn("{}", d);
   install_signal_handlers();
-  spdlog::info("flowscope running: flows stored in {}, HTTP API on http://{}:{}", a.serve.db, a.serve.http_addr,
+  spdlog::info("flowscope running: flows stored in {}, HTTP API on http://{}:{}", served->where, a.serve.http_addr,
                (*api)->port());
   auto r = (*agent)->run(g_stop);
   served->writer->drain();
@@ -79,7 +79,8 @@ int run_run(RunArgs& a, const GlobalOptions& global) {
 Command add_run_command(CLI::App& app, const GlobalOptions& global) {
   auto args = std::make_shared<RunArgs>();
   auto* cmd = app.add_subcommand(
-      "run", "Capture every TCP connection, store flows in a SQLite file and serve the HTTP API on 127.0.0.1");
+      "run",
+      "Capture every TCP connection, store flows (a SQLite file or ClickHouse) and serve the HTTP API on 127.0.0.1");
   add_serve_options(*cmd, args->serve, false);
   add_capture_options(*cmd, args->capture);
   return {cmd, [args, &global] { return run_run(*args, global); }};

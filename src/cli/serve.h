@@ -1,5 +1,6 @@
-// What `flowscope collector` and `flowscope run` share: the SQLite file, the
-// store writer with retention, and the HTTP API with its security checks.
+// What `flowscope collector` and `flowscope run` share: the store (a SQLite
+// file, or ClickHouse), the store writer with retention, and the HTTP API
+// with its security checks.
 #pragma once
 
 #include <memory>
@@ -13,13 +14,18 @@
 #include "collector/metrics.h"
 #include "collector/store_writer.h"
 #include "base/result.h"
-#include "storage/sqlite_store.h"
+#include "storage/flow_store.h"
 
 namespace flowscope::cli {
 
 struct ServeArgs {
   std::string db = "flowscope.db";
+  std::string store;  // sqlite:PATH or clickhouse://HOST:PORT/DATABASE; empty: sqlite:<db>
+  std::optional<std::string> store_credentials;
+  std::string clickhouse_cluster;
+  std::vector<std::string> clickhouse_shards;  // HOST:PORT (HTTP) of every shard
   std::string retention = "7d";
+  std::string retention_1m = "7d", retention_5m = "90d", retention_1h = "365d";  // ClickHouse rollups
   std::string http_addr = "127.0.0.1";
   uint16_t http_port = 9740;
   std::optional<std::string> token_file;
@@ -30,7 +36,8 @@ struct ServeArgs {
 void add_serve_options(CLI::App& cmd, ServeArgs& a, bool http_addr_option);
 
 struct Served {
-  std::shared_ptr<SqliteStore> store;
+  std::shared_ptr<FlowStore> store;
+  std::string where;  // the store, for log lines
   std::shared_ptr<StoreWriter> writer;
   std::shared_ptr<Metrics> metrics;
 };

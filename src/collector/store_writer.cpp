@@ -98,9 +98,14 @@ void StoreWriter::on_stored(std::function<void(const std::vector<DeliveryMark>&)
 }
 
 void StoreWriter::drain() {
-  std::unique_lock lk(mu_);
-  cv_.notify_one();
-  space_cv_.wait(lk, [&] { return (q_rows_ == 0 && in_flight_ == 0) || stop_; });
+  {
+    std::unique_lock lk(mu_);
+    cv_.notify_one();
+    space_cv_.wait(lk, [&] { return (q_rows_ == 0 && in_flight_ == 0) || stop_; });
+  }
+  // A store that sends in the background (ClickHouse) has the rows now, not
+  // necessarily its server.
+  if (auto r = store_->sync(std::chrono::seconds(30)); !r) spdlog::warn("{}", r.error().message);
 }
 
 StoreWriterStats StoreWriter::stats() const {

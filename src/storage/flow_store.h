@@ -1,5 +1,5 @@
-// Where flows are kept: the interface every backend implements (SQLite now;
-// ClickHouse next). Queries are described by value types, never by SQL text,
+// Where flows are kept: the interface every backend implements (SQLite, the
+// default; ClickHouse). Queries are described by value types, never by SQL text,
 // so a backend decides how to express them and user input never reaches a
 // query string.
 #pragma once
@@ -94,6 +94,9 @@ struct StoreStats {
   uint64_t retention_deleted = 0;
   uint64_t rows = 0;              // rows stored now
   uint64_t bytes_on_disk = 0;
+  uint64_t pending_rows = 0;      // accepted, waiting for a server (backends that send in the background)
+  uint64_t retries = 0;           // requests sent again after a failure
+  uint64_t tracker_evicted = 0;   // open flows forgotten by the delta tracker
 };
 
 class FlowStore {
@@ -116,6 +119,9 @@ class FlowStore {
   // Deletes flows that ended before `cutoff_ns`; returns how many.
   virtual Result<uint64_t> expire(uint64_t cutoff_ns) = 0;
   virtual StoreStats stats() = 0;
+  // Waits until every row inserted so far can be read: backends that send
+  // in the background (ClickHouse) flush; others are done already.
+  virtual Result<void> sync(std::chrono::milliseconds /*timeout*/) { return {}; }
 };
 
 const char* to_string(TopGroup g);

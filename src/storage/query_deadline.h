@@ -26,6 +26,8 @@ class QueryDeadline {
   QueryDeadline(const QueryDeadline&) = delete;
   QueryDeadline& operator=(const QueryDeadline&) = delete;
 
+  // This thread's deadline (time_point::max() when none).
+  static Clock::time_point at() { return at_; }
   // True once this thread's deadline (if any) is behind us.
   static bool passed() {
     return (cancel_ && cancel_->load(std::memory_order_relaxed)) ||

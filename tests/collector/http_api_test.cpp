@@ -1,4 +1,6 @@
-// The HTTP API over a real socket on loopback and a real SQLite file.
+// The HTTP API over a real socket on loopback and a real SQLite file; with
+// FLOWSCOPE_TEST_STORE=clickhouse the same tests on a ClickHouse server the
+// binary starts (ctest: collector_api_on_clickhouse).
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,7 +12,9 @@
 
 #include "net/cidr.h"
 #include "collector/http_api.h"
+#include "storage/clickhouse_store.h"
 #include "storage/sqlite_store.h"
+#include "support/clickhouse_server.h"
 
 using namespace flowscope;
 using nlohmann::json;
@@ -24,9 +28,17 @@ class ApiFixture : public ::testing::Test {
   void SetUp() override {
     char tmpl[] = "/tmp/fs-api-XXXXXX";
     dir_ = mkdtemp(tmpl);
-    auto s = SqliteStore::open({.path = dir_ + "/flows.db"});
-    ASSERT_TRUE(s) << s.error().message;
-    store_ = std::move(*s);
+    if (const char* b = getenv("FLOWSCOPE_TEST_STORE"); b && std::string(b) == "clickhouse") {
+      static fstest::ClickHouseServer server;
+      auto s = ClickHouseStore::open(
+          {.host = "127.0.0.1", .port = server.http_port(), .database = server.fresh_database()});
+      ASSERT_TRUE(s) << s.error().message;
+      store_ = std::move(*s);
+    } else {
+      auto s = SqliteStore::open({.path = dir_ + "/flows.db"});
+      ASSERT_TRUE(s) << s.error().message;
+      store_ = std::move(*s);
+    }
     now_ = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                      std::chrono::system_clock::now().time_since_epoch())
                                      .count());
@@ -50,6 +62,7 @@ class ApiFixture : public ::testing::Test {
       rows.push_back(r);
     }
     ASSERT_TRUE(store_->insert(rows));
+    ASSERT_TRUE(store_->sync(std::chrono::seconds(30)));
   }
   void TearDown() override {
     api_.reset();
@@ -77,7 +90,7 @@ class ApiFixture : public ::testing::Test {
 
   std::string dir_;
   uint64_t now_ = 0;
-  std::shared_ptr<SqliteStore> store_;
+  std::shared_ptr<FlowStore> store_;
   std::unique_ptr<ApiServer> api_;
   std::unique_ptr<httplib::Client> client_;
   ExporterPage last_page_;
