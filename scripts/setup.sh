@@ -18,11 +18,13 @@ PKGS_BUILD=(
   libcli11-dev libfmt-dev libspdlog-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev
   clang-16  # the clang build: clang 14 cannot compile std::expected with libstdc++
+  nodejs npm  # the web console is bundled with esbuild (web/, npm ci below)
 )
 # Real peers the tests compare against.
 PKGS_TEST=(
   iproute2 iputils-ping tcpdump nftables tshark nfdump softflowd libfixbuf-tools libbpf-tools iperf3 procps python3 sqlite3 curl
   gnuplot-nox systemd
+  chromium  # the web console's browser tests (driven by playwright-core)
 )
 need=()
 for p in "${PKGS_BUILD[@]}" "${PKGS_TEST[@]}"; do
@@ -32,6 +34,11 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -q
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+
+# The web console's build and test tools, at the versions web/package-lock.json pins.
+if [ ! -d web/node_modules ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+  npm ci --prefix web --no-audit --no-fund
 fi
 
 if [ "${1:-}" != "--no-build" ]; then

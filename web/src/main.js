@@ -1,0 +1,356 @@
+// flowscope's web console. Each view's state lives in the URL hash
+// (#/view?key=value...), so a link reproduces what is on screen.
+import './style.css';
+import cytoscape from 'cytoscape';
+import { api, pool, ApiError } from './api.js';
+import { h, table } from './dom.js';
+import { lineChart, disposeCharts } from './charts.js';
+import * as fmt from './fmt.js';
+
+const VIEWS = ['overview', 'explore', 'map', 'flows', 'drops'];
+const FILTER_KEYS = ['addr', 'src', 'dst', 'port', 'protocol', 'direction', 'process', 'pid', 'container', 'close',
+  'exporter', 'drops', 'record'];
+const RANGES = { '15m': 900, '1h': 3600, '6h': 21600, '24h': 86400, '7d': 604800 };
+const FAIL_CLOSES = ['refused', 'timeout', 'rst_sent', 'rst_received'];
+
+// ---- state in the URL ----
+function readState() {
+  const raw = location.hash.replace(/^#\/?/, '');
+  const [view, query] = raw.split('?');
+  const p = new URLSearchParams(query || '');
+  return { view: VIEWS.includes(view) ? view : 'overview', p };
+}
+
+function go(view, changes = {}, keep = true) {
+  const { p } = readState();
+  const next = keep ? new URLSearchParams(p) : new URLSearchParams();
+  if (!keep) for (const k of ['range', 'f', 'self']) if (p.has(k)) next.set(k, p.get(k));
+  for (const [k, v] of Object.entries(changes)) {
+    if (v === undefined || v === null || v === '') next.delete(k);
+    else next.set(k, String(v));
+  }
+  const qs = next.toString();
+  location.hash = `#/${view}${qs ? `?${qs}` : ''}`;
+}
+
+function parseFilter(text) {
+  const out = {};
+  for (const tok of text.trim().split(/\s+/).filter(Boolean)) {
+    const eq = tok.indexOf('=');
+    const key = eq > 0 ? tok.slice(0, eq) : '';
+    if (!FILTER_KEYS.includes(key) || eq === tok.length - 1)
+      throw new ApiError(`filter '${tok}': expected key=value with key one of ${FILTER_KEYS.join(', ')}`);
+    out[key] = tok.slice(eq + 1);
+  }
+  return out;
+}
+
+// Parameters every query carries: range, filters, and (unless shown) the
+// exclusion of this console's own requests to the API.
+function baseParams(p, extra = {}) {
+  const range = RANGES[p.get('range')] ? p.get('range') : '1h';
+  const params = { from: `-${range}`, ...parseFilter(p.get('f') || ''), ...extra };
+  if (p.get('self') !== '1') params.exclude_port = location.port || (location.protocol === 'https:' ? 443 : 80);
+  return params;
+}
+
+function seriesPoints(resp, key, perSecond = true) {
+  const secs = resp.interval_ns / 1e9;
+  return resp.points.map((pt) => [pt.time_ns / 1e6, perSecond ? pt[key] / secs : pt[key]]);
+}
+
+// The newest complete bucket's value (the last one is still filling).
+function current(points) {
+  if (points.length < 2) return points.length ? points[0][1] : 0;
+  return points[points.length - 2][1];
+}
+
+// ---- views ----
+async function overview(root, p) {
+  const base = baseParams(p);
+  const [all, drops, ...fails] = await Promise.all([
+    api('/api/timeseries', base),
+    api('/api/timeseries', { ...base, drops: base.drops || 'any' }),
+    ...FAIL_CLOSES.map((c) => api('/api/timeseries', { ...base, close: c })),
+  ]);
+  const failed = all.points.map((pt, i) => [pt.time_ns / 1e6,
+    fails.reduce((s, f) => s + (f.points[i] ? f.points[i].flows : 0), 0) / (all.interval_ns / 1e9)]);
+  const charts = [
+    ['connections/s', seriesPoints(all, 'flows'), fmt.rate],
+    ['bytes/s (both directions)', seriesPoints(all, 'bytes'), fmt.byteRate],
+    ['failed connections/s (refused, timeout, reset)', failed, fmt.rate],
+    ['retransmits/s', seriesPoints(all, 'retransmits'), fmt.rate],
+    ['connections with drops/s', seriesPoints(drops, 'flows'), fmt.rate],
+  ];
+  const grid = h('div', { class: 'grid' });
+  root.append(grid);
+  for (const [title, pts, f] of charts) {
+    const el = h('div', { class: 'chart' });
+    grid.append(h('div', { class: 'card', dataset: { series: title } },
+      h('h3', {}, title, h('span', { class: 'rate' }, f(current(pts)))), el));
+    lineChart(el, [{ name: title, points: pts }], { format: f });
+  }
+  const [procs, pairs, ...failing] = await Promise.all([
+    api('/api/top', { ...base, group: 'process', limit: 10 }),
+    api('/api/top', { ...base, group: 'pair', limit: 10 }),
+    ...FAIL_CLOSES.map((c) => api('/api/flows', { ...base, from: '-15m', close: c, limit: 20 })),
+  ]);
+  const cols = (first) => [...first,
+    { key: 'bytes', label: 'bytes', num: true, text: (r) => fmt.bytes(r.bytes) },
+    { key: 'flows', label: 'flows', num: true, text: (r) => r.flows },
+    { key: 'retransmits', label: 'retransmits', num: true, text: (r) => r.retransmits }];
+  const failList = failing.flatMap((r) => r.flows).sort((a, b) => b.end_ns - a.end_ns).slice(0, 20);
+  root.append(h('div', { class: 'grid' },
+    h('div', {}, h('h2', {}, 'Top processes'), table(cols([{ key: 'process', label: 'process', text: (r) => r.process }]),
+      procs.top, { onRow: (r) => go('flows', { f: `process=${r.process}`, offset: '', flow: '' }) })),
+    h('div', {}, h('h2', {}, 'Top pairs'), table(cols([
+      { key: 'src', label: 'source', text: (r) => r.src }, { key: 'dst', label: 'destination', text: (r) => r.dst }]),
+    pairs.top, { onRow: (r) => go('flows', { f: `src=${r.src} dst=${r.dst}`, offset: '', flow: '' }) })),
+    h('div', { id: 'failing' }, h('h2', {}, 'Failing now (last 15 min)'), failList.length ? flowTable(failList) :
+      h('p', { class: 'muted' }, 'No refused, timed out or reset connections.'))));
+}
+
+const GROUP_FILTER = {
+  src: (k) => ({ src: k.src }), dst: (k) => ({ dst: k.dst }), pair: (k) => ({ src: k.src, dst: k.dst }),
+  port: (k) => ({ port: k.port }), process: (k) => ({ process: k.process }), container: (k) => ({ container: k.container }),
+};
+const keyName = (g, r) => (g === 'pair' ? `${r.src} → ${r.dst}` : String(r[g]));
+
+async function explore(root, p) {
+  const group = GROUP_FILTER[p.get('group')] ? p.get('group') : 'process';
+  const by = ['bytes', 'flows', 'retransmits'].includes(p.get('by')) ? p.get('by') : 'bytes';
+  const type = p.get('type') === 'lines' ? 'lines' : 'stacked';
+  const n = Math.min(Math.max(Number(p.get('n')) || 5, 1), 20);
+  const select = (key, value, options) => h('select', { dataset: { key },
+    onchange: (ev) => go('explore', { [key]: ev.target.value }) },
+  options.map((o) => h('option', { value: o, selected: o === String(value) }, o)));
+  root.append(h('div', { class: 'controls' },
+    h('label', {}, 'group by ', select('group', group, Object.keys(GROUP_FILTER))),
+    h('label', {}, 'metric ', select('by', by, ['bytes', 'flows', 'retransmits'])),
+    h('label', {}, 'chart ', select('type', type, ['stacked', 'lines'])),
+    h('label', {}, 'top ', select('n', n, ['3', '5', '10', '20']))));
+  const base = baseParams(p);
+  const top = await api('/api/top', { ...base, group, by, limit: n });
+  const series = await pool(top.top, 4, async (r) => {
+    const s = await api('/api/timeseries', { ...base, ...GROUP_FILTER[group](r) });
+    return { name: keyName(group, r), points: seriesPoints(s, by, by === 'bytes') };
+  });
+  const el = h('div', { class: 'chart big' });
+  root.append(el);
+  lineChart(el, series, { stacked: type === 'stacked', legend: true,
+    format: by === 'bytes' ? fmt.byteRate : (v) => fmt.rate(v, '') });
+  root.append(h('h2', {}, `Top ${n} by ${by}`), table([
+    { key: 'key', label: group, text: (r) => keyName(group, r) },
+    { key: 'bytes', label: 'bytes', num: true, text: (r) => fmt.bytes(r.bytes) },
+    { key: 'packets', label: 'packets', num: true, text: (r) => r.packets },
+    { key: 'flows', label: 'flows', num: true, text: (r) => r.flows },
+    { key: 'retransmits', label: 'retransmits', num: true, text: (r) => r.retransmits },
+  ], top.top, { onRow: (r) => go('flows', { f: Object.entries(GROUP_FILTER[group](r)).map(([k, v]) => `${k}=${v}`)
+    .join(' '), offset: '', flow: '' }) }));
+}
+
+async function map(root, p) {
+  const base = baseParams(p);
+  const [pairs, ...fails] = await Promise.all([
+    api('/api/top', { ...base, group: 'pair', limit: 60 }),
+    ...FAIL_CLOSES.map((c) => api('/api/top', { ...base, group: 'pair', close: c, limit: 200 })),
+  ]);
+  const failing = new Set(fails.flatMap((f) => f.top.map((t) => `${t.src}|${t.dst}`)));
+  const max = Math.max(1, ...pairs.top.map((t) => t.bytes));
+  const nodes = new Map();
+  const edges = pairs.top.map((t, i) => {
+    nodes.set(t.src, { data: { id: `n:${t.src}`, label: t.src, addr: t.src } });
+    nodes.set(t.dst, { data: { id: `n:${t.dst}`, label: t.dst, addr: t.dst } });
+    const bad = failing.has(`${t.src}|${t.dst}`);
+    return { data: { id: `e${i}`, source: `n:${t.src}`, target: `n:${t.dst}`, src: t.src, dst: t.dst,
+      width: 1 + 9 * Math.sqrt(t.bytes / max),
+      color: bad ? '#b3261e' : t.retransmits > 0 ? '#e08a00' : '#7a8aa6' } };
+  });
+  root.append(h('p', { class: 'muted' }, 'Source → destination (top 60 pairs by bytes). Edge width: bytes; red: ',
+    'refused, timed out or reset connections; orange: retransmits. Click a node or an edge for its flows.'));
+  const el = h('div', { id: 'graph' });
+  root.append(el);
+  const cy = cytoscape({
+    container: el,
+    elements: [...nodes.values(), ...edges],
+    layout: { name: 'cose', animate: false, randomize: false },
+    style: [
+      { selector: 'node', style: { label: 'data(label)', 'font-size': 10, 'background-color': '#4da3ff', width: 14, height: 14 } },
+      { selector: 'edge', style: { width: 'data(width)', 'line-color': 'data(color)', 'target-arrow-color': 'data(color)',
+        'target-arrow-shape': 'triangle', 'curve-style': 'bezier' } },
+    ],
+  });
+  window.flowscopeGraph = cy;  // for the browser tests
+  cy.on('tap', 'node', (ev) => go('flows', { f: `addr=${ev.target.data('addr')}`, offset: '', flow: '' }));
+  cy.on('tap', 'edge', (ev) => go('flows', { f: `src=${ev.target.data('src')} dst=${ev.target.data('dst')}`, offset: '', flow: '' }));
+}
+
+const FLOW_COLS = [
+  { key: 'end_ns', label: 'end', text: (f) => fmt.time(f.end_ns), sort: (f) => f.end_ns },
+  { key: 'src', label: 'source', text: (f) => fmt.endpoint(f.src_addr, f.src_port), sort: (f) => fmt.endpoint(f.src_addr, f.src_port) },
+  { key: 'dst', label: 'destination', text: (f) => fmt.endpoint(f.dst_addr, f.dst_port), sort: (f) => fmt.endpoint(f.dst_addr, f.dst_port) },
+  { key: 'protocol', label: 'proto', text: (f) => fmt.proto(f.protocol), sort: (f) => f.protocol },
+  { key: 'direction', label: 'dir', text: (f) => f.direction || '', sort: (f) => f.direction || '' },
+  { key: 'bytes', label: 'bytes', num: true, text: (f) => fmt.bytes(f.bytes), sort: (f) => f.bytes },
+  { key: 'rev_bytes', label: 'rev bytes', num: true, text: (f) => fmt.bytes(f.rev_bytes), sort: (f) => f.rev_bytes ?? -1 },
+  { key: 'process', label: 'process', text: (f) => (f.comm ? `${f.comm} (${f.pid})` : ''), sort: (f) => f.comm || '' },
+  { key: 'close', label: 'close', text: (f) => f.close || '', sort: (f) => f.close || '' },
+  { key: 'drops', label: 'drops', num: true, sort: (f) => dropTotal(f),
+    text: (f) => (dropTotal(f) ? h('span', { class: 'badge', title: 'packets dropped' }, dropTotal(f)) : '') },
+];
+const dropTotal = (f) => Object.values(f.drops || {}).reduce((a, b) => a + b, 0);
+
+function flowTable(rows, opts = {}) {
+  const t = table(FLOW_COLS, rows, { onRow: (f) => go('flows', { flow: f.id }), ...opts });
+  t.id = opts.id || '';
+  return t;
+}
+
+async function flows(root, p) {
+  const limit = 50;
+  const offset = Math.max(0, Number(p.get('offset')) || 0);
+  const page = await api('/api/flows', { ...baseParams(p), limit, offset });
+  const sortKey = p.get('sort');
+  const dir = p.get('dir') === 'asc' ? 'asc' : 'desc';
+  const col = FLOW_COLS.find((c) => c.key === sortKey);
+  const rows = [...page.flows];
+  if (col) {
+    rows.sort((a, b) => {
+      const x = col.sort(a), y = col.sort(b);
+      return (x < y ? -1 : x > y ? 1 : 0) * (dir === 'asc' ? 1 : -1);
+    });
+  }
+  root.append(h('div', { class: 'pager' },
+    h('button', { disabled: offset === 0, onclick: () => go('flows', { offset: Math.max(0, offset - limit), flow: '' }) }, '← newer'),
+    h('span', { id: 'pageinfo' }, `flows ${page.count ? offset + 1 : 0}–${offset + page.count}`),
+    h('button', { disabled: !page.more, onclick: () => go('flows', { offset: page.next_offset, flow: '' }) }, 'older →'),
+    h('span', { class: 'muted' }, 'newest first; column sorting orders this page')));
+  root.append(flowTable(rows, {
+    id: 'flowtable',
+    sort: col ? { key: sortKey, dir } : null,
+    onSort: (key) => go('flows', { sort: key, dir: key === sortKey && dir === 'desc' ? 'asc' : 'desc' }),
+  }));
+  const id = p.get('flow');
+  if (id) {
+    const f = page.flows.find((x) => String(x.id) === id);
+    root.append(f ? flowDetail(f) : h('p', { class: 'muted' }, `Flow ${id} is not on this page.`));
+  }
+}
+
+function flowDetail(f) {
+  const cmd = fmt.traceCommand(f);
+  const fields = Object.entries(f).filter(([k]) => k !== 'drops');
+  const drops = Object.entries(f.drops || {});
+  const copy = h('button', { onclick: async () => {
+    try {
+      await navigator.clipboard.writeText(cmd);
+      copy.textContent = 'copied';
+    } catch {
+      copy.textContent = 'select and copy by hand';
+    }
+  } }, 'copy');
+  const el = h('section', { id: 'flowdetail' },
+    h('h2', {}, `Flow ${f.id}: ${fmt.endpoint(f.src_addr, f.src_port)} → ${fmt.endpoint(f.dst_addr, f.dst_port)} ${fmt.proto(f.protocol)}`),
+    h('div', { class: 'detail' },
+      table([{ key: 'k', label: 'field', text: (r) => r[0] }, { key: 'v', label: 'value', text: (r) => (r[1] === null ? '—' : String(r[1])) }], fields),
+      h('div', {},
+        h('h3', {}, 'Drops by reason'),
+        drops.length ? table([{ key: 'r', label: 'reason', text: (r) => r[0] }, { key: 'c', label: 'packets', num: true, text: (r) => r[1] }], drops,
+          { onRow: (r) => go('drops', { reason: r[0] }, false) }) : h('p', { class: 'muted' }, 'none'),
+        h('h3', {}, 'Follow these packets through the kernel'),
+        h('div', { class: 'cmd', id: 'tracecmd' }, cmd), copy)));
+  return el;
+}
+
+async function dropsView(root, p) {
+  const base = baseParams(p);
+  // Reasons and their counts from the flows that had drops in the range.
+  const withDrops = await api('/api/flows', { ...base, drops: 'any', limit: 10000 });
+  const counts = new Map();
+  for (const f of withDrops.flows) for (const [r, c] of Object.entries(f.drops || {})) counts.set(r, (counts.get(r) || 0) + c);
+  const reasons = [...counts.entries()].sort((a, b) => b[1] - a[1]);
+  if (!reasons.length) {
+    root.append(h('p', { class: 'muted' }, 'No drops in this range.'));
+    return;
+  }
+  const series = await pool(reasons.slice(0, 10), 4, async ([reason]) => {
+    const s = await api('/api/timeseries', { ...base, drops: reason });
+    return { name: reason, points: seriesPoints(s, 'flows', false) };
+  });
+  const el = h('div', { class: 'chart big' });
+  root.append(h('h2', {}, 'Connections with drops, by reason (per interval)'), el);
+  lineChart(el, series, { stacked: true, legend: true });
+  root.append(h('h2', {}, withDrops.more ? 'Drops by reason (first 10,000 flows with drops)' : 'Drops by reason'),
+    table([{ key: 'reason', label: 'reason', text: (r) => r[0] }, { key: 'packets', label: 'packets dropped', num: true, text: (r) => r[1] }],
+      reasons, { onRow: (r) => go('drops', { reason: r[0] }) }));
+  const sel = p.get('reason');
+  if (sel) {
+    const list = await api('/api/flows', { ...base, drops: sel, limit: 100 });
+    root.append(h('h2', {}, `Flows with ${sel}`), flowTable(list.flows, { id: 'dropflows' }));
+  }
+}
+
+const RENDER = { overview, explore, map, flows, drops: dropsView };
+
+// ---- shell ----
+let generation = 0;
+async function render() {
+  const gen = ++generation;
+  const { view, p } = readState();
+  const hash = location.hash;
+  document.body.dataset.view = view;
+  document.body.dataset.state = 'loading';
+  for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.dataset.view === view);
+  const range = document.getElementById('range');
+  range.value = RANGES[p.get('range')] ? p.get('range') : '1h';
+  document.getElementById('showself').checked = p.get('self') === '1';
+  const filter = document.getElementById('filter');
+  if (document.activeElement !== filter) filter.value = p.get('f') || '';
+  const err = document.getElementById('error');
+  // The new view is attached before it is drawn (charts need their size);
+  // a render overtaken by a newer one draws into a detached element.
+  const next = h('div');
+  disposeCharts(document.getElementById('view'));
+  document.getElementById('view').replaceChildren(next);
+  try {
+    await RENDER[view](next, p);
+    if (gen !== generation) return;
+    err.textContent = '';
+    document.body.dataset.rendered = hash;  // what the tests wait on
+    document.body.dataset.state = 'ready';
+  } catch (e) {
+    if (gen !== generation) return;
+    err.textContent = e instanceof ApiError ? e.message : `error: ${e.message}`;
+    document.body.dataset.state = 'error';
+  }
+}
+
+function setup() {
+  document.getElementById('range').onchange = (ev) => go(readState().view, { range: ev.target.value, offset: '' });
+  document.getElementById('showself').onchange = (ev) => go(readState().view, { self: ev.target.checked ? '1' : '' });
+  document.getElementById('filterbar').onsubmit = (ev) => {
+    ev.preventDefault();
+    const text = document.getElementById('filter').value.trim();
+    try {
+      parseFilter(text);
+    } catch (e) {
+      document.getElementById('error').textContent = e.message;
+      return;
+    }
+    go(readState().view, { f: text, offset: '', flow: '' });
+  };
+  for (const a of document.querySelectorAll('#nav a'))
+    a.onclick = (ev) => {
+      ev.preventDefault();
+      go(a.dataset.view, {}, false);
+    };
+  window.addEventListener('hashchange', render);
+  // Live views refresh; the flow table does not move under the reader.
+  setInterval(() => {
+    if (document.hidden || ['flows', 'drops'].includes(readState().view)) return;
+    render();
+  }, 30000);
+  render();
+}
+
+setup();
