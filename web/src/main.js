@@ -100,14 +100,14 @@ async function overview(root, p) {
     { key: 'flows', label: 'flows', num: true, text: (r) => r.flows },
     { key: 'retransmits', label: 'retransmits', num: true, text: (r) => r.retransmits }];
   const failList = failing.flatMap((r) => r.flows).sort((a, b) => b.end_ns - a.end_ns).slice(0, 20);
-  root.append(h('div', { class: 'grid' },
+  root.append(h('div', { class: 'tables' },
     h('div', {}, h('h2', {}, 'Top processes'), table(cols([{ key: 'process', label: 'process', text: (r) => r.process }]),
       procs.top, { onRow: (r) => go('flows', { f: `process=${r.process}`, offset: '', flow: '' }) })),
     h('div', {}, h('h2', {}, 'Top pairs'), table(cols([
       { key: 'src', label: 'source', text: (r) => r.src }, { key: 'dst', label: 'destination', text: (r) => r.dst }]),
-    pairs.top, { onRow: (r) => go('flows', { f: `src=${r.src} dst=${r.dst}`, offset: '', flow: '' }) })),
-    h('div', { id: 'failing' }, h('h2', {}, 'Failing now (last 15 min)'), failList.length ? flowTable(failList) :
-      h('p', { class: 'muted' }, 'No refused, timed out or reset connections.'))));
+    pairs.top, { onRow: (r) => go('flows', { f: `src=${r.src} dst=${r.dst}`, offset: '', flow: '' }) }))));
+  root.append(h('div', { id: 'failing' }, h('h2', {}, 'Failing now (last 15 min)'), failList.length ? flowTable(failList) :
+      h('p', { class: 'muted' }, 'No refused, timed out or reset connections.')));
 }
 
 const GROUP_FILTER = {
@@ -237,6 +237,14 @@ async function flows(root, p) {
   }
 }
 
+function fieldText(key, v) {
+  if (v === null || v === undefined) return '—';
+  if (key.endsWith('_ns')) return `${v} (${fmt.time(v)} UTC)`;
+  if (key === 'bytes' || key === 'rev_bytes') return v >= 1024 ? `${v} (${fmt.bytes(v)})` : String(v);
+  if (key === 'protocol') return `${v} (${fmt.proto(v)})`;
+  return String(v);
+}
+
 function flowDetail(f) {
   const cmd = fmt.traceCommand(f);
   const fields = Object.entries(f).filter(([k]) => k !== 'drops');
@@ -252,7 +260,7 @@ function flowDetail(f) {
   const el = h('section', { id: 'flowdetail' },
     h('h2', {}, `Flow ${f.id}: ${fmt.endpoint(f.src_addr, f.src_port)} → ${fmt.endpoint(f.dst_addr, f.dst_port)} ${fmt.proto(f.protocol)}`),
     h('div', { class: 'detail' },
-      table([{ key: 'k', label: 'field', text: (r) => r[0] }, { key: 'v', label: 'value', text: (r) => (r[1] === null ? '—' : String(r[1])) }], fields),
+      table([{ key: 'k', label: 'field', text: (r) => r[0] }, { key: 'v', label: 'value', text: (r) => fieldText(r[0], r[1]) }], fields),
       h('div', {},
         h('h3', {}, 'Drops by reason'),
         drops.length ? table([{ key: 'r', label: 'reason', text: (r) => r[0] }, { key: 'c', label: 'packets', num: true, text: (r) => r[1] }], drops,
@@ -278,7 +286,7 @@ async function dropsView(root, p) {
     return { name: reason, points: seriesPoints(s, 'flows', false) };
   });
   const el = h('div', { class: 'chart big' });
-  root.append(h('h2', {}, 'Connections with drops, by reason (per interval)'), el);
+  root.append(h('h2', {}, 'Connections with drops of each reason, per interval'), el);
   lineChart(el, series, { stacked: true, legend: true });
   root.append(h('h2', {}, withDrops.more ? 'Drops by reason (first 10,000 flows with drops)' : 'Drops by reason'),
     table([{ key: 'reason', label: 'reason', text: (r) => r[0] }, { key: 'packets', label: 'packets dropped', num: true, text: (r) => r[1] }],
