@@ -18,7 +18,6 @@ PKGS_BUILD=(
   libcli11-dev libfmt-dev libspdlog-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev
   clang-16  # the clang build: clang 14 cannot compile std::expected with libstdc++
-  nodejs npm  # the web console is bundled with esbuild (web/, npm ci below)
 )
 # Real peers the tests compare against.
 PKGS_TEST=(
@@ -30,6 +29,9 @@ need=()
 for p in "${PKGS_BUILD[@]}" "${PKGS_TEST[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
+# The web console is bundled with esbuild (npm ci below); a node and npm
+# already on the PATH (e.g. a newer Node.js) are used as they are.
+command -v node >/dev/null && command -v npm >/dev/null || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -q
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections

@@ -45,6 +45,12 @@ async function apiGet(base, path, token) {
 }
 
 const started = Date.now();
+let last = started;
+const step = (name) => {
+  const now = Date.now();
+  console.log(`${((now - started) / 1000).toFixed(1)} s (+${((now - last) / 1000).toFixed(1)}): ${name}`);
+  last = now;
+};
 let context;
 try {
   const seed = await startSeed();
@@ -82,6 +88,7 @@ try {
     trs.map((tr) => tr.children[c].textContent), col);
   const own = `&exclude_port=${seed.port}`;
 
+  step('browser started');
   // Overview: five series with a current rate, top tables, failing list.
   await open('overview');
   assert.equal(await page.locator('.card .chart canvas').count() >= 5, true, 'five charts drawn');
@@ -92,6 +99,7 @@ try {
   assert.ok((await page.locator('#failing').textContent()).includes('10.0.0.5:42000'), 'refused flow is failing now');
   await shot('overview');
 
+  step('overview');
   // Flows: default range and filters as the API answers them.
   await open('flows');
   const api1h = await apiGet(base, `/api/flows?from=-1h&limit=50${own}`);
@@ -109,6 +117,19 @@ try {
   assert.equal(await page.locator('#flowtable tr', { hasText: 'dropper' }).locator('.badge').textContent(), '4');
   assert.ok((await page.locator('#flowtable tr', { hasText: 'resolver' }).textContent()).includes('udp'));
 
+  step('flows');
+  // Sorting by bytes, largest first, then smallest first.
+  await page.click('#flowtable th[data-key=bytes]');
+  await page.waitForFunction(() => location.hash.includes('sort=bytes'));
+  await rendered();
+  assert.ok((await cells('#flowtable', 7))[0].startsWith('nginx'));
+  await page.click('#flowtable th[data-key=bytes]');
+  await page.waitForFunction(() => location.hash.includes('dir=asc'));
+  await rendered();
+  assert.equal((await cells('#flowtable', 5))[0], '0 B');
+  await open('flows');
+
+  step('sorting');
   // Time range: 6 h takes in the old flow.
   await page.selectOption('#range', '6h');
   await rendered();
@@ -117,6 +138,7 @@ try {
   assert.equal(await page.locator('#flowtable tbody tr').count(), api6h.count);
   assert.ok((await cells('#flowtable', 7)).some((t) => t.startsWith('oldjob')));
 
+  step('range');
   // Filter bar.
   await page.fill('#filter', 'process=curl');
   await page.press('#filter', 'Enter');
@@ -127,6 +149,7 @@ try {
   assert.equal(procCol.length, apiCurl.count);
   assert.ok(procCol.length === 3 && procCol.every((t) => t === 'curl (1001)'), procCol.join(','));
 
+  step('filter');
   // The toggle shows the API's own traffic.
   await page.fill('#filter', '');
   await page.press('#filter', 'Enter');
@@ -141,6 +164,7 @@ try {
   await page.waitForFunction(() => !location.hash.includes('self=1'));
   await rendered();
 
+  step('toggle');
   // A row opens its flow.
   const pgFlow = api6h.flows.find((f) => f.comm === 'postgres');
   await page.locator('#flowtable tr', { hasText: 'postgres' }).click();
@@ -152,6 +176,7 @@ try {
     "sudo flowscope trace 'tcp and host fd00::1 and host fd00::2 and port 41000 and port 5432'");
   await shot('flow-detail');
 
+  step('detail');
   // The URL reproduces the view, in a page of its own.
   const url = page.url();
   const page2 = await context.newPage();
@@ -164,6 +189,7 @@ try {
   await open('flows');
   await shot('flows');
 
+  step('url');
   // Explore: top processes by bytes, lines.
   await open('explore?group=process&by=bytes&type=lines&n=5');
   const apiTop = await apiGet(base, `/api/top?group=process&by=bytes&limit=5&from=-1h${own}`);
@@ -171,16 +197,20 @@ try {
   assert.equal(await page.inputValue('select[data-key=group]'), 'process');
   await shot('explore');
 
+  step('explore');
   // Map: one edge per pair; an edge opens its flows.
   await open('map');
   const apiPairs = await apiGet(base, `/api/top?group=pair&limit=60&from=-1h${own}`);
   assert.equal(await page.evaluate(() => window.flowscopeGraph.edges().length), apiPairs.top.length);
   await shot('map');
-  await page.evaluate(() => window.flowscopeGraph.edges().filter((e) => e.data('dst') === '10.0.0.6').emit('tap'));
+  await page.evaluate(() => {
+    window.flowscopeGraph.edges().filter((e) => e.data('dst') === '10.0.0.6').emit('tap');
+  });
   await page.waitForFunction(() => location.hash.startsWith('#/flows') && location.hash.includes('10.0.0.6'));
   await rendered();
   assert.deepEqual(await cells('#flowtable', 7), ['refuser (1004)']);
 
+  step('map');
   // Drops: counts by reason; a reason lists its flows.
   await open('drops');
   assert.deepEqual(await cells('main table', 0), ['NO_SOCKET', 'TCP_CSUM']);
@@ -191,9 +221,11 @@ try {
   assert.deepEqual(await cells('#dropflows', 7), ['dropper (1005)']);
   await shot('drops');
 
+  step('drops');
   assert.equal(dialogs, 0, 'no script from flow data ran');
   assert.deepEqual(errors, [], 'no console errors');
 
+  step('checks');
   // Token: the page and its assets load without it, the page asks, then shows data.
   const tokenFile = join(work, 'token');
   const token = 'console-test-token-0123456789abcdef';
@@ -205,6 +237,10 @@ try {
   watch(tpage, (t) => t.includes('401'));
   await tpage.goto(`http://127.0.0.1:${secured.port}/#/flows`);
   await tpage.waitForSelector('#tokenform:not([hidden])', { timeout: 15000 });
+  await tpage.fill('#token', 'not-the-token-at-all');
+  await tpage.press('#token', 'Enter');
+  await tpage.waitForFunction(() => !document.getElementById('tokenform').hidden &&
+    document.querySelector('#tokenform p').textContent.includes('refused'), null, { timeout: 15000 });
   await tpage.fill('#token', token);
   await tpage.press('#token', 'Enter');
   await rendered(tpage);

@@ -5,10 +5,12 @@ let waiting = null;
 
 export class ApiError extends Error {}
 
-function askToken() {
+function askToken(refused) {
   if (waiting) return waiting;
   const form = document.getElementById('tokenform');
   const input = document.getElementById('token');
+  form.querySelector('p').textContent = refused ? 'The API refused that token; enter it again.'
+    : 'The API needs a bearer token.';
   form.hidden = false;
   input.focus();
   waiting = new Promise((resolve) => {
@@ -31,7 +33,7 @@ export async function api(path, params = {}) {
     const tok = sessionStorage.getItem(KEY);
     const r = await fetch(url, { headers: tok ? { Authorization: `Bearer ${tok}` } : {} });
     if (r.status === 401) {
-      await askToken();
+      await askToken(Boolean(tok));
       continue;
     }
     let body;

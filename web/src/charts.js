@@ -26,10 +26,10 @@ export function lineChart(el, series, { stacked = false, legend = false, format 
   chart.setOption({
     animation: false,
     grid: { left: 60, right: 12, top: legend ? 30 : 10, bottom: 24 },
-    tooltip: { trigger: 'axis', renderMode: 'richText', valueFormatter: format },
+    tooltip: { trigger: 'axis', renderMode: 'richText', valueFormatter: (v) => format(v) },
     legend: legend ? { type: 'scroll', top: 0 } : undefined,
-    xAxis: { type: 'time' },
-    yAxis: { type: 'value', axisLabel: { formatter: format } },
+    xAxis: { type: 'time', axisLabel: { hideOverlap: true } },
+    yAxis: { type: 'value', axisLabel: { formatter: (v) => format(v) } },
     series: series.map((s) => ({
       name: s.name,
       type: 'line',

@@ -173,7 +173,7 @@ async function map(root, p) {
   const cy = cytoscape({
     container: el,
     elements: [...nodes.values(), ...edges],
-    layout: { name: 'cose', animate: false, randomize: false },
+    layout: { name: 'breadthfirst', directed: true, spacingFactor: 1.2, animate: false },
     style: [
       { selector: 'node', style: { label: 'data(label)', 'font-size': 10, 'background-color': '#4da3ff', width: 14, height: 14 } },
       { selector: 'edge', style: { width: 'data(width)', 'line-color': 'data(color)', 'target-arrow-color': 'data(color)',
@@ -302,8 +302,10 @@ const RENDER = { overview, explore, map, flows, drops: dropsView };
 
 // ---- shell ----
 let generation = 0;
+let refresh = null;
 async function render() {
   const gen = ++generation;
+  clearTimeout(refresh);
   const { view, p } = readState();
   const hash = location.hash;
   document.body.dataset.view = view;
@@ -326,6 +328,10 @@ async function render() {
     err.textContent = '';
     document.body.dataset.rendered = hash;  // what the tests wait on
     document.body.dataset.state = 'ready';
+    // The overview follows the present; the other views hold still under
+    // the reader until the range or filter changes.
+    const tick = () => { if (document.hidden) refresh = setTimeout(tick, 30000); else render(); };
+    if (view === 'overview') refresh = setTimeout(tick, 30000);
   } catch (e) {
     if (gen !== generation) return;
     err.textContent = e instanceof ApiError ? e.message : `error: ${e.message}`;
@@ -353,11 +359,6 @@ function setup() {
       go(a.dataset.view, {}, false);
     };
   window.addEventListener('hashchange', render);
-  // Live views refresh; the flow table does not move under the reader.
-  setInterval(() => {
-    if (document.hidden || ['flows', 'drops'].includes(readState().view)) return;
-    render();
-  }, 30000);
   render();
 }
 
