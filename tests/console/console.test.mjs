@@ -98,6 +98,12 @@ try {
   assert.ok(!procs.includes('apiself'), 'the console hides its own API traffic');
   assert.ok((await page.locator('#failing').textContent()).includes('10.0.0.5:42000'), 'refused flow is failing now');
   await shot('overview');
+  // A process row opens its flows, even with a name that needs quoting.
+  await page.locator('main table').first().locator('tr', { hasText: '<img' }).click();
+  await page.waitForFunction(() => location.hash.startsWith('#/flows'));
+  await rendered();
+  assert.equal(await page.inputValue('#filter'), 'process="<img src=x onerror=alert(1)>"');
+  assert.deepEqual(await cells('#flowtable', 7), ['<img src=x onerror=alert(1)> (1006)']);
 
   step('overview');
   // Flows: default range and filters as the API answers them.
@@ -198,18 +204,25 @@ try {
   await shot('explore');
 
   step('explore');
-  // Map: one edge per pair; an edge opens its flows.
+  // Map, process → remote address: the refused connection is a red edge that
+  // opens its flows.
   await open('map');
-  const apiPairs = await apiGet(base, `/api/top?group=pair&limit=60&from=-1h${own}`);
-  assert.equal(await page.evaluate(() => window.flowscopeGraph.edges().length), apiPairs.top.length);
+  const edge = await page.evaluate(() => {
+    const e = window.flowscopeGraph.edges().filter((x) => x.data('filter') === 'process=refuser dst=10.0.0.6');
+    return e.length === 1 ? { failing: e.data('failing') } : null;
+  });
+  assert.deepEqual(edge, { failing: true });
   await shot('map');
   await page.evaluate(() => {
-    window.flowscopeGraph.edges().filter((e) => e.data('dst') === '10.0.0.6').emit('tap');
+    window.flowscopeGraph.edges().filter((x) => x.data('filter') === 'process=refuser dst=10.0.0.6').emit('tap');
   });
-  await page.waitForFunction(() => location.hash.startsWith('#/flows') && location.hash.includes('10.0.0.6'));
+  await page.waitForFunction(() => location.hash.startsWith('#/flows') && location.hash.includes('refuser'));
   await rendered();
   assert.deepEqual(await cells('#flowtable', 7), ['refuser (1004)']);
-
+  // Addresses: one edge per pair the API ranks.
+  await open('map?nodes=addr');
+  const apiPairs = await apiGet(base, `/api/top?group=pair&limit=60&from=-1h${own}`);
+  assert.equal(await page.evaluate(() => window.flowscopeGraph.edges().length), apiPairs.top.length);
   step('map');
   // Drops: counts by reason; a reason lists its flows.
   await open('drops');

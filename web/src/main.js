@@ -33,17 +33,23 @@ function go(view, changes = {}, keep = true) {
   location.hash = `#/${view}${qs ? `?${qs}` : ''}`;
 }
 
+// Filter text: key=value words; a value with spaces is quoted (key="a b").
 function parseFilter(text) {
   const out = {};
-  for (const tok of text.trim().split(/\s+/).filter(Boolean)) {
-    const eq = tok.indexOf('=');
-    const key = eq > 0 ? tok.slice(0, eq) : '';
-    if (!FILTER_KEYS.includes(key) || eq === tok.length - 1)
-      throw new ApiError(`filter '${tok}': expected key=value with key one of ${FILTER_KEYS.join(', ')}`);
-    out[key] = tok.slice(eq + 1);
+  const re = /\s*([^\s=]*)=(?:"([^"]*)"|(\S+))\s*/y;
+  let rest = text.trim();
+  while (rest) {
+    re.lastIndex = 0;
+    const m = re.exec(rest);
+    if (!m || !FILTER_KEYS.includes(m[1]))
+      throw new ApiError(`filter '${rest.split(/\s+/)[0]}': expected key=value with key one of ${FILTER_KEYS.join(', ')}`);
+    out[m[1]] = m[2] !== undefined ? m[2] : m[3];
+    rest = rest.slice(re.lastIndex);
   }
   return out;
 }
+
+const term = (k, v) => (/[\s"]/.test(String(v)) ? `${k}="${String(v).replaceAll('"', '')}"` : `${k}=${v}`);
 
 // Parameters every query carries: range, filters, and (unless shown) the
 // exclusion of this console's own requests to the API.
@@ -102,7 +108,7 @@ async function overview(root, p) {
   const failList = failing.flatMap((r) => r.flows).sort((a, b) => b.end_ns - a.end_ns).slice(0, 20);
   root.append(h('div', { class: 'tables' },
     h('div', {}, h('h2', {}, 'Top processes'), table(cols([{ key: 'process', label: 'process', text: (r) => r.process }]),
-      procs.top, { onRow: (r) => go('flows', { f: `process=${r.process}`, offset: '', flow: '' }) })),
+      procs.top, { onRow: (r) => go('flows', { f: term('process', r.process), offset: '', flow: '' }) })),
     h('div', {}, h('h2', {}, 'Top pairs'), table(cols([
       { key: 'src', label: 'source', text: (r) => r.src }, { key: 'dst', label: 'destination', text: (r) => r.dst }]),
     pairs.top, { onRow: (r) => go('flows', { f: `src=${r.src} dst=${r.dst}`, offset: '', flow: '' }) }))));
@@ -145,29 +151,58 @@ async function explore(root, p) {
     { key: 'packets', label: 'packets', num: true, text: (r) => r.packets },
     { key: 'flows', label: 'flows', num: true, text: (r) => r.flows },
     { key: 'retransmits', label: 'retransmits', num: true, text: (r) => r.retransmits },
-  ], top.top, { onRow: (r) => go('flows', { f: Object.entries(GROUP_FILTER[group](r)).map(([k, v]) => `${k}=${v}`)
+  ], top.top, { onRow: (r) => go('flows', { f: Object.entries(GROUP_FILTER[group](r)).map(([k, v]) => term(k, v))
     .join(' '), offset: '', flow: '' }) }));
 }
 
-async function map(root, p) {
-  const base = baseParams(p);
-  const [pairs, ...fails] = await Promise.all([
-    api('/api/top', { ...base, group: 'pair', limit: 60 }),
-    ...FAIL_CLOSES.map((c) => api('/api/top', { ...base, group: 'pair', close: c, limit: 200 })),
+// Edges of the map: process → remote address (default), or source address →
+// destination address. Both from /api/top until a graph API exists.
+async function mapEdges(base, mode) {
+  if (mode === 'addr') {
+    const [pairs, ...fails] = await Promise.all([
+      api('/api/top', { ...base, group: 'pair', limit: 60 }),
+      ...FAIL_CLOSES.map((c) => api('/api/top', { ...base, group: 'pair', close: c, limit: 200 })),
+    ]);
+    const failing = new Set(fails.flatMap((f) => f.top.map((t) => `${t.src}|${t.dst}`)));
+    return pairs.top.map((t) => ({
+      from: { id: `a:${t.src}`, label: t.src, filter: `addr=${t.src}` },
+      to: { id: `a:${t.dst}`, label: t.dst, filter: `addr=${t.dst}` },
+      filter: `src=${t.src} dst=${t.dst}`, bytes: t.bytes, retransmits: t.retransmits,
+      failing: failing.has(`${t.src}|${t.dst}`),
+    }));
+  }
+  const [procs, ...fails] = await Promise.all([
+    api('/api/top', { ...base, group: 'process', limit: 15 }),
+    ...FAIL_CLOSES.map((c) => api('/api/flows', { ...base, close: c, limit: 1000 })),
   ]);
-  const failing = new Set(fails.flatMap((f) => f.top.map((t) => `${t.src}|${t.dst}`)));
-  const max = Math.max(1, ...pairs.top.map((t) => t.bytes));
+  const failing = new Set(fails.flatMap((f) => f.flows.map((x) => `${x.comm}|${x.dst_addr}`)));
+  const perProc = await pool(procs.top, 4, (t) => api('/api/top', { ...base, process: t.process, group: 'dst', limit: 8 }));
+  return procs.top.flatMap((t, i) => perProc[i].top.map((d) => ({
+    from: { id: `p:${t.process}`, label: t.process, filter: term('process', t.process), process: true },
+    to: { id: `a:${d.dst}`, label: d.dst, filter: `addr=${d.dst}` },
+    filter: `${term('process', t.process)} dst=${d.dst}`, bytes: d.bytes, retransmits: d.retransmits,
+    failing: failing.has(`${t.process}|${d.dst}`),
+  })));
+}
+
+async function map(root, p) {
+  const mode = p.get('nodes') === 'addr' ? 'addr' : 'process';
+  root.append(h('div', { class: 'controls' }, h('label', {}, 'nodes ', h('select', { dataset: { key: 'nodes' },
+    onchange: (ev) => go('map', { nodes: ev.target.value }) },
+  h('option', { value: 'process', selected: mode === 'process' }, 'process → remote address'),
+  h('option', { value: 'addr', selected: mode === 'addr' }, 'source → destination address')))));
+  const list = await mapEdges(baseParams(p), mode);
+  const max = Math.max(1, ...list.map((e) => e.bytes));
   const nodes = new Map();
-  const edges = pairs.top.map((t, i) => {
-    nodes.set(t.src, { data: { id: `n:${t.src}`, label: t.src, addr: t.src } });
-    nodes.set(t.dst, { data: { id: `n:${t.dst}`, label: t.dst, addr: t.dst } });
-    const bad = failing.has(`${t.src}|${t.dst}`);
-    return { data: { id: `e${i}`, source: `n:${t.src}`, target: `n:${t.dst}`, src: t.src, dst: t.dst,
-      width: 1 + 9 * Math.sqrt(t.bytes / max),
-      color: bad ? '#b3261e' : t.retransmits > 0 ? '#e08a00' : '#7a8aa6' } };
+  const edges = list.map((e, i) => {
+    for (const n of [e.from, e.to])
+      nodes.set(n.id, { data: { id: n.id, label: n.label, filter: n.filter }, classes: n.process ? 'process' : '' });
+    return { data: { id: `e${i}`, source: e.from.id, target: e.to.id, filter: e.filter, failing: e.failing,
+      width: 1 + 9 * Math.sqrt(e.bytes / max),
+      color: e.failing ? '#b3261e' : e.retransmits > 0 ? '#e08a00' : '#7a8aa6' } };
   });
-  root.append(h('p', { class: 'muted' }, 'Source → destination (top 60 pairs by bytes). Edge width: bytes; red: ',
-    'refused, timed out or reset connections; orange: retransmits. Click a node or an edge for its flows.'));
+  root.append(h('p', { class: 'muted' }, 'Edge width: bytes; red: refused, timed out or reset connections; ',
+    'orange: retransmits. Click a node or an edge for its flows.'));
   const el = h('div', { id: 'graph' });
   root.append(el);
   const cy = cytoscape({
@@ -175,14 +210,16 @@ async function map(root, p) {
     elements: [...nodes.values(), ...edges],
     layout: { name: 'breadthfirst', directed: true, spacingFactor: 1.2, animate: false },
     style: [
-      { selector: 'node', style: { label: 'data(label)', 'font-size': 10, 'background-color': '#4da3ff', width: 14, height: 14 } },
+      { selector: 'node', style: { label: 'data(label)', 'font-size': 10, 'background-color': '#4da3ff', width: 14,
+        height: 14, 'text-valign': 'bottom', 'text-margin-y': 3 } },
+      { selector: 'node[[outdegree > 0]]', style: { 'text-valign': 'top', 'text-margin-y': -3 } },
+      { selector: 'node.process', style: { shape: 'round-rectangle', 'background-color': '#1d2330' } },
       { selector: 'edge', style: { width: 'data(width)', 'line-color': 'data(color)', 'target-arrow-color': 'data(color)',
         'target-arrow-shape': 'triangle', 'curve-style': 'bezier' } },
     ],
   });
   window.flowscopeGraph = cy;  // for the browser tests
-  cy.on('tap', 'node', (ev) => go('flows', { f: `addr=${ev.target.data('addr')}`, offset: '', flow: '' }));
-  cy.on('tap', 'edge', (ev) => go('flows', { f: `src=${ev.target.data('src')} dst=${ev.target.data('dst')}`, offset: '', flow: '' }));
+  cy.on('tap', 'node, edge', (ev) => go('flows', { f: ev.target.data('filter'), offset: '', flow: '' }));
 }
 
 const FLOW_COLS = [
