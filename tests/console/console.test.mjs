@@ -228,6 +228,8 @@ try {
   await open('drops');
   assert.deepEqual(await cells('main table', 0), ['NO_SOCKET', 'TCP_CSUM']);
   assert.deepEqual(await cells('main table', 1), ['3', '1']);
+  assert.deepEqual(await page.evaluate(() => window.flowscopeDropSeries.map((x) => [x.name,
+    x.points.reduce((a, p) => a + p[1], 0)])), [['NO_SOCKET', 3], ['TCP_CSUM', 1]]);
   await page.locator('main table tr', { hasText: 'NO_SOCKET' }).click();
   await page.waitForFunction(() => location.hash.includes('reason=NO_SOCKET'));
   await rendered();

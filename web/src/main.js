@@ -318,13 +318,21 @@ async function dropsView(root, p) {
     root.append(h('p', { class: 'muted' }, 'No drops in this range.'));
     return;
   }
-  const series = await pool(reasons.slice(0, 10), 4, async ([reason]) => {
-    const s = await api('/api/timeseries', { ...base, drops: reason });
-    return { name: reason, points: seriesPoints(s, 'flows', false) };
-  });
+  // Packets dropped per interval and reason, placed by each record's end
+  // time on the API's own (zero-filled) bucket grid.
+  const grid = await api('/api/timeseries', { ...base, drops: 'any' });
+  const shown = reasons.slice(0, 10).map(([r]) => r);
+  const buckets = new Map(shown.map((r) => [r, grid.points.map((pt) => [pt.time_ns / 1e6, 0])]));
+  for (const f of withDrops.flows) {
+    const k = Math.floor((f.end_ns - grid.from_ns) / grid.interval_ns);
+    for (const [r, c] of Object.entries(f.drops || {}))
+      if (buckets.has(r) && k >= 0 && k < grid.points.length) buckets.get(r)[k][1] += c;
+  }
+  const series = shown.map((r) => ({ name: r, points: buckets.get(r) }));
   const el = h('div', { class: 'chart big' });
-  root.append(h('h2', {}, 'Connections with drops of each reason, per interval'), el);
+  root.append(h('h2', {}, 'Packets dropped per interval, by reason'), el);
   lineChart(el, series, { stacked: true, legend: true });
+  window.flowscopeDropSeries = series;  // for the browser tests
   root.append(h('h2', {}, withDrops.more ? 'Drops by reason (first 10,000 flows with drops)' : 'Drops by reason'),
     table([{ key: 'reason', label: 'reason', text: (r) => r[0] }, { key: 'packets', label: 'packets dropped', num: true, text: (r) => r[1] }],
       reasons, { onRow: (r) => go('drops', { reason: r[0] }) }));
