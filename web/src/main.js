@@ -238,7 +238,10 @@ const FLOW_COLS = [
 const dropTotal = (f) => Object.values(f.drops || {}).reduce((a, b) => a + b, 0);
 
 function flowTable(rows, opts = {}) {
-  const t = table(FLOW_COLS, rows, { onRow: (f) => go('flows', { flow: f.id }), ...opts });
+  // The flow's end second goes into the URL too: the link finds the flow
+  // after newer flows have pushed it off the page.
+  const t = table(FLOW_COLS, rows, {
+    onRow: (f) => go('flows', { flow: f.id, at: Math.floor(f.end_ns / 1e9) }), ...opts });
   t.id = opts.id || '';
   return t;
 }
@@ -258,9 +261,9 @@ async function flows(root, p) {
     });
   }
   root.append(h('div', { class: 'pager' },
-    h('button', { disabled: offset === 0, onclick: () => go('flows', { offset: Math.max(0, offset - limit), flow: '' }) }, '← newer'),
+    h('button', { disabled: offset === 0, onclick: () => go('flows', { offset: Math.max(0, offset - limit), flow: '', at: '' }) }, '← newer'),
     h('span', { id: 'pageinfo' }, `flows ${page.count ? offset + 1 : 0}–${offset + page.count}`),
-    h('button', { disabled: !page.more, onclick: () => go('flows', { offset: page.next_offset, flow: '' }) }, 'older →'),
+    h('button', { disabled: !page.more, onclick: () => go('flows', { offset: page.next_offset, flow: '', at: '' }) }, 'older →'),
     h('span', { class: 'muted' }, 'newest first; column sorting orders this page')));
   root.append(flowTable(rows, {
     id: 'flowtable',
@@ -269,8 +272,13 @@ async function flows(root, p) {
   }));
   const id = p.get('flow');
   if (id) {
-    const f = page.flows.find((x) => String(x.id) === id);
-    root.append(f ? flowDetail(f) : h('p', { class: 'muted' }, `Flow ${id} is not on this page.`));
+    let f = page.flows.find((x) => String(x.id) === id);
+    const at = Number(p.get('at'));
+    if (!f && at > 0) {
+      const near = await api('/api/flows', { ...baseParams(p), from: at - 1, to: at + 1, limit: 10000 });
+      f = near.flows.find((x) => String(x.id) === id);
+    }
+    root.append(f ? flowDetail(f) : h('p', { class: 'muted' }, `Flow ${id} is not in this range.`));
   }
 }
 
