@@ -26,15 +26,24 @@ PKGS_TEST=(
   # The kernel matrix (scripts/kernel-matrix.sh): Debian's kernels booted under qemu.
   qemu-system-x86 busybox-static cpio xz-utils
   clickhouse-server clickhouse-client  # the ClickHouse store's tests start their own servers (never the service)
+  chromium  # the web console's browser tests (driven by playwright-core)
 )
 need=()
 for p in "${PKGS_BUILD[@]}" "${PKGS_TEST[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
+# The web console is bundled with esbuild (npm ci below); a node and npm
+# already on the PATH (e.g. a newer Node.js) are used as they are.
+command -v node >/dev/null && command -v npm >/dev/null || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -q
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+
+# The web console's build and test tools, at the versions web/package-lock.json pins.
+if [ ! -d web/node_modules ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+  npm ci --prefix web --no-audit --no-fund
 fi
 
 if [ "${1:-}" != "--no-build" ]; then

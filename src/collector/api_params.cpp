@@ -1,5 +1,6 @@
 #include "collector/api_params.h"
 
+#include <algorithm>
 #include <charconv>
 #include <ctime>
 #include <set>
@@ -111,7 +112,7 @@ std::optional<uint64_t> parse_rfc3339(std::string_view v) {
 // Parameters each endpoint accepts; anything else is refused.
 const std::set<std::string> kFilterParams = {"from",      "to",   "addr",   "src",      "dst",      "port",
                                              "protocol",  "direction", "process", "comm", "pid", "container",
-                                             "close",     "exporter",  "record"};
+                                             "close",     "exporter",  "record", "drops", "exclude_port"};
 
 Result<void> check_params(const Params& p, const std::set<std::string>& extra) {
   for (auto it = p.begin(); it != p.end(); it = p.upper_bound(it->first)) {
@@ -209,6 +210,19 @@ Result<FlowFilter> parse_filter(const Params& p, uint64_t now_ns) {
     if (*v == "final") f.interim = false;
     else if (*v == "interim") f.interim = true;
     else if (*v != "all") return fail("parameter 'record': expected final, interim or all");
+  }
+  if (auto* v = get(p, "drops")) {
+    // Kernel drop reason names (enum skb_drop_reason without its prefix).
+    if (v->empty() || v->size() > 64 || !std::all_of(v->begin(), v->end(), [](char c) {
+          return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+        }))
+      return fail("parameter 'drops': expected a drop reason such as NO_SOCKET (letters, digits, '_') or 'any'");
+    f.drop_reason = *v;
+  }
+  if (auto* v = get(p, "exclude_port")) {
+    auto x = parse_uint<uint16_t>("exclude_port", *v, 65535);
+    if (!x) return std::unexpected(x.error());
+    f.exclude_port = *x;
   }
   return f;
 }

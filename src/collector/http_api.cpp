@@ -464,7 +464,9 @@ struct ApiServer::Impl {
                                                       std::string_view method) {
     static const std::unordered_set<std::string_view> kRoutes = {"/", "/healthz", "/metrics", "/api/flows",
                                                                  "/api/top", "/api/timeseries", "/api/exporters"};
-    const std::string endpoint = kRoutes.contains(path) ? std::string(path) : "other";
+    const std::string endpoint = kRoutes.contains(path)           ? std::string(path)
+                                 : web_console_asset(path).has_value() ? std::string("/")
+                                                                       : std::string("other");
     if (MHD_get_connection_values(c, MHD_HEADER_KIND, nullptr, nullptr) > static_cast<int>(opts.limits.max_headers))
       return {"rejected", error_reply(431, fmt::format("more than {} header fields", opts.limits.max_headers))};
     if (host_guard) {
@@ -478,7 +480,7 @@ struct ApiServer::Impl {
       r.headers.emplace_back("Allow", "GET, HEAD");
       return {endpoint, r};
     }
-    if (opts.token && path != "/healthz") {
+    if (opts.token && path != "/healthz" && endpoint != "/") {
       const char* auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
       if (!auth || !bearer_matches(auth, *opts.token)) {
         Reply r = error_reply(401, auth ? "bad bearer token" : "missing bearer token");
@@ -487,7 +489,17 @@ struct ApiServer::Impl {
       }
     }
     if (path == "/healthz") return {endpoint, json_reply(200, {{"status", "ok"}})};
-    if (path == "/") return {endpoint, Reply{200, std::string(web_console_html()), "text/html; charset=utf-8"}};
+    if (endpoint == "/") {
+      // The console's page and assets need no token: the page asks for it
+      // when the API answers 401. They hold no flow data.
+      if (auto asset = web_console_asset(path)) {
+        Reply r{200, std::string(asset->body), std::string(asset->type)};
+        r.headers.emplace_back("Cache-Control", "no-cache");
+        r.headers.emplace_back("Content-Security-Policy",
+                               "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'");
+        return {endpoint, r};
+      }
+    }
     if (endpoint == "other") return {endpoint, error_reply(404, "no such endpoint")};
     return {endpoint, std::nullopt};
   }
@@ -589,8 +601,18 @@ struct ApiServer::Impl {
   Reply series(const SeriesQuery& q) {
     auto pts = store->series(q);
     if (!pts) return store_error(pts.error());
+    // Every bucket of the range is answered, empty ones as zeros, so a
+    // chart's x axis is the range asked for and gaps read as "nothing".
+    const uint64_t from = *q.filter.from_ns;
+    const uint64_t buckets = (*q.filter.to_ns - from) / q.interval_ns + 1;
+    std::vector<SeriesPoint> filled(buckets);
+    for (uint64_t k = 0; k < buckets; ++k) filled[k].time_ns = from + k * q.interval_ns;
+    for (const auto& p : *pts) {
+      const uint64_t k = (p.time_ns - from) / q.interval_ns;
+      if (p.time_ns >= from && k < buckets) filled[k] = p;
+    }
     nlohmann::json items = nlohmann::json::array();
-    for (const auto& p : *pts)
+    for (const auto& p : filled)
       items.push_back({{"time_ns", p.time_ns},
                        {"bytes", p.bytes},
                        {"packets", p.packets},

@@ -32,6 +32,10 @@ struct FlowFilter {
   std::optional<std::string> close_reason;
   std::optional<std::string> exporter;
   std::optional<bool> interim;      // only interim (true) or only final (false) records
+  // Flows with at least one drop of this kernel reason ("any": any reason).
+  std::optional<std::string> drop_reason;
+  // Neither port is this one (the console hides its own API traffic).
+  std::optional<uint16_t> exclude_port;
 };
 
 struct FlowQuery {

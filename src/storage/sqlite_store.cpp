@@ -330,6 +330,14 @@ Where build_where(const FlowFilter& f) {
   if (f.close_reason) w.add("close_reason = ?", {*f.close_reason});
   if (f.exporter) w.add("exporter = ?", {*f.exporter});
   if (f.interim) w.add("interim = ?", {int64_t{*f.interim ? 1 : 0}});
+  if (f.drop_reason) {
+    if (*f.drop_reason == "any")
+      w.add("drops_total > 0", {});
+    else
+      w.add("drops IS NOT NULL AND EXISTS (SELECT 1 FROM json_each(flows.drops) WHERE json_each.key = ?)",
+            {*f.drop_reason});
+  }
+  if (f.exclude_port) w.add("(src_port <> ? AND dst_port <> ?)", {int64_t{*f.exclude_port}, int64_t{*f.exclude_port}});
   return w;
 }
 

@@ -1,0 +1,286 @@
+// The web console in a real browser (Debian's Chromium driven by
+// playwright-core): every view renders without console errors, filters and
+// time ranges change the data as the API says, a row opens its flow, the
+// token prompt works, a URL reproduces a view, and markup in flow data stays
+// text. Waits on the page's own "rendered" mark, never on sleeps.
+//
+//   node console.test.mjs --seed PATH/fs_console_seed [--shots DIR]
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync, chmodSync, rmSync, mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+
+const require = createRequire(new URL('../../web/package.json', import.meta.url));
+const { chromium } = require('playwright-core');
+
+const arg = (name) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : undefined;
+};
+const seedBin = arg('--seed');
+const shots = arg('--shots');
+assert.ok(seedBin, '--seed PATH is required');
+const work = mkdtempSync(join(tmpdir(), 'fs-console-'));
+const children = [];
+
+function startSeed(extra = []) {
+  const child = spawn(seedBin, ['--db', join(work, `flows${children.length}.db`), ...extra], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    const rl = createInterface({ input: child.stdout });
+    rl.once('line', (line) => resolve(JSON.parse(line)));
+    child.once('exit', (code) => reject(new Error(`fs_console_seed exited with ${code}`)));
+  });
+}
+
+async function apiGet(base, path, token) {
+  const r = await fetch(base + path, { headers: token ? { Authorization: `Bearer ${token}` } : {} });
+  assert.equal(r.status, 200, `${path}: HTTP ${r.status}`);
+  return r.json();
+}
+
+const started = Date.now();
+let last = started;
+const step = (name) => {
+  const now = Date.now();
+  console.log(`${((now - started) / 1000).toFixed(1)} s (+${((now - last) / 1000).toFixed(1)}): ${name}`);
+  last = now;
+};
+let context;
+try {
+  const seed = await startSeed();
+  const base = `http://127.0.0.1:${seed.port}`;
+  context = await chromium.launchPersistentContext(join(work, 'profile'), {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run'],
+    viewport: { width: 1400, height: 900 },
+  });
+  const errors = [];
+  let dialogs = 0;
+  const watch = (page, allow = () => false) => {
+    page.on('console', (m) => { if (m.type() === 'error' && !allow(m.text())) errors.push(m.text()); });
+    page.on('pageerror', (e) => errors.push(String(e)));
+    page.on('dialog', (d) => { dialogs++; d.dismiss(); });
+  };
+  const page = context.pages()[0] || await context.newPage();
+  watch(page);
+  // Waits until the page has drawn the view for its current URL.
+  const rendered = (p = page) => p.waitForFunction(
+    () => document.body.dataset.state === 'ready' && document.body.dataset.rendered === location.hash,
+    null, { timeout: 15000 });
+  const open = async (hash, p = page) => {
+    await p.goto(`${base}/#/${hash}`);
+    await rendered(p);
+  };
+  const shot = async (name) => {
+    if (!shots) return;
+    mkdirSync(shots, { recursive: true });
+    await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+  };
+  const cells = (sel, col) => page.$$eval(`${sel} tbody tr`, (trs, c) =>
+    trs.map((tr) => tr.children[c].textContent), col);
+  const own = `&exclude_port=${seed.port}`;
+
+  step('browser started');
+  // Overview: five series with a current rate, top tables, failing list.
+  await open('overview');
+  assert.equal(await page.locator('.card .chart canvas').count() >= 5, true, 'five charts drawn');
+  const procs = await page.locator('main table').first().locator('tbody td:first-child').allTextContents();
+  const topProcs = await apiGet(base, `/api/top?group=process&limit=10&from=-1h${own}`);
+  assert.deepEqual(procs, topProcs.top.map((t) => t.process));
+  assert.ok(!procs.includes('apiself'), 'the console hides its own API traffic');
+  assert.ok((await page.locator('#failing').textContent()).includes('10.0.0.5:42000'), 'refused flow is failing now');
+  await shot('overview');
+  // A process row opens its flows, even with a name that needs quoting.
+  await page.locator('main table').first().locator('tr', { hasText: '<img' }).click();
+  await page.waitForFunction(() => location.hash.startsWith('#/flows'));
+  await rendered();
+  assert.equal(await page.inputValue('#filter'), 'process="<img src=x onerror=alert(1)>"');
+  assert.deepEqual(await cells('#flowtable', 7), ['<img src=x onerror=alert(1)> (1006)']);
+
+  step('overview');
+  // Flows: default range and filters as the API answers them.
+  await open('flows');
+  const api1h = await apiGet(base, `/api/flows?from=-1h&limit=50${own}`);
+  assert.equal(await page.locator('#flowtable tbody tr').count(), api1h.count);
+  let procCol = await cells('#flowtable', 7);
+  assert.ok(!procCol.some((t) => t.startsWith('oldjob')), 'a 3 h old flow is outside the last hour');
+  // The markup process name is text.
+  assert.ok(procCol.includes('<img src=x onerror=alert(1)> (1006)'), 'markup shown as text');
+  assert.equal(await page.locator('#flowtable img').count(), 0);
+  // Readable units, [v6]:port, protocol names, drops badge.
+  const pg = await page.locator('#flowtable tr', { hasText: 'postgres' }).textContent();
+  assert.ok(pg.includes('[fd00::1]:41000') && pg.includes('[fd00::2]:5432') && pg.includes('tcp'), pg);
+  const curl = await page.locator('#flowtable tr', { hasText: 'curl' }).first().textContent();
+  assert.ok(curl.includes('1.00 MiB'), curl);
+  assert.equal(await page.locator('#flowtable tr', { hasText: 'dropper' }).locator('.badge').textContent(), '4');
+  assert.ok((await page.locator('#flowtable tr', { hasText: 'resolver' }).textContent()).includes('udp'));
+
+  step('flows');
+  // Sorting by bytes, largest first, then smallest first.
+  await page.click('#flowtable th[data-key=bytes]');
+  await page.waitForFunction(() => location.hash.includes('sort=bytes'));
+  await rendered();
+  assert.ok((await cells('#flowtable', 7))[0].startsWith('nginx'));
+  await page.click('#flowtable th[data-key=bytes]');
+  await page.waitForFunction(() => location.hash.includes('dir=asc'));
+  await rendered();
+  assert.equal((await cells('#flowtable', 5))[0], '0 B');
+  await open('flows');
+
+  step('sorting');
+  // Time range: 6 h takes in the old flow.
+  await page.selectOption('#range', '6h');
+  await rendered();
+  const api6h = await apiGet(base, `/api/flows?from=-6h&limit=50${own}`);
+  assert.equal(api6h.count, api1h.count + 1);
+  assert.equal(await page.locator('#flowtable tbody tr').count(), api6h.count);
+  assert.ok((await cells('#flowtable', 7)).some((t) => t.startsWith('oldjob')));
+
+  step('range');
+  // Filter bar.
+  await page.fill('#filter', 'process=curl');
+  await page.press('#filter', 'Enter');
+  await page.waitForFunction(() => location.hash.includes('f=process'));
+  await rendered();
+  procCol = await cells('#flowtable', 7);
+  const apiCurl = await apiGet(base, `/api/flows?from=-6h&limit=50&process=curl${own}`);
+  assert.equal(procCol.length, apiCurl.count);
+  assert.ok(procCol.length === 3 && procCol.every((t) => t === 'curl (1001)'), procCol.join(','));
+
+  step('filter');
+  // The API's refusal of a filter is shown, not swallowed.
+  await page.fill('#filter', 'port=99999');
+  await page.press('#filter', 'Enter');
+  await page.waitForFunction(() => document.body.dataset.state === 'error' && location.hash.includes('99999'));
+  assert.match(await page.locator('#error').textContent(), /parameter 'port'/);
+
+  // The toggle shows the API's own traffic.
+  await page.fill('#filter', '');
+  await page.press('#filter', 'Enter');
+  await page.waitForFunction(() => !location.hash.includes('f='));
+  await rendered();
+  assert.ok(!(await cells('#flowtable', 7)).some((t) => t.startsWith('apiself')));
+  await page.check('#showself');
+  await page.waitForFunction(() => location.hash.includes('self=1'));
+  await rendered();
+  assert.ok((await cells('#flowtable', 7)).some((t) => t.startsWith('apiself')));
+  await page.uncheck('#showself');
+  await page.waitForFunction(() => !location.hash.includes('self=1'));
+  await rendered();
+
+  step('toggle');
+  // A row opens its flow.
+  const pgFlow = api6h.flows.find((f) => f.comm === 'postgres');
+  await page.locator('#flowtable tr', { hasText: 'postgres' }).click();
+  await page.waitForFunction(() => location.hash.includes('flow='));
+  await rendered();
+  const detail = await page.locator('#flowdetail').textContent();
+  assert.ok(detail.includes(`Flow ${pgFlow.id}:`), detail.slice(0, 80));
+  assert.equal(await page.locator('#tracecmd').textContent(),
+    "sudo flowscope trace 'tcp and host fd00::1 and host fd00::2 and port 41000 and port 5432'");
+  await shot('flow-detail');
+
+  step('detail');
+  // The URL reproduces the view, in a page of its own.
+  const url = page.url();
+  const page2 = await context.newPage();
+  watch(page2);
+  await page2.goto(url);
+  await rendered(page2);
+  assert.equal(await page2.locator('#flowdetail h2').textContent(), await page.locator('#flowdetail h2').textContent());
+  assert.equal(await page2.inputValue('#range'), '6h');
+  // Still found once newer flows have pushed it off the page (here: a far page).
+  await page2.goto(url.replace('#/flows?', '#/flows?offset=5000&'));
+  await rendered(page2);
+  assert.equal(await page2.locator('#flowtable tbody tr').count(), 0);
+  assert.equal(await page2.locator('#flowdetail h2').textContent(), await page.locator('#flowdetail h2').textContent());
+  await page2.close();
+  await open('flows');
+  await shot('flows');
+
+  step('url');
+  // Explore: top processes by bytes, lines.
+  await open('explore?group=process&by=bytes&type=lines&n=5');
+  const apiTop = await apiGet(base, `/api/top?group=process&by=bytes&limit=5&from=-1h${own}`);
+  assert.deepEqual(await cells('main table', 0), apiTop.top.map((t) => t.process));
+  assert.equal(await page.inputValue('select[data-key=group]'), 'process');
+  await shot('explore');
+
+  step('explore');
+  // Map, process → remote address: the refused connection is a red edge that
+  // opens its flows.
+  await open('map');
+  const edge = await page.evaluate(() => {
+    const e = window.flowscopeGraph.edges().filter((x) => x.data('filter') === 'process=refuser dst=10.0.0.6');
+    return e.length === 1 ? { failing: e.data('failing') } : null;
+  });
+  assert.deepEqual(edge, { failing: true });
+  await shot('map');
+  await page.evaluate(() => {
+    window.flowscopeGraph.edges().filter((x) => x.data('filter') === 'process=refuser dst=10.0.0.6').emit('tap');
+  });
+  await page.waitForFunction(() => location.hash.startsWith('#/flows') && location.hash.includes('refuser'));
+  await rendered();
+  assert.deepEqual(await cells('#flowtable', 7), ['refuser (1004)']);
+  // Addresses: one edge per pair the API ranks.
+  await open('map?nodes=addr');
+  const apiPairs = await apiGet(base, `/api/top?group=pair&limit=60&from=-1h${own}`);
+  assert.equal(await page.evaluate(() => window.flowscopeGraph.edges().length), apiPairs.top.length);
+  step('map');
+  // Drops: counts by reason; a reason lists its flows.
+  await open('drops');
+  assert.deepEqual(await cells('main table', 0), ['NO_SOCKET', 'TCP_CSUM']);
+  assert.deepEqual(await cells('main table', 1), ['3', '1']);
+  assert.deepEqual(await page.evaluate(() => window.flowscopeDropSeries.map((x) => [x.name,
+    x.points.reduce((a, p) => a + p[1], 0)])), [['NO_SOCKET', 3], ['TCP_CSUM', 1]]);
+  await page.locator('main table tr', { hasText: 'NO_SOCKET' }).click();
+  await page.waitForFunction(() => location.hash.includes('reason=NO_SOCKET'));
+  await rendered();
+  assert.deepEqual(await cells('#dropflows', 7), ['dropper (1005)']);
+  await shot('drops');
+
+  step('drops');
+  assert.equal(dialogs, 0, 'no script from flow data ran');
+  // Chromium logs the one refused request (port=99999) itself.
+  const refused = (t) => t.includes('status of 400');
+  assert.equal(errors.filter(refused).length, 1, errors.join('\n'));
+  assert.deepEqual(errors.filter((t) => !refused(t)), [], 'no console errors');
+  errors.length = 0;
+
+  step('checks');
+  // Token: the page and its assets load without it, the page asks, then shows data.
+  const tokenFile = join(work, 'token');
+  const token = 'console-test-token-0123456789abcdef';
+  writeFileSync(tokenFile, token);
+  chmodSync(tokenFile, 0o600);
+  const secured = await startSeed(['--token-file', tokenFile]);
+  const tpage = await context.newPage();
+  watch(tpage, (t) => t.includes('401'));
+  await tpage.goto(`http://127.0.0.1:${secured.port}/#/flows`);
+  await tpage.waitForSelector('#tokenform:not([hidden])', { timeout: 15000 });
+  await tpage.fill('#token', 'not-the-token-at-all');
+  await tpage.press('#token', 'Enter');
+  await tpage.waitForFunction(() => !document.getElementById('tokenform').hidden &&
+    document.querySelector('#tokenform p').textContent.includes('refused'), null, { timeout: 15000 });
+  await tpage.fill('#token', token);
+  await tpage.press('#token', 'Enter');
+  await rendered(tpage);
+  const tflows = await apiGet(`http://127.0.0.1:${secured.port}`, `/api/flows?from=-1h&limit=50&exclude_port=${secured.port}`, token);
+  assert.equal(await tpage.locator('#flowtable tbody tr').count(), tflows.count);
+  assert.equal(await tpage.evaluate(() => sessionStorage.getItem('flowscope-token')), token);
+  assert.deepEqual(errors, [], 'no console errors besides the 401s');
+  console.log(`console browser test passed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+} finally {
+  if (context) await context.close();
+  for (const c of children) c.stdin.end();
+  await Promise.all(children.map((c) => (c.exitCode !== null ? null : new Promise((r) => c.once('exit', r)))));
+  rmSync(work, { recursive: true, force: true });
+}

@@ -1,0 +1,418 @@
+// flowscope's web console. Each view's state lives in the URL hash
+// (#/view?key=value...), so a link reproduces what is on screen.
+import './style.css';
+import cytoscape from 'cytoscape';
+import { api, pool, ApiError } from './api.js';
+import { h, table } from './dom.js';
+import { lineChart, disposeCharts } from './charts.js';
+import * as fmt from './fmt.js';
+
+const VIEWS = ['overview', 'explore', 'map', 'flows', 'drops'];
+const FILTER_KEYS = ['addr', 'src', 'dst', 'port', 'protocol', 'direction', 'process', 'pid', 'container', 'close',
+  'exporter', 'drops', 'record'];
+const RANGES = { '15m': 900, '1h': 3600, '6h': 21600, '24h': 86400, '7d': 604800 };
+const FAIL_CLOSES = ['refused', 'timeout', 'rst_sent', 'rst_received'];
+
+// ---- state in the URL ----
+function readState() {
+  const raw = location.hash.replace(/^#\/?/, '');
+  const [view, query] = raw.split('?');
+  const p = new URLSearchParams(query || '');
+  return { view: VIEWS.includes(view) ? view : 'overview', p };
+}
+
+function go(view, changes = {}, keep = true) {
+  const { p } = readState();
+  const next = keep ? new URLSearchParams(p) : new URLSearchParams();
+  if (!keep) for (const k of ['range', 'f', 'self']) if (p.has(k)) next.set(k, p.get(k));
+  for (const [k, v] of Object.entries(changes)) {
+    if (v === undefined || v === null || v === '') next.delete(k);
+    else next.set(k, String(v));
+  }
+  const qs = next.toString();
+  location.hash = `#/${view}${qs ? `?${qs}` : ''}`;
+}
+
+// Filter text: key=value words; a value with spaces is quoted (key="a b").
+function parseFilter(text) {
+  const out = {};
+  const re = /\s*([^\s=]*)=(?:"([^"]*)"|(\S+))\s*/y;
+  let rest = text.trim();
+  while (rest) {
+    re.lastIndex = 0;
+    const m = re.exec(rest);
+    if (!m || !FILTER_KEYS.includes(m[1]))
+      throw new ApiError(`filter '${rest.split(/\s+/)[0]}': expected key=value with key one of ${FILTER_KEYS.join(', ')}`);
+    out[m[1]] = m[2] !== undefined ? m[2] : m[3];
+    rest = rest.slice(re.lastIndex);
+  }
+  return out;
+}
+
+const term = (k, v) => (/[\s"]/.test(String(v)) ? `${k}="${String(v).replaceAll('"', '')}"` : `${k}=${v}`);
+
+// Parameters every query carries: range, filters, and (unless shown) the
+// exclusion of this console's own requests to the API.
+function baseParams(p, extra = {}) {
+  const range = RANGES[p.get('range')] ? p.get('range') : '1h';
+  const params = { from: `-${range}`, ...parseFilter(p.get('f') || ''), ...extra };
+  if (p.get('self') !== '1') params.exclude_port = location.port || (location.protocol === 'https:' ? 443 : 80);
+  return params;
+}
+
+function seriesPoints(resp, key, perSecond = true) {
+  const secs = resp.interval_ns / 1e9;
+  return resp.points.map((pt) => [pt.time_ns / 1e6, perSecond ? pt[key] / secs : pt[key]]);
+}
+
+// The newest complete bucket's value (the last one is still filling).
+function current(points) {
+  if (points.length < 2) return points.length ? points[0][1] : 0;
+  return points[points.length - 2][1];
+}
+
+// ---- views ----
+async function overview(root, p) {
+  const base = baseParams(p);
+  const [all, drops, ...fails] = await Promise.all([
+    api('/api/timeseries', base),
+    api('/api/timeseries', { ...base, drops: base.drops || 'any' }),
+    ...FAIL_CLOSES.map((c) => api('/api/timeseries', { ...base, close: c })),
+  ]);
+  const failed = all.points.map((pt, i) => [pt.time_ns / 1e6,
+    fails.reduce((s, f) => s + (f.points[i] ? f.points[i].flows : 0), 0) / (all.interval_ns / 1e9)]);
+  const charts = [
+    ['connections/s', seriesPoints(all, 'flows'), fmt.rate],
+    ['bytes/s (both directions)', seriesPoints(all, 'bytes'), fmt.byteRate],
+    ['failed connections/s (refused, timeout, reset)', failed, fmt.rate],
+    ['retransmits/s', seriesPoints(all, 'retransmits'), fmt.rate],
+    ['connections with drops/s', seriesPoints(drops, 'flows'), fmt.rate],
+  ];
+  const grid = h('div', { class: 'grid' });
+  root.append(grid);
+  for (const [title, pts, f] of charts) {
+    const el = h('div', { class: 'chart' });
+    grid.append(h('div', { class: 'card', dataset: { series: title } },
+      h('h3', {}, title, h('span', { class: 'rate' }, f(current(pts)))), el));
+    lineChart(el, [{ name: title, points: pts }], { format: f });
+  }
+  const [procs, pairs, ...failing] = await Promise.all([
+    api('/api/top', { ...base, group: 'process', limit: 10 }),
+    api('/api/top', { ...base, group: 'pair', limit: 10 }),
+    ...FAIL_CLOSES.map((c) => api('/api/flows', { ...base, from: '-15m', close: c, limit: 20 })),
+  ]);
+  const cols = (first) => [...first,
+    { key: 'bytes', label: 'bytes', num: true, text: (r) => fmt.bytes(r.bytes) },
+    { key: 'flows', label: 'flows', num: true, text: (r) => r.flows },
+    { key: 'retransmits', label: 'retransmits', num: true, text: (r) => r.retransmits }];
+  const failList = failing.flatMap((r) => r.flows).sort((a, b) => b.end_ns - a.end_ns).slice(0, 20);
+  root.append(h('div', { class: 'tables' },
+    h('div', {}, h('h2', {}, 'Top processes'), table(cols([{ key: 'process', label: 'process', text: (r) => r.process }]),
+      procs.top, { onRow: (r) => go('flows', { f: term('process', r.process), offset: '', flow: '' }) })),
+    h('div', {}, h('h2', {}, 'Top pairs'), table(cols([
+      { key: 'src', label: 'source', text: (r) => r.src }, { key: 'dst', label: 'destination', text: (r) => r.dst }]),
+    pairs.top, { onRow: (r) => go('flows', { f: `src=${r.src} dst=${r.dst}`, offset: '', flow: '' }) }))));
+  root.append(h('div', { id: 'failing' }, h('h2', {}, 'Failing now (last 15 min)'), failList.length ? flowTable(failList) :
+      h('p', { class: 'muted' }, 'No refused, timed out or reset connections.')));
+}
+
+const GROUP_FILTER = {
+  src: (k) => ({ src: k.src }), dst: (k) => ({ dst: k.dst }), pair: (k) => ({ src: k.src, dst: k.dst }),
+  port: (k) => ({ port: k.port }), process: (k) => ({ process: k.process }), container: (k) => ({ container: k.container }),
+};
+const keyName = (g, r) => (g === 'pair' ? `${r.src} → ${r.dst}` : String(r[g]));
+
+async function explore(root, p) {
+  const group = GROUP_FILTER[p.get('group')] ? p.get('group') : 'process';
+  const by = ['bytes', 'flows', 'retransmits'].includes(p.get('by')) ? p.get('by') : 'bytes';
+  const type = p.get('type') === 'lines' ? 'lines' : 'stacked';
+  const n = Math.min(Math.max(Number(p.get('n')) || 5, 1), 20);
+  const select = (key, value, options) => h('select', { dataset: { key },
+    onchange: (ev) => go('explore', { [key]: ev.target.value }) },
+  options.map((o) => h('option', { value: o, selected: o === String(value) }, o)));
+  root.append(h('div', { class: 'controls' },
+    h('label', {}, 'group by ', select('group', group, Object.keys(GROUP_FILTER))),
+    h('label', {}, 'metric ', select('by', by, ['bytes', 'flows', 'retransmits'])),
+    h('label', {}, 'chart ', select('type', type, ['stacked', 'lines'])),
+    h('label', {}, 'top ', select('n', n, ['3', '5', '10', '20']))));
+  const base = baseParams(p);
+  const top = await api('/api/top', { ...base, group, by, limit: n });
+  const series = await pool(top.top, 4, async (r) => {
+    const s = await api('/api/timeseries', { ...base, ...GROUP_FILTER[group](r) });
+    return { name: keyName(group, r), points: seriesPoints(s, by, by === 'bytes') };
+  });
+  const el = h('div', { class: 'chart big' });
+  root.append(el);
+  lineChart(el, series, { stacked: type === 'stacked', legend: true,
+    format: by === 'bytes' ? fmt.byteRate : (v) => fmt.rate(v, '') });
+  root.append(h('h2', {}, `Top ${n} by ${by}`), table([
+    { key: 'key', label: group, text: (r) => keyName(group, r) },
+    { key: 'bytes', label: 'bytes', num: true, text: (r) => fmt.bytes(r.bytes) },
+    { key: 'packets', label: 'packets', num: true, text: (r) => r.packets },
+    { key: 'flows', label: 'flows', num: true, text: (r) => r.flows },
+    { key: 'retransmits', label: 'retransmits', num: true, text: (r) => r.retransmits },
+  ], top.top, { onRow: (r) => go('flows', { f: Object.entries(GROUP_FILTER[group](r)).map(([k, v]) => term(k, v))
+    .join(' '), offset: '', flow: '' }) }));
+}
+
+// Edges of the map: process → remote address (default), or source address →
+// destination address. Both from /api/top until a graph API exists.
+async function mapEdges(base, mode) {
+  if (mode === 'addr') {
+    const [pairs, ...fails] = await Promise.all([
+      api('/api/top', { ...base, group: 'pair', limit: 60 }),
+      ...FAIL_CLOSES.map((c) => api('/api/top', { ...base, group: 'pair', close: c, limit: 200 })),
+    ]);
+    const failing = new Set(fails.flatMap((f) => f.top.map((t) => `${t.src}|${t.dst}`)));
+    return pairs.top.map((t) => ({
+      from: { id: `a:${t.src}`, label: t.src, filter: `addr=${t.src}` },
+      to: { id: `a:${t.dst}`, label: t.dst, filter: `addr=${t.dst}` },
+      filter: `src=${t.src} dst=${t.dst}`, bytes: t.bytes, retransmits: t.retransmits,
+      failing: failing.has(`${t.src}|${t.dst}`),
+    }));
+  }
+  const [procs, ...fails] = await Promise.all([
+    api('/api/top', { ...base, group: 'process', limit: 15 }),
+    ...FAIL_CLOSES.map((c) => api('/api/flows', { ...base, close: c, limit: 1000 })),
+  ]);
+  const failing = new Set(fails.flatMap((f) => f.flows.map((x) => `${x.comm}|${x.dst_addr}`)));
+  const perProc = await pool(procs.top, 4, (t) => api('/api/top', { ...base, process: t.process, group: 'dst', limit: 8 }));
+  return procs.top.flatMap((t, i) => perProc[i].top.map((d) => ({
+    from: { id: `p:${t.process}`, label: t.process, filter: term('process', t.process), process: true },
+    to: { id: `a:${d.dst}`, label: d.dst, filter: `addr=${d.dst}` },
+    filter: `${term('process', t.process)} dst=${d.dst}`, bytes: d.bytes, retransmits: d.retransmits,
+    failing: failing.has(`${t.process}|${d.dst}`),
+  })));
+}
+
+async function map(root, p) {
+  const mode = p.get('nodes') === 'addr' ? 'addr' : 'process';
+  root.append(h('div', { class: 'controls' }, h('label', {}, 'nodes ', h('select', { dataset: { key: 'nodes' },
+    onchange: (ev) => go('map', { nodes: ev.target.value }) },
+  h('option', { value: 'process', selected: mode === 'process' }, 'process → remote address'),
+  h('option', { value: 'addr', selected: mode === 'addr' }, 'source → destination address')))));
+  const list = await mapEdges(baseParams(p), mode);
+  const max = Math.max(1, ...list.map((e) => e.bytes));
+  const nodes = new Map();
+  const edges = list.map((e, i) => {
+    for (const n of [e.from, e.to])
+      nodes.set(n.id, { data: { id: n.id, label: n.label, filter: n.filter }, classes: n.process ? 'process' : '' });
+    return { data: { id: `e${i}`, source: e.from.id, target: e.to.id, filter: e.filter, failing: e.failing,
+      width: 1 + 9 * Math.sqrt(e.bytes / max),
+      color: e.failing ? '#b3261e' : e.retransmits > 0 ? '#e08a00' : '#7a8aa6' } };
+  });
+  root.append(h('p', { class: 'muted' }, 'Edge width: bytes; red: refused, timed out or reset connections; ',
+    'orange: retransmits. Click a node or an edge for its flows.'));
+  const el = h('div', { id: 'graph' });
+  root.append(el);
+  const cy = cytoscape({
+    container: el,
+    elements: [...nodes.values(), ...edges],
+    layout: { name: 'breadthfirst', directed: true, spacingFactor: 1.2, animate: false },
+    style: [
+      { selector: 'node', style: { label: 'data(label)', 'font-size': 10, 'background-color': '#4da3ff', width: 14,
+        height: 14, 'text-valign': 'bottom', 'text-margin-y': 3 } },
+      { selector: 'node[[outdegree > 0]]', style: { 'text-valign': 'top', 'text-margin-y': -3 } },
+      { selector: 'node.process', style: { shape: 'round-rectangle', 'background-color': '#1d2330' } },
+      { selector: 'edge', style: { width: 'data(width)', 'line-color': 'data(color)', 'target-arrow-color': 'data(color)',
+        'target-arrow-shape': 'triangle', 'curve-style': 'bezier' } },
+    ],
+  });
+  window.flowscopeGraph = cy;  // for the browser tests
+  cy.on('tap', 'node, edge', (ev) => go('flows', { f: ev.target.data('filter'), offset: '', flow: '' }));
+}
+
+const FLOW_COLS = [
+  { key: 'end_ns', label: 'end', text: (f) => fmt.time(f.end_ns), sort: (f) => f.end_ns },
+  { key: 'src', label: 'source', text: (f) => fmt.endpoint(f.src_addr, f.src_port), sort: (f) => fmt.endpoint(f.src_addr, f.src_port) },
+  { key: 'dst', label: 'destination', text: (f) => fmt.endpoint(f.dst_addr, f.dst_port), sort: (f) => fmt.endpoint(f.dst_addr, f.dst_port) },
+  { key: 'protocol', label: 'proto', text: (f) => fmt.proto(f.protocol), sort: (f) => f.protocol },
+  { key: 'direction', label: 'dir', text: (f) => f.direction || '', sort: (f) => f.direction || '' },
+  { key: 'bytes', label: 'bytes', num: true, text: (f) => fmt.bytes(f.bytes), sort: (f) => f.bytes },
+  { key: 'rev_bytes', label: 'rev bytes', num: true, text: (f) => fmt.bytes(f.rev_bytes), sort: (f) => f.rev_bytes ?? -1 },
+  { key: 'process', label: 'process', text: (f) => (f.comm ? `${f.comm} (${f.pid})` : ''), sort: (f) => f.comm || '' },
+  { key: 'close', label: 'close', text: (f) => f.close || '', sort: (f) => f.close || '' },
+  { key: 'drops', label: 'drops', num: true, sort: (f) => dropTotal(f),
+    text: (f) => (dropTotal(f) ? h('span', { class: 'badge', title: 'packets dropped' }, dropTotal(f)) : '') },
+];
+const dropTotal = (f) => Object.values(f.drops || {}).reduce((a, b) => a + b, 0);
+
+function flowTable(rows, opts = {}) {
+  // The flow's end second goes into the URL too: the link finds the flow
+  // after newer flows have pushed it off the page.
+  const t = table(FLOW_COLS, rows, {
+    onRow: (f) => go('flows', { flow: f.id, at: Math.floor(f.end_ns / 1e9) }), ...opts });
+  t.id = opts.id || '';
+  return t;
+}
+
+async function flows(root, p) {
+  const limit = 50;
+  const offset = Math.max(0, Number(p.get('offset')) || 0);
+  const page = await api('/api/flows', { ...baseParams(p), limit, offset });
+  const sortKey = p.get('sort');
+  const dir = p.get('dir') === 'asc' ? 'asc' : 'desc';
+  const col = FLOW_COLS.find((c) => c.key === sortKey);
+  const rows = [...page.flows];
+  if (col) {
+    rows.sort((a, b) => {
+      const x = col.sort(a), y = col.sort(b);
+      return (x < y ? -1 : x > y ? 1 : 0) * (dir === 'asc' ? 1 : -1);
+    });
+  }
+  root.append(h('div', { class: 'pager' },
+    h('button', { disabled: offset === 0, onclick: () => go('flows', { offset: Math.max(0, offset - limit), flow: '', at: '' }) }, '← newer'),
+    h('span', { id: 'pageinfo' }, `flows ${page.count ? offset + 1 : 0}–${offset + page.count}`),
+    h('button', { disabled: !page.more, onclick: () => go('flows', { offset: page.next_offset, flow: '', at: '' }) }, 'older →'),
+    h('span', { class: 'muted' }, 'newest first; column sorting orders this page')));
+  root.append(flowTable(rows, {
+    id: 'flowtable',
+    sort: col ? { key: sortKey, dir } : null,
+    onSort: (key) => go('flows', { sort: key, dir: key === sortKey && dir === 'desc' ? 'asc' : 'desc' }),
+  }));
+  const id = p.get('flow');
+  if (id) {
+    let f = page.flows.find((x) => String(x.id) === id);
+    const at = Number(p.get('at'));
+    if (!f && at > 0) {
+      const near = await api('/api/flows', { ...baseParams(p), from: at - 1, to: at + 1, limit: 10000 });
+      f = near.flows.find((x) => String(x.id) === id);
+    }
+    root.append(f ? flowDetail(f) : h('p', { class: 'muted' }, `Flow ${id} is not in this range.`));
+  }
+}
+
+function fieldText(key, v) {
+  if (v === null || v === undefined) return '—';
+  if (key.endsWith('_ns')) return `${v} (${fmt.time(v)} UTC)`;
+  if (key === 'bytes' || key === 'rev_bytes') return v >= 1024 ? `${v} (${fmt.bytes(v)})` : String(v);
+  if (key === 'protocol') return `${v} (${fmt.proto(v)})`;
+  return String(v);
+}
+
+function flowDetail(f) {
+  const cmd = fmt.traceCommand(f);
+  const fields = Object.entries(f).filter(([k]) => k !== 'drops');
+  const drops = Object.entries(f.drops || {});
+  const copy = h('button', { onclick: async () => {
+    try {
+      await navigator.clipboard.writeText(cmd);
+      copy.textContent = 'copied';
+    } catch {
+      copy.textContent = 'select and copy by hand';
+    }
+  } }, 'copy');
+  const el = h('section', { id: 'flowdetail' },
+    h('h2', {}, `Flow ${f.id}: ${fmt.endpoint(f.src_addr, f.src_port)} → ${fmt.endpoint(f.dst_addr, f.dst_port)} ${fmt.proto(f.protocol)}`),
+    h('div', { class: 'detail' },
+      table([{ key: 'k', label: 'field', text: (r) => r[0] }, { key: 'v', label: 'value', text: (r) => fieldText(r[0], r[1]) }], fields),
+      h('div', {},
+        h('h3', {}, 'Drops by reason'),
+        drops.length ? table([{ key: 'r', label: 'reason', text: (r) => r[0] }, { key: 'c', label: 'packets', num: true, text: (r) => r[1] }], drops,
+          { onRow: (r) => go('drops', { reason: r[0] }, false) }) : h('p', { class: 'muted' }, 'none'),
+        h('h3', {}, 'Follow these packets through the kernel'),
+        h('div', { class: 'cmd', id: 'tracecmd' }, cmd), copy)));
+  return el;
+}
+
+async function dropsView(root, p) {
+  const base = baseParams(p);
+  // Reasons and their counts from the flows that had drops in the range.
+  const withDrops = await api('/api/flows', { ...base, drops: 'any', limit: 10000 });
+  const counts = new Map();
+  for (const f of withDrops.flows) for (const [r, c] of Object.entries(f.drops || {})) counts.set(r, (counts.get(r) || 0) + c);
+  const reasons = [...counts.entries()].sort((a, b) => b[1] - a[1]);
+  if (!reasons.length) {
+    root.append(h('p', { class: 'muted' }, 'No drops in this range.'));
+    return;
+  }
+  // Packets dropped per interval and reason, placed by each record's end
+  // time on the API's own (zero-filled) bucket grid.
+  const grid = await api('/api/timeseries', { ...base, drops: 'any' });
+  const shown = reasons.slice(0, 10).map(([r]) => r);
+  const buckets = new Map(shown.map((r) => [r, grid.points.map((pt) => [pt.time_ns / 1e6, 0])]));
+  for (const f of withDrops.flows) {
+    const k = Math.floor((f.end_ns - grid.from_ns) / grid.interval_ns);
+    for (const [r, c] of Object.entries(f.drops || {}))
+      if (buckets.has(r) && k >= 0 && k < grid.points.length) buckets.get(r)[k][1] += c;
+  }
+  const series = shown.map((r) => ({ name: r, points: buckets.get(r) }));
+  const el = h('div', { class: 'chart big' });
+  root.append(h('h2', {}, 'Packets dropped per interval, by reason'), el);
+  lineChart(el, series, { stacked: true, legend: true });
+  window.flowscopeDropSeries = series;  // for the browser tests
+  root.append(h('h2', {}, withDrops.more ? 'Drops by reason (first 10,000 flows with drops)' : 'Drops by reason'),
+    table([{ key: 'reason', label: 'reason', text: (r) => r[0] }, { key: 'packets', label: 'packets dropped', num: true, text: (r) => r[1] }],
+      reasons, { onRow: (r) => go('drops', { reason: r[0] }) }));
+  const sel = p.get('reason');
+  if (sel) {
+    const list = await api('/api/flows', { ...base, drops: sel, limit: 100 });
+    root.append(h('h2', {}, `Flows with ${sel}`), flowTable(list.flows, { id: 'dropflows' }));
+  }
+}
+
+const RENDER = { overview, explore, map, flows, drops: dropsView };
+
+// ---- shell ----
+let generation = 0;
+let refresh = null;
+async function render() {
+  const gen = ++generation;
+  clearTimeout(refresh);
+  const { view, p } = readState();
+  const hash = location.hash;
+  document.body.dataset.view = view;
+  document.body.dataset.state = 'loading';
+  for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.dataset.view === view);
+  const range = document.getElementById('range');
+  range.value = RANGES[p.get('range')] ? p.get('range') : '1h';
+  document.getElementById('showself').checked = p.get('self') === '1';
+  const filter = document.getElementById('filter');
+  if (document.activeElement !== filter) filter.value = p.get('f') || '';
+  const err = document.getElementById('error');
+  // The new view is attached before it is drawn (charts need their size);
+  // a render overtaken by a newer one draws into a detached element.
+  const next = h('div');
+  disposeCharts(document.getElementById('view'));
+  document.getElementById('view').replaceChildren(next);
+  try {
+    await RENDER[view](next, p);
+    if (gen !== generation) return;
+    err.textContent = '';
+    document.body.dataset.rendered = hash;  // what the tests wait on
+    document.body.dataset.state = 'ready';
+    // The overview follows the present; the other views hold still under
+    // the reader until the range or filter changes.
+    const tick = () => { if (document.hidden) refresh = setTimeout(tick, 30000); else render(); };
+    if (view === 'overview') refresh = setTimeout(tick, 30000);
+  } catch (e) {
+    if (gen !== generation) return;
+    err.textContent = e instanceof ApiError ? e.message : `error: ${e.message}`;
+    document.body.dataset.state = 'error';
+  }
+}
+
+function setup() {
+  document.getElementById('range').onchange = (ev) => go(readState().view, { range: ev.target.value, offset: '' });
+  document.getElementById('showself').onchange = (ev) => go(readState().view, { self: ev.target.checked ? '1' : '' });
+  document.getElementById('filterbar').onsubmit = (ev) => {
+    ev.preventDefault();
+    const text = document.getElementById('filter').value.trim();
+    try {
+      parseFilter(text);
+    } catch (e) {
+      document.getElementById('error').textContent = e.message;
+      return;
+    }
+    go(readState().view, { f: text, offset: '', flow: '' });
+  };
+  for (const a of document.querySelectorAll('#nav a'))
+    a.onclick = (ev) => {
+      ev.preventDefault();
+      go(a.dataset.view, {}, false);
+    };
+  window.addEventListener('hashchange', render);
+  render();
+}
+
+setup();
