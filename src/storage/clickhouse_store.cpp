@@ -898,13 +898,21 @@ Where raw_where(const FlowFilter& f) {
   if (f.port) w.add(fmt::format("(src_port = {0} OR dst_port = {0})", *f.port));
   if (f.pid) w.add(fmt::format("pid = {}", *f.pid));
   if (f.interim) w.add(fmt::format("interim = {}", *f.interim ? 1 : 0));
+  if (f.drop_reason) {
+    // drops holds the JSON object {"REASON":count,...} the SQLite store keeps.
+    if (*f.drop_reason == "any")
+      w.add("drops_total > 0");
+    else
+      w.add(fmt::format("position(drops, {}) > 0", lit("\"" + *f.drop_reason + "\":")));
+  }
+  if (f.exclude_port) w.add(fmt::format("(src_port != {0} AND dst_port != {0})", *f.exclude_port));
   add_common(w, f);
   return w;
 }
 
 // A rollup answers a filter when it has every column the filter needs.
 bool rollup_can_filter(const FlowFilter& f) {
-  return !f.addr && !f.src && !f.dst && !f.port && !f.pid && !f.interim;
+  return !f.addr && !f.src && !f.dst && !f.port && !f.pid && !f.interim && !f.drop_reason && !f.exclude_port;
 }
 
 uint64_t now_ns() {

@@ -786,7 +786,7 @@ Result<std::vector<TopEntry>> SqliteStore::top(const TopQuery& q) {
   if (nonnull) w.add(nonnull, {});
   std::string sql = fmt::format(
       "SELECT {0}, SUM(d_bytes) AS b, SUM(d_packets) AS p, SUM(first) AS f, SUM(d_retrans) AS r FROM flows{1} "
-      "GROUP BY {0} ORDER BY {2} DESC, b DESC LIMIT ?",
+      "GROUP BY {0} ORDER BY {2} DESC, b DESC, {0} LIMIT ?",  // ties in key order, as on every backend
       key, w.sql, order);
   w.args.push_back(static_cast<int64_t>(q.limit));
   auto db = impl_->reader();

@@ -102,6 +102,8 @@ std::vector<std::vector<FlowRow>> stream(uint64_t t0) {
       r.retrans = static_cast<uint32_t>(rep * (f % 3));
       r.direction = f % 4 == 0 ? Direction::Inbound : Direction::Outbound;
       if (last && f % 6 == 0) r.close = CloseReason::RstSent;
+      if (f % 7 == 1) r.drops = {{"NETFILTER_DROP", uint64_t(rep + 1)}};
+      if (f % 7 == 3) r.drops = {{"TCP_OFO_DROP", 1}, {"NETFILTER_DROP", 2}};
       batches[static_cast<size_t>(rep)].push_back(r);
     }
     FlowRow s = softflowd_row("192.0.2.10", static_cast<uint16_t>(1000 + f), "10.0.0.1", 53, start, 77 + f);
@@ -172,6 +174,10 @@ TEST(ClickHouseStore, SameAnswersAsSqlite) {
       {.exporter = "local"},
       {.interim = true},
       {.from_ns = t0, .comm = "curl"},
+      {.drop_reason = "any"},
+      {.drop_reason = "NETFILTER_DROP"},
+      {.drop_reason = "TCP_OFO_DROP"},
+      {.exclude_port = 443},
   };
   for (const auto& f : filters) {
     SCOPED_TRACE(fmt::format("filter #{}", &f - filters.data()));
