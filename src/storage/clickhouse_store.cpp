@@ -732,6 +732,30 @@ Result<void> ClickHouseStore::Impl::start_node(const ClickHouseOptions& node) {
   if (version < kSchemaVersion)
     spdlog::info("{}: database '{}' migrated from schema version {} to {}", where, node.database, version,
                  kSchemaVersion);
+  // A field added to the field table since the table was made: its column
+  // is added (as the SQLite store does), so adding a field needs no
+  // migration step. Inserts name their columns, so the order does not matter.
+  const bool cluster = !o.cluster.empty();
+  for (const std::string table : {cluster ? "flows_local" : "flows", cluster ? "flows" : ""}) {
+    if (table.empty()) continue;
+    auto have = conn.run(fmt::format("SELECT name FROM system.columns WHERE database = {} AND table = {}",
+                                     lit(o.database), lit(table)));
+    if (!have) return fail("{}: {}", where, have.error().message);
+    std::set<std::string> cols;
+    for (size_t pos = 0; pos < have->size();) {
+      const size_t nl = have->find('\n', pos);
+      cols.insert(have->substr(pos, nl == std::string::npos ? std::string::npos : nl - pos));
+      pos = nl == std::string::npos ? have->size() : nl + 1;
+    }
+    Result<void> added;
+    schema::for_each_field([&](const auto& f) {
+      if (!added || cols.contains(std::string(f.column))) return;
+      added = exec(fmt::format("ALTER TABLE {} ADD COLUMN {} {}", table, f.column,
+                               ch_type<typename std::remove_cvref_t<decltype(f)>::Type>()));
+      if (added) spdlog::info("{}: added column {}.{}", where, table, f.column);
+    });
+    if (!added) return added;
+  }
   return {};
 }
 

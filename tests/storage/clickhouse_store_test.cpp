@@ -364,6 +364,30 @@ TEST(ClickHouseStore, MigrationsAreIdempotentAndRecorded) {
             "FixedString(16)\n");
 }
 
+// A database made before a field was added to the field table gets its
+// column at the next start, and rows with the field round-trip.
+TEST(ClickHouseStore, ColumnOfANewFieldIsAddedAtStart) {
+  const auto db = server().fresh_database();
+  { ASSERT_TRUE(open_ch(options(db))); }
+  server().query(fmt::format("ALTER TABLE {}.flows DROP COLUMN exe", db));
+  ASSERT_EQ(server().query(fmt::format(
+                "SELECT count() FROM system.columns WHERE database = '{}' AND table = 'flows' AND name = 'exe'", db)),
+            "0\n");
+  auto ch = open_ch(options(db));
+  ASSERT_TRUE(ch);
+  EXPECT_EQ(server().query(fmt::format(
+                "SELECT count() FROM system.columns WHERE database = '{}' AND table = 'flows' AND name = 'exe'", db)),
+            "1\n");
+  std::vector<FlowRow> rows{agent_row("10.0.0.1", 40000, "10.0.0.2", 443, kT0, kT0 + kSec, 10, 1, false)};
+  rows[0].exe = "nginx";
+  ASSERT_TRUE(ch->insert(rows));
+  ASSERT_TRUE(ch->sync(std::chrono::seconds(30)));
+  auto page = ch->query({});
+  ASSERT_TRUE(page);
+  ASSERT_EQ(page->flows.size(), 1u);
+  EXPECT_EQ(page->flows[0].exe, "nginx");
+}
+
 // A server that says it is 17.x (an HTTP stand-in: the servers at hand are
 // all 18.16) is refused at start with one line.
 TEST(ClickHouseStore, OlderServerIsRefused) {
