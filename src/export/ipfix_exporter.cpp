@@ -141,7 +141,7 @@ class IpfixExporter::Destination {
     s.send_errors = send_errors_.load();
     s.connects = connects_.load();
     s.connect_failures = connect_failures_.load();
-    s.acknowledged = acking_flag_.load();
+    s.acknowledged = acking_.load();
     s.records_acked = records_acked_.load();
     s.records_replayed = records_replayed_.load();
     s.window_records = window_size_.load();
@@ -305,7 +305,6 @@ class IpfixExporter::Destination {
   // Everything numbered before `next` is stored: those messages leave the window.
   void acked(uint32_t next) {
     acking_ = true;
-    acking_flag_ = true;
     while (unsent_ > 0 && !window_.empty()) {
       const Sent& m = window_.front();
       if (int32_t(next - (m.seq + m.records)) < 0) break;
@@ -473,7 +472,7 @@ class IpfixExporter::Destination {
   size_t window_records_ = 0;
   size_t unsent_ = 0;
   size_t replay_ = 0;
-  bool acking_ = false;  // the collector has acknowledged (on any connection)
+  std::atomic<bool> acking_{false};  // the collector has acknowledged (on any connection); stats read it
   Clock::time_point await_ack_until_{};
   std::vector<uint8_t> ackbuf_;
   Clock::time_point retry_at_{};
@@ -493,7 +492,6 @@ class IpfixExporter::Destination {
   std::atomic<uint64_t> connects_{0}, connect_failures_{0};
   std::atomic<uint64_t> records_acked_{0}, records_replayed_{0}, window_evicted_{0}, unconfirmed_{0}, ack_errors_{0};
   std::atomic<uint64_t> window_size_{0};
-  std::atomic<bool> acking_flag_{false};
   std::thread thread_;
 };
 

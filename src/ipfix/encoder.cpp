@@ -83,41 +83,40 @@ std::pair<uint64_t, uint64_t> ie_range(DataType t) {
   }
 }
 
+// One RFC 5610 information element type record.
+Message type_record(uint16_t id, uint32_t pen, DataType type, Semantics semantics, Units units, std::string_view name,
+                    std::string_view doc) {
+  Message r;
+  put16(r, id);
+  put32(r, pen);
+  put8(r, uint8_t(type));
+  put8(r, uint8_t(semantics));
+  put16(r, uint16_t(units));
+  const auto [lo, hi] = ie_range(type);
+  put64(r, lo);
+  put64(r, hi);
+  put_varlen(r, name);
+  put_varlen(r, doc);
+  return r;
+}
+
 // The RFC 5610 type records of flowscope's own elements.
 std::vector<Message> ie_type_records(uint32_t pen) {
   std::vector<Message> out;
   schema::for_each_field([&](const auto& f) {
-    if (f.ie.pen != schema::kOwnPen) return;
-    Message r;
-    put16(r, f.ie.id);
-    put32(r, pen);
-    put8(r, uint8_t(f.ie.type));
-    put8(r, uint8_t(f.ie.semantics));
-    put16(r, uint16_t(f.ie.units));
-    const auto [lo, hi] = ie_range(f.ie.type);
-    put64(r, lo);
-    put64(r, hi);
-    put_varlen(r, f.ie.name);
-    put_varlen(r, f.doc);
-    out.push_back(std::move(r));
+    if (f.ie.pen == schema::kOwnPen)
+      out.push_back(type_record(f.ie.id, pen, f.ie.type, f.ie.semantics, f.ie.units, f.ie.name, f.doc));
   });
   return out;
 }
 
-// The exporter instance element's RFC 5610 type record, so that a
-// collector which does not know flowscope still prints its name.
+// The exporter instance element's type record, so that a collector which
+// does not know flowscope still prints its name.
 Message instance_type_record(uint32_t pen) {
-  Message r;
-  put16(r, kExporterInstanceId);
-  put32(r, pen);
-  put8(r, uint8_t(DataType::unsigned64));
-  put8(r, uint8_t(Semantics::identifier));
-  put16(r, uint16_t(Units::none));
-  put64(r, 0);
-  put64(r, UINT64_MAX);
-  put_varlen(r, kExporterInstanceName);
-  put_varlen(r, "this exporting process's random instance number; its records continue the sequence numbering of its earlier connections");
-  return r;
+  return type_record(kExporterInstanceId, pen, DataType::unsigned64, Semantics::identifier, Units::none,
+                     kExporterInstanceName,
+                     "this exporting process's random instance number; its records continue the sequence numbering "
+                     "of its earlier connections");
 }
 
 // Options template: scope flowscopeExporterInstance, nothing else.

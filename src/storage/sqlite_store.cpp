@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "flow/fields.h"
+#include "storage/delta_tracker.h"
 #include "storage/query_deadline.h"
 
 namespace flowscope {
@@ -399,20 +400,6 @@ FlowRow read_row(sqlite3_stmt* s) {
   return r;
 }
 
-// Identity of one flow across its records (the agent's interim records and
-// its final one share it).
-std::string flow_key(const FlowRow& r) {
-  std::string k = r.exporter;
-  k += '|';
-  k += std::to_string(r.domain);
-  k += '|';
-  k += std::to_string(r.start_ns);
-  k.append(reinterpret_cast<const char*>(r.src_ip.data()), 16);
-  k.append(reinterpret_cast<const char*>(r.dst_ip.data()), 16);
-  k += std::to_string(r.src_port) + ':' + std::to_string(r.dst_port) + '/' + std::to_string(r.protocol);
-  return k;
-}
-
 struct Totals {
   uint64_t bytes = 0, packets = 0, retrans = 0;
 };
@@ -486,7 +473,7 @@ struct SqliteStore::Impl {
       return;
     }
     Totals now{r.bytes + r.rev_bytes, r.packets + r.rev_packets, retrans};
-    const std::string key = flow_key(r);
+    const std::string key = flow_identity(r);
     auto it = open.find(key);
     Totals prev;
     r.first = it == open.end();
