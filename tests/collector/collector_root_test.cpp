@@ -13,6 +13,7 @@
 #include <atomic>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -30,6 +31,8 @@
 #include "support/process.h"
 #include "base/fd.h"
 #include "hostile_ipfix.h"
+#include "api_abuse.h"
+#include "storage/sqlite_store.h"
 
 using namespace fstest;
 using namespace std::chrono_literals;
@@ -677,6 +680,57 @@ TEST(HostileWorld, AgentFlowsAreStoredExactlyOnceWhileFloodsRun) {
   EXPECT_GE(ex["receivers"]["tcp_evicted"].get<uint64_t>() + ex["receivers"]["tcp_refused_limit"].get<uint64_t>(), 1u);
   const size_t rss = peak_rss(col.process().pid());
   std::printf("collector peak RSS under the floods: %.1f MiB\n", double(rss) / (1 << 20));
+  RecordProperty("collector_peak_rss_mib", std::to_string(rss >> 20));
+  EXPECT_LT(rss, size_t(kHostilePeakRssMiB) << 20) << "the README states this bound";
+  EXPECT_EQ(col.stop(), 0);
+}
+
+// The hostile world's HTTP side, against the real collector: while 8, then
+// 64, clients send their request heads a byte a second and 8 heavy queries
+// run over a store of 200,000 flows, a real agent exports over TCP. /healthz
+// answers every poll in under 100 ms, and every agent flow is stored once.
+TEST(HostileWorld, AgentFlowsAreStoredExactlyOnceWhileTheApiIsAbused) {
+  TempDir dir;
+  const std::string db = dir.path() + "/flows.db";
+  {
+    auto store = flowscope::SqliteStore::open({.path = db});
+    ASSERT_TRUE(store) << store.error().message;
+    const std::string seeded = seed_heavy_rows(**store, 200'000);
+    ASSERT_TRUE(seeded.empty()) << seeded;
+  }
+  NsPair p("ha");
+  CollectorProc col(db, {"--udp-port", "0", "--tcp-port", "0", "--http-port", "0"});
+  AgentRunner agent({"--netns", p.a.path(), "--ipfix", fmt::format("tcp://127.0.0.1:{}", col.tcp_port), "--stats", "0.5"});
+  int port = 5230;
+  for (const int slow : {8, 64}) {
+    std::atomic<bool> over{false};
+    auto abuse = std::async(std::launch::async, [&] {
+      auto o = slow_clients_and_heavy_queries(static_cast<uint16_t>(col.http_port), slow, 60s);
+      over = true;
+      return o;
+    });
+    // Connections all through the abuse, so the agent exports while it lasts.
+    int rounds = 0;
+    while (!over) {
+      make_traffic(p, port++, 3);
+      ++rounds;
+    }
+    const AbuseOutcome o = abuse.get();
+    std::printf("%d slow clients, %d traffic rounds: %s\n", slow, rounds, o.summary().c_str());
+    EXPECT_EQ(o.bad, 0) << o.summary();
+    EXPECT_LT(o.worst_s, 0.100) << o.summary();
+    EXPECT_EQ(o.cut_off, slow) << "slow clients still connected past the header deadline";
+    EXPECT_EQ(o.heavy.count(0) + o.heavy.count(-1), 0u) << o.summary();
+    for (auto [st, n] : o.heavy) EXPECT_TRUE(st == 200 || st == 503) << o.summary();
+  }
+  std::vector<Json> flows;
+  const Json fin = stop_agent(agent, flows);
+  ASSERT_GE(flows.size(), 6u);
+  EXPECT_EQ(counted_undelivered(fin), 0u) << fin.dump();
+  auto stored = wait_api_flows(col.http_port, "exporter=127.0.0.1", flows.size(), 30s);
+  expect_each_once(flows, stored);
+  const size_t rss = peak_rss(col.process().pid());
+  std::printf("collector peak RSS under the API abuse: %.1f MiB\n", double(rss) / (1 << 20));
   RecordProperty("collector_peak_rss_mib", std::to_string(rss >> 20));
   EXPECT_LT(rss, size_t(kHostilePeakRssMiB) << 20) << "the README states this bound";
   EXPECT_EQ(col.stop(), 0);

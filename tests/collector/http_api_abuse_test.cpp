@@ -25,12 +25,15 @@
 #include "collector/store_writer.h"
 #include "ipfix/encoder.h"
 #include "support/process.h"
+#include "api_abuse.h"
 #include "storage/sqlite_store.h"
 
 using namespace flowscope;
 using namespace std::chrono_literals;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
+using fstest::healthz;
+using fstest::RawConn;
 
 namespace {
 
@@ -39,74 +42,6 @@ constexpr uint64_t kSec = 1'000'000'000ull;
 uint64_t wall_ns() {
   return static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
-}
-
-// A raw TCP connection, for requests an HTTP client library would not send.
-class RawConn {
- public:
-  // `rcvbuf`: a small receive buffer (set before connect, so the window
-  // stays small) for a client that reads slowly or not at all.
-  explicit RawConn(uint16_t port, int rcvbuf = 0) {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (rcvbuf) setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  }
-  ~RawConn() {
-    if (fd_ >= 0) close(fd_);
-  }
-  bool connected() const { return connected_; }
-  int fd() const { return fd_; }
-  bool send_all(std::string_view s) {
-    while (!s.empty()) {
-      const ssize_t n = ::send(fd_, s.data(), s.size(), MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      s.remove_prefix(static_cast<size_t>(n));
-    }
-    return true;
-  }
-  // Reads until the peer closes or `timeout`; returns what arrived.
-  std::string read_until_close(std::chrono::milliseconds timeout) {
-    std::string out;
-    const auto end = Clock::now() + timeout;
-    char buf[4096];
-    for (;;) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - Clock::now()).count();
-      if (left <= 0) break;
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, static_cast<int>(left)) <= 0) break;
-      const ssize_t n = recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) break;
-      out.append(buf, static_cast<size_t>(n));
-    }
-    return out;
-  }
-  // True once the peer has closed (EOF or reset), without blocking.
-  bool closed_by_peer() {
-    pollfd p{fd_, POLLIN, 0};
-    if (poll(&p, 1, 0) <= 0) return false;
-    char c;
-    const ssize_t n = recv(fd_, &c, 1, MSG_DONTWAIT);
-    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
-  }
-
- private:
-  int fd_ = -1;
-  bool connected_ = false;
-};
-
-// Status and latency of one /healthz on a new connection (status 0: failed).
-std::pair<int, double> healthz(uint16_t port) {
-  httplib::Client c("127.0.0.1", port);
-  c.set_connection_timeout(5);
-  c.set_read_timeout(5);
-  const auto t0 = Clock::now();
-  auto r = c.Get("/healthz");
-  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-  return {r ? r->status : 0, s};
 }
 
 int status_of(const std::string& response) {
@@ -126,28 +61,8 @@ class HeavyApi : public ::testing::Test {
     auto s = SqliteStore::open({.path = *dir_ + "/flows.db"});
     ASSERT_TRUE(s) << s.error().message;
     store_ = new std::shared_ptr<SqliteStore>(std::move(*s));
-    const uint64_t now = wall_ns();
-    std::vector<FlowRow> rows;
-    for (int i = 0; i < kRows; ++i) {
-      FlowRow r;
-      r.exporter = "local";
-      r.start_ns = now - 1800 * kSec + static_cast<uint64_t>(i) * 1000;
-      r.end_ns = r.start_ns + kSec;
-      r.src_ip = *parse_ip(fmt::format("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255));
-      r.dst_ip = *parse_ip(fmt::format("10.200.{}.{}", (i >> 8) & 15, i & 255));
-      r.src_port = static_cast<uint16_t>(1024 + i % 60000);
-      r.dst_port = 443;
-      r.bytes = 100 + static_cast<uint64_t>(i % 1000);
-      r.close = CloseReason::Fin;
-      // A long cgroup path: a page of 10,000 flows is then several MB, more
-      // than loopback's socket buffers hold.
-      r.cgroup = fmt::format("/system.slice/app-{}.scope/{}", i % 97, std::string(400, 'c'));
-      rows.push_back(std::move(r));
-      if (rows.size() == 10'000) {
-        ASSERT_TRUE((*store_)->insert(rows));
-        rows.clear();
-      }
-    }
+    const auto seeded = fstest::seed_heavy_rows(**store_, kRows);
+    ASSERT_TRUE(seeded.empty()) << seeded;
   }
   static void TearDownTestSuite() {
     delete store_;
@@ -170,75 +85,21 @@ class HeavyApi : public ::testing::Test {
 std::string* HeavyApi::dir_ = nullptr;
 std::shared_ptr<SqliteStore>* HeavyApi::store_ = nullptr;
 
-constexpr const char* kHeavy = "/api/top?group=pair&by=bytes&limit=1000";
+constexpr const char* kHeavy = fstest::kHeavyQuery;
 
 // N clients send their request head at one byte a second, and 8 heavy
 // queries run, while /healthz is polled: every poll answers 200, and the
 // slowest under 100 ms. The slow clients are cut off at the header deadline.
-void slow_clients_and_heavy_queries(std::unique_ptr<ApiServer>& api, int slow) {
-  std::vector<std::unique_ptr<RawConn>> conns;
-  for (int k = 0; k < slow; ++k) {
-    conns.push_back(std::make_unique<RawConn>(api->port()));
-    ASSERT_TRUE(conns.back()->connected());
-  }
-  const std::string head = "GET /api/flows HTTP/1.1\r\nHost: localhost\r\nX-Padding: " + std::string(200, 'a');
-  std::atomic<bool> stop{false};
-  std::atomic<int> cut_off{0};
-  const auto t0 = Clock::now();
-  std::thread dripper([&] {
-    std::vector<bool> done(conns.size(), false);
-    for (size_t pos = 0; !stop && pos < head.size(); ++pos) {
-      for (size_t k = 0; k < conns.size(); ++k) {
-        if (done[k]) continue;
-        if (conns[k]->closed_by_peer() || !conns[k]->send_all(head.substr(pos, 1))) {
-          done[k] = true;
-          ++cut_off;
-        }
-      }
-      for (int w = 0; w < 10 && !stop; ++w) std::this_thread::sleep_for(100ms);  // the client's pace: 1 byte/s
-    }
-  });
-  std::vector<std::future<int>> heavy;
-  for (int k = 0; k < 8; ++k)
-    heavy.push_back(std::async(std::launch::async, [&api] {
-      httplib::Client c("127.0.0.1", api->port());
-      c.set_read_timeout(30);
-      auto r = c.Get(kHeavy);
-      if (!r) return 0;
-      if (r->status != 200 && json::parse(r->body, nullptr, false).value("error", "").empty()) return -1;
-      return r->status;
-    }));
-  // Poll until the queries are all answered and the slow clients were cut
-  // off (header deadline 2 s), within a bound.
-  double worst = 0;
-  int polls = 0, bad = 0;
-  const auto deadline = t0 + 30s;
-  auto all_answered = [&] {
-    return std::all_of(heavy.begin(), heavy.end(), [](auto& f) { return f.wait_for(0s) == std::future_status::ready; });
-  };
-  while (Clock::now() < deadline && !(all_answered() && cut_off == slow)) {
-    auto [status, s] = healthz(api->port());
-    ++polls;
-    if (status != 200) ++bad;
-    worst = std::max(worst, s);
-    std::this_thread::sleep_for(20ms);  // poll pace, not a wait for an event
-  }
-  stop = true;
-  dripper.join();
-  std::map<int, int> statuses;
-  for (auto& f : heavy) statuses[f.get()]++;
-  const double held = std::chrono::duration<double>(Clock::now() - t0).count();
-  std::printf("%d slow clients: %d /healthz polls over %.1f s, slowest %.1f ms; heavy query statuses:", slow, polls,
-              held, worst * 1000);
-  for (auto [st, n] : statuses) std::printf(" %d x%d", st, n);
-  std::printf("\n");
-  EXPECT_EQ(bad, 0);
-  EXPECT_LT(worst, 0.100) << "slowest /healthz " << worst * 1000 << " ms";
-  EXPECT_GE(polls, 20);
-  EXPECT_EQ(cut_off.load(), slow) << "slow clients still connected past the header deadline";
+void expect_healthz_fast_under_abuse(std::unique_ptr<ApiServer>& api, int slow) {
+  const auto o = fstest::slow_clients_and_heavy_queries(api->port(), slow);
+  std::printf("%d slow clients: %s\n", slow, o.summary().c_str());
+  EXPECT_EQ(o.bad, 0);
+  EXPECT_LT(o.worst_s, 0.100) << "slowest /healthz " << o.worst_s * 1000 << " ms";
+  EXPECT_GE(o.polls, 20);
+  EXPECT_EQ(o.cut_off, slow) << "slow clients still connected past the header deadline";
   // Each heavy query got an answer: its rows, or 503 (busy or time limit).
-  EXPECT_EQ(statuses.count(0) + statuses.count(-1), 0u);
-  for (auto [st, n] : statuses) EXPECT_TRUE(st == 200 || st == 503) << st;
+  EXPECT_EQ(o.heavy.count(0) + o.heavy.count(-1), 0u);
+  for (auto [st, n] : o.heavy) EXPECT_TRUE(st == 200 || st == 503) << st;
 }
 
 }  // namespace
@@ -248,7 +109,7 @@ TEST_F(HeavyApi, EightSlowClientsAndHeavyQueriesLeaveHealthzFast) {
   o.limits.header_timeout = 2s;
   o.limits.query_timeout = 5s;
   start(o);
-  slow_clients_and_heavy_queries(api_, 8);
+  expect_healthz_fast_under_abuse(api_, 8);
 }
 
 TEST_F(HeavyApi, SixtyFourSlowClientsAndHeavyQueriesLeaveHealthzFast) {
@@ -256,7 +117,7 @@ TEST_F(HeavyApi, SixtyFourSlowClientsAndHeavyQueriesLeaveHealthzFast) {
   o.limits.header_timeout = 2s;
   o.limits.query_timeout = 5s;
   start(o);
-  slow_clients_and_heavy_queries(api_, 64);
+  expect_healthz_fast_under_abuse(api_, 64);
 }
 
 // A query past its time limit is stopped and answered 503 with a reason.
