@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cstring>
 #include <list>
+#include <map>
 #include <set>
 #include <unordered_map>
 #include <optional>
@@ -557,7 +558,7 @@ struct Decoder::Impl {
   // apply=false it only validates; returns an error text or empty.
   std::string templates(const DomainKey& k, Domain* d, Transport t, uint16_t version, uint16_t set_id,
                         std::span<const uint8_t> body, Clock::time_point now, bool apply,
-                        std::vector<uint16_t>* added) {
+                        std::vector<uint16_t>* added, std::map<uint16_t, Template>* parsed = nullptr) {
     const bool v9 = version == kVersionNetflow9;
     const bool options = v9 ? set_id == 1 : set_id == kSetOptionsTemplate;
     size_t pos = 0;
@@ -643,7 +644,10 @@ struct Decoder::Impl {
       if (min_len == 0 || min_len > 65535) return fmt::format("template {} record length {} invalid", tid, min_len);
       tmpl.min_length = min_len;
       pos = fpos;
-      if (!apply) continue;
+      if (!apply) {
+        if (parsed) (*parsed)[tid] = std::move(tmpl);
+        continue;
+      }
       if (options)
         c.options_templates++;
       else
@@ -657,6 +661,30 @@ struct Decoder::Impl {
     }
     (void)k;
     return {};
+  }
+
+  // True if the records of a data set end inside it (the rest shorter than
+  // a record: padding). Reads lengths only, so a message can be checked
+  // whole before any of it changes state.
+  static bool records_fit(const Template& t, std::span<const uint8_t> body) {
+    size_t pos = 0;
+    while (body.size() - pos >= t.min_length) {
+      for (const Field& f : t.fields) {
+        size_t len = f.length;
+        if (len == kVarLen) {
+          if (body.size() - pos < 1) return false;
+          len = body[pos++];
+          if (len == 255) {
+            if (body.size() - pos < 2) return false;
+            len = get16(body.data() + pos);
+            pos += 2;
+          }
+        }
+        if (body.size() - pos < len) return false;
+        pos += len;
+      }
+    }
+    return true;
   }
 
   // Reads one data record at body[pos..]; returns false if it runs past the set.
@@ -913,9 +941,12 @@ FeedResult Decoder::Impl::feed(const std::string& exporter, const std::string& s
   const DomainKey key{exporter, version, domain_id};
   Domain* d = domain(key, source, transport, now);
 
-  // Pass 1: set framing and template structure. A message that fails here is
-  // discarded before it changes any state.
+  // Pass 1: set framing, template structure and data record framing (with
+  // this message's templates, else the installed ones). A message that fails
+  // here is discarded whole, before it changes any state: a template in a
+  // malformed message is not installed.
   {
+    std::map<uint16_t, Template> defined;
     size_t pos = 0;
     while (pos < sets.size()) {
       if (sets.size() - pos < kSetHeader) {
@@ -929,11 +960,19 @@ FeedResult Decoder::Impl::feed(const std::string& exporter, const std::string& s
       if (version == kVersionIpfix && id < kSetMinData && !tmpl) return bad(fmt::format("reserved set id {}", id), d);
       if (tmpl) {
         auto err = templates(key, d, transport, version, id, sets.subspan(pos + kSetHeader, len - kSetHeader), now,
-                             false, nullptr);
+                             false, nullptr, &defined);
         if (!err.empty()) {
           c.templates_rejected++;
           return bad(err, d);
         }
+      } else if (id >= kSetMinData) {
+        const Template* t = nullptr;
+        if (auto it = defined.find(id); it != defined.end())
+          t = &it->second;
+        else if (d)
+          if (auto at = d->templates.find(id); at != d->templates.end()) t = &at->second;
+        if (t && !records_fit(*t, sets.subspan(pos + kSetHeader, len - kSetHeader)))
+          return bad(fmt::format("data set {}: record overruns the set", id), d);
       }
       pos += len;
     }

@@ -15,8 +15,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-
-
 // The global -v is accepted after the subcommand too, as the README shows it.
 TEST(CliOptions, VerboseAfterTheSubcommandIsAccepted) {
   Process p({FLOWSCOPE_BIN, "agent", "-v", "--max-flows", "16"});
@@ -25,6 +23,13 @@ TEST(CliOptions, VerboseAfterTheSubcommandIsAccepted) {
   EXPECT_NE(p.err().find("--max-flows"), std::string::npos) << p.err();
   Process s({FLOWSCOPE_BIN, "schema", "--verbose"});
   EXPECT_EQ(s.wait(10s), 0) << s.err();
+}
+
+// --version answers with the program's name and version, and nothing else.
+TEST(CliOptions, VersionIsOneLine) {
+  Process p({FLOWSCOPE_BIN, "--version"});
+  EXPECT_EQ(p.wait(10s), 0) << p.err();
+  EXPECT_EQ(p.out(), "flowscope " FLOWSCOPE_VERSION "\n");
 }
 
 // Too small a flow map: the message names the minimum and says why.

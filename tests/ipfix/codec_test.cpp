@@ -406,6 +406,37 @@ TEST(IpfixCodec, VariableLengthOverrunIsMalformed) {
   EXPECT_EQ(dec.counters().messages_malformed, 1u);
 }
 
+// A message is discarded whole: its template set is well formed, but a data
+// record after it overruns its set. The template must not be installed, so
+// later data for it waits for a template instead of being decoded with it.
+TEST(IpfixCodec, MalformedMessageInstallsNoTemplate) {
+  Encoder enc;
+  auto good = enc.encode(std::vector<Flow>{sample(4, 1)}, 1)[0];
+  Message bad_data = good;
+  const std::string_view curl = "curl";
+  const auto at = std::search(bad_data.begin(), bad_data.end(), curl.begin(), curl.end());
+  ASSERT_NE(at, bad_data.end());
+  bad_data[static_cast<size_t>(at - bad_data.begin()) - 1] = 250;  // comm's length runs past the set
+  // One message: every template set, then the bad data set.
+  Message m(good.begin(), good.begin() + 16);
+  for (const auto& t : enc.template_messages(1)) m.insert(m.end(), t.begin() + 16, t.end());
+  m.insert(m.end(), bad_data.begin() + 16, bad_data.end());
+  wire::set16(m, 2, static_cast<uint16_t>(m.size()));
+  Decoder dec;
+  auto r = dec.feed("x", Transport::Udp, m);
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(dec.counters().messages_malformed, 1u);
+  EXPECT_EQ(dec.counters().templates, 0u);
+  EXPECT_TRUE(dec.feed("x", Transport::Udp, good).flows.empty()) << "decoded with a template from a discarded message";
+  EXPECT_EQ(dec.counters().sets_held, 1u);
+  // The same message without the bad record installs its templates.
+  Message ok(good.begin(), good.begin() + 16);
+  for (const auto& t : enc.template_messages(2)) ok.insert(ok.end(), t.begin() + 16, t.end());
+  wire::set16(ok, 2, static_cast<uint16_t>(ok.size()));
+  EXPECT_TRUE(dec.feed("x", Transport::Udp, ok).ok());
+  EXPECT_GT(dec.counters().templates, 0u);
+}
+
 TEST(IpfixCodec, HeldDataIsBounded) {
   Encoder enc;
   auto tm = enc.template_messages(1);
