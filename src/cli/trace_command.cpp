@@ -28,6 +28,8 @@ struct TraceArgs {
   std::optional<std::string> mark, netns, ifname;
   bool list = false, events = false, json = false, drops = false, all_tracepoints = false;
   std::string pcap;
+  std::string functions;  // --functions[=REGEX]
+  bool functions_set = false;
   double duration_s = 0;
   double idle_s = 2;
   uint64_t count = 0;
@@ -68,6 +70,11 @@ int run_trace(TraceArgs& a) {
   a.opts.ifname = a.ifname;
   a.opts.drops_only = a.drops;
   a.opts.all_tracepoints = a.all_tracepoints;
+  if (a.functions_set) a.opts.functions = a.functions;
+  if (a.functions_set && a.drops) {
+    spdlog::error("--functions and --drops do not go together: --drops watches kfree_skb only");
+    return 1;
+  }
   auto tracer = Tracer::create(a.opts);
   if (!tracer) {
     spdlog::error("{}", tracer.error().message);
@@ -131,6 +138,11 @@ int run_trace(TraceArgs& a) {
   const bool tty = isatty(STDOUT_FILENO);
   if (a.drops)
     spdlog::info("watching drops on kfree_skb{}; summary every second, Ctrl-C to stop", expr.empty() ? "" : " for \"" + expr + "\"");
+  else if (a.functions_set)
+    spdlog::info("tracing on {} functions ({}, attached in {:.2f} s{}) and {} tracepoints{}; Ctrl-C to stop",
+                 t.mode().functions, t.mode().kprobe_multi ? "kprobe.multi" : "one kprobe each", t.mode().attach_s,
+                 t.mode().functions_skipped ? fmt::format(", {} not attached: -v lists them", t.mode().functions_skipped) : "",
+                 t.tracepoints().size(), expr.empty() ? "" : " for \"" + expr + "\"");
   else
     spdlog::info("tracing on {} tracepoints{}; Ctrl-C to stop", t.tracepoints().size(), expr.empty() ? "" : " for \"" + expr + "\"");
   const uint64_t start = mono_now_ns();
@@ -201,6 +213,21 @@ Command add_trace_command(CLI::App& app, const GlobalOptions& global) {
   cmd->add_flag("--list", args->list, "List the skb tracepoints this kernel offers and exit");
   cmd->add_flag("--all-tracepoints", args->all_tracepoints,
                 "Also attach the tracepoints left out by default (--list marks them: duplicates, tcp_probe, ...)");
+  cmd->add_option_function<std::string>(
+         "--functions",
+         [args](const std::string& re) {
+           args->functions_set = true;
+           args->functions = re;
+         },
+         "Follow packets through every kernel function taking a struct sk_buff * (kprobes; found in BTF), "
+         "optionally only those whose name matches REGEX: --functions= or --functions='^(ip|tcp)_'")
+      ->expected(0, 1)
+      ->default_str("")
+      ->type_name("[=REGEX]");
+  cmd->add_option("--max-kprobes", args->opts.max_kprobes,
+                  "--functions without kprobe.multi (and modules' functions): kprobes attached at most")
+      ->check(CLI::Range(1u, 100000u))
+      ->capture_default_str();
   cmd->add_flag("--events", args->events, "One line per event as it happens (instead of one block per packet)");
   cmd->add_flag("--json", args->json, "One JSON object per event");
   cmd->add_option("--pcap", args->pcap, "Also write traced packets to this pcapng file, path and drop reason in comments");
