@@ -300,7 +300,13 @@ static __always_inline void read_packet(struct scratch *s, struct sk_buff *skb, 
 #pragma unroll
 		for (int i = 0; i < FS_MEMO_WORDS; i++)
 			w[i] = 0;
-		if (cap && bpf_probe_read_kernel(s->buf, cap, head + off)) {
+		/* The bound for older verifiers (6.1), which lose the checks above
+		 * when the compiler copies cap to another register: a no-op
+		 * mask (cap <= FS_CBPF_PKT_MAX) the compiler cannot drop. */
+		__u32 n = cap;
+		barrier_var(n);
+		n &= FS_CBPF_BUF - 1;
+		if (n && bpf_probe_read_kernel(s->buf, n, head + off)) {
 			cap = 0;
 			w[0] = 0;
 		}

@@ -12,6 +12,7 @@
 #include "cli/commands.h"
 #include "kernel/btf.h"
 #include "kernel/system.h"
+#include "trace/functions.h"
 #include "trace/output.h"
 #include "trace/pcapng.h"
 #include "trace/tracer.h"
@@ -30,6 +31,7 @@ struct TraceArgs {
   std::string pcap;
   std::string functions;  // --functions[=REGEX]
   bool functions_set = false;
+  const CLI::Option* functions_opt = nullptr;
   double duration_s = 0;
   double idle_s = 2;
   uint64_t count = 0;
@@ -60,7 +62,27 @@ int list_tracepoints() {
   return 0;
 }
 
+// --list with --functions: the functions that would be attached.
+int list_functions(const std::string& regex) {
+  auto btf = load_kernel_btf();
+  if (!btf) {
+    spdlog::error("{}", btf.error().message);
+    return 1;
+  }
+  (void)ensure_tracefs();
+  auto fns = skb_functions(btf->get(), regex, probeable_functions());
+  if (!fns) {
+    spdlog::error("{}", fns.error().message);
+    return 1;
+  }
+  for (const auto& f : *fns) fmt::print("{:<48} skb=arg{}{}\n", f.name, f.skb_arg, f.module.empty() ? "" : " [" + f.module + "]");
+  fmt::print("{} functions with a struct sk_buff * among their first five arguments\n", fns->size());
+  return 0;
+}
+
 int run_trace(TraceArgs& a) {
+  a.functions_set = a.functions_opt && a.functions_opt->count() > 0;
+  if (a.list && a.functions_set) return list_functions(a.functions);
   if (a.list) return list_tracepoints();
   std::string expr;
   for (const auto& w : a.filter_words) expr += (expr.empty() ? "" : " ") + w;
@@ -210,20 +232,15 @@ Command add_trace_command(CLI::App& app, const GlobalOptions& global) {
   auto args = std::make_shared<TraceArgs>();
   auto* cmd = app.add_subcommand("trace", "Follow packets through the kernel's network stack; say where and why they are dropped");
   cmd->add_option("filter", args->filter_words, "pcap-filter expression (tcpdump syntax), e.g. 'tcp and port 443'");
-  cmd->add_flag("--list", args->list, "List the skb tracepoints this kernel offers and exit");
+  cmd->add_flag("--list", args->list, "List the skb tracepoints this kernel offers (with --functions: the functions) and exit");
   cmd->add_flag("--all-tracepoints", args->all_tracepoints,
                 "Also attach the tracepoints left out by default (--list marks them: duplicates, tcp_probe, ...)");
-  cmd->add_option_function<std::string>(
-         "--functions",
-         [args](const std::string& re) {
-           args->functions_set = true;
-           args->functions = re;
-         },
-         "Follow packets through every kernel function taking a struct sk_buff * (kprobes; found in BTF), "
-         "optionally only those whose name matches REGEX: --functions= or --functions='^(ip|tcp)_'")
-      ->expected(0, 1)
-      ->default_str("")
-      ->type_name("[=REGEX]");
+  // A flag taking its value only as --functions=REGEX, so that a filter
+  // after a bare --functions stays the filter.
+  auto* functions = cmd->add_flag("--functions{}", args->functions,
+                                  "Follow packets through every kernel function taking a struct sk_buff * (kprobes; "
+                                  "found in BTF); --functions=REGEX: only functions whose name matches");
+  args->functions_opt = functions;
   cmd->add_option("--max-kprobes", args->opts.max_kprobes,
                   "--functions without kprobe.multi (and modules' functions): kprobes attached at most")
       ->check(CLI::Range(1u, 100000u))
