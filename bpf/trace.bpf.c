@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * flowscope trace: follows packets (struct sk_buff) through the kernel's
- * network stack on raw tracepoints only (no kprobes, no fentry/fexit).
+ * network stack on raw tracepoints (and, with --functions, on kprobes).
  *
  * User space finds every tracepoint with a `struct sk_buff *` argument in the
  * kernel's BTF and attaches one of the programs below to each, choosing the

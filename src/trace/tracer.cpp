@@ -1,6 +1,7 @@
 #include "trace/tracer.h"
 
 #include <net/if.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -395,13 +396,25 @@ Result<void> select_functions(const KernelProbe& probe, const TraceOptions& opts
                 *opts.functions);
   }
   mode.kprobe_multi = rep.has("kprobe_multi");
+  // Each plain kprobe holds a file descriptor: as many as the hard limit
+  // allows, keeping some for everything else.
+  uint32_t max_plain = opts.max_kprobes;
+  rlimit nofile{};
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+    nofile.rlim_cur = nofile.rlim_max;
+    (void)setrlimit(RLIMIT_NOFILE, &nofile);
+    getrlimit(RLIMIT_NOFILE, &nofile);
+    if (nofile.rlim_cur != RLIM_INFINITY && nofile.rlim_cur < max_plain + 256u)
+      max_plain = nofile.rlim_cur > 512 ? static_cast<uint32_t>(nofile.rlim_cur - 256) : 256u;
+  }
   for (auto& f : *found) {
     if (mode.kprobe_multi && f.module.empty()) {
       multi.push_back(std::move(f));
-    } else if (plain.size() < opts.max_kprobes) {
+    } else if (plain.size() < max_plain) {
       plain.push_back(std::move(f));
     } else {
-      skipped.push_back(fmt::format("{}: more than --max-kprobes {} functions need a kprobe each", f.name, opts.max_kprobes));
+      skipped.push_back(fmt::format("{}: more than {} functions need a kprobe each (--max-kprobes, open files limit)",
+                                    f.name, max_plain));
       mode.functions_skipped++;
     }
   }
