@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * flowscope trace: follows packets (struct sk_buff) through the kernel's
- * network stack on raw tracepoints only (no kprobes, no fentry/fexit).
+ * network stack on raw tracepoints (and, with --functions, on kprobes).
  *
  * User space finds every tracepoint with a `struct sk_buff *` argument in the
  * kernel's BTF and attaches one of the programs below to each, choosing the
@@ -24,6 +24,15 @@
  * Kernel objects are read with plain loads through bpf_rdonly_cast() (the
  * verifier turns them into fault-safe BPF_PROBE_MEM loads, a few instructions
  * each) instead of one bpf_probe_read_kernel() call per field.
+ *
+ * Built twice. The default object needs Linux 6.10 (raw tracepoint attach
+ * cookies, bpf_rdonly_cast). The portable one (FS_TRACE_PORTABLE, chosen by
+ * user space when the feature table says the kernel lacks either) reads
+ * kernel memory with bpf_probe_read_kernel() (CO-RE) and tells tracepoints
+ * apart by a stub program per tracepoint (see FS_TRACE_MAX_STUBS in trace.h).
+ * It also holds the kprobe programs of `trace --functions`, which name the
+ * function they fired in by bpf_get_func_ip(): the same handler, so a packet
+ * is followed through functions and tracepoints alike.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -118,9 +127,18 @@ struct {
 	__type(value, struct memo_entry);
 } memo SEC(".maps");
 
+#ifdef FS_TRACE_PORTABLE
+/* Kernel memory through bpf_probe_read_kernel(), CO-RE relocated. */
+#define KPTR(type, p) ((type *)(p))
+#define RD(p, f) BPF_CORE_READ(p, f)
+#define DIRECT_LOADS 0
+#else
 /* Kernel objects as read-only BTF pointers: direct, fault-safe loads. */
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 #define KPTR(type, p) ((type *)bpf_rdonly_cast((const void *)(p), bpf_core_type_id_kernel(type)))
+#define RD(p, f) ((p)->f)
+#define DIRECT_LOADS direct_loads
+#endif
 
 /* Packet ids, one counter shared by all CPUs. */
 __u64 next_pkt_id = 0;
@@ -187,8 +205,8 @@ static __always_inline int run_filter(struct scratch *s)
  */
 static __always_inline __u32 l3_offset(struct sk_buff *skb, __u32 data_off)
 {
-	__u16 nh = skb->network_header;
-	__u16 mh = skb->mac_header;
+	__u16 nh = RD(skb, network_header);
+	__u16 mh = RD(skb, mac_header);
 	if (nh != (__u16)~0U && nh != 0 && (mh == (__u16)~0U || nh > mh))
 		return nh;
 	if (mh != (__u16)~0U && data_off > mh)
@@ -200,21 +218,29 @@ static __always_inline __u32 l3_offset(struct sk_buff *skb, __u32 data_off)
 
 static __always_inline void read_netns_ifname(struct fs_trace_event *ev, struct sk_buff *skb)
 {
-	struct net_device *dev = skb->dev;
+	struct net_device *dev = RD(skb, dev);
 	if (dev) {
-		ev->ifindex = dev->ifindex;
-		if (direct_loads) {
+		ev->ifindex = RD(dev, ifindex);
+		if (DIRECT_LOADS) {
 			__builtin_memcpy(ev->ifname, dev->name, sizeof(ev->ifname));
 		} else {
 			__builtin_memset(ev->ifname, 0, sizeof(ev->ifname));
 			bpf_probe_read_kernel_str(ev->ifname, sizeof(ev->ifname), dev->name);
 		}
+#ifdef FS_TRACE_PORTABLE
+		ev->netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+#else
 		ev->netns = dev->nd_net.net->ns.inum;
+#endif
 	} else {
 		ev->ifindex = 0;
 		__builtin_memset(ev->ifname, 0, sizeof(ev->ifname));
-		struct sock *sk = skb->sk;
+		struct sock *sk = RD(skb, sk);
+#ifdef FS_TRACE_PORTABLE
+		ev->netns = sk ? BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum) : 0;
+#else
 		ev->netns = sk ? sk->__sk_common.skc_net.net->ns.inum : 0;
+#endif
 	}
 }
 
@@ -230,12 +256,12 @@ static __always_inline void read_netns_ifname(struct fs_trace_event *ev, struct 
 static __always_inline void read_packet(struct scratch *s, struct sk_buff *skb, __u32 want)
 {
 	struct fs_trace_event *ev = &s->ev;
-	unsigned char *head = skb->head;
-	unsigned char *data = skb->data;
-	__u32 tail = skb->tail;
+	unsigned char *head = RD(skb, head);
+	unsigned char *data = RD(skb, data);
+	__u32 tail = RD(skb, tail);
 	__u32 data_off = data - head;
 	__u32 off = l3_offset(skb, data_off);
-	ev->len = skb->len;
+	ev->len = RD(skb, len);
 	/* wire_len: the packet's bytes from the IP header on. */
 	if (off >= data_off)
 		ev->wire_len = ev->len > off - data_off ? ev->len - (off - data_off) : 0;
@@ -249,7 +275,7 @@ static __always_inline void read_packet(struct scratch *s, struct sk_buff *skb, 
 	if (cap > FS_CBPF_PKT_MAX)
 		cap = FS_CBPF_PKT_MAX;
 	__u64 *w = (__u64 *)s->buf;
-	if (direct_loads && want <= FS_MEMO_BYTES) {
+	if (DIRECT_LOADS && want <= FS_MEMO_BYTES) {
 		/* Fault-safe loads (rdonly untrusted memory): a word that runs
 		 * past the captured bytes stays inside the skb's buffer (the
 		 * shared info follows its end) and is masked below. */
@@ -274,7 +300,13 @@ static __always_inline void read_packet(struct scratch *s, struct sk_buff *skb, 
 #pragma unroll
 		for (int i = 0; i < FS_MEMO_WORDS; i++)
 			w[i] = 0;
-		if (cap && bpf_probe_read_kernel(s->buf, cap, head + off)) {
+		/* The bound for older verifiers (6.1), which lose the checks above
+		 * when the compiler copies cap to another register: a no-op
+		 * mask (cap <= FS_CBPF_PKT_MAX) the compiler cannot drop. */
+		__u32 n = cap;
+		barrier_var(n);
+		n &= FS_CBPF_BUF - 1;
+		if (n && bpf_probe_read_kernel(s->buf, n, head + off)) {
 			cap = 0;
 			w[0] = 0;
 		}
@@ -288,7 +320,7 @@ static __always_inline void read_packet(struct scratch *s, struct sk_buff *skb, 
 static __always_inline void read_filter_inputs(struct scratch *s, struct sk_buff *skb)
 {
 	if (filter_mark_mask)
-		s->ev.mark = skb->mark;
+		s->ev.mark = RD(skb, mark);
 	if (filter_netns || filter_ifname_set)
 		read_netns_ifname(&s->ev, skb);
 	if (filter_len)
@@ -296,17 +328,17 @@ static __always_inline void read_filter_inputs(struct scratch *s, struct sk_buff
 }
 
 /* The whole event: every field, and the packet as far as it is captured. */
-static __always_inline void fill_event(struct scratch *s, struct sk_buff *skb, __u64 cookie)
+static __always_inline void fill_event(struct scratch *s, struct sk_buff *skb, __u32 tp)
 {
 	struct fs_trace_event *ev = &s->ev;
 	ev->ts_ns = bpf_ktime_get_ns();
 	ev->pkt_id = 0;
 	ev->location = 0;
-	ev->tp = cookie & 0xffff;
+	ev->tp = tp;
 	ev->cpu = bpf_get_smp_processor_id();
-	ev->mark = skb->mark;
+	ev->mark = RD(skb, mark);
 	ev->reason = 0;
-	ev->protocol = bpf_ntohs(skb->protocol);
+	ev->protocol = bpf_ntohs(RD(skb, protocol));
 	ev->pad = 0;
 	read_netns_ifname(ev, skb);
 	read_packet(s, skb, FS_CBPF_PKT_MAX);
@@ -468,7 +500,10 @@ static __always_inline void untrack(__u64 key)
 		__sync_fetch_and_sub(&track_hint[fs_track_hint_slot(key)], 1);
 }
 
-static __always_inline int handle(void *ctx, __u64 skb_addr, __u64 location, __u32 reason)
+/* `tp`: the hook's index in user space's table, or FS_TP_FROM_COOKIE (read
+ * only once the packet matched), or FS_TP_FUNC for a kprobe. */
+#define FS_TP_FROM_COOKIE 0xfffffffeu
+static __always_inline int handle(void *ctx, __u64 skb_addr, __u64 location, __u32 reason, __u32 kind, __u32 tp)
 {
 	if (!skb_addr)
 		return 0;
@@ -485,12 +520,18 @@ static __always_inline int handle(void *ctx, __u64 skb_addr, __u64 location, __u
 	if (!t && !decide(s, skb, skb_addr, gen))
 		return 0;
 	/* Which tracepoint fired matters only from here on. */
-	__u64 cookie = bpf_get_attach_cookie(ctx);
-	__u32 kind = (cookie >> FS_TP_KIND_SHIFT) & 0xf;
+#ifndef FS_TRACE_PORTABLE
+	if (tp == FS_TP_FROM_COOKIE)
+		tp = bpf_get_attach_cookie(ctx) & 0xffff;
+#endif
 	/* A tracked packet, or one that matched just now. */
-	fill_event(s, skb, cookie);
+	fill_event(s, skb, tp);
 	s->ev.skb = skb_addr;
-	struct fs_trace_tracked now = {.head = (__u64)skb->head, .protocol = s->ev.protocol, .fingerprint = fingerprint(s)};
+	if (kind == FS_TP_KIND_FUNC) {
+		s->ev.flags |= FS_TEV_FUNC;
+		s->ev.location = location;
+	}
+	struct fs_trace_tracked now = {.head = (__u64)RD(skb, head), .protocol = s->ev.protocol, .fingerprint = fingerprint(s)};
 	if (t && is_reused(t, &now)) {
 		/* See fs_trace_tracked in trace.h. A reallocated head (skb_cow)
 		 * also lands here: the packet then continues as a new one when it
@@ -507,7 +548,7 @@ static __always_inline int handle(void *ctx, __u64 skb_addr, __u64 location, __u
 		s->ev.pkt_id = __sync_fetch_and_add(&next_pkt_id, 1) + 1;
 		s->ev.flags |= FS_TEV_NEW;
 		stat_inc(FS_TSTAT_MATCHED);
-		if (track && kind == FS_TP_KIND_GENERIC) {
+		if (track && (kind == FS_TP_KIND_GENERIC || kind == FS_TP_KIND_FUNC)) {
 			now.pkt_id = s->ev.pkt_id;
 			now.first_ns = s->ev.ts_ns;
 			__u32 slot = fs_track_hint_slot(key);
@@ -532,41 +573,115 @@ static __always_inline int handle(void *ctx, __u64 skb_addr, __u64 location, __u
 	return 0;
 }
 
-/* One program per position of the skb argument (raw_tp: args are u64s). */
-SEC("raw_tp")
-int trace_arg0(__u64 *ctx)
+#ifndef FS_TRACE_PORTABLE
+/* One program per position of the skb argument (raw_tp: args are u64s). The
+ * kind is the program's; the attach cookie says which tracepoint fired. */
+#define HANDLER(name, skb, loc, reason, kind)                                  \
+	SEC("raw_tp")                                                          \
+	int name(__u64 *ctx)                                                   \
+	{                                                                      \
+		return handle(ctx, skb, loc, reason, kind, FS_TP_FROM_COOKIE); \
+	}
+#else
+/* The handlers, reached by tail call from a stub that pushed which
+ * tracepoint fired (see FS_TRACE_MAX_STUBS in trace.h). */
+struct tp_stack {
+	__u32 depth;
+	__u32 tp[FS_TRACE_STACK];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tp_stack);
+} tp_stack SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, FS_TH_MAX);
+	__type(key, __u32);
+	__type(value, __u32);
+} handlers SEC(".maps");
+
+/* Per stub: the FS_TH_* handler of its tracepoint. Set by user space. */
+const volatile __u32 stub_handler[FS_TRACE_MAX_STUBS] = {};
+
+static __always_inline int run_popped(void *ctx, __u64 skb, __u64 loc, __u32 reason, __u32 kind)
 {
-	return handle(ctx, ctx[0], 0, 0);
+	__u32 zero = 0;
+	struct tp_stack *st = bpf_map_lookup_elem(&tp_stack, &zero);
+	if (!st)
+		return 0;
+	__u32 d = st->depth;
+	if (d == 0 || d > FS_TRACE_STACK)
+		return 0;
+	__u32 tp = st->tp[(d - 1) & (FS_TRACE_STACK - 1)];
+	handle(ctx, skb, loc, reason, kind, tp);
+	st->depth = d - 1;
+	return 0;
 }
 
-SEC("raw_tp")
-int trace_arg1(__u64 *ctx)
+#define HANDLER(name, skb, loc, reason, kind)                    \
+	SEC("raw_tp")                                            \
+	int name(__u64 *ctx)                                     \
+	{                                                        \
+		return run_popped(ctx, skb, loc, reason, kind); \
+	}
+
+static __always_inline int stub(void *ctx, __u32 n)
 {
-	return handle(ctx, ctx[1], 0, 0);
+	__u32 zero = 0;
+	struct tp_stack *st = bpf_map_lookup_elem(&tp_stack, &zero);
+	if (!st)
+		return 0;
+	__u32 d = st->depth;
+	if (d >= FS_TRACE_STACK) {
+		stat_inc(FS_TSTAT_NESTED_DEEP);
+		return 0;
+	}
+	st->tp[d & (FS_TRACE_STACK - 1)] = n;
+	st->depth = d + 1;
+	bpf_tail_call(ctx, &handlers, stub_handler[n & (FS_TRACE_MAX_STUBS - 1)]);
+	st->depth = d; /* not reached unless the tail call failed */
+	return 0;
 }
 
-SEC("raw_tp")
-int trace_arg2(__u64 *ctx)
-{
-	return handle(ctx, ctx[2], 0, 0);
-}
+/* FS_TRACE_MAX_STUBS stubs named by their index in base 4: stub_0000 ... */
+#define STUB(name, n) \
+	SEC("raw_tp") \
+	int stub_##name(void *ctx) { return stub(ctx, n); }
+#define STUB4(p, b) STUB(p##0, (b)) STUB(p##1, (b) + 1) STUB(p##2, (b) + 2) STUB(p##3, (b) + 3)
+#define STUB16(p, b) STUB4(p##0, (b)) STUB4(p##1, (b) + 4) STUB4(p##2, (b) + 8) STUB4(p##3, (b) + 12)
+#define STUB64(p, b) STUB16(p##0, (b)) STUB16(p##1, (b) + 16) STUB16(p##2, (b) + 32) STUB16(p##3, (b) + 48)
+STUB64(0, 0)
+STUB64(1, 64)
 
-SEC("raw_tp")
-int trace_arg3(__u64 *ctx)
-{
-	return handle(ctx, ctx[3], 0, 0);
-}
+/* trace --functions: one kprobe program per position of the skb argument,
+ * in two sets: kprobe.multi links (the kernel image's functions) and one
+ * kprobe per function (modules' functions, or all without kprobe.multi). */
+#define FUNC(name, parm, sec)                                                                  \
+	SEC(sec)                                                                               \
+	int name(struct pt_regs *ctx)                                                          \
+	{                                                                                      \
+		return handle(ctx, parm(ctx), bpf_get_func_ip(ctx), 0, FS_TP_KIND_FUNC, FS_TP_FUNC); \
+	}
+FUNC(func_arg0, PT_REGS_PARM1, "kprobe")
+FUNC(func_arg1, PT_REGS_PARM2, "kprobe")
+FUNC(func_arg2, PT_REGS_PARM3, "kprobe")
+FUNC(func_arg3, PT_REGS_PARM4, "kprobe")
+FUNC(func_arg4, PT_REGS_PARM5, "kprobe")
+FUNC(funcm_arg0, PT_REGS_PARM1, "kprobe.multi")
+FUNC(funcm_arg1, PT_REGS_PARM2, "kprobe.multi")
+FUNC(funcm_arg2, PT_REGS_PARM3, "kprobe.multi")
+FUNC(funcm_arg3, PT_REGS_PARM4, "kprobe.multi")
+FUNC(funcm_arg4, PT_REGS_PARM5, "kprobe.multi")
+#endif
 
+HANDLER(trace_arg0, ctx[0], 0, 0, FS_TP_KIND_GENERIC)
+HANDLER(trace_arg1, ctx[1], 0, 0, FS_TP_KIND_GENERIC)
+HANDLER(trace_arg2, ctx[2], 0, 0, FS_TP_KIND_GENERIC)
+HANDLER(trace_arg3, ctx[3], 0, 0, FS_TP_KIND_GENERIC)
 /* consume_skb(skb, location) */
-SEC("raw_tp")
-int trace_consume(__u64 *ctx)
-{
-	return handle(ctx, ctx[0], ctx[1], 0);
-}
-
+HANDLER(trace_consume, ctx[0], ctx[1], 0, FS_TP_KIND_CONSUME)
 /* kfree_skb(skb, location, reason, ...) */
-SEC("raw_tp")
-int trace_kfree(__u64 *ctx)
-{
-	return handle(ctx, ctx[0], ctx[1], (__u32)ctx[2]);
-}
+HANDLER(trace_kfree, ctx[0], ctx[1], (__u32)ctx[2], FS_TP_KIND_KFREE)

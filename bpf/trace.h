@@ -14,19 +14,39 @@
 /* Bytes of each packet copied into an event, from its IP header on. */
 #define FS_TRACE_SNAP 128
 
-/* The attach cookie of every raw tracepoint link:
- *   bits  0..15  index of the tracepoint in user space's table
- *   bits 16..19  FS_TP_KIND_* */
-#define FS_TP_KIND_SHIFT 16
+/* The attach cookie of every raw tracepoint link (default variant): the
+ * index of the tracepoint in user space's table. The kind of a hook is its
+ * program's. */
 #define FS_TP_KIND_GENERIC 0
 #define FS_TP_KIND_KFREE 1   /* kfree_skb(skb, location, reason, ...) */
 #define FS_TP_KIND_CONSUME 2 /* consume_skb(skb, location) */
+#define FS_TP_KIND_FUNC 3    /* a kprobe on a kernel function (trace --functions) */
+
+/*
+ * The portable variant (trace_portable: kernels without raw tracepoint
+ * cookies) tells tracepoints apart by program: each attached tracepoint gets
+ * its own stub program, which pushes its index on a per-CPU stack and
+ * tail-calls the handler for its kind and skb position (index FS_TH_* in the
+ * `handlers` program array); the handler pops it when done. A stack, not one
+ * slot: a hard interrupt may fire another traced hook between the push and the
+ * handler's read, and that run pushes and pops above ours.
+ */
+#define FS_TRACE_MAX_STUBS 128
+#define FS_TRACE_STACK 8
+#define FS_TH_ARG0 0 /* .. FS_TH_ARG0 + 3 */
+#define FS_TH_CONSUME 4
+#define FS_TH_KFREE 5
+#define FS_TH_MAX 6
+/* ev.tp of a function event before user space names it (ev.location holds
+ * the function's address). */
+#define FS_TP_FUNC 0xffffu
 
 /* fs_trace_event.flags */
 #define FS_TEV_FREE (1u << 0)      /* the packet was freed: its last event */
 #define FS_TEV_NEW (1u << 1)       /* first event of a newly tracked packet */
 #define FS_TEV_HAS_REASON (1u << 2)
 #define FS_TEV_NOT_IP (1u << 3)    /* no IPv4/IPv6 header found */
+#define FS_TEV_FUNC (1u << 4)      /* a kernel function's entry: location is its address */
 
 /*
  * One event: a tracked packet seen at one tracepoint.
@@ -41,7 +61,7 @@ struct fs_trace_event {
 	fs_u64 ts_ns;    /* bpf_ktime_get_ns() */
 	fs_u64 skb;      /* struct sk_buff * as an integer */
 	fs_u64 pkt_id;   /* assigned when the packet first matched */
-	fs_u64 location; /* kfree_skb/consume_skb: the caller's address */
+	fs_u64 location; /* kfree_skb/consume_skb: the caller's address; FS_TEV_FUNC: the function's */
 	fs_u32 tp;       /* index into user space's tracepoint table */
 	fs_u32 cpu;
 	fs_u32 netns;    /* inode of the device's (or socket's) network namespace */
@@ -103,6 +123,7 @@ enum fs_trace_stat {
 	FS_TSTAT_FILTER_ABORT,    /* filter program ran off its end (counted as no match) */
 	FS_TSTAT_REUSED,          /* tracked skbs found reused for another packet */
 	FS_TSTAT_FILTER_RUNS,     /* cBPF filter interpreted (not answered by the verdict memo) */
+	FS_TSTAT_NESTED_DEEP,     /* portable variant: hooks nested deeper than FS_TRACE_STACK, not traced */
 	FS_TSTAT_MAX,
 };
 

@@ -1,4 +1,4 @@
-# flowscope_bpf_object(NAME SOURCE <file.bpf.c>)
+# flowscope_bpf_object(NAME SOURCE <file.bpf.c> [DEFINES <macro>...])
 #
 # Compiles one BPF program with clang (-target bpf, CO-RE, BTF), tracks the
 # headers it includes through a depfile, generates a libbpf skeleton with
@@ -39,7 +39,7 @@ else()
 endif()
 
 function(flowscope_bpf_object NAME)
-  cmake_parse_arguments(ARG "" "SOURCE" "" ${ARGN})
+  cmake_parse_arguments(ARG "" "SOURCE" "DEFINES" ${ARGN})
   if(NOT ARG_SOURCE)
     message(FATAL_ERROR "flowscope_bpf_object(${NAME}): SOURCE is required")
   endif()
@@ -47,11 +47,16 @@ function(flowscope_bpf_object NAME)
   set(obj "${BPF_GEN_DIR}/${NAME}.bpf.o")
   set(dep "${BPF_GEN_DIR}/${NAME}.bpf.d")
   set(skel "${BPF_GEN_DIR}/${NAME}.skel.h")
+  # One source can give several objects (variants chosen at run time).
+  set(defs "")
+  foreach(d IN LISTS ARG_DEFINES)
+    list(APPEND defs "-D${d}")
+  endforeach()
 
   add_custom_command(
     OUTPUT "${obj}"
     COMMAND "${BPF_CLANG}" -target bpf -mcpu=v3 -g -O2 -Wall -Werror
-            -D__TARGET_ARCH_${BPF_TARGET_ARCH}
+            -D__TARGET_ARCH_${BPF_TARGET_ARCH} ${defs}
             -I "${BPF_GEN_DIR}" -I "${CMAKE_SOURCE_DIR}/bpf"
             -MD -MF "${dep}"
             -c "${src}" -o "${obj}"

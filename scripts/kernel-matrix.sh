@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The agent's root tests on Debian's LTS kernels, each booted under qemu.
+# The agent's and the tracer's root tests on Debian's LTS kernels, each booted
+# under qemu.
 #
 # Usage (as root, after a build):
 #   bash scripts/kernel-matrix.sh [--kernel 5.10|6.1|6.12|all] [--tests FILTER|ci|all]
@@ -40,6 +41,9 @@ CI_FILTER+=':Agent.Ipv4OnDualStackSocketIsFamily4:Agent.InboundTupleIsExactOnEve
 CI_FILTER+=':Agent.RetransmitsAndDropsMatchKernelCounters:Agent.RefusedConnectIsAFlowWithNoSocketDrop'
 CI_FILTER+=':Agent.ResetByPeerAndResetSent:Agent.AttributesBothEndsToTheirProcessesUnderLoad'
 CI_FILTER+=':Agent.StatsNameTheFeaturesThisKernelLacks:Probe.*:FeaturesCommand.*'
+# The tracer: the closed-port story (SYN, NO_SOCKET drop, reset), and
+# --functions through netfilter to a drop and up to the TCP socket.
+CI_FILTER+=':TraceRoot.ClosedPortShowsSynDroppedNoSocketAndResetSent:TraceFunctions.*'
 
 kernel=6.1 tests=ci build=build timeout=1200 docs=1
 cache=${FLOWSCOPE_KERNEL_CACHE:-/var/cache/flowscope-kernels}
@@ -62,9 +66,9 @@ else echo "kernel-matrix: --kernel must be one of ${ORDER[*]} or all" >&2; exit 
 
 build=$(cd "$build" && pwd)
 BINS=("$build/flowscope" "$build/tests/support/fs_peer")
-TESTS=("$build/tests/agent/agent_integration_test" "$build/tests/kernel/kernel_root_test")
+TESTS=("$build/tests/agent/agent_integration_test" "$build/tests/kernel/kernel_root_test" "$build/tests/trace/trace_root_test")
 for f in "${BINS[@]}" "${TESTS[@]}"; do
-  [ -x "$f" ] || { echo "kernel-matrix: $f missing: build flowscope, fs_peer, agent_integration_test and kernel_root_test first" >&2; exit 2; }
+  [ -x "$f" ] || { echo "kernel-matrix: $f missing: build flowscope, fs_peer, agent_integration_test, kernel_root_test and trace_root_test first" >&2; exit 2; }
 done
 for t in qemu-system-x86_64 busybox cpio xz apt-get dpkg-deb objcopy ldd dash timeout ip nft ss nstat sysctl findmnt setpriv; do
   command -v "$t" > /dev/null || { echo "kernel-matrix: $t missing (bash scripts/setup.sh installs it)" >&2; exit 2; }
@@ -174,6 +178,10 @@ if grep -q '^agent: cannot run here' /tmp/features; then
   echo "FSM-AGENT-OFF $($flowscope agent 2>&1 | head -1)"
   TESTS=$(echo $TESTS | tr ' ' '\n' | grep -v agent_integration_test)
 fi
+if grep -q '^trace: cannot run here' /tmp/features; then
+  echo "FSM-TRACE-OFF $($flowscope trace 2>&1 | head -1)"
+  TESTS=$(echo $TESTS | tr ' ' '\n' | grep -v trace_root_test)
+fi
 for t in $TESTS; do
   echo "FSM-RUN $t"
   "$t" --gtest_color=no --gtest_filter="$FILTER" 2>&1
@@ -257,7 +265,7 @@ for k in "${kernels[@]}"; do
   done_line=$(grep -c '^FSM-DONE' "$log" || true)
   # Per command: on / off, and the hooks it goes without here.
   features=$(grep -o 'FSM-FEATURES .*' "$log" | sed 's/^FSM-FEATURES //' | awk '
-    /^(agent|trace): / {c = substr($1, 1, length($1) - 1); order[++n] = c
+    /^(agent|trace|trace --functions): / {c = $0; sub(/: .*/, "", c); order[++n] = c
       state[c] = /cannot run here/ ? "off" : "on"}
     /^  / && / [0-9]+\.[0-9]+ +no +/ && !/not needed here/ {
       sub(/^  +/, ""); sub(/  +[0-9]+\.[0-9]+ +no .*/, ""); miss[c] = miss[c] (miss[c] ? ", " : "") $0}

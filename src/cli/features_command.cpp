@@ -30,13 +30,14 @@ Command add_features_command(CLI::App& app, const GlobalOptions&) {
             utsname u{};
             uname(&u);
             std::vector<CommandReport> reports;
-            for (const char* c : {"agent", "trace", "collector"}) reports.push_back(probe_command(probe, c));
+            for (const char* c : {"agent", "trace", "trace --functions", "collector"})
+              reports.push_back(probe_command(probe, c));
             // `run` is the agent and the collector in one process.
             reports.push_back({"run", reports[0].check() ? "the agent's features (above): runs here"
                                                          : "the agent's features (above): cannot run here",
                                {}});
             fmt::print("{}", format_reports(fmt::format("{} ({})", u.release, u.machine), reports));
-            fmt::print("\nNo command uses kprobes or fentry/fexit: tracepoints only.\n");
+            fmt::print("\nOnly trace --functions uses kprobes; every other command runs on tracepoints.\n");
             std::fflush(stdout);
             return 0;
           }};

@@ -12,6 +12,7 @@
 #include "cli/commands.h"
 #include "kernel/btf.h"
 #include "kernel/system.h"
+#include "trace/functions.h"
 #include "trace/output.h"
 #include "trace/pcapng.h"
 #include "trace/tracer.h"
@@ -28,6 +29,9 @@ struct TraceArgs {
   std::optional<std::string> mark, netns, ifname;
   bool list = false, events = false, json = false, drops = false, all_tracepoints = false;
   std::string pcap;
+  std::string functions;  // --functions[=REGEX]
+  bool functions_set = false;
+  const CLI::Option* functions_opt = nullptr;
   double duration_s = 0;
   double idle_s = 2;
   uint64_t count = 0;
@@ -58,7 +62,27 @@ int list_tracepoints() {
   return 0;
 }
 
+// --list with --functions: the functions that would be attached.
+int list_functions(const std::string& regex) {
+  auto btf = load_kernel_btf();
+  if (!btf) {
+    spdlog::error("{}", btf.error().message);
+    return 1;
+  }
+  (void)ensure_tracefs();
+  auto fns = skb_functions(btf->get(), regex, probeable_functions());
+  if (!fns) {
+    spdlog::error("{}", fns.error().message);
+    return 1;
+  }
+  for (const auto& f : *fns) fmt::print("{:<48} skb=arg{}{}\n", f.name, f.skb_arg, f.module.empty() ? "" : " [" + f.module + "]");
+  fmt::print("{} functions with a struct sk_buff * among their first five arguments\n", fns->size());
+  return 0;
+}
+
 int run_trace(TraceArgs& a) {
+  a.functions_set = a.functions_opt && a.functions_opt->count() > 0;
+  if (a.list && a.functions_set) return list_functions(a.functions);
   if (a.list) return list_tracepoints();
   std::string expr;
   for (const auto& w : a.filter_words) expr += (expr.empty() ? "" : " ") + w;
@@ -68,6 +92,11 @@ int run_trace(TraceArgs& a) {
   a.opts.ifname = a.ifname;
   a.opts.drops_only = a.drops;
   a.opts.all_tracepoints = a.all_tracepoints;
+  if (a.functions_set) a.opts.functions = a.functions;
+  if (a.functions_set && a.drops) {
+    spdlog::error("--functions and --drops do not go together: --drops watches kfree_skb only");
+    return 1;
+  }
   auto tracer = Tracer::create(a.opts);
   if (!tracer) {
     spdlog::error("{}", tracer.error().message);
@@ -131,6 +160,11 @@ int run_trace(TraceArgs& a) {
   const bool tty = isatty(STDOUT_FILENO);
   if (a.drops)
     spdlog::info("watching drops on kfree_skb{}; summary every second, Ctrl-C to stop", expr.empty() ? "" : " for \"" + expr + "\"");
+  else if (a.functions_set)
+    spdlog::info("tracing on {} functions ({}, attached in {:.2f} s{}) and {} tracepoints{}; Ctrl-C to stop",
+                 t.mode().functions, t.mode().kprobe_multi ? "kprobe.multi" : "one kprobe each", t.mode().attach_s,
+                 t.mode().functions_skipped ? fmt::format(", {} not attached: -v lists them", t.mode().functions_skipped) : "",
+                 t.tracepoints().size(), expr.empty() ? "" : " for \"" + expr + "\"");
   else
     spdlog::info("tracing on {} tracepoints{}; Ctrl-C to stop", t.tracepoints().size(), expr.empty() ? "" : " for \"" + expr + "\"");
   const uint64_t start = mono_now_ns();
@@ -198,9 +232,19 @@ Command add_trace_command(CLI::App& app, const GlobalOptions& global) {
   auto args = std::make_shared<TraceArgs>();
   auto* cmd = app.add_subcommand("trace", "Follow packets through the kernel's network stack; say where and why they are dropped");
   cmd->add_option("filter", args->filter_words, "pcap-filter expression (tcpdump syntax), e.g. 'tcp and port 443'");
-  cmd->add_flag("--list", args->list, "List the skb tracepoints this kernel offers and exit");
+  cmd->add_flag("--list", args->list, "List the skb tracepoints this kernel offers (with --functions: the functions) and exit");
   cmd->add_flag("--all-tracepoints", args->all_tracepoints,
                 "Also attach the tracepoints left out by default (--list marks them: duplicates, tcp_probe, ...)");
+  // A flag taking its value only as --functions=REGEX, so that a filter
+  // after a bare --functions stays the filter.
+  auto* functions = cmd->add_flag("--functions{}", args->functions,
+                                  "Follow packets through every kernel function taking a struct sk_buff * (kprobes; "
+                                  "found in BTF); --functions=REGEX: only functions whose name matches");
+  args->functions_opt = functions;
+  cmd->add_option("--max-kprobes", args->opts.max_kprobes,
+                  "--functions without kprobe.multi (and modules' functions): kprobes attached at most")
+      ->check(CLI::Range(1u, 100000u))
+      ->capture_default_str();
   cmd->add_flag("--events", args->events, "One line per event as it happens (instead of one block per packet)");
   cmd->add_flag("--json", args->json, "One JSON object per event");
   cmd->add_option("--pcap", args->pcap, "Also write traced packets to this pcapng file, path and drop reason in comments");

@@ -102,6 +102,29 @@ bool KernelProbe::tracefs_event(const std::string& category, const std::string& 
   return false;
 }
 
+bool KernelProbe::kprobes() const {
+  std::error_code ec;
+  if (std::filesystem::exists("/sys/bus/event_source/devices/kprobe/type", ec)) return true;
+  for (const char* f : {"/sys/kernel/tracing/kprobe_events", "/sys/kernel/debug/tracing/kprobe_events"})
+    if (std::filesystem::exists(f, ec)) return true;
+  return false;
+}
+
+// r0 = 0; exit, loaded as a kprobe.multi program and linked to one function
+// every kernel has.
+bool KernelProbe::kprobe_multi() const {
+  TrialProgram prog;
+  LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = BPF_TRACE_KPROBE_MULTI);
+  Fd fd(bpf_prog_load(BPF_PROG_TYPE_KPROBE, nullptr, "GPL", prog.insns, prog.count, &opts));
+  if (!fd) return false;
+  const char* syms[] = {"tcp_v4_rcv"};
+  LIBBPF_OPTS(bpf_link_create_opts, lopts);
+  lopts.kprobe_multi.syms = syms;
+  lopts.kprobe_multi.cnt = 1;
+  Fd link(bpf_link_create(fd.get(), 0, BPF_TRACE_KPROBE_MULTI, &lopts));
+  return static_cast<bool>(link);
+}
+
 const std::vector<Feature>& feature_table() {
   using P = const KernelProbe&;
   static const std::vector<Feature> table = {
@@ -143,23 +166,51 @@ const std::vector<Feature>& feature_table() {
       {"agent", "iter_tcp", "BPF iterator over TCP sockets (iter/tcp)", {5, 9}, false,
        "connections open before start-up are not seen", [](P p) { return p.btf_struct("bpf_iter__tcp"); }},
 
-      // The tracer: one raw_tp program for every skb tracepoint, told apart by cookie.
+      // The tracer: raw_tp programs on every skb tracepoint. With cookies and
+      // bpf_rdonly_cast one program per skb position serves all of them;
+      // without, the portable variant (a stub program per tracepoint, probe
+      // reads) gives the same events.
       {"trace", "btf", "kernel BTF (/sys/kernel/btf/vmlinux)", {5, 4}, true,
        "the list of skb tracepoints and their argument types", [](P p) { return p.has_btf(); }},
       {"trace", "raw_tp", "raw tracepoint programs (raw_tp)", {4, 17}, true, "the type of every trace program",
        [](P p) { return p.prog_type(BPF_PROG_TYPE_RAW_TRACEPOINT); }},
-      {"trace", "raw_tp_cookie", "raw tracepoint attach cookies (bpf_get_attach_cookie in raw_tp)", {6, 10}, true,
-       "which tracepoint fired", [](P p) { return p.helper(BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_FUNC_get_attach_cookie); }},
       {"trace", "ringbuf", "BPF ring buffer map", {5, 8}, true, "events to user space",
        [](P p) { return p.map_type(BPF_MAP_TYPE_RINGBUF); }},
       {"trace", "loop", "helper bpf_loop", {5, 17}, true, "the in-kernel pcap filter",
        [](P p) { return p.helper(BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_FUNC_loop); }},
-      {"trace", "rdonly_cast", "kfunc bpf_rdonly_cast", {6, 2}, true, "reading sk_buff, device and socket fields",
+      {"trace", "tail_call", "BPF tail calls (program array map)", {4, 2}, true,
+       "the portable variant's stub program per tracepoint",
+       [](P p) { return p.map_type(BPF_MAP_TYPE_PROG_ARRAY); }},
+      {"trace", "raw_tp_cookie", "raw tracepoint attach cookies (bpf_get_attach_cookie in raw_tp)", {6, 10}, false,
+       "one stub program per tracepoint tells them apart (portable variant)",
+       [](P p) { return p.helper(BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_FUNC_get_attach_cookie); }},
+      {"trace", "rdonly_cast", "kfunc bpf_rdonly_cast", {6, 2}, false,
+       "kernel memory read with bpf_probe_read_kernel, slower per event (portable variant)",
        [](P p) { return p.btf_func("bpf_rdonly_cast"); }},
       {"trace", "kfree_skb", "tracepoint skb:kfree_skb with a drop reason", {5, 17}, false,
        "no drop reasons; --drops cannot run", [](P p) { return p.tracepoint("kfree_skb", 3); }},
       {"trace", "consume_skb", "tracepoint skb:consume_skb with a location", {6, 3}, false,
        "a packet freed normally ends at the idle timeout", [](P p) { return p.tracepoint("consume_skb", 2); }},
+
+      // trace --functions: the portable variant's kprobe programs on every
+      // kernel function with an skb argument, plus its free tracepoints.
+      {"trace --functions", "btf", "kernel BTF (/sys/kernel/btf/vmlinux)", {5, 4}, true,
+       "the functions with an skb argument", [](P p) { return p.has_btf(); }},
+      {"trace --functions", "kprobes", "kprobes (perf kprobe PMU or tracefs kprobe_events)", {4, 1}, true,
+       "attaching to kernel functions", [](P p) { return p.kprobes(); }},
+      {"trace --functions", "func_ip", "helper bpf_get_func_ip in kprobes", {5, 15}, true,
+       "which function a packet passed", [](P p) { return p.helper(BPF_PROG_TYPE_KPROBE, BPF_FUNC_get_func_ip); }},
+      {"trace --functions", "ringbuf", "BPF ring buffer map", {5, 8}, true, "events to user space",
+       [](P p) { return p.map_type(BPF_MAP_TYPE_RINGBUF); }},
+      {"trace --functions", "loop", "helper bpf_loop", {5, 17}, true, "the in-kernel pcap filter",
+       [](P p) { return p.helper(BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_FUNC_loop); }},
+      {"trace --functions", "tail_call", "BPF tail calls (program array map)", {4, 2}, true,
+       "the free tracepoints' stub programs", [](P p) { return p.map_type(BPF_MAP_TYPE_PROG_ARRAY); }},
+      {"trace --functions", "kprobe_multi", "kprobe.multi links", {5, 18}, false,
+       "one kprobe per function, at most --max-kprobes of them, slower to attach",
+       [](P p) { return p.kprobes() && p.kprobe_multi(); }},
+      {"trace --functions", "kfree_skb", "tracepoint skb:kfree_skb with a drop reason", {5, 17}, false,
+       "no drop reasons", [](P p) { return p.tracepoint("kfree_skb", 3); }},
   };
   return table;
 }

@@ -55,6 +55,11 @@ class KernelProbe {
   bool btf_struct(const std::string& name) const;
   // A classic tracepoint in tracefs (events/CATEGORY/NAME).
   bool tracefs_event(const std::string& category, const std::string& name) const;
+  // Kprobes BPF can attach to: the perf kprobe PMU, or tracefs kprobe_events
+  // (libbpf's fallback).
+  bool kprobes() const;
+  // A kprobe.multi link attaches (one function, detached at once).
+  bool kprobe_multi() const;
 
  private:
   BtfPtr btf_;

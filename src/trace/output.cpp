@@ -14,6 +14,8 @@ EventNames::EventNames(std::vector<std::string> tracepoints, std::map<int64_t, s
     : tps_(std::move(tracepoints)), reasons_(std::move(reasons)), syms_(std::move(syms)), offset_(realtime_offset_ns) {}
 
 std::string EventNames::tracepoint(const fs_trace_event& ev) const {
+  // trace --functions: the function and the probe's offset in it.
+  if (ev.flags & FS_TEV_FUNC) return syms_.symbolize(ev.location);
   return ev.tp < tps_.size() ? tps_[ev.tp] : fmt::format("tracepoint#{}", ev.tp);
 }
 
@@ -27,6 +29,10 @@ bool EventNames::is_drop(const fs_trace_event& ev) const {
   if (!(ev.flags & FS_TEV_HAS_REASON)) return false;
   const std::string r = reason(ev);
   return r != "SKB_CONSUMED" && r != "SKB_NOT_DROPPED_YET";
+}
+
+std::string EventNames::function(const fs_trace_event& ev) const {
+  return ev.flags & FS_TEV_FUNC ? syms_.function(ev.location) : "";
 }
 
 std::string EventNames::location(const fs_trace_event& ev) const {
@@ -99,7 +105,10 @@ nlohmann::json event_json(const EventNames& n, const fs_trace_event& ev) {
     j["reason"] = n.reason(ev);
     j["drop"] = n.is_drop(ev);
   }
-  if (ev.location) j["location"] = n.location(ev);
+  if (ev.flags & FS_TEV_FUNC)
+    j["function"] = n.function(ev);
+  else if (ev.location)
+    j["location"] = n.location(ev);
   return j;
 }
 

@@ -22,7 +22,11 @@ class EventNames {
  public:
   EventNames(std::vector<std::string> tracepoints, std::map<int64_t, std::string> reasons, Kallsyms syms,
              int64_t realtime_offset_ns);
+  // The tracepoint's name; for a function event (trace --functions) the
+  // function with the probe's offset, "nf_hook_slow+0x4".
   std::string tracepoint(const fs_trace_event& ev) const;
+  // A function event's function name, "" for other events.
+  std::string function(const fs_trace_event& ev) const;
   // Drop reason name ("NO_SOCKET"), "" when the event carries none.
   std::string reason(const fs_trace_event& ev) const;
   // A drop: a reason other than SKB_CONSUMED / SKB_NOT_DROPPED_YET.

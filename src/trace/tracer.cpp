@@ -1,11 +1,15 @@
 #include "trace/tracer.h"
 
 #include <net/if.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <variant>
 
 #include <bpf/bpf.h>
 #include <fmt/format.h>
@@ -16,7 +20,9 @@
 #include "kernel/loader.h"
 #include "kernel/system.h"
 #include "trace.skel.h"
+#include "trace_portable.skel.h"
 #include "trace/filter.h"
+#include "trace/functions.h"
 
 namespace flowscope::trace {
 
@@ -68,6 +74,7 @@ std::vector<SkbTracepoint> skb_tracepoints(const btf* b) {
 namespace {
 
 using TraceSkel = SkelPtr<trace_bpf, trace_bpf__destroy>;
+using PortableSkel = SkelPtr<trace_portable_bpf, trace_portable_bpf__destroy>;
 
 // Everything trace.bpf.c is configured with before load: its read-only
 // globals and map sizes, resolved from the options in one place.
@@ -102,7 +109,9 @@ TraceBpfSettings trace_settings(const TraceOptions& opts, std::vector<fs_cbpf_in
   return c;
 }
 
-void apply_settings(trace_bpf* s, const TraceBpfSettings& c, uint32_t direct_loads) {
+// Both variants have the same globals and maps.
+template <class Skel>
+void apply_settings(Skel* s, const TraceBpfSettings& c, uint32_t direct_loads) {
   s->rodata->filter_len = static_cast<uint32_t>(c.filter.size());
   for (size_t i = 0; i < c.filter.size(); i++) const_cast<fs_cbpf_insn&>(s->rodata->filter_insns[i]) = c.filter[i];
   s->rodata->filter_need = c.filter_need;
@@ -121,13 +130,37 @@ void apply_settings(trace_bpf* s, const TraceBpfSettings& c, uint32_t direct_loa
   s->rodata->wakeup_bytes = c.ringbuf_bytes / 4;
 }
 
+// The portable variant's stub program for tracepoint `i` (named by its
+// index in base 4, see trace.bpf.c).
+std::string stub_name(size_t i) {
+  return fmt::format("stub_{}{}{}{}", (i >> 6) & 3, (i >> 4) & 3, (i >> 2) & 3, i & 3);
+}
+
+uint32_t handler_of(const SkbTracepoint& tp) {
+  if (tp.kind == FS_TP_KIND_KFREE) return FS_TH_KFREE;
+  if (tp.kind == FS_TP_KIND_CONSUME) return FS_TH_CONSUME;
+  return FS_TH_ARG0 + static_cast<uint32_t>(tp.skb_arg);
+}
+
 }  // namespace
 
 struct Tracer::Impl {
+  // One of the two variants is loaded; the pointers below are into it.
   TraceSkel skel;
+  PortableSkel pskel;
+  bpf_object* obj = nullptr;
+  bpf_map* tracked = nullptr;
+  bpf_map* stats = nullptr;
+  bpf_map* events = nullptr;
+  uint32_t* track_hint = nullptr;
+
+  TraceMode mode;
   std::vector<SkbTracepoint> attached;
+  // Portable variant: ev.tp is the stub's index; this maps it to `attached`.
+  std::vector<uint32_t> stub_to_attached;
   std::vector<std::string> skipped;
   std::vector<Fd> links;
+  std::vector<LinkPtr> kprobe_links;
   RingBufferPtr rb;
   std::map<int64_t, std::string> drop_names;
   const Handler* handler = nullptr;
@@ -135,13 +168,19 @@ struct Tracer::Impl {
   uint32_t max_packets = 0;
 
   Result<void> load(const TraceBpfSettings& settings);
+  Result<void> load_portable(const TraceBpfSettings& settings, const std::vector<SkbTracepoint>& wanted,
+                             const std::vector<SkbFunction>& multi, const std::vector<SkbFunction>& plain);
   void attach(std::vector<SkbTracepoint> wanted);
+  void attach_portable(std::vector<SkbTracepoint> wanted);
+  void attach_functions(const std::vector<SkbFunction>& multi, const std::vector<SkbFunction>& plain);
 
   static int on_event(void* ctx, void* data, size_t size) {
     auto* self = static_cast<Impl*>(ctx);
     if (size < sizeof(fs_trace_event) || !self->handler) return 0;
     fs_trace_event ev;
     std::memcpy(&ev, data, sizeof(ev));
+    if (self->mode.portable && !(ev.flags & FS_TEV_FUNC))
+      ev.tp = ev.tp < self->stub_to_attached.size() ? self->stub_to_attached[ev.tp] : ev.tp;
     (*self->handler)(ev);
     return 0;
   }
@@ -198,10 +237,59 @@ Result<void> Tracer::Impl::load(const TraceBpfSettings& settings) {
     skel = std::move(*opened);
     apply_settings(skel.get(), settings, direct);
     auto loaded = load_skeleton(skel->skeleton, "trace");
-    if (loaded || !direct) return loaded;
+    if (loaded || !direct) {
+      if (!loaded) return loaded;
+      obj = skel->obj;
+      tracked = skel->maps.tracked;
+      stats = skel->maps.stats;
+      events = skel->maps.events;
+      track_hint = skel->bss->track_hint;
+      return {};
+    }
     spdlog::debug("trace: direct packet loads rejected by this kernel, using bpf_probe_read_kernel: {}",
                   loaded.error().message);
   }
+  return {};
+}
+
+// The portable variant: a stub per wanted tracepoint (the rest not loaded),
+// the handlers they tail-call, and with --functions the kprobe programs for
+// the skb positions in use.
+Result<void> Tracer::Impl::load_portable(const TraceBpfSettings& settings, const std::vector<SkbTracepoint>& wanted,
+                                         const std::vector<SkbFunction>& multi, const std::vector<SkbFunction>& plain) {
+  auto opened = open_skeleton<trace_portable_bpf, trace_portable_bpf__destroy>(trace_portable_bpf__open, "trace");
+  if (!opened) return std::unexpected(opened.error());
+  pskel = std::move(*opened);
+  trace_portable_bpf* s = pskel.get();
+  apply_settings(s, settings, 0);
+  for (size_t i = 0; i < FS_TRACE_MAX_STUBS; i++) {
+    bpf_program* p = bpf_object__find_program_by_name(s->obj, stub_name(i).c_str());
+    if (!p) return fail("trace: the BPF object lacks program {}", stub_name(i));
+    bpf_program__set_autoload(p, i < wanted.size());
+    if (i < wanted.size()) const_cast<uint32_t&>(s->rodata->stub_handler[i]) = handler_of(wanted[i]);
+  }
+  bpf_program* const func[] = {s->progs.func_arg0, s->progs.func_arg1, s->progs.func_arg2, s->progs.func_arg3,
+                               s->progs.func_arg4};
+  bpf_program* const funcm[] = {s->progs.funcm_arg0, s->progs.funcm_arg1, s->progs.funcm_arg2, s->progs.funcm_arg3,
+                                s->progs.funcm_arg4};
+  for (int pos = 0; pos <= kMaxFunctionSkbArg; pos++) {
+    auto at = [pos](const SkbFunction& f) { return f.skb_arg == pos; };
+    bpf_program__set_autoload(func[pos], std::any_of(plain.begin(), plain.end(), at));
+    bpf_program__set_autoload(funcm[pos], std::any_of(multi.begin(), multi.end(), at));
+  }
+  if (auto r = load_skeleton(s->skeleton, "trace"); !r) return r;
+  const bpf_program* const handlers[FS_TH_MAX] = {s->progs.trace_arg0, s->progs.trace_arg1,   s->progs.trace_arg2,
+                                                  s->progs.trace_arg3, s->progs.trace_consume, s->progs.trace_kfree};
+  for (uint32_t k = 0; k < FS_TH_MAX; k++) {
+    const int fd = bpf_program__fd(handlers[k]);
+    if (bpf_map_update_elem(bpf_map__fd(s->maps.handlers), &k, &fd, BPF_ANY) != 0)
+      return fail_errno(errno, "trace: filling the handler program array failed: {}", std::strerror(errno));
+  }
+  obj = s->obj;
+  tracked = s->maps.tracked;
+  stats = s->maps.stats;
+  events = s->maps.events;
+  track_hint = s->bss->track_hint;
   return {};
 }
 
@@ -215,8 +303,7 @@ void Tracer::Impl::attach(std::vector<SkbTracepoint> wanted) {
     int fd = tp.kind == FS_TP_KIND_KFREE     ? bpf_program__fd(s->progs.trace_kfree)
              : tp.kind == FS_TP_KIND_CONSUME ? bpf_program__fd(s->progs.trace_consume)
                                              : prog_fd[tp.skb_arg];
-    const uint64_t cookie = attached.size() | (static_cast<uint64_t>(tp.kind) << FS_TP_KIND_SHIFT);
-    auto link = attach_raw_tracepoint(fd, tp.name, cookie);
+    auto link = attach_raw_tracepoint(fd, tp.name, attached.size());
     if (!link) {
       skipped.push_back(fmt::format("{}: attach failed: {}", tp.name, link.error().message));
       continue;
@@ -225,6 +312,116 @@ void Tracer::Impl::attach(std::vector<SkbTracepoint> wanted) {
     attached.push_back(std::move(tp));
   }
 }
+
+// Each tracepoint gets its own stub (loaded for it in load_portable).
+void Tracer::Impl::attach_portable(std::vector<SkbTracepoint> wanted) {
+  stub_to_attached.assign(wanted.size(), FS_TP_FUNC);
+  for (size_t i = 0; i < wanted.size(); i++) {
+    const bpf_program* stub = bpf_object__find_program_by_name(obj, stub_name(i).c_str());
+    const int fd = bpf_raw_tracepoint_open(wanted[i].name.c_str(), bpf_program__fd(stub));
+    if (fd < 0) {
+      skipped.push_back(fmt::format("{}: attach failed: {}", wanted[i].name, std::strerror(errno)));
+      continue;
+    }
+    links.emplace_back(fd);
+    stub_to_attached[i] = static_cast<uint32_t>(attached.size());
+    attached.push_back(std::move(wanted[i]));
+  }
+}
+
+// The image's functions in one kprobe.multi link per skb position; the rest
+// (modules' functions, or all without kprobe.multi) one kprobe each.
+void Tracer::Impl::attach_functions(const std::vector<SkbFunction>& multi, const std::vector<SkbFunction>& plain) {
+  trace_portable_bpf* s = pskel.get();
+  bpf_program* const func[] = {s->progs.func_arg0, s->progs.func_arg1, s->progs.func_arg2, s->progs.func_arg3,
+                               s->progs.func_arg4};
+  bpf_program* const funcm[] = {s->progs.funcm_arg0, s->progs.funcm_arg1, s->progs.funcm_arg2, s->progs.funcm_arg3,
+                                s->progs.funcm_arg4};
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int pos = 0; pos <= kMaxFunctionSkbArg; pos++) {
+    std::vector<const char*> syms;
+    for (const auto& f : multi)
+      if (f.skb_arg == pos) syms.push_back(f.name.c_str());
+    if (syms.empty()) continue;
+    LIBBPF_OPTS(bpf_kprobe_multi_opts, opts, .syms = syms.data(), .cnt = syms.size());
+    LinkPtr l(bpf_program__attach_kprobe_multi_opts(funcm[pos], nullptr, &opts));
+    if (!l) {
+      const int e = errno;
+      skipped.push_back(fmt::format("{} functions with the skb as argument {}: kprobe.multi attach failed: {}",
+                                    syms.size(), pos, std::strerror(e)));
+      mode.functions_skipped += syms.size();
+      continue;
+    }
+    kprobe_links.push_back(std::move(l));
+    mode.functions += syms.size();
+  }
+  for (const auto& f : plain) {
+    LinkPtr l(bpf_program__attach_kprobe(func[f.skb_arg], false, f.name.c_str()));
+    if (!l) {
+      const int e = errno;
+      skipped.push_back(fmt::format("{}: kprobe attach failed: {}", f.name, std::strerror(e)));
+      mode.functions_skipped++;
+      continue;
+    }
+    kprobe_links.push_back(std::move(l));
+    mode.functions++;
+  }
+  mode.attach_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+namespace {
+
+// --functions: which functions, attached how. Only the free tracepoints stay
+// (a packet's end and its drop reason); kprobe.multi takes the image's
+// functions when the kernel has it, plain kprobes the rest, at most
+// max_kprobes of them.
+Result<void> select_functions(const KernelProbe& probe, const TraceOptions& opts, std::vector<SkbTracepoint>& wanted,
+                              std::vector<SkbFunction>& multi, std::vector<SkbFunction>& plain,
+                              std::vector<std::string>& skipped, TraceMode& mode) {
+  const CommandReport rep = probe_command(probe, "trace --functions");
+  if (!rep.has("kprobes")) {
+    return fail_errno(EOPNOTSUPP,
+                      "flowscope trace --functions needs kprobes, and this kernel offers none (no kprobe PMU in "
+                      "/sys/bus/event_source/devices, no kprobe_events in tracefs: built without CONFIG_KPROBES or "
+                      "CONFIG_KPROBE_EVENTS); flowscope trace without --functions works here on tracepoints");
+  }
+  if (auto r = rep.check(); !r) return r;
+  std::erase_if(wanted, [](const SkbTracepoint& tp) { return tp.kind == FS_TP_KIND_GENERIC; });
+  (void)ensure_tracefs();
+  auto found = skb_functions(probe.kernel_btf(), *opts.functions, probeable_functions());
+  if (!found) return std::unexpected(found.error());
+  if (found->empty()) {
+    return fail("no kernel function with a struct sk_buff * argument matches \"{}\" (the pcap filter goes before "
+                "--functions, or give the expression as --functions=REGEX)",
+                *opts.functions);
+  }
+  mode.kprobe_multi = rep.has("kprobe_multi");
+  // Each plain kprobe holds a file descriptor: as many as the hard limit
+  // allows, keeping some for everything else.
+  uint32_t max_plain = opts.max_kprobes;
+  rlimit nofile{};
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+    nofile.rlim_cur = nofile.rlim_max;
+    (void)setrlimit(RLIMIT_NOFILE, &nofile);
+    getrlimit(RLIMIT_NOFILE, &nofile);
+    if (nofile.rlim_cur != RLIM_INFINITY && nofile.rlim_cur < max_plain + 256u)
+      max_plain = nofile.rlim_cur > 512 ? static_cast<uint32_t>(nofile.rlim_cur - 256) : 256u;
+  }
+  for (auto& f : *found) {
+    if (mode.kprobe_multi && f.module.empty()) {
+      multi.push_back(std::move(f));
+    } else if (plain.size() < max_plain) {
+      plain.push_back(std::move(f));
+    } else {
+      skipped.push_back(fmt::format("{}: more than {} functions need a kprobe each (--max-kprobes, open files limit)",
+                                    f.name, max_plain));
+      mode.functions_skipped++;
+    }
+  }
+  return {};
+}
+
+}  // namespace
 
 Tracer::Tracer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Tracer::~Tracer() = default;
@@ -261,16 +458,53 @@ Result<std::unique_ptr<Tracer>> Tracer::create(const TraceOptions& opts) {
   std::vector<SkbTracepoint> wanted = wanted_tracepoints(probe.kernel_btf(), opts, impl->skipped);
   if (opts.drops_only && wanted.empty()) return fail("this kernel has no kfree_skb tracepoint with a drop reason");
 
+  // The feature table decides the variant: the default one needs attach
+  // cookies and bpf_rdonly_cast; --functions is only in the portable one.
+  // FLOWSCOPE_TRACE_PORTABLE=1 forces it (to test it on a new kernel).
+  const CommandReport report = probe_command(probe, "trace");
+  const char* force = std::getenv("FLOWSCOPE_TRACE_PORTABLE");
+  impl->mode.portable = opts.functions || !report.has("raw_tp_cookie") || !report.has("rdonly_cast") ||
+                        (force && std::string_view(force) == "1");
+  if (impl->mode.portable && !opts.functions) {
+    std::string lacks;
+    for (const char* id : {"raw_tp_cookie", "rdonly_cast"})
+      if (!report.has(id)) lacks += fmt::format("{}{} (Linux {})", lacks.empty() ? "" : " and ", report.row(id)->hook,
+                                                report.row(id)->since.str());
+    if (lacks.empty())
+      spdlog::info("trace: the portable variant, as FLOWSCOPE_TRACE_PORTABLE asks");
+    else
+      spdlog::info("trace: this kernel lacks {}: the portable variant runs (a program per tracepoint, probe reads)", lacks);
+  }
+  std::vector<SkbFunction> multi, plain;
+  if (opts.functions) {
+    auto r = select_functions(probe, opts, wanted, multi, plain, impl->skipped, impl->mode);
+    if (!r) return std::unexpected(r.error());
+  }
+  if (impl->mode.portable && wanted.size() > FS_TRACE_MAX_STUBS) {
+    for (size_t i = FS_TRACE_MAX_STUBS; i < wanted.size(); i++)
+      impl->skipped.push_back(fmt::format("{}: more than {} tracepoints on this kernel", wanted[i].name, FS_TRACE_MAX_STUBS));
+    wanted.resize(FS_TRACE_MAX_STUBS);
+  }
+
   const TraceBpfSettings settings = trace_settings(opts, std::move(*prog), mark, netns);
-  if (auto r = impl->load(settings); !r) return std::unexpected(r.error());
-  impl->attach(std::move(wanted));
-  if (impl->attached.empty()) {
+  if (impl->mode.portable) {
+    if (auto r = impl->load_portable(settings, wanted, multi, plain); !r) return std::unexpected(r.error());
+    impl->attach_portable(std::move(wanted));
+    if (opts.functions) impl->attach_functions(multi, plain);
+  } else {
+    if (auto r = impl->load(settings); !r) return std::unexpected(r.error());
+    impl->attach(std::move(wanted));
+  }
+  if (opts.functions && impl->mode.functions == 0) {
+    return fail("no kernel function could be attached: {}",
+                impl->skipped.empty() ? std::string("none matched") : impl->skipped.back());
+  }
+  if (!opts.functions && impl->attached.empty()) {
     return fail("no skb tracepoint could be attached: {}",
                 impl->skipped.empty() ? std::string("none found in BTF") : impl->skipped.back());
   }
-  trace_bpf* s = impl->skel.get();
-  impl->counters = PerCpuCounters(s->maps.stats);
-  auto rb = open_ring_buffer(s->maps.events, &Impl::on_event, impl.get(), "trace");
+  impl->counters = PerCpuCounters(impl->stats);
+  auto rb = open_ring_buffer(impl->events, &Impl::on_event, impl.get(), "trace");
   if (!rb) return std::unexpected(rb.error());
   impl->rb = std::move(*rb);
   return std::unique_ptr<Tracer>(new Tracer(std::move(impl)));
@@ -289,23 +523,24 @@ Result<void> Tracer::poll(int timeout_ms, const Handler& h) {
 
 const std::vector<SkbTracepoint>& Tracer::tracepoints() const { return impl_->attached; }
 const std::vector<std::string>& Tracer::skipped() const { return impl_->skipped; }
+const TraceMode& Tracer::mode() const { return impl_->mode; }
 const std::map<int64_t, std::string>& Tracer::drop_names() const { return impl_->drop_names; }
 uint32_t Tracer::max_packets() const { return impl_->max_packets; }
 
 TraceStats Tracer::stats() const {
   TraceStats st;
-  uint64_t* fields[FS_TSTAT_MAX] = {&st.events,     &st.matched,      &st.emitted, &st.ringbuf_full,
-                                    &st.track_full, &st.filter_abort, &st.reused,  &st.filter_runs};
+  uint64_t* fields[FS_TSTAT_MAX] = {&st.events,       &st.matched, &st.emitted,     &st.ringbuf_full, &st.track_full,
+                                    &st.filter_abort, &st.reused,  &st.filter_runs, &st.nested_deep};
   for (uint32_t i = 0; i < FS_TSTAT_MAX; i++) *fields[i] = impl_->counters.sum(i);
   return st;
 }
 
 void Tracer::forget(uint64_t skb, uint64_t pkt_id) {
-  const int fd = bpf_map__fd(impl_->skel->maps.tracked);
+  const int fd = bpf_map__fd(impl_->tracked);
   fs_trace_tracked t{};
   if (bpf_map_lookup_elem(fd, &skb, &t) == 0 && t.pkt_id == pkt_id && bpf_map_delete_elem(fd, &skb) == 0) {
     // One tracked skb fewer in its hint slot (see track_hint in bpf/trace.h).
-    __atomic_fetch_sub(&impl_->skel->bss->track_hint[fs_track_hint_slot(skb)], 1u, __ATOMIC_RELAXED);
+    __atomic_fetch_sub(&impl_->track_hint[fs_track_hint_slot(skb)], 1u, __ATOMIC_RELAXED);
   }
 }
 

@@ -1,5 +1,6 @@
 // Loads trace.bpf.c, attaches it to every skb tracepoint this kernel's BTF
-// offers, and hands the events to a callback.
+// offers (and with --functions to every kernel function taking an skb), and
+// hands the events to a callback.
 #pragma once
 
 #include <cstdint>
@@ -39,11 +40,28 @@ struct TraceOptions {
   bool all_tracepoints = false;       // also those left out by default (SkbTracepoint::on_request)
   uint32_t max_packets = 8192;        // packets tracked at once
   uint32_t ringbuf_bytes = 8u << 20;
+  // trace --functions: kprobes on the kernel functions with an skb argument
+  // whose name matches this regular expression ("" for all).
+  std::optional<std::string> functions;
+  // Plain kprobes at most (kprobe.multi attaches any number in one link).
+  uint32_t max_kprobes = 1000;
+};
+
+// How the tracer runs on this kernel.
+struct TraceMode {
+  // The portable variant: one stub program per tracepoint and probe reads
+  // (no attach cookies or bpf_rdonly_cast here, or --functions).
+  bool portable = false;
+  bool kprobe_multi = false;     // --functions: functions of the image in kprobe.multi links
+  size_t functions = 0;          // --functions: functions attached
+  size_t functions_skipped = 0;  // matched but not attached (see skipped())
+  double attach_s = 0;           // time spent attaching
 };
 
 struct TraceStats {
   uint64_t events = 0, matched = 0, emitted = 0, ringbuf_full = 0, track_full = 0, filter_abort = 0, reused = 0;
   uint64_t filter_runs = 0;  // cBPF filter interpreted (events not answered by the verdict memo)
+  uint64_t nested_deep = 0;  // portable variant: hook runs nested too deep to trace
 };
 
 class Tracer {
@@ -58,8 +76,9 @@ class Tracer {
   Result<void> poll(int timeout_ms, const Handler& h);
   // Attached tracepoints; fs_trace_event.tp indexes this.
   const std::vector<SkbTracepoint>& tracepoints() const;
-  // Tracepoints that could not be attached, with the reason.
+  // Tracepoints (and functions) that could not be attached, with the reason.
   const std::vector<std::string>& skipped() const;
+  const TraceMode& mode() const;
   TraceStats stats() const;
   // Drop reason names of this kernel (enum skb_drop_reason, prefix stripped).
   const std::map<int64_t, std::string>& drop_names() const;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
 #include <sstream>
 #include <string>
 
@@ -189,6 +190,33 @@ TEST(Assembler, CompletesAtFreeInTimeOrder) {
   auto idle = as.expire(150 + 3000000000ull);
   ASSERT_EQ(idle.size(), 1u);
   EXPECT_FALSE(idle[0].freed);
+}
+
+// trace --functions: a function event is named by the function and the
+// probe's offset in it, from kallsyms; its JSON has "function", no location.
+TEST(Output, FunctionEventsNamedFromKallsyms) {
+  const std::string path = fmt::format("/tmp/fs-kallsyms-{}", getpid());
+  {
+    std::ofstream f(path);
+    f << "ffffffff81000000 T ip_rcv\nffffffff81000100 t nft_do_chain_inet\t[nf_tables]\nffffffff81000200 T kfree_skb\n";
+  }
+  EventNames n({"kfree_skb"}, {{2, "NETFILTER_DROP"}}, Kallsyms::load(path), 0);
+  unlink(path.c_str());
+  fs_trace_event ev = event(1, FS_TP_FUNC, 100, FS_TEV_FUNC);
+  ev.location = 0xffffffff81000104;
+  EXPECT_EQ(n.tracepoint(ev), "nft_do_chain_inet+0x4");
+  const auto j = event_json(n, ev);
+  EXPECT_EQ(j["function"], "nft_do_chain_inet");
+  EXPECT_EQ(j["tracepoint"], "nft_do_chain_inet+0x4");
+  EXPECT_FALSE(j.contains("location"));
+  fs_trace_event drop = event(1, 0, 200, FS_TEV_FREE | FS_TEV_HAS_REASON, 2);
+  drop.location = 0xffffffff81000000 + 0x30;
+  PacketAssembler as(std::chrono::seconds(2), 100);
+  EXPECT_TRUE(as.add(ev).empty());
+  auto done = as.add(drop);
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(packet_comment(n, done[0]),
+            "path: nft_do_chain_inet+0x4@eth0 > kfree_skb@eth0; drop NETFILTER_DROP at ip_rcv+0x30");
 }
 
 TEST(Assembler, BoundedOpenPackets) {
