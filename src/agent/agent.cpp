@@ -47,6 +47,9 @@ struct Agent::Impl {
   // Ids (features table) of the optional hooks this kernel lacks: in every
   // --stats line, so a reader of the counters knows what they cannot show.
   std::vector<std::string> features_off;
+  // Kernels before 5.13: the programs built for them (see agent.bpf.c), and
+  // the interim sweep walks the flow map from here.
+  bool legacy = false;
   int64_t clock_offset = 0;
   uint64_t records_received = 0;
   PerCpuCounters counters;
@@ -55,6 +58,8 @@ struct Agent::Impl {
   void handle(const fs_flow& k);
   void seed_existing(uint32_t only_netns);
   Result<void> dump(uint64_t cutoff);
+  Result<void> dump_each(uint64_t cutoff);
+  bpf_program* dump_program() const { return legacy ? skel->progs.dump_flow_legacy : skel->progs.dump_flows; }
   Result<void> finish();
   uint64_t unreported_at_exit = 0;
   uint64_t stat(uint32_t idx) const;
@@ -137,11 +142,39 @@ void apply_settings(agent_bpf* s, const AgentBpfSettings& c) {
   s->rodata->ringbuf_bytes = c.ringbuf_bytes;
   bpf_map__set_max_entries(s->maps.flows, c.max_flows);
   bpf_map__set_max_entries(s->maps.tuples, c.max_flows);
+  bpf_map__set_max_entries(s->maps.untracked_socks, c.max_flows);
   bpf_map__set_max_entries(s->maps.events, c.ringbuf_bytes);
 }
 
+// The helpers and instructions whose absence (kernels before 5.13) selects the
+// legacy programs: same records, other means (agent.bpf.c says which).
+constexpr std::string_view kLegacyFallbacks[] = {"current_task_btf", "sk_storage_tracing", "atomics",
+                                                 "for_each_map_elem"};
+
+// One program of each pair the legacy build duplicates: the one this kernel
+// runs stays, the other is not loaded.
+void select_legacy(agent_bpf* s, bool legacy) {
+  const std::pair<bpf_program*, bpf_program*> pairs[] = {
+      {s->progs.on_state, s->progs.on_state_legacy},
+      {s->progs.on_retransmit, s->progs.on_retransmit_legacy},
+      {s->progs.on_receive_reset, s->progs.on_receive_reset_legacy},
+      {s->progs.on_accept4_exit, s->progs.on_accept4_exit_legacy},
+      {s->progs.on_accept_exit, s->progs.on_accept_exit_legacy},
+      {s->progs.dump_flows, s->progs.dump_flow_legacy},
+      {s->progs.seed_flows, s->progs.seed_flows_legacy},
+  };
+  for (auto [modern, old] : pairs) bpf_program__set_autoload(legacy ? modern : old, false);
+  if (legacy) {
+    // Hooks of 5.17 and 6.3 the legacy set has no copy of (no such kernel
+    // needs it): the kernels that lack the rest lack these too.
+    bpf_program__set_autoload(s->progs.on_kfree_skb, false);
+    bpf_program__set_autoload(s->progs.on_recv_length, false);
+    bpf_program__set_autoload(s->progs.on_send_length, false);
+  }
+}
+
 // Each optional hook this kernel lacks has its program turned off, and said so.
-void select_programs(agent_bpf* s, const CommandReport& kernel, bool accept_tracepoints,
+void select_programs(agent_bpf* s, const CommandReport& kernel, bool accept_tracepoints, bool legacy,
                      std::vector<std::string>& degraded, std::vector<std::string>& off) {
   auto unless_present = [&](std::string_view id, std::initializer_list<bpf_program*> progs) {
     if (kernel.has(id)) return;
@@ -150,10 +183,12 @@ void select_programs(agent_bpf* s, const CommandReport& kernel, bool accept_trac
     degraded.push_back(fmt::format("{} unavailable: {}", r->hook, r->without));
     off.emplace_back(id);
   };
+  select_legacy(s, legacy);
+  for (std::string_view id : kLegacyFallbacks) unless_present(id, {});
   unless_present("kfree_skb", {s->progs.on_kfree_skb});
   unless_present("tcp_send_reset", {s->progs.on_send_reset});
-  unless_present("tcp_receive_reset", {s->progs.on_receive_reset});
-  unless_present("tcp_retransmit_skb", {s->progs.on_retransmit});
+  unless_present("tcp_receive_reset", {s->progs.on_receive_reset, s->progs.on_receive_reset_legacy});
+  unless_present("tcp_retransmit_skb", {s->progs.on_retransmit, s->progs.on_retransmit_legacy});
   // Inbound connections are bound to their process at accept(); without the
   // syscall tracepoints, at the first send or receive.
   if (accept_tracepoints) {
@@ -161,8 +196,9 @@ void select_programs(agent_bpf* s, const CommandReport& kernel, bool accept_trac
     bpf_program__set_autoload(s->progs.on_send_length, false);
     return;
   }
-  bpf_program__set_autoload(s->progs.on_accept4_exit, false);
-  bpf_program__set_autoload(s->progs.on_accept_exit, false);
+  for (bpf_program* p : {s->progs.on_accept4_exit, s->progs.on_accept_exit, s->progs.on_accept4_exit_legacy,
+                         s->progs.on_accept_exit_legacy})
+    bpf_program__set_autoload(p, false);
   degraded.push_back("accept attribution: syscall tracepoints unavailable, using first send/receive");
   off.emplace_back("accept_syscalls");
   unless_present("sock_length", {s->progs.on_recv_length, s->progs.on_send_length});
@@ -215,12 +251,20 @@ Result<std::unique_ptr<Agent>> Agent::create(const AgentOptions& opts) {
   agent_bpf* s = impl->skel.get();
   apply_settings(s, *settings);
   if (!tracefs) impl->degraded.push_back(tracefs.error().message);
-  select_programs(s, kernel, tracefs && kernel.has("accept_syscalls"), impl->degraded, impl->features_off);
+  impl->legacy = std::ranges::any_of(kLegacyFallbacks, [&](std::string_view id) { return !kernel.has(id); });
+  select_programs(s, kernel, tracefs && kernel.has("accept_syscalls"), impl->legacy, impl->degraded,
+                  impl->features_off);
 
   if (auto r = load_skeleton(s->skeleton, "agent's"); !r) return std::unexpected(r.error());
-  const AttachProgram order[] = {{s->progs.on_kfree_skb},   {s->progs.on_send_reset},  {s->progs.on_receive_reset},
-                                 {s->progs.on_retransmit},  {s->progs.on_accept4_exit}, {s->progs.on_accept_exit},
-                                 {s->progs.on_recv_length}, {s->progs.on_send_length},  {s->progs.on_state, true}};
+  // Programs not loaded (the other half of a legacy pair, a hook missing
+  // here) are skipped.
+  const AttachProgram order[] = {{s->progs.on_kfree_skb},           {s->progs.on_send_reset},
+                                 {s->progs.on_receive_reset},       {s->progs.on_receive_reset_legacy},
+                                 {s->progs.on_retransmit},          {s->progs.on_retransmit_legacy},
+                                 {s->progs.on_accept4_exit},        {s->progs.on_accept_exit},
+                                 {s->progs.on_accept4_exit_legacy}, {s->progs.on_accept_exit_legacy},
+                                 {s->progs.on_recv_length},         {s->progs.on_send_length},
+                                 {s->progs.on_state, true},         {s->progs.on_state_legacy, true}};
   auto links = attach_programs(order, impl->degraded);
   if (!links) return std::unexpected(links.error());
   impl->links = std::move(*links);
@@ -242,7 +286,7 @@ Result<std::unique_ptr<Agent>> Agent::create(const AgentOptions& opts) {
 // sockets of the namespace of the thread that opens the iterator, so a thread
 // enters each namespace in turn.
 void Agent::Impl::seed_existing(uint32_t only_netns) {
-  LinkPtr link(bpf_program__attach_iter(skel->progs.seed_flows, nullptr));
+  LinkPtr link(bpf_program__attach_iter(legacy ? skel->progs.seed_flows_legacy : skel->progs.seed_flows, nullptr));
   if (!link) {
     degraded.push_back(fmt::format("connections open before start-up: iter/tcp unavailable ({})", std::strerror(errno)));
     features_off.emplace_back("iter_tcp");
@@ -292,6 +336,7 @@ void Agent::Impl::handle(const fs_flow& k) {
 // (CLOCK_MONOTONIC ns, the clock of bpf_ktime_get_ns). The kernel side stops
 // before the ring buffer fills; the sweep drains it and goes on until done.
 Result<void> Agent::Impl::dump(uint64_t cutoff) {
+  if (legacy) return dump_each(cutoff);
   // Each pass reports at least one flow unless other CPUs refill the ring as
   // fast as it drains; the bound keeps a pathological case from spinning.
   for (uint32_t pass = 0; pass <= opts.max_flows; pass++) {
@@ -303,6 +348,38 @@ Result<void> Agent::Impl::dump(uint64_t cutoff) {
     ring_buffer__consume(rb.get());
     if (topts.retval == 0) return {};
   }
+  return {};
+}
+
+// The sweep where the kernel cannot walk a map from BPF (before 5.13): the
+// keys are taken first (a flow closing meanwhile leaves the map, which would
+// restart a walk by get_next_key from the first key), then each due flow is
+// reported by one program run. One syscall per due flow: a flow is due once per
+// active timeout, and at exit.
+Result<void> Agent::Impl::dump_each(uint64_t cutoff) {
+  const int fd = bpf_map__fd(skel->maps.flows), prog = bpf_program__fd(skel->progs.dump_flow_legacy);
+  std::vector<uint64_t> keys;
+  uint64_t key = 0, next = 0;
+  uint64_t* prev = nullptr;
+  fs_flow f{};
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    if (bpf_map_lookup_elem(fd, &next, &f) == 0 && f.last_report_ns <= cutoff) keys.push_back(next);
+    key = next;
+    prev = &key;
+  }
+  for (uint64_t k : keys) {
+    // A full ring is drained and the flow tried again; the bound keeps other
+    // CPUs refilling it from spinning us forever.
+    for (int attempt = 0; attempt < 100; attempt++) {
+      uint64_t args[2] = {cutoff, k};
+      LIBBPF_OPTS(bpf_test_run_opts, topts, .ctx_in = args, .ctx_size_in = sizeof(args));
+      if (bpf_prog_test_run_opts(prog, &topts) != 0)
+        return fail_errno(errno, "reporting open flows failed: {}", std::strerror(errno));
+      if (topts.retval == 0) break;
+      ring_buffer__consume(rb.get());
+    }
+  }
+  ring_buffer__consume(rb.get());
   return {};
 }
 
@@ -362,9 +439,9 @@ Result<std::string> Agent::drop_capabilities() {
     uint32_t idx = FS_STAT_STATE_EVENTS;
     std::vector<uint64_t> per_cpu(static_cast<size_t>(libbpf_num_possible_cpus()));
     if (bpf_map_lookup_elem(bpf_map__fd(i.skel->maps.stats), &idx, per_cpu.data()) != 0) return false;
-    uint64_t args[1] = {0};  // a sweep that reports nothing
+    uint64_t args[2] = {0, 0};  // a sweep that reports nothing
     LIBBPF_OPTS(bpf_test_run_opts, topts, .ctx_in = args, .ctx_size_in = sizeof(args));
-    return bpf_prog_test_run_opts(bpf_program__fd(i.skel->progs.dump_flows), &topts) == 0;
+    return bpf_prog_test_run_opts(bpf_program__fd(i.dump_program()), &topts) == 0;
   };
   const CapMask bpf_cap = last_capability() >= CAP_BPF ? cap_bit(CAP_BPF) : cap_bit(CAP_SYS_ADMIN);
   std::optional<CapMask> keep;
