@@ -327,7 +327,8 @@ static __always_inline void current_exe(char *exe, const int legacy)
 	if (legacy) {
 		/* Before 5.11: the task as an integer, read with CO-RE probes. */
 		struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-		BPF_CORE_READ_STR_INTO(exe, t, group_leader, comm);
+		struct task_struct *leader = BPF_CORE_READ(t, group_leader);
+		bpf_core_read_str(exe, FS_COMM_LEN, &leader->comm);
 		return;
 	}
 	struct task_struct *t = bpf_get_current_task_btf();
@@ -581,9 +582,7 @@ static __always_inline int state_change(const struct sock *sk, const int oldstat
 	 * the claim is the map delete, which succeeds for one caller only; the
 	 * entry's memory stays readable to the end of this run (the map is not
 	 * preallocated: freed after an RCU grace period). */
-	if (!stopping)
-		emit(f);
-	else if (legacy ? !bpf_map_delete_elem(&flows, &key) : !__sync_val_compare_and_swap(&f->exit_claim, 0, 1))
+	if (!stopping || (legacy ? !bpf_map_delete_elem(&flows, &key) : !__sync_val_compare_and_swap(&f->exit_claim, 0, 1)))
 		emit(f);
 	forget(f, key);
 	return 0;

@@ -375,7 +375,10 @@ TEST(Agent, RttMatchesSsForAnIdleLongLivedFlow) {
   const int port = free_port();
   AgentRunner agent({"--port", std::to_string(port), "--active-timeout", "1"});
   auto server = start_server(net.b, net.b4, port);
-  std::thread t([&] { run_client(net.a, net.b4, port, {"--send", std::to_string(256 << 10), "--hold-ms", "5000"}); });
+  // The client holds the idle connection while the test reads ss; on a slow
+  // machine (qemu without KVM) each ss takes long, so the hold is stretched.
+  const auto hold = std::to_string(slack(std::chrono::milliseconds(5000)).count());
+  std::thread t([&] { run_client(net.a, net.b4, port, {"--send", std::to_string(256 << 10), "--hold-ms", hold}); });
   // Wait until everything sent is acknowledged: from then on the connection
   // idles and takes no new RTT samples, so ss and the agent must agree.
   std::string ss;
@@ -471,9 +474,14 @@ TEST(Agent, ConnectTimeoutIsAFlow) {
   std::string rules = sh_out(net.b.exec() + "nft list chain inet fsto in");
   std::smatch m;
   ASSERT_TRUE(std::regex_search(rules, m, std::regex(R"(counter packets (\d+))")));
-  EXPECT_EQ(drops_named(cf[0], kernel_drop_name("NETFILTER_DROP")), std::stoull(m[1])) << cf[0].dump();
+  const bool reasons = kernel_has_drop_reasons();
+  if (reasons)
+    EXPECT_EQ(drops_named(cf[0], kernel_drop_name("NETFILTER_DROP")), std::stoull(m[1])) << cf[0].dump();
+  else
+    EXPECT_TRUE(carries_no_drops(cf[0])) << cf[0].dump();
   EXPECT_EQ(cf[0]["retrans_segs"], nstat(net.a, "TcpRetransSegs"));  // the SYN's retransmits
   EXPECT_GT(cf[0]["retrans_segs"].get<uint64_t>(), 0u);
+  if (!reasons) GTEST_SKIP() << "close=timeout and retransmits checked; the SYNs' drops not: " << kNoDropReasons;
 }
 
 // --- attribution ---------------------------------------------------------------
@@ -570,11 +578,12 @@ TEST(Agent, RecordsNameTheHostTheProgramAndTheUnit) {
   EXPECT_EQ((*cf)["exe"], "fs_peer");
   EXPECT_EQ((*cf)["unit"], "fstest-web.service");
   EXPECT_EQ((*cf)["host"], "web-1.example");
-  const std::string machine_id = sh_out("cat /etc/machine-id 2>/dev/null");
+  // A host without one (the kernel matrix's VM) gets no host_id at all.
+  const std::string machine_id = sh_out("cat /etc/machine-id 2>/dev/null || true");
   if (machine_id.size() >= 32)
     EXPECT_EQ((*cf)["host_id"], machine_id.substr(0, 32));
   else
-    EXPECT_FALSE(cf->contains("host_id")) << "no machine id here: none may be made up";
+    EXPECT_TRUE(!cf->contains("host_id") || (*cf)["host_id"].is_null()) << "no machine id here: none may be made up";
   // The server's end: a listener's program, no unit outside a service cgroup.
   auto sf = agent.wait_flows([&](const Json& f) { return f["netns"] == net.b.inode() && f["record"] == "final"; }, 5s);
   ASSERT_EQ(sf.size(), 1u);
