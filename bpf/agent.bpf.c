@@ -146,6 +146,36 @@ static __always_inline int is_untracked(struct sock *sk, const int legacy)
 	return bpf_sk_storage_get(&untracked, sk, 0, 0) != 0;
 }
 
+/* Legacy programs only. The 5.10 verifier warns (a kernel WARN, fatal under
+ * panic_on_warn) when a tracepoint or raw_tp program uses a map that is not
+ * preallocated: the legacy set keeps such programs off `flows`. The accept
+ * tracepoints leave the acceptor here (LRU: preallocated), keyed by socket;
+ * the flow takes it at its close or its next interim record. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct owner);
+} accepted SEC(".maps");
+
+/* Legacy exit claims: the update with BPF_NOEXIST succeeds for one caller
+ * only, which is what cmpxchg gives on newer kernels. Used once the agent
+ * stops; resized by user space (--max-flows). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, __u8);
+} exit_claims SEC(".maps");
+
+/* 1 when another caller reported the flow already (legacy exit claim). */
+static __always_inline int claimed_before(__u64 key)
+{
+	__u8 one = 1;
+	return bpf_map_update_elem(&exit_claims, &key, &one, BPF_NOEXIST) != 0;
+}
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 4 * 1024 * 1024); /* resized by user space (--ringbuf-size) */
@@ -344,6 +374,28 @@ static __always_inline void bind_owner(struct fs_flow *f, const int legacy)
 	f->flags |= FS_F_ATTRIBUTED;
 }
 
+/* Legacy: binds an inbound flow to the process that accepted it, left in
+ * `accepted` by the accept tracepoints. */
+static __always_inline void merge_accepted(struct fs_flow *f, __u64 key)
+{
+	if (f->flags & FS_F_ATTRIBUTED)
+		return;
+	struct owner *o = bpf_map_lookup_elem(&accepted, &key);
+	if (!o)
+		return;
+	/* Usually the listener's own process accepts: its owner is already
+	 * right, only the flag is missing (as on newer kernels). */
+	if (o->pid != f->pid || o->cgroup_id != f->cgroup_id) {
+		f->pid = o->pid;
+		f->cgroup_id = o->cgroup_id;
+		__builtin_memcpy(f->comm, o->comm, sizeof(f->comm));
+		__builtin_memcpy(f->exe, o->exe, sizeof(f->exe));
+	}
+	f->flags |= FS_F_ATTRIBUTED;
+	stat_inc(FS_STAT_ATTRIBUTED_ACCEPT);
+	bpf_map_delete_elem(&accepted, &key);
+}
+
 /* What the state a socket is in (or left for CLOSE) says of its handshake and
  * our FIN: derived here rather than tracked per transition, so the
  * transitions in between need no work at all. */
@@ -513,6 +565,10 @@ static __always_inline int state_change(const struct sock *sk, const int oldstat
 			bind_owner(&nf, legacy); /* connect(2) runs in the caller's context */
 		} else if (oldstate == TCP_LISTEN || oldstate == TCP_SYN_RECV || newstate == TCP_SYN_RECV) {
 			nf.direction = FS_DIR_INBOUND;
+			/* An acceptor left under this address belongs to a socket
+			 * that was never tracked (filtered, or the map full). */
+			if (legacy)
+				bpf_map_delete_elem(&accepted, &key);
 			struct listener_key lk = {.netns = netns, .port = sk->__sk_common.skc_num};
 			struct owner *o = bpf_map_lookup_elem(&listeners, &lk);
 			if (o) {
@@ -578,11 +634,11 @@ static __always_inline int state_change(const struct sock *sk, const int oldstat
 	f->kind = FS_KIND_FINAL;
 	stat_inc(FS_STAT_FLOWS_CLOSED);
 	/* While the agent stops, the exit sweep may have reported this flow
-	 * already: one record per flow either way. Without cmpxchg (before 5.12)
-	 * the claim is the map delete, which succeeds for one caller only; the
-	 * entry's memory stays readable to the end of this run (the map is not
-	 * preallocated: freed after an RCU grace period). */
-	if (!stopping || (legacy ? !bpf_map_delete_elem(&flows, &key) : !__sync_val_compare_and_swap(&f->exit_claim, 0, 1)))
+	 * already: one record per flow either way (claimed with cmpxchg, or
+	 * before 5.12 with an insert that only one caller can make). */
+	if (legacy)
+		merge_accepted(f, key);
+	if (!stopping || (legacy ? !claimed_before(key) : !__sync_val_compare_and_swap(&f->exit_claim, 0, 1)))
 		emit(f);
 	forget(f, key);
 	return 0;
@@ -832,6 +888,16 @@ static __always_inline int bind_accepted(long fd, const int legacy)
 		return 0;
 	struct sock *sk = BPF_CORE_READ(sock, sk);
 	__u64 key = (__u64)sk;
+	if (legacy) {
+		/* Not `flows` from here (see `accepted`). */
+		struct owner o = {};
+		o.pid = bpf_get_current_pid_tgid() >> 32;
+		o.cgroup_id = bpf_get_current_cgroup_id();
+		bpf_get_current_comm(o.comm, sizeof(o.comm));
+		current_exe(o.exe, 1);
+		bpf_map_update_elem(&accepted, &key, &o, BPF_ANY);
+		return 0;
+	}
 	struct fs_flow *f = bpf_map_lookup_elem(&flows, &key);
 	if (f && !(f->flags & FS_F_ATTRIBUTED)) {
 		/* Usually the listener's own process accepts: its owner is already
@@ -912,11 +978,13 @@ static __always_inline long dump_flow(__u64 key, struct fs_flow *f, struct dump_
 		return 1;
 	}
 	/* At exit, a flow closing right now may have been reported by its close
-	 * (claimed as there: cmpxchg, or the map delete before 5.12). */
+	 * (claimed as there: cmpxchg, or the claim insert before 5.12). */
 	if (stopping) {
-		if (legacy ? bpf_map_delete_elem(&flows, &key) : __sync_val_compare_and_swap(&f->exit_claim, 0, 1))
+		if (legacy ? claimed_before(key) : __sync_val_compare_and_swap(&f->exit_claim, 0, 1))
 			return 0;
 	}
+	if (legacy)
+		merge_accepted(f, key);
 	f->last_report_ns = c->now;
 	const struct tcp_sock *tp = (const struct tcp_sock *)f->sk;
 	if (!f->tuple.local_port)
@@ -959,17 +1027,26 @@ int dump_flows(__u64 *args)
 	return c.incomplete;
 }
 
-/* The same for kernels without bpf_for_each_map_elem (before 5.13): user space
- * walks the map's keys and runs this once per flow; args[1] is the flow's key. */
-SEC("raw_tp")
-int dump_flow_legacy(__u64 *args)
+/* The same for kernels without bpf_for_each_map_elem (before 5.13): an
+ * iterator over `flows`, run by user space reading it (a tracing program: no
+ * warning for the map; see `accepted`). It cannot be stopped midway, so a
+ * sweep that runs short of ring space skips the rest and says so in
+ * dump_incomplete; user space drains the ring and reads it again. */
+__u64 dump_cutoff = 0;
+__u32 dump_incomplete = 0;
+
+SEC("iter/bpf_map_elem")
+int dump_flows_legacy(struct bpf_iter__bpf_map_elem *ctx)
 {
-	struct dump_ctx c = dump_start(args[0]);
-	__u64 key = args[1];
-	struct fs_flow *f = bpf_map_lookup_elem(&flows, &key);
-	if (f)
-		dump_flow(key, f, &c, 1);
-	return c.incomplete;
+	__u64 *key = ctx->key;
+	struct fs_flow *f = ctx->value;
+	if (!key || !f)
+		return 0;
+	struct dump_ctx c = dump_start(dump_cutoff);
+	dump_flow(*key, f, &c, 1);
+	if (c.incomplete)
+		dump_incomplete = 1;
+	return 0;
 }
 
 /* --- connections open before the agent started ------------------------------ */

@@ -59,7 +59,10 @@ struct Agent::Impl {
   void seed_existing(uint32_t only_netns);
   Result<void> dump(uint64_t cutoff);
   Result<void> dump_each(uint64_t cutoff);
-  bpf_program* dump_program() const { return legacy ? skel->progs.dump_flow_legacy : skel->progs.dump_flows; }
+  // The legacy sweep: an iterator over `flows`, read once per pass.
+  LinkPtr dump_link;
+  // One sweep that reports nothing: the calls the run loop makes work.
+  bool dump_works();
   Result<void> finish();
   uint64_t unreported_at_exit = 0;
   uint64_t stat(uint32_t idx) const;
@@ -143,6 +146,7 @@ void apply_settings(agent_bpf* s, const AgentBpfSettings& c) {
   bpf_map__set_max_entries(s->maps.flows, c.max_flows);
   bpf_map__set_max_entries(s->maps.tuples, c.max_flows);
   bpf_map__set_max_entries(s->maps.untracked_socks, c.max_flows);
+  bpf_map__set_max_entries(s->maps.exit_claims, c.max_flows);
   bpf_map__set_max_entries(s->maps.events, c.ringbuf_bytes);
 }
 
@@ -160,7 +164,7 @@ void select_legacy(agent_bpf* s, bool legacy) {
       {s->progs.on_receive_reset, s->progs.on_receive_reset_legacy},
       {s->progs.on_accept4_exit, s->progs.on_accept4_exit_legacy},
       {s->progs.on_accept_exit, s->progs.on_accept_exit_legacy},
-      {s->progs.dump_flows, s->progs.dump_flow_legacy},
+      {s->progs.dump_flows, s->progs.dump_flows_legacy},
       {s->progs.seed_flows, s->progs.seed_flows_legacy},
   };
   for (auto [modern, old] : pairs) bpf_program__set_autoload(legacy ? modern : old, false);
@@ -269,6 +273,13 @@ Result<std::unique_ptr<Agent>> Agent::create(const AgentOptions& opts) {
   if (!links) return std::unexpected(links.error());
   impl->links = std::move(*links);
   impl->counters = PerCpuCounters(s->maps.stats);
+  if (impl->legacy) {
+    union bpf_iter_link_info info {};
+    info.map.map_fd = static_cast<__u32>(bpf_map__fd(s->maps.flows));
+    LIBBPF_OPTS(bpf_iter_attach_opts, iopts, .link_info = &info, .link_info_len = sizeof(info));
+    impl->dump_link.reset(bpf_program__attach_iter(s->progs.dump_flows_legacy, &iopts));
+    if (!impl->dump_link) return fail_errno(errno, "attaching the flow map iterator failed: {}", std::strerror(errno));
+  }
 
   impl->seed_existing(settings->netns);
 
@@ -351,36 +362,39 @@ Result<void> Agent::Impl::dump(uint64_t cutoff) {
   return {};
 }
 
-// The sweep where the kernel cannot walk a map from BPF (before 5.13): the
-// keys are taken first (a flow closing meanwhile leaves the map, which would
-// restart a walk by get_next_key from the first key), then each due flow is
-// reported by one program run. One syscall per due flow: a flow is due once per
-// active timeout, and at exit.
+// The sweep where the kernel cannot walk a map from BPF (before 5.13): reading
+// an iterator over the flow map runs the program once per flow. A pass that
+// ran short of ring space says so; the ring is drained and the map read again
+// (flows reported already are past the cutoff). Bounded as dump()'s passes.
 Result<void> Agent::Impl::dump_each(uint64_t cutoff) {
-  const int fd = bpf_map__fd(skel->maps.flows), prog = bpf_program__fd(skel->progs.dump_flow_legacy);
-  std::vector<uint64_t> keys;
-  uint64_t key = 0, next = 0;
-  uint64_t* prev = nullptr;
-  fs_flow f{};
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    if (bpf_map_lookup_elem(fd, &next, &f) == 0 && f.last_report_ns <= cutoff) keys.push_back(next);
-    key = next;
-    prev = &key;
-  }
-  for (uint64_t k : keys) {
-    // A full ring is drained and the flow tried again; the bound keeps other
-    // CPUs refilling it from spinning us forever.
-    for (int attempt = 0; attempt < 100; attempt++) {
-      uint64_t args[2] = {cutoff, k};
-      LIBBPF_OPTS(bpf_test_run_opts, topts, .ctx_in = args, .ctx_size_in = sizeof(args));
-      if (bpf_prog_test_run_opts(prog, &topts) != 0)
-        return fail_errno(errno, "reporting open flows failed: {}", std::strerror(errno));
-      if (topts.retval == 0) break;
-      ring_buffer__consume(rb.get());
+  skel->bss->dump_cutoff = cutoff;
+  for (uint32_t pass = 0; pass <= opts.max_flows; pass++) {
+    skel->bss->dump_incomplete = 0;
+    Fd it(bpf_iter_create(bpf_link__fd(dump_link.get())));
+    if (!it) return fail_errno(errno, "reporting open flows failed: {}", std::strerror(errno));
+    char buf[64];
+    ssize_t n;
+    while ((n = ::read(it.get(), buf, sizeof(buf))) > 0) {
     }
+    if (n < 0) return fail_errno(errno, "reporting open flows failed: {}", std::strerror(errno));
+    ring_buffer__consume(rb.get());
+    if (!skel->bss->dump_incomplete) return {};
   }
-  ring_buffer__consume(rb.get());
   return {};
+}
+
+bool Agent::Impl::dump_works() {
+  if (legacy) {
+    skel->bss->dump_cutoff = 0;
+    Fd it(bpf_iter_create(bpf_link__fd(dump_link.get())));
+    char buf[64];
+    while (it && ::read(it.get(), buf, sizeof(buf)) > 0) {
+    }
+    return static_cast<bool>(it);
+  }
+  uint64_t args[1] = {0};  // a sweep that reports nothing
+  LIBBPF_OPTS(bpf_test_run_opts, topts, .ctx_in = args, .ctx_size_in = sizeof(args));
+  return bpf_prog_test_run_opts(bpf_program__fd(skel->progs.dump_flows), &topts) == 0;
 }
 
 namespace {
@@ -439,9 +453,7 @@ Result<std::string> Agent::drop_capabilities() {
     uint32_t idx = FS_STAT_STATE_EVENTS;
     std::vector<uint64_t> per_cpu(static_cast<size_t>(libbpf_num_possible_cpus()));
     if (bpf_map_lookup_elem(bpf_map__fd(i.skel->maps.stats), &idx, per_cpu.data()) != 0) return false;
-    uint64_t args[2] = {0, 0};  // a sweep that reports nothing
-    LIBBPF_OPTS(bpf_test_run_opts, topts, .ctx_in = args, .ctx_size_in = sizeof(args));
-    return bpf_prog_test_run_opts(bpf_program__fd(i.dump_program()), &topts) == 0;
+    return i.dump_works();
   };
   const CapMask bpf_cap = last_capability() >= CAP_BPF ? cap_bit(CAP_BPF) : cap_bit(CAP_SYS_ADMIN);
   std::optional<CapMask> keep;

@@ -83,17 +83,6 @@ bool KernelProbe::atomics() const {
   return static_cast<bool>(fd);
 }
 
-// r0 = 0; exit, as a raw_tp program run once by BPF_PROG_TEST_RUN with one
-// argument. Older kernels refuse the command for raw_tp programs.
-bool KernelProbe::raw_tp_test_run() const {
-  TrialProgram prog;
-  Fd fd(bpf_prog_load(BPF_PROG_TYPE_RAW_TRACEPOINT, nullptr, "GPL", prog.insns, prog.count, nullptr));
-  if (!fd) return false;
-  uint64_t args[1] = {0};
-  LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = args, .ctx_size_in = sizeof(args));
-  return bpf_prog_test_run_opts(fd.get(), &opts) == 0;
-}
-
 bool KernelProbe::prog_type(bpf_prog_type t) const { return libbpf_probe_bpf_prog_type(t, nullptr) == 1; }
 bool KernelProbe::map_type(bpf_map_type t) const { return libbpf_probe_bpf_map_type(t, nullptr) == 1; }
 bool KernelProbe::helper(bpf_prog_type t, bpf_func_id h) const { return libbpf_probe_bpf_helper(t, h, nullptr) == 1; }
@@ -127,9 +116,9 @@ const std::vector<Feature>& feature_table() {
        [](P p) { return p.map_type(BPF_MAP_TYPE_RINGBUF); }},
       {"agent", "skc_to_tcp_sock", "helper bpf_skc_to_tcp_sock", {5, 9}, true, "TCP counters (bytes, segments, RTT)",
        [](P p) { return p.tp_btf_helper(BPF_FUNC_skc_to_tcp_sock); }},
-      {"agent", "raw_tp_test_run", "BPF_PROG_TEST_RUN of raw tracepoint programs", {5, 10}, true,
-       "interim records of long-lived flows and the report of open flows at exit",
-       [](P p) { return p.raw_tp_test_run(); }},
+      {"agent", "map_elem_iter", "BPF iterator over map elements (iter/bpf_map_elem)", {5, 9}, true,
+       "interim records of long-lived flows where bpf_for_each_map_elem is missing",
+       [](P p) { return p.btf_struct("bpf_iter__bpf_map_elem"); }},
       // Without any of the next four the agent loads its legacy programs
       // (same records by other means; agent.bpf.c), and says which is missing.
       {"agent", "current_task_btf", "helper bpf_get_current_task_btf", {5, 11}, false,
@@ -139,9 +128,9 @@ const std::vector<Feature>& feature_table() {
        "connections the full flow map could not hold are marked in a hash map by socket instead",
        [](P p) { return p.tp_btf_helper(BPF_FUNC_sk_storage_get); }},
       {"agent", "atomics", "BPF atomic instructions with a result (cmpxchg)", {5, 12}, false,
-       "one record per flow at exit is claimed by a map delete instead", [](P p) { return p.atomics(); }},
+       "one record per flow at exit is claimed by a map insert instead", [](P p) { return p.atomics(); }},
       {"agent", "for_each_map_elem", "helper bpf_for_each_map_elem", {5, 13}, false,
-       "the interim sweep walks the flow map from user space (a syscall per due flow)",
+       "the interim sweep reads an iterator over the flow map instead",
        [](P p) { return p.helper(BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_FUNC_for_each_map_elem); }},
       {"agent", "kfree_skb", "tracepoint skb:kfree_skb with a drop reason", {5, 17}, false,
        "flows carry no drop reasons", [](P p) { return p.tracepoint("kfree_skb", 3); }},

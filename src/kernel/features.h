@@ -43,8 +43,6 @@ class KernelProbe {
   // The BPF atomic instructions with a result (cmpxchg, fetch-add: 5.12); the
   // plain atomic add is older.
   bool atomics() const;
-  // BPF_PROG_TEST_RUN runs raw_tp programs (5.10).
-  bool raw_tp_test_run() const;
   bool prog_type(bpf_prog_type t) const;
   bool map_type(bpf_map_type t) const;
   // `helper` is callable from programs of type `t`.
