@@ -256,6 +256,12 @@ Result<std::unique_ptr<Agent>> Agent::create(const AgentOptions& opts) {
   apply_settings(s, *settings);
   if (!tracefs) impl->degraded.push_back(tracefs.error().message);
   impl->legacy = std::ranges::any_of(kLegacyFallbacks, [&](std::string_view id) { return !kernel.has(id); });
+  // FLOWSCOPE_AGENT_LEGACY=1 loads the legacy programs on any kernel, so the
+  // tests run them where CI runs, not only on an old kernel in a VM.
+  if (const char* v = std::getenv("FLOWSCOPE_AGENT_LEGACY"); v && std::string_view(v) == "1") {
+    if (!impl->legacy) impl->degraded.push_back("legacy programs loaded (FLOWSCOPE_AGENT_LEGACY=1)");
+    impl->legacy = true;
+  }
   select_programs(s, kernel, tracefs && kernel.has("accept_syscalls"), impl->legacy, impl->degraded,
                   impl->features_off);
 

@@ -647,6 +647,59 @@ TEST(Agent, LongFlowYieldsInterimThenFinalAndTotalsAddUp) {
   EXPECT_GT((*cf)["end_ns"].get<uint64_t>(), interim.back()["end_ns"].get<uint64_t>());
 }
 
+// The programs for kernels before 5.13, run here (FLOWSCOPE_AGENT_LEGACY=1):
+// interim records from the map iterator, the final record exact, the program
+// name read with CO-RE probes, the inbound end bound at accept() through the
+// acceptor map, and a flow still open at exit reported once.
+TEST(Agent, LegacyProgramsGiveTheSameRecords) {
+  NsPair net("legacy");
+  const int port = free_port();
+  setenv("FLOWSCOPE_AGENT_LEGACY", "1", 1);
+  AgentRunner agent({"--port", std::to_string(port), "--active-timeout", "1"});
+  unsetenv("FLOWSCOPE_AGENT_LEGACY");
+  auto server = start_server(net.b, net.b4, port, {"--send", "777"});
+  auto client = run_client(net.a, net.b4, port, {"--send", "100000", "--hold-ms", "2600"});
+  Json cj = peer_result(*client, "client");
+  ASSERT_FALSE(cj.is_null()) << client->err();
+  auto cf = wait_final(agent, net.a.inode(), cj["local_port"]);
+  ASSERT_TRUE(cf) << agent.process().out() << agent.process().err();
+  EXPECT_EQ((*cf)["bytes_sent"], cj["sent"]);
+  EXPECT_EQ((*cf)["bytes_received"], cj["received"]);
+  EXPECT_EQ((*cf)["pid"], cj["pid"]);
+  EXPECT_EQ((*cf)["exe"], "fs_peer");
+  size_t interim = 0;
+  for (auto& f : agent.flows())
+    if (f["record"] == "interim" && f["netns"] == net.a.inode() && f["local_port"] == cj["local_port"]) {
+      interim++;
+      EXPECT_EQ(f["bytes_sent"], 100000) << f.dump();
+    }
+  EXPECT_GE(interim, 2u) << agent.process().out();
+  const Json listening = peer_result(*server, "listening");
+  auto sf = agent.wait_flows([&](const Json& f) { return f["netns"] == net.b.inode() && f["record"] == "final"; }, slack(5s));
+  ASSERT_EQ(sf.size(), 1u) << agent.process().out();
+  EXPECT_EQ(sf[0]["pid"], listening["pid"]);
+  EXPECT_EQ(sf[0]["bytes_received"], 100000);
+}
+
+// Each flow open at exit leaves exactly one record with the legacy exit claim.
+TEST(Agent, LegacyProgramsReportOpenFlowsOnceAtShutdown) {
+  NsPair net("legexit");
+  const int port = free_port();
+  setenv("FLOWSCOPE_AGENT_LEGACY", "1", 1);
+  AgentRunner agent({"--port", std::to_string(port)});
+  unsetenv("FLOWSCOPE_AGENT_LEGACY");
+  auto server = start_server(net.b, net.b4, port);
+  std::thread t([&] { run_client(net.a, net.b4, port, {"--send", "4242", "--hold-ms", "3000"}); });
+  const std::string ss = net.b.exec() + fmt::format("ss -Htn state established '( sport = :{} )'", port);
+  for (int i = 0; i < 100 && sh_out(ss).empty(); i++) std::this_thread::sleep_for(50ms);
+  ASSERT_FALSE(sh_out(ss).empty()) << "the client never connected";
+  EXPECT_EQ(agent.stop(), 0);
+  t.join();
+  auto flows = agent.flows();
+  ASSERT_EQ(flows.size(), 2u) << agent.process().out();
+  for (auto& f : flows) EXPECT_EQ(f["record"], "interim");
+}
+
 TEST(Agent, OpenFlowsAreReportedAtShutdown) {
   NsPair net("shutdown");
   const int port = free_port();
