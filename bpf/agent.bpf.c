@@ -13,6 +13,11 @@
  * The transitions in between cost no lookup: what they say (handshake done,
  * our FIN sent) follows from the state the socket left for CLOSE. The first
  * interim record indexes a long-lived flow by tuple for drop attribution.
+ *
+ * Kernels before 5.13 (Debian 11's 5.10) load the *_legacy programs instead:
+ * the same bodies with `legacy` set, which use only what 5.9 offers (see
+ * mark_untracked for why they are separate programs, `accepted` for the
+ * maps they stay off, dump_flows_legacy for the sweep).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -628,6 +633,15 @@ static __always_inline int state_change(const struct sock *sk, const int oldstat
 		read_counters(tp, f, oldstate);
 	}
 	f->last_state = (__u8)oldstate;
+	/* Two CPUs that complete one handshake at once clone two children; the
+	 * one that loses the hash insert is closed from SYN_RECV by the kernel
+	 * (inet_ehash_nolisten) without a byte: the winner is the connection.
+	 * Counted, not reported (a Fast Open child with data is reported). */
+	if (oldstate == TCP_SYN_RECV && f->direction == FS_DIR_INBOUND && !f->bytes_received && !f->bytes_acked) {
+		stat_inc(FS_STAT_CHILDREN_DISCARDED);
+		forget(f, key);
+		return 0;
+	}
 	if (!legacy)
 		merge_pending_both(f);
 	f->end_ns = bpf_ktime_get_ns();

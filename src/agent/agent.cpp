@@ -497,6 +497,7 @@ AgentStats Agent::stats() const {
   s.records_received = i.records_received;
   s.unreported_at_exit = i.unreported_at_exit;
   s.close_missed = i.stat(FS_STAT_CLOSE_MISSED);
+  s.children_discarded = i.stat(FS_STAT_CHILDREN_DISCARDED);
   bpf_program* p;
   bpf_object__for_each_program(p, i.skel->obj) {
     bpf_prog_info info{};
@@ -515,11 +516,11 @@ std::string stats_json(const AgentStats& s, uint64_t time_ns) {
       R"({{"type":"stats","time_ns":{},"state_events":{},"flows_created":{},"flows_closed":{},"flows_emitted":{},)"
       R"("flows_filtered":{},"records_received":{},"lost":{},"flow_map_full":{},"ringbuf_full":{},"tuple_map_full":{},)"
       R"("open_flows":{},"max_flows":{},"map_fill":{:.4f},"bpf_map_bytes":{},"drops_seen":{},"drops_attributed":{},"drops_unspecified":{},"drops_purged_empty":{},)"
-      R"("attributed_accept":{},"resets":{},"unreported_at_exit":{},"close_missed":{},"recursion_misses":{}}})",
+      R"("attributed_accept":{},"resets":{},"unreported_at_exit":{},"close_missed":{},"children_discarded":{},"recursion_misses":{}}})",
       time_ns, s.state_events, s.flows_created, s.flows_closed, s.flows_emitted, s.flows_filtered, s.records_received,
       s.lost(), s.flow_map_full, s.ringbuf_full, s.tuple_map_full, s.open_flows, s.max_flows,
       s.max_flows ? double(s.open_flows) / double(s.max_flows) : 0.0, s.bpf_map_bytes, s.drops_seen, s.drops_attributed,
-      s.drops_unspecified, s.drops_purged_empty, s.attributed_accept, s.resets, s.unreported_at_exit, s.close_missed, s.recursion_misses);
+      s.drops_unspecified, s.drops_purged_empty, s.attributed_accept, s.resets, s.unreported_at_exit, s.close_missed, s.children_discarded, s.recursion_misses);
 }
 
 // stats_json plus the sinks' own counters (IPFIX queue and send counters).

@@ -384,10 +384,11 @@ TEST(Agent, RttMatchesSsForAnIdleLongLivedFlow) {
   std::thread t([&] { run_client(net.a, net.b4, port, {"--send", std::to_string(256 << 10), "--hold-ms", hold}); });
   // Wait until everything sent is acknowledged: from then on the connection
   // idles and takes no new RTT samples, so ss and the agent must agree.
-  std::string ss;
+  std::string ss, seen;
   for (int i = 0; i < 100; i++) {
     std::this_thread::sleep_for(100ms);
     ss = sh_out(net.a.exec() + fmt::format("ss -tinH dst {}:{}", net.b4, port));
+    if (!ss.empty()) seen = ss;
     if (ss.find("ESTAB") != std::string::npos && ss.find("unacked") == std::string::npos &&
         ss.find("bytes_acked:262145") != std::string::npos)
       break;
@@ -396,7 +397,7 @@ TEST(Agent, RttMatchesSsForAnIdleLongLivedFlow) {
   ss = sh_out(net.a.exec() + fmt::format("ss -tinH dst {}:{}", net.b4, port));
   t.join();
   std::smatch m;
-  ASSERT_TRUE(std::regex_search(ss, m, std::regex(R"(rtt:([\d.]+)/([\d.]+))"))) << ss;
+  ASSERT_TRUE(std::regex_search(ss, m, std::regex(R"(rtt:([\d.]+)/([\d.]+))"))) << ss << "\nlast seen: " << seen;
   const double ss_rtt_us = std::stod(m[1]) * 1000, ss_var_us = std::stod(m[2]) * 1000;
   auto interim = agent.wait_flows([&](const Json& f) { return f["record"] == "interim" && f["netns"] == net.a.inode(); }, 3s);
   ASSERT_FALSE(interim.empty()) << agent.process().out();
