@@ -637,12 +637,11 @@ static __always_inline int state_change(const struct sock *sk, const int oldstat
 	 * one that loses the hash insert is closed from SYN_RECV by the kernel
 	 * (inet_ehash_nolisten) without a byte: the winner is the connection.
 	 * Counted, not reported (a Fast Open child with data is reported). */
-	if (oldstate == TCP_SYN_RECV && f->direction == FS_DIR_INBOUND && !f->bytes_received && !f->bytes_acked) {
+	const int discard = oldstate == TCP_SYN_RECV && f->direction == FS_DIR_INBOUND && !f->bytes_received &&
+			    !f->bytes_acked;
+	if (discard)
 		stat_inc(FS_STAT_CHILDREN_DISCARDED);
-		forget(f, key);
-		return 0;
-	}
-	if (!legacy)
+	if (!legacy && !discard)
 		merge_pending_both(f);
 	f->end_ns = bpf_ktime_get_ns();
 	f->kind = FS_KIND_FINAL;
@@ -652,7 +651,8 @@ static __always_inline int state_change(const struct sock *sk, const int oldstat
 	 * before 5.12 with an insert that only one caller can make). */
 	if (legacy)
 		merge_accepted(f, key);
-	if (!stopping || (legacy ? !claimed_before(key) : !__sync_val_compare_and_swap(&f->exit_claim, 0, 1)))
+	if (!discard &&
+	    (!stopping || (legacy ? !claimed_before(key) : !__sync_val_compare_and_swap(&f->exit_claim, 0, 1))))
 		emit(f);
 	forget(f, key);
 	return 0;
