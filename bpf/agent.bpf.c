@@ -13,6 +13,11 @@
  * The transitions in between cost no lookup: what they say (handshake done,
  * our FIN sent) follows from the state the socket left for CLOSE. The first
  * interim record indexes a long-lived flow by tuple for drop attribution.
+ *
+ * Kernels before 5.13 (Debian 11's 5.10) load the *_legacy programs instead:
+ * the same bodies with `legacy` set, which use only what 5.9 offers (see
+ * mark_untracked for why they are separate programs, `accepted` for the
+ * maps they stay off, dump_flows_legacy for the sweep).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -111,9 +116,69 @@ struct {
 	__type(value, __u8);
 } untracked SEC(".maps");
 
-static __always_inline void mark_untracked(struct sock *sk)
+/* The same mark where tp_btf programs cannot use socket storage (before 5.11):
+ * a hash keyed by the socket's address, removed at the socket's close. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 262144); /* resized by user space (--max-flows) */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, __u8);
+} untracked_socks SEC(".maps");
+
+/* Every program that differs on kernels before 5.13 is built twice from one
+ * body: `legacy` is a constant at each call, so the modern program keeps no
+ * trace of the fallback and the legacy one none of the helpers and
+ * instructions the older kernel would refuse (its verifier rejects an atomic
+ * with a result even in dead code). User space loads one set. */
+static __always_inline void mark_untracked(struct sock *sk, const int legacy)
 {
-	bpf_sk_storage_get(&untracked, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (legacy) {
+		__u64 key = (__u64)sk;
+		__u8 one = 1;
+		bpf_map_update_elem(&untracked_socks, &key, &one, BPF_ANY);
+	} else {
+		bpf_sk_storage_get(&untracked, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	}
+}
+
+static __always_inline int is_untracked(struct sock *sk, const int legacy)
+{
+	if (legacy) {
+		__u64 key = (__u64)sk;
+		return bpf_map_lookup_elem(&untracked_socks, &key) != 0;
+	}
+	return bpf_sk_storage_get(&untracked, sk, 0, 0) != 0;
+}
+
+/* Legacy programs only. The 5.10 verifier warns (a kernel WARN, fatal under
+ * panic_on_warn) when a tracepoint or raw_tp program uses a map that is not
+ * preallocated: the legacy set keeps such programs off `flows`. The accept
+ * tracepoints leave the acceptor here (LRU: preallocated), keyed by socket;
+ * the flow takes it at its close or its next interim record. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct owner);
+} accepted SEC(".maps");
+
+/* Legacy exit claims: the update with BPF_NOEXIST succeeds for one caller
+ * only, which is what cmpxchg gives on newer kernels. Used once the agent
+ * stops; resized by user space (--max-flows). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, __u8);
+} exit_claims SEC(".maps");
+
+/* 1 when another caller reported the flow already (legacy exit claim). */
+static __always_inline int claimed_before(__u64 key)
+{
+	__u8 one = 1;
+	return bpf_map_update_elem(&exit_claims, &key, &one, BPF_NOEXIST) != 0;
 }
 
 struct {
@@ -281,28 +346,59 @@ static __always_inline void merge_sent_pending(struct fs_flow *f)
 
 /* Records the flow's tuple once the local port is bound (tp: the socket as a
  * tcp_sock, or 0 when it is not one). */
-static __always_inline void learn_tuple(const struct tcp_sock *tp, struct fs_flow *f)
+static __always_inline void learn_tuple(const struct tcp_sock *tp, struct fs_flow *f, const int legacy)
 {
 	if (f->tuple.local_port || !tp || !read_tuple(tp, &f->tuple))
 		return;
-	merge_sent_pending(f);
+	/* Nothing is pending without drop reasons (legacy: kernels before 5.17). */
+	if (!legacy)
+		merge_sent_pending(f);
 }
 
 /* The program's name: its thread-group leader's comm (a thread is often
  * named for its job, "Chrome_ChildIOT", not for its program). */
-static __always_inline void current_exe(char *exe)
+static __always_inline void current_exe(char *exe, const int legacy)
 {
+	if (legacy) {
+		/* Before 5.11: the task as an integer, read with CO-RE probes. */
+		struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+		struct task_struct *leader = BPF_CORE_READ(t, group_leader);
+		bpf_core_read_str(exe, FS_COMM_LEN, &leader->comm);
+		return;
+	}
 	struct task_struct *t = bpf_get_current_task_btf();
 	bpf_probe_read_kernel_str(exe, FS_COMM_LEN, t->group_leader->comm);
 }
 
-static __always_inline void bind_owner(struct fs_flow *f)
+static __always_inline void bind_owner(struct fs_flow *f, const int legacy)
 {
 	f->pid = bpf_get_current_pid_tgid() >> 32;
 	f->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(f->comm, sizeof(f->comm));
-	current_exe(f->exe);
+	current_exe(f->exe, legacy);
 	f->flags |= FS_F_ATTRIBUTED;
+}
+
+/* Legacy: binds an inbound flow to the process that accepted it, left in
+ * `accepted` by the accept tracepoints. */
+static __always_inline void merge_accepted(struct fs_flow *f, __u64 key)
+{
+	if (f->flags & FS_F_ATTRIBUTED)
+		return;
+	struct owner *o = bpf_map_lookup_elem(&accepted, &key);
+	if (!o)
+		return;
+	/* Usually the listener's own process accepts: its owner is already
+	 * right, only the flag is missing (as on newer kernels). */
+	if (o->pid != f->pid || o->cgroup_id != f->cgroup_id) {
+		f->pid = o->pid;
+		f->cgroup_id = o->cgroup_id;
+		__builtin_memcpy(f->comm, o->comm, sizeof(f->comm));
+		__builtin_memcpy(f->exe, o->exe, sizeof(f->exe));
+	}
+	f->flags |= FS_F_ATTRIBUTED;
+	stat_inc(FS_STAT_ATTRIBUTED_ACCEPT);
+	bpf_map_delete_elem(&accepted, &key);
 }
 
 /* What the state a socket is in (or left for CLOSE) says of its handshake and
@@ -388,7 +484,7 @@ static __always_inline void forget(struct fs_flow *f, __u64 key)
 	bpf_map_delete_elem(&flows, &key);
 }
 
-static __always_inline void track_listener(const struct sock *sk, int newstate)
+static __always_inline void track_listener(const struct sock *sk, int newstate, const int legacy)
 {
 	struct listener_key lk = {.netns = sk_netns(sk), .port = sk->__sk_common.skc_num};
 	if (newstate == TCP_LISTEN) {
@@ -396,15 +492,15 @@ static __always_inline void track_listener(const struct sock *sk, int newstate)
 		o.pid = bpf_get_current_pid_tgid() >> 32;
 		o.cgroup_id = bpf_get_current_cgroup_id();
 		bpf_get_current_comm(o.comm, sizeof(o.comm));
-		current_exe(o.exe);
+		current_exe(o.exe, legacy);
 		bpf_map_update_elem(&listeners, &lk, &o, BPF_ANY);
 	} else {
 		bpf_map_delete_elem(&listeners, &lk);
 	}
 }
 
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int newstate)
+static __always_inline int state_change(const struct sock *sk, const int oldstate, const int newstate,
+					 const int legacy)
 {
 	if (sk->sk_protocol != IPPROTO_TCP_)
 		return 0;
@@ -426,11 +522,11 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 	case TCP_CLOSING:
 		return 0;
 	case TCP_LISTEN:
-		track_listener(sk, newstate);
+		track_listener(sk, newstate, legacy);
 		return 0;
 	case TCP_CLOSE:
 		if (oldstate == TCP_LISTEN) {
-			track_listener(sk, newstate);
+			track_listener(sk, newstate, legacy);
 			return 0;
 		}
 		break;
@@ -459,8 +555,11 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 			return 0;
 		}
 		/* Counted when the map had no room for it: not preexisting. */
-		if (!starts && bpf_sk_storage_get(&untracked, (struct sock *)sk, 0, 0))
+		if (!starts && is_untracked((struct sock *)sk, legacy)) {
+			if (legacy && newstate == TCP_CLOSE)
+				bpf_map_delete_elem(&untracked_socks, &key);
 			return 0;
+		}
 		struct fs_flow nf = {};
 		nf.sk = key;
 		nf.start_ns = now;
@@ -468,9 +567,13 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 		nf.netns = netns;
 		if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) {
 			nf.direction = FS_DIR_OUTBOUND;
-			bind_owner(&nf); /* connect(2) runs in the caller's context */
+			bind_owner(&nf, legacy); /* connect(2) runs in the caller's context */
 		} else if (oldstate == TCP_LISTEN || oldstate == TCP_SYN_RECV || newstate == TCP_SYN_RECV) {
 			nf.direction = FS_DIR_INBOUND;
+			/* An acceptor left under this address belongs to a socket
+			 * that was never tracked (filtered, or the map full). */
+			if (legacy)
+				bpf_map_delete_elem(&accepted, &key);
 			struct listener_key lk = {.netns = netns, .port = sk->__sk_common.skc_num};
 			struct owner *o = bpf_map_lookup_elem(&listeners, &lk);
 			if (o) {
@@ -501,26 +604,27 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 		if (err && err != -EEXIST_) {
 			stat_inc(FS_STAT_FLOW_MAP_FULL);
 			if (newstate != TCP_CLOSE)
-				mark_untracked((struct sock *)sk);
+				mark_untracked((struct sock *)sk, legacy);
 			return 0;
 		}
 		if (!err)
 			stat_inc(FS_STAT_FLOWS_CREATED);
 		/* Done, unless drops wait for this tuple or the flow ends now (or
 		 * was tracked already: seeded at start-up). */
-		if (!err && newstate != TCP_CLOSE && !(pending_entries && nf.tuple.local_port))
+		if (!err && newstate != TCP_CLOSE && (legacy || !(pending_entries && nf.tuple.local_port)))
 			return 0;
 		f = bpf_map_lookup_elem(&flows, &key);
 		if (!f)
 			return 0;
 		if (!err && newstate != TCP_CLOSE) {
-			merge_sent_pending(f);
+			if (!legacy)
+				merge_sent_pending(f);
 			return 0;
 		}
 	}
 
 	if (newstate != TCP_CLOSE) {
-		learn_tuple(tp, f);
+		learn_tuple(tp, f, legacy);
 		return 0;
 	}
 	if (tp) {
@@ -529,16 +633,41 @@ int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int news
 		read_counters(tp, f, oldstate);
 	}
 	f->last_state = (__u8)oldstate;
-	merge_pending_both(f);
+	/* Two CPUs that complete one handshake at once clone two children; the
+	 * one that loses the hash insert is closed from SYN_RECV by the kernel
+	 * (inet_ehash_nolisten) without a byte: the winner is the connection.
+	 * Counted, not reported (a Fast Open child with data is reported). */
+	const int discard = oldstate == TCP_SYN_RECV && f->direction == FS_DIR_INBOUND && !f->bytes_received &&
+			    !f->bytes_acked;
+	if (discard)
+		stat_inc(FS_STAT_CHILDREN_DISCARDED);
+	if (!legacy && !discard)
+		merge_pending_both(f);
 	f->end_ns = bpf_ktime_get_ns();
 	f->kind = FS_KIND_FINAL;
 	stat_inc(FS_STAT_FLOWS_CLOSED);
 	/* While the agent stops, the exit sweep may have reported this flow
-	 * already: one record per flow either way. */
-	if (!stopping || !__sync_val_compare_and_swap(&f->exit_claim, 0, 1))
+	 * already: one record per flow either way (claimed with cmpxchg, or
+	 * before 5.12 with an insert that only one caller can make). */
+	if (legacy)
+		merge_accepted(f, key);
+	if (!discard &&
+	    (!stopping || (legacy ? !claimed_before(key) : !__sync_val_compare_and_swap(&f->exit_claim, 0, 1))))
 		emit(f);
 	forget(f, key);
 	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+	return state_change(sk, oldstate, newstate, 0);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_state_legacy, const struct sock *sk, const int oldstate, const int newstate)
+{
+	return state_change(sk, oldstate, newstate, 1);
 }
 
 static __always_inline struct fs_flow *flow_of(const struct sock *sk)
@@ -549,14 +678,23 @@ static __always_inline struct fs_flow *flow_of(const struct sock *sk)
 	return bpf_map_lookup_elem(&flows, &key);
 }
 
+/* The counters come from tcp_sock at close; here we only learn the tuple of
+ * a connect that never completes (SYN retransmits), for the timeout record. */
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(on_retransmit, const struct sock *sk)
 {
-	/* The counters come from tcp_sock at close; here we only learn the tuple of
-	 * a connect that never completes (SYN retransmits), for the timeout record. */
 	struct fs_flow *f = flow_of(sk);
 	if (f)
-		learn_tuple(bpf_skc_to_tcp_sock((void *)sk), f);
+		learn_tuple(bpf_skc_to_tcp_sock((void *)sk), f, 0);
+	return 0;
+}
+
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(on_retransmit_legacy, const struct sock *sk)
+{
+	struct fs_flow *f = flow_of(sk);
+	if (f)
+		learn_tuple(bpf_skc_to_tcp_sock((void *)sk), f, 1);
 	return 0;
 }
 
@@ -571,15 +709,27 @@ int BPF_PROG(on_send_reset, const struct sock *sk)
 	return 0;
 }
 
-SEC("tp_btf/tcp_receive_reset")
-int BPF_PROG(on_receive_reset, struct sock *sk)
+static __always_inline void receive_reset(struct sock *sk, const int legacy)
 {
 	struct fs_flow *f = flow_of(sk);
 	if (f) {
-		learn_tuple(bpf_skc_to_tcp_sock(sk), f); /* a refused connect is seen here with its port */
+		learn_tuple(bpf_skc_to_tcp_sock(sk), f, legacy); /* a refused connect is seen here with its port */
 		f->flags |= FS_F_RST_RECEIVED;
 		stat_inc(FS_STAT_RESETS);
 	}
+}
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(on_receive_reset, struct sock *sk)
+{
+	receive_reset(sk, 0);
+	return 0;
+}
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(on_receive_reset_legacy, struct sock *sk)
+{
+	receive_reset(sk, 1);
 	return 0;
 }
 
@@ -717,16 +867,33 @@ int BPF_PROG(on_kfree_skb, struct sk_buff *skb, void *location, int reason)
 
 /* --- process attribution for accepted sockets ------------------------------ */
 
-static __always_inline int bind_accepted(long fd)
+static __always_inline int bind_accepted(long fd, const int legacy)
 {
 	if (fd < 0)
 		return 0;
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct fdtable *fdt = task->files->fdt;
-	if (!fdt || (unsigned long)fd >= fdt->max_fds)
+	struct fdtable *fdt;
+	__u64 fds;
+	unsigned int max_fds;
+	if (legacy) {
+		/* Before 5.11: the task as an integer, read with CO-RE probes. */
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+		fdt = BPF_CORE_READ(task, files, fdt);
+		if (!fdt)
+			return 0;
+		max_fds = BPF_CORE_READ(fdt, max_fds);
+		fds = (__u64)BPF_CORE_READ(fdt, fd);
+	} else {
+		struct task_struct *task = bpf_get_current_task_btf();
+		fdt = task->files->fdt;
+		if (!fdt)
+			return 0;
+		max_fds = fdt->max_fds;
+		fds = (__u64)fdt->fd;
+	}
+	if ((unsigned long)fd >= max_fds)
 		return 0;
 	/* An indexed load needs a helper: BTF pointers take constant offsets only. */
-	__u64 slot = (__u64)fdt->fd + (__u64)fd * sizeof(struct file *);
+	__u64 slot = fds + (__u64)fd * sizeof(struct file *);
 	struct file *file = 0;
 	if (bpf_probe_read_kernel(&file, sizeof(file), (void *)slot) || !file)
 		return 0;
@@ -735,6 +902,16 @@ static __always_inline int bind_accepted(long fd)
 		return 0;
 	struct sock *sk = BPF_CORE_READ(sock, sk);
 	__u64 key = (__u64)sk;
+	if (legacy) {
+		/* Not `flows` from here (see `accepted`). */
+		struct owner o = {};
+		o.pid = bpf_get_current_pid_tgid() >> 32;
+		o.cgroup_id = bpf_get_current_cgroup_id();
+		bpf_get_current_comm(o.comm, sizeof(o.comm));
+		current_exe(o.exe, 1);
+		bpf_map_update_elem(&accepted, &key, &o, BPF_ANY);
+		return 0;
+	}
 	struct fs_flow *f = bpf_map_lookup_elem(&flows, &key);
 	if (f && !(f->flags & FS_F_ATTRIBUTED)) {
 		/* Usually the listener's own process accepts: its owner is already
@@ -743,7 +920,7 @@ static __always_inline int bind_accepted(long fd)
 		if (tgid == f->pid && f->cgroup_id == bpf_get_current_cgroup_id())
 			f->flags |= FS_F_ATTRIBUTED;
 		else
-			bind_owner(f);
+			bind_owner(f, legacy);
 		stat_inc(FS_STAT_ATTRIBUTED_ACCEPT);
 	}
 	return 0;
@@ -752,13 +929,25 @@ static __always_inline int bind_accepted(long fd)
 SEC("tracepoint/syscalls/sys_exit_accept4")
 int on_accept4_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	return bind_accepted(ctx->ret);
+	return bind_accepted(ctx->ret, 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept")
 int on_accept_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	return bind_accepted(ctx->ret);
+	return bind_accepted(ctx->ret, 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int on_accept4_exit_legacy(struct trace_event_raw_sys_exit *ctx)
+{
+	return bind_accepted(ctx->ret, 1);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int on_accept_exit_legacy(struct trace_event_raw_sys_exit *ctx)
+{
+	return bind_accepted(ctx->ret, 1);
 }
 
 /* Fallback where syscall tracepoints are missing: the first receive or send on
@@ -768,7 +957,7 @@ int BPF_PROG(on_recv_length, struct sock *sk)
 {
 	struct fs_flow *f = flow_of(sk);
 	if (f && !(f->flags & FS_F_ATTRIBUTED))
-		bind_owner(f);
+		bind_owner(f, 0);
 	return 0;
 }
 
@@ -777,7 +966,7 @@ int BPF_PROG(on_send_length, struct sock *sk)
 {
 	struct fs_flow *f = flow_of(sk);
 	if (f && !(f->flags & FS_F_ATTRIBUTED))
-		bind_owner(f);
+		bind_owner(f, 0);
 	return 0;
 }
 
@@ -791,7 +980,7 @@ struct dump_ctx {
 	__u32 pad;
 };
 
-static long dump_one(struct bpf_map *map, __u64 *key, struct fs_flow *f, struct dump_ctx *c)
+static __always_inline long dump_flow(__u64 key, struct fs_flow *f, struct dump_ctx *c, const int legacy)
 {
 	if (f->last_report_ns > c->cutoff)
 		return 0;
@@ -802,14 +991,21 @@ static long dump_one(struct bpf_map *map, __u64 *key, struct fs_flow *f, struct 
 		c->incomplete = 1;
 		return 1;
 	}
-	/* At exit, a flow closing right now may have been reported by its close. */
-	if (stopping && __sync_val_compare_and_swap(&f->exit_claim, 0, 1))
-		return 0;
+	/* At exit, a flow closing right now may have been reported by its close
+	 * (claimed as there: cmpxchg, or the claim insert before 5.12). */
+	if (stopping) {
+		if (legacy ? claimed_before(key) : __sync_val_compare_and_swap(&f->exit_claim, 0, 1))
+			return 0;
+	}
+	if (legacy)
+		merge_accepted(f, key);
 	f->last_report_ns = c->now;
 	const struct tcp_sock *tp = (const struct tcp_sock *)f->sk;
 	if (!f->tuple.local_port)
 		read_tuple_probe(tp, &f->tuple);
-	index_flow(f);
+	/* The tuples index serves drop attribution (5.17 and newer). */
+	if (!legacy)
+		index_flow(f);
 	struct fs_flow r;
 	__builtin_memcpy(&r, f, sizeof(r));
 	read_counters_probe(tp, &r, BPF_CORE_READ(tp, inet_conn.icsk_inet.sk.__sk_common.skc_state));
@@ -823,15 +1019,48 @@ static long dump_one(struct bpf_map *map, __u64 *key, struct fs_flow *f, struct 
  * cutoff: flows last reported at or before it get an interim record (now minus
  * the active timeout; at shutdown, the start of the sweep). Returns 1 when it
  * stopped early for lack of ring space. */
-SEC("raw_tp")
-int dump_flows(__u64 *args)
+static long dump_one(struct bpf_map *map, __u64 *key, struct fs_flow *f, struct dump_ctx *c)
+{
+	return dump_flow(*key, f, c, 0);
+}
+
+static __always_inline struct dump_ctx dump_start(__u64 cutoff)
 {
 	__u64 room = 64 * sizeof(struct fs_flow);
 	if (room > ringbuf_bytes / 2)
 		room = ringbuf_bytes / 2; /* a tiny ring still makes progress */
-	struct dump_ctx c = {.now = bpf_ktime_get_ns(), .cutoff = args[0], .room = room};
+	struct dump_ctx c = {.now = bpf_ktime_get_ns(), .cutoff = cutoff, .room = room};
+	return c;
+}
+
+SEC("raw_tp")
+int dump_flows(__u64 *args)
+{
+	struct dump_ctx c = dump_start(args[0]);
 	bpf_for_each_map_elem(&flows, dump_one, &c, 0);
 	return c.incomplete;
+}
+
+/* The same for kernels without bpf_for_each_map_elem (before 5.13): an
+ * iterator over `flows`, run by user space reading it (a tracing program: no
+ * warning for the map; see `accepted`). It cannot be stopped midway, so a
+ * sweep that runs short of ring space skips the rest and says so in
+ * dump_incomplete; user space drains the ring and reads it again. */
+__u64 dump_cutoff = 0;
+__u32 dump_incomplete = 0;
+
+SEC("iter/bpf_map_elem")
+int dump_flows_legacy(struct bpf_iter__bpf_map_elem *ctx)
+{
+	__u64 *key = ctx->key;
+	struct fs_flow *f = ctx->value;
+	if (!key || !f)
+		return 0;
+	struct dump_ctx c = dump_start(dump_cutoff);
+	dump_flow(*key, f, &c, 1);
+	if (c.incomplete)
+		dump_incomplete = 1;
+	return 0;
 }
 
 /* --- connections open before the agent started ------------------------------ */
@@ -839,10 +1068,8 @@ int dump_flows(__u64 *args)
 /* Run once per network namespace at start-up (bpf_iter over its TCP sockets):
  * established connections get a flow entry so they report interim and final
  * records like the rest. Their start and owner are unknown. */
-SEC("iter/tcp")
-int seed_flows(struct bpf_iter__tcp *ctx)
+static __always_inline int seed_flow(struct sock_common *skc, const int legacy)
 {
-	struct sock_common *skc = ctx->sk_common;
 	if (!skc)
 		return 0;
 	int state = skc->skc_state;
@@ -879,12 +1106,24 @@ int seed_flows(struct bpf_iter__tcp *ctx)
 		return 0; /* tracked already: it changed state since the walk began */
 	if (err) {
 		stat_inc(FS_STAT_FLOW_MAP_FULL);
-		mark_untracked((struct sock *)tp);
+		mark_untracked((struct sock *)tp, legacy);
 		return 0;
 	}
 	stat_inc(FS_STAT_FLOWS_CREATED);
 	struct fs_flow *f = bpf_map_lookup_elem(&flows, &key);
 	if (f)
-		learn_tuple(tp, f);
+		learn_tuple(tp, f, legacy);
 	return 0;
+}
+
+SEC("iter/tcp")
+int seed_flows(struct bpf_iter__tcp *ctx)
+{
+	return seed_flow(ctx->sk_common, 0);
+}
+
+SEC("iter/tcp")
+int seed_flows_legacy(struct bpf_iter__tcp *ctx)
+{
+	return seed_flow(ctx->sk_common, 1);
 }

@@ -114,6 +114,7 @@ enum fs_stat {
 	FS_STAT_RESETS,            /* tcp_send_reset / tcp_receive_reset on tracked flows */
 	FS_STAT_DROPS_PURGED_EMPTY, /* QUEUE_PURGE of a payload-less skb at teardown: not a loss */
 	FS_STAT_CLOSE_MISSED,      /* a flow's socket was reused before its close was seen: record lost */
+	FS_STAT_CHILDREN_DISCARDED, /* accepted children closed from SYN_RECV, empty: no connection of their own */
 	FS_STAT_MAX,
 };
 

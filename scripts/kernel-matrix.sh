@@ -204,8 +204,9 @@ EOF
 
 # The kernel's modules the tests need, with their dependencies, in load order.
 # The package ships no modules.dep (its installer runs depmod): dependencies
-# are read from each module's own .modinfo section.
-WANT_MODULES=(veth nf_tables nft_numgen nft_counter nft_ct nft_reject_inet)
+# are read from each module's own .modinfo section. tcp_diag: without it `ss`
+# falls back to /proc/net/tcp and shows no tcp_info (rtt, bytes_acked).
+WANT_MODULES=(veth nf_tables nft_numgen nft_counter nft_ct nft_reject_inet tcp_diag)
 add_modules() {  # $1: kernel dir, $2: release
   local mdir=$1/lib/modules/$2 r=$stage/root f n
   rm -rf "$r/lib/modules" "$r/modules.order"

@@ -47,6 +47,9 @@ struct Agent::Impl {
   // Ids (features table) of the optional hooks this kernel lacks: in every
   // --stats line, so a reader of the counters knows what they cannot show.
   std::vector<std::string> features_off;
+  // Kernels before 5.13: the programs built for them (see agent.bpf.c), and
+  // the interim sweep walks the flow map from here.
+  bool legacy = false;
   int64_t clock_offset = 0;
   uint64_t records_received = 0;
   PerCpuCounters counters;
@@ -55,6 +58,11 @@ struct Agent::Impl {
   void handle(const fs_flow& k);
   void seed_existing(uint32_t only_netns);
   Result<void> dump(uint64_t cutoff);
+  Result<void> dump_each(uint64_t cutoff);
+  // The legacy sweep: an iterator over `flows`, read once per pass.
+  LinkPtr dump_link;
+  // One sweep that reports nothing: the calls the run loop makes work.
+  bool dump_works();
   Result<void> finish();
   uint64_t unreported_at_exit = 0;
   uint64_t stat(uint32_t idx) const;
@@ -137,11 +145,40 @@ void apply_settings(agent_bpf* s, const AgentBpfSettings& c) {
   s->rodata->ringbuf_bytes = c.ringbuf_bytes;
   bpf_map__set_max_entries(s->maps.flows, c.max_flows);
   bpf_map__set_max_entries(s->maps.tuples, c.max_flows);
+  bpf_map__set_max_entries(s->maps.untracked_socks, c.max_flows);
+  bpf_map__set_max_entries(s->maps.exit_claims, c.max_flows);
   bpf_map__set_max_entries(s->maps.events, c.ringbuf_bytes);
 }
 
+// The helpers and instructions whose absence (kernels before 5.13) selects the
+// legacy programs: same records, other means (agent.bpf.c says which).
+constexpr std::string_view kLegacyFallbacks[] = {"current_task_btf", "sk_storage_tracing", "atomics",
+                                                 "for_each_map_elem"};
+
+// One program of each pair the legacy build duplicates: the one this kernel
+// runs stays, the other is not loaded.
+void select_legacy(agent_bpf* s, bool legacy) {
+  const std::pair<bpf_program*, bpf_program*> pairs[] = {
+      {s->progs.on_state, s->progs.on_state_legacy},
+      {s->progs.on_retransmit, s->progs.on_retransmit_legacy},
+      {s->progs.on_receive_reset, s->progs.on_receive_reset_legacy},
+      {s->progs.on_accept4_exit, s->progs.on_accept4_exit_legacy},
+      {s->progs.on_accept_exit, s->progs.on_accept_exit_legacy},
+      {s->progs.dump_flows, s->progs.dump_flows_legacy},
+      {s->progs.seed_flows, s->progs.seed_flows_legacy},
+  };
+  for (auto [modern, old] : pairs) bpf_program__set_autoload(legacy ? modern : old, false);
+  if (legacy) {
+    // Hooks of 5.17 and 6.3 the legacy set has no copy of (no such kernel
+    // needs it): the kernels that lack the rest lack these too.
+    bpf_program__set_autoload(s->progs.on_kfree_skb, false);
+    bpf_program__set_autoload(s->progs.on_recv_length, false);
+    bpf_program__set_autoload(s->progs.on_send_length, false);
+  }
+}
+
 // Each optional hook this kernel lacks has its program turned off, and said so.
-void select_programs(agent_bpf* s, const CommandReport& kernel, bool accept_tracepoints,
+void select_programs(agent_bpf* s, const CommandReport& kernel, bool accept_tracepoints, bool legacy,
                      std::vector<std::string>& degraded, std::vector<std::string>& off) {
   auto unless_present = [&](std::string_view id, std::initializer_list<bpf_program*> progs) {
     if (kernel.has(id)) return;
@@ -150,10 +187,12 @@ void select_programs(agent_bpf* s, const CommandReport& kernel, bool accept_trac
     degraded.push_back(fmt::format("{} unavailable: {}", r->hook, r->without));
     off.emplace_back(id);
   };
+  select_legacy(s, legacy);
+  for (std::string_view id : kLegacyFallbacks) unless_present(id, {});
   unless_present("kfree_skb", {s->progs.on_kfree_skb});
   unless_present("tcp_send_reset", {s->progs.on_send_reset});
-  unless_present("tcp_receive_reset", {s->progs.on_receive_reset});
-  unless_present("tcp_retransmit_skb", {s->progs.on_retransmit});
+  unless_present("tcp_receive_reset", {s->progs.on_receive_reset, s->progs.on_receive_reset_legacy});
+  unless_present("tcp_retransmit_skb", {s->progs.on_retransmit, s->progs.on_retransmit_legacy});
   // Inbound connections are bound to their process at accept(); without the
   // syscall tracepoints, at the first send or receive.
   if (accept_tracepoints) {
@@ -161,8 +200,9 @@ void select_programs(agent_bpf* s, const CommandReport& kernel, bool accept_trac
     bpf_program__set_autoload(s->progs.on_send_length, false);
     return;
   }
-  bpf_program__set_autoload(s->progs.on_accept4_exit, false);
-  bpf_program__set_autoload(s->progs.on_accept_exit, false);
+  for (bpf_program* p : {s->progs.on_accept4_exit, s->progs.on_accept_exit, s->progs.on_accept4_exit_legacy,
+                         s->progs.on_accept_exit_legacy})
+    bpf_program__set_autoload(p, false);
   degraded.push_back("accept attribution: syscall tracepoints unavailable, using first send/receive");
   off.emplace_back("accept_syscalls");
   unless_present("sock_length", {s->progs.on_recv_length, s->progs.on_send_length});
@@ -215,16 +255,37 @@ Result<std::unique_ptr<Agent>> Agent::create(const AgentOptions& opts) {
   agent_bpf* s = impl->skel.get();
   apply_settings(s, *settings);
   if (!tracefs) impl->degraded.push_back(tracefs.error().message);
-  select_programs(s, kernel, tracefs && kernel.has("accept_syscalls"), impl->degraded, impl->features_off);
+  impl->legacy = std::ranges::any_of(kLegacyFallbacks, [&](std::string_view id) { return !kernel.has(id); });
+  // FLOWSCOPE_AGENT_LEGACY=1 loads the legacy programs on any kernel, so the
+  // tests run them where CI runs, not only on an old kernel in a VM.
+  if (const char* v = std::getenv("FLOWSCOPE_AGENT_LEGACY"); v && std::string_view(v) == "1") {
+    if (!impl->legacy) impl->degraded.push_back("legacy programs loaded (FLOWSCOPE_AGENT_LEGACY=1)");
+    impl->legacy = true;
+  }
+  select_programs(s, kernel, tracefs && kernel.has("accept_syscalls"), impl->legacy, impl->degraded,
+                  impl->features_off);
 
   if (auto r = load_skeleton(s->skeleton, "agent's"); !r) return std::unexpected(r.error());
-  const AttachProgram order[] = {{s->progs.on_kfree_skb},   {s->progs.on_send_reset},  {s->progs.on_receive_reset},
-                                 {s->progs.on_retransmit},  {s->progs.on_accept4_exit}, {s->progs.on_accept_exit},
-                                 {s->progs.on_recv_length}, {s->progs.on_send_length},  {s->progs.on_state, true}};
+  // Programs not loaded (the other half of a legacy pair, a hook missing
+  // here) are skipped.
+  const AttachProgram order[] = {{s->progs.on_kfree_skb},           {s->progs.on_send_reset},
+                                 {s->progs.on_receive_reset},       {s->progs.on_receive_reset_legacy},
+                                 {s->progs.on_retransmit},          {s->progs.on_retransmit_legacy},
+                                 {s->progs.on_accept4_exit},        {s->progs.on_accept_exit},
+                                 {s->progs.on_accept4_exit_legacy}, {s->progs.on_accept_exit_legacy},
+                                 {s->progs.on_recv_length},         {s->progs.on_send_length},
+                                 {s->progs.on_state, true},         {s->progs.on_state_legacy, true}};
   auto links = attach_programs(order, impl->degraded);
   if (!links) return std::unexpected(links.error());
   impl->links = std::move(*links);
   impl->counters = PerCpuCounters(s->maps.stats);
+  if (impl->legacy) {
+    union bpf_iter_link_info info {};
+    info.map.map_fd = static_cast<__u32>(bpf_map__fd(s->maps.flows));
+    LIBBPF_OPTS(bpf_iter_attach_opts, iopts, .link_info = &info, .link_info_len = sizeof(info));
+    impl->dump_link.reset(bpf_program__attach_iter(s->progs.dump_flows_legacy, &iopts));
+    if (!impl->dump_link) return fail_errno(errno, "attaching the flow map iterator failed: {}", std::strerror(errno));
+  }
 
   impl->seed_existing(settings->netns);
 
@@ -242,7 +303,7 @@ Result<std::unique_ptr<Agent>> Agent::create(const AgentOptions& opts) {
 // sockets of the namespace of the thread that opens the iterator, so a thread
 // enters each namespace in turn.
 void Agent::Impl::seed_existing(uint32_t only_netns) {
-  LinkPtr link(bpf_program__attach_iter(skel->progs.seed_flows, nullptr));
+  LinkPtr link(bpf_program__attach_iter(legacy ? skel->progs.seed_flows_legacy : skel->progs.seed_flows, nullptr));
   if (!link) {
     degraded.push_back(fmt::format("connections open before start-up: iter/tcp unavailable ({})", std::strerror(errno)));
     features_off.emplace_back("iter_tcp");
@@ -292,6 +353,7 @@ void Agent::Impl::handle(const fs_flow& k) {
 // (CLOCK_MONOTONIC ns, the clock of bpf_ktime_get_ns). The kernel side stops
 // before the ring buffer fills; the sweep drains it and goes on until done.
 Result<void> Agent::Impl::dump(uint64_t cutoff) {
+  if (legacy) return dump_each(cutoff);
   // Each pass reports at least one flow unless other CPUs refill the ring as
   // fast as it drains; the bound keeps a pathological case from spinning.
   for (uint32_t pass = 0; pass <= opts.max_flows; pass++) {
@@ -304,6 +366,41 @@ Result<void> Agent::Impl::dump(uint64_t cutoff) {
     if (topts.retval == 0) return {};
   }
   return {};
+}
+
+// The sweep where the kernel cannot walk a map from BPF (before 5.13): reading
+// an iterator over the flow map runs the program once per flow. A pass that
+// ran short of ring space says so; the ring is drained and the map read again
+// (flows reported already are past the cutoff). Bounded as dump()'s passes.
+Result<void> Agent::Impl::dump_each(uint64_t cutoff) {
+  skel->bss->dump_cutoff = cutoff;
+  for (uint32_t pass = 0; pass <= opts.max_flows; pass++) {
+    skel->bss->dump_incomplete = 0;
+    Fd it(bpf_iter_create(bpf_link__fd(dump_link.get())));
+    if (!it) return fail_errno(errno, "reporting open flows failed: {}", std::strerror(errno));
+    char buf[64];
+    ssize_t n;
+    while ((n = ::read(it.get(), buf, sizeof(buf))) > 0) {
+    }
+    if (n < 0) return fail_errno(errno, "reporting open flows failed: {}", std::strerror(errno));
+    ring_buffer__consume(rb.get());
+    if (!skel->bss->dump_incomplete) return {};
+  }
+  return {};
+}
+
+bool Agent::Impl::dump_works() {
+  if (legacy) {
+    skel->bss->dump_cutoff = 0;
+    Fd it(bpf_iter_create(bpf_link__fd(dump_link.get())));
+    char buf[64];
+    while (it && ::read(it.get(), buf, sizeof(buf)) > 0) {
+    }
+    return static_cast<bool>(it);
+  }
+  uint64_t args[1] = {0};  // a sweep that reports nothing
+  LIBBPF_OPTS(bpf_test_run_opts, topts, .ctx_in = args, .ctx_size_in = sizeof(args));
+  return bpf_prog_test_run_opts(bpf_program__fd(skel->progs.dump_flows), &topts) == 0;
 }
 
 namespace {
@@ -362,9 +459,7 @@ Result<std::string> Agent::drop_capabilities() {
     uint32_t idx = FS_STAT_STATE_EVENTS;
     std::vector<uint64_t> per_cpu(static_cast<size_t>(libbpf_num_possible_cpus()));
     if (bpf_map_lookup_elem(bpf_map__fd(i.skel->maps.stats), &idx, per_cpu.data()) != 0) return false;
-    uint64_t args[1] = {0};  // a sweep that reports nothing
-    LIBBPF_OPTS(bpf_test_run_opts, topts, .ctx_in = args, .ctx_size_in = sizeof(args));
-    return bpf_prog_test_run_opts(bpf_program__fd(i.skel->progs.dump_flows), &topts) == 0;
+    return i.dump_works();
   };
   const CapMask bpf_cap = last_capability() >= CAP_BPF ? cap_bit(CAP_BPF) : cap_bit(CAP_SYS_ADMIN);
   std::optional<CapMask> keep;
@@ -402,6 +497,7 @@ AgentStats Agent::stats() const {
   s.records_received = i.records_received;
   s.unreported_at_exit = i.unreported_at_exit;
   s.close_missed = i.stat(FS_STAT_CLOSE_MISSED);
+  s.children_discarded = i.stat(FS_STAT_CHILDREN_DISCARDED);
   bpf_program* p;
   bpf_object__for_each_program(p, i.skel->obj) {
     bpf_prog_info info{};
@@ -420,11 +516,11 @@ std::string stats_json(const AgentStats& s, uint64_t time_ns) {
       R"({{"type":"stats","time_ns":{},"state_events":{},"flows_created":{},"flows_closed":{},"flows_emitted":{},)"
       R"("flows_filtered":{},"records_received":{},"lost":{},"flow_map_full":{},"ringbuf_full":{},"tuple_map_full":{},)"
       R"("open_flows":{},"max_flows":{},"map_fill":{:.4f},"bpf_map_bytes":{},"drops_seen":{},"drops_attributed":{},"drops_unspecified":{},"drops_purged_empty":{},)"
-      R"("attributed_accept":{},"resets":{},"unreported_at_exit":{},"close_missed":{},"recursion_misses":{}}})",
+      R"("attributed_accept":{},"resets":{},"unreported_at_exit":{},"close_missed":{},"children_discarded":{},"recursion_misses":{}}})",
       time_ns, s.state_events, s.flows_created, s.flows_closed, s.flows_emitted, s.flows_filtered, s.records_received,
       s.lost(), s.flow_map_full, s.ringbuf_full, s.tuple_map_full, s.open_flows, s.max_flows,
       s.max_flows ? double(s.open_flows) / double(s.max_flows) : 0.0, s.bpf_map_bytes, s.drops_seen, s.drops_attributed,
-      s.drops_unspecified, s.drops_purged_empty, s.attributed_accept, s.resets, s.unreported_at_exit, s.close_missed, s.recursion_misses);
+      s.drops_unspecified, s.drops_purged_empty, s.attributed_accept, s.resets, s.unreported_at_exit, s.close_missed, s.children_discarded, s.recursion_misses);
 }
 
 // stats_json plus the sinks' own counters (IPFIX queue and send counters).

@@ -54,6 +54,7 @@ struct AgentStats {
   uint64_t bpf_map_bytes = 0;  // kernel memory of all the agent's maps, as the kernel accounts it
   uint64_t unreported_at_exit = 0;  // flows open at exit the final sweep could not report
   uint64_t close_missed = 0;        // flows whose close the kernel skipped, their socket since reused
+  uint64_t children_discarded = 0;  // a second child of one handshake, closed by the kernel: not a record
   uint64_t recursion_misses = 0;    // events the kernel skipped: a program already ran on that CPU
   uint64_t lost() const { return flow_map_full + ringbuf_full + unreported_at_exit + close_missed; }
 };

@@ -97,6 +97,15 @@ uint64_t drops_named(const Json& f, const std::string& name) {
   return f["drops"].contains(name) ? f["drops"][name].get<uint64_t>() : 0;
 }
 
+// Drop reasons come from kfree_skb's reason argument (Linux 5.17): on an older
+// kernel the tracepoint has none, the agent leaves that hook off (the features
+// table and --stats say so) and no flow may carry a drop.
+bool kernel_has_drop_reasons() {
+  return flowscope::probe_command(flowscope::KernelProbe::open(), "agent").has("kfree_skb");
+}
+constexpr const char* kNoDropReasons = "this kernel's skb:kfree_skb carries no drop reason (Linux 5.17 and newer)";
+bool carries_no_drops(const Json& f) { return !f.contains("drops") || f["drops"].empty(); }
+
 // --- exact payload bytes ---------------------------------------------------
 
 struct BytesCase {
@@ -143,8 +152,11 @@ TEST_P(ExactBytes, BothEndsMatchWhatThePeersCounted) {
   EXPECT_EQ((*cf)["remote_addr"], srv_addr);
   EXPECT_EQ((*cf)["remote_port"], port);
   EXPECT_EQ((*sf)["remote_port"], cj["local_port"]);
-  EXPECT_EQ((*cf)["close"], "fin");
-  EXPECT_EQ((*sf)["close"], "fin");
+  // A FIN each way, unless the kernel itself counted a reset sent in that
+  // end's namespace (its own counter is the truth for the close reason).
+  const uint64_t client_rsts = nstat(net.a, "TcpOutRsts"), server_rsts = nstat(net.b, "TcpOutRsts");
+  EXPECT_EQ((*cf)["close"], client_rsts ? "rst_sent" : "fin") << "client TcpOutRsts " << client_rsts;
+  EXPECT_EQ((*sf)["close"], server_rsts ? "rst_sent" : "fin") << "server TcpOutRsts " << server_rsts;
   EXPECT_GE((*cf)["end_ns"].get<uint64_t>(), (*cf)["start_ns"].get<uint64_t>());
   EXPECT_EQ((*cf)["duration_ns"], (*cf)["end_ns"].get<uint64_t>() - (*cf)["start_ns"].get<uint64_t>());
   EXPECT_GT((*cf)["segs_sent"].get<uint64_t>(), 0u);
@@ -260,6 +272,10 @@ TEST(Agent, RetransmitsAndDropsMatchKernelCounters) {
   std::smatch m;
   ASSERT_TRUE(std::regex_search(rules, m, std::regex(R"(counter packets (\d+))")));
   const uint64_t nft_dropped = std::stoull(m[1]);
+  if (!kernel_has_drop_reasons()) {
+    EXPECT_TRUE(carries_no_drops(*cf) && carries_no_drops(*sf)) << "server " << sf->dump() << "\nclient " << cf->dump();
+    GTEST_SKIP() << "retransmits checked; drops not: " << kNoDropReasons;
+  }
   const std::string reason = kernel_drop_name("NETFILTER_DROP");
   ASSERT_FALSE(reason.empty());
   EXPECT_GT(nft_dropped, 0u);
@@ -312,6 +328,7 @@ void expect_each_socketless_drop_once(const NsPair& net, int port, const std::st
 // A short connection is not in the agent's tuple index: its socket-less drops
 // wait under the packet's addresses and are folded in at close, each once.
 TEST(Agent, SocketlessDropsOfAShortFlowAreCountedOnce) {
+  if (!kernel_has_drop_reasons()) GTEST_SKIP() << kNoDropReasons;
   NsPair net("sklshort");
   const int port = free_port();
   nft_prerouting_drops(net.b, fmt::format("tcp dport {}", port));
@@ -322,6 +339,7 @@ TEST(Agent, SocketlessDropsOfAShortFlowAreCountedOnce) {
 // finds the TCP ports past it. Only such segments are dropped, so a positive
 // nft counter also proves the header was there.
 TEST(Agent, SocketlessDropsBehindIpv6ExtensionHeadersAreCounted) {
+  if (!kernel_has_drop_reasons()) GTEST_SKIP() << kNoDropReasons;
   NsPair net("sklext6");
   const int port = free_port();
   nft_prerouting_drops(net.b, fmt::format("ip6 nexthdr 60 tcp dport {}", port));
@@ -331,6 +349,7 @@ TEST(Agent, SocketlessDropsBehindIpv6ExtensionHeadersAreCounted) {
 // A long-lived connection is indexed at its first interim record; from then
 // on a socket-less drop goes to the end that was to receive the packet.
 TEST(Agent, SocketlessDropsOfALongFlowGoToTheReceiver) {
+  if (!kernel_has_drop_reasons()) GTEST_SKIP() << kNoDropReasons;
   NsPair net("skllong");
   const int port = free_port();
   // Drops of what the server sends, on the client's side.
@@ -359,13 +378,17 @@ TEST(Agent, RttMatchesSsForAnIdleLongLivedFlow) {
   const int port = free_port();
   AgentRunner agent({"--port", std::to_string(port), "--active-timeout", "1"});
   auto server = start_server(net.b, net.b4, port);
-  std::thread t([&] { run_client(net.a, net.b4, port, {"--send", std::to_string(256 << 10), "--hold-ms", "5000"}); });
+  // The client holds the idle connection while the test reads ss; on a slow
+  // machine (qemu without KVM) each ss takes long, so the hold is stretched.
+  const auto hold = std::to_string(slack(std::chrono::milliseconds(5000)).count());
+  std::thread t([&] { run_client(net.a, net.b4, port, {"--send", std::to_string(256 << 10), "--hold-ms", hold}); });
   // Wait until everything sent is acknowledged: from then on the connection
   // idles and takes no new RTT samples, so ss and the agent must agree.
-  std::string ss;
+  std::string ss, seen;
   for (int i = 0; i < 100; i++) {
     std::this_thread::sleep_for(100ms);
     ss = sh_out(net.a.exec() + fmt::format("ss -tinH dst {}:{}", net.b4, port));
+    if (!ss.empty()) seen = ss;
     if (ss.find("ESTAB") != std::string::npos && ss.find("unacked") == std::string::npos &&
         ss.find("bytes_acked:262145") != std::string::npos)
       break;
@@ -374,7 +397,7 @@ TEST(Agent, RttMatchesSsForAnIdleLongLivedFlow) {
   ss = sh_out(net.a.exec() + fmt::format("ss -tinH dst {}:{}", net.b4, port));
   t.join();
   std::smatch m;
-  ASSERT_TRUE(std::regex_search(ss, m, std::regex(R"(rtt:([\d.]+)/([\d.]+))"))) << ss;
+  ASSERT_TRUE(std::regex_search(ss, m, std::regex(R"(rtt:([\d.]+)/([\d.]+))"))) << ss << "\nlast seen: " << seen;
   const double ss_rtt_us = std::stod(m[1]) * 1000, ss_var_us = std::stod(m[2]) * 1000;
   auto interim = agent.wait_flows([&](const Json& f) { return f["record"] == "interim" && f["netns"] == net.a.inode(); }, 3s);
   ASSERT_FALSE(interim.empty()) << agent.process().out();
@@ -398,6 +421,10 @@ TEST(Agent, RefusedConnectIsAFlowWithNoSocketDrop) {
   EXPECT_EQ(cf[0]["direction"], "outbound");
   EXPECT_EQ(cf[0]["remote_port"], port);
   EXPECT_NE(cf[0]["local_port"], 0);
+  if (!kernel_has_drop_reasons()) {
+    EXPECT_TRUE(carries_no_drops(cf[0])) << cf[0].dump();
+    GTEST_SKIP() << "close=refused checked; the SYN's drop not: " << kNoDropReasons;
+  }
   const std::string reason = kernel_drop_name("NO_SOCKET");
   ASSERT_FALSE(reason.empty());
   EXPECT_EQ(drops_named(cf[0], reason), 1u) << cf[0].dump();
@@ -451,9 +478,14 @@ TEST(Agent, ConnectTimeoutIsAFlow) {
   std::string rules = sh_out(net.b.exec() + "nft list chain inet fsto in");
   std::smatch m;
   ASSERT_TRUE(std::regex_search(rules, m, std::regex(R"(counter packets (\d+))")));
-  EXPECT_EQ(drops_named(cf[0], kernel_drop_name("NETFILTER_DROP")), std::stoull(m[1])) << cf[0].dump();
+  const bool reasons = kernel_has_drop_reasons();
+  if (reasons)
+    EXPECT_EQ(drops_named(cf[0], kernel_drop_name("NETFILTER_DROP")), std::stoull(m[1])) << cf[0].dump();
+  else
+    EXPECT_TRUE(carries_no_drops(cf[0])) << cf[0].dump();
   EXPECT_EQ(cf[0]["retrans_segs"], nstat(net.a, "TcpRetransSegs"));  // the SYN's retransmits
   EXPECT_GT(cf[0]["retrans_segs"].get<uint64_t>(), 0u);
+  if (!reasons) GTEST_SKIP() << "close=timeout and retransmits checked; the SYNs' drops not: " << kNoDropReasons;
 }
 
 // --- attribution ---------------------------------------------------------------
@@ -550,11 +582,12 @@ TEST(Agent, RecordsNameTheHostTheProgramAndTheUnit) {
   EXPECT_EQ((*cf)["exe"], "fs_peer");
   EXPECT_EQ((*cf)["unit"], "fstest-web.service");
   EXPECT_EQ((*cf)["host"], "web-1.example");
-  const std::string machine_id = sh_out("cat /etc/machine-id 2>/dev/null");
+  // A host without one (the kernel matrix's VM) gets no host_id at all.
+  const std::string machine_id = sh_out("cat /etc/machine-id 2>/dev/null || true");
   if (machine_id.size() >= 32)
     EXPECT_EQ((*cf)["host_id"], machine_id.substr(0, 32));
   else
-    EXPECT_FALSE(cf->contains("host_id")) << "no machine id here: none may be made up";
+    EXPECT_TRUE(!cf->contains("host_id") || (*cf)["host_id"].is_null()) << "no machine id here: none may be made up";
   // The server's end: a listener's program, no unit outside a service cgroup.
   auto sf = agent.wait_flows([&](const Json& f) { return f["netns"] == net.b.inode() && f["record"] == "final"; }, 5s);
   ASSERT_EQ(sf.size(), 1u);
@@ -613,6 +646,59 @@ TEST(Agent, LongFlowYieldsInterimThenFinalAndTotalsAddUp) {
   EXPECT_EQ((*cf)["bytes_sent"], cj["sent"]);
   EXPECT_EQ((*cf)["bytes_received"], cj["received"]);
   EXPECT_GT((*cf)["end_ns"].get<uint64_t>(), interim.back()["end_ns"].get<uint64_t>());
+}
+
+// The programs for kernels before 5.13, run here (FLOWSCOPE_AGENT_LEGACY=1):
+// interim records from the map iterator, the final record exact, the program
+// name read with CO-RE probes, the inbound end bound at accept() through the
+// acceptor map, and a flow still open at exit reported once.
+TEST(Agent, LegacyProgramsGiveTheSameRecords) {
+  NsPair net("legacy");
+  const int port = free_port();
+  setenv("FLOWSCOPE_AGENT_LEGACY", "1", 1);
+  AgentRunner agent({"--port", std::to_string(port), "--active-timeout", "1"});
+  unsetenv("FLOWSCOPE_AGENT_LEGACY");
+  auto server = start_server(net.b, net.b4, port, {"--send", "777"});
+  auto client = run_client(net.a, net.b4, port, {"--send", "100000", "--hold-ms", "2600"});
+  Json cj = peer_result(*client, "client");
+  ASSERT_FALSE(cj.is_null()) << client->err();
+  auto cf = wait_final(agent, net.a.inode(), cj["local_port"]);
+  ASSERT_TRUE(cf) << agent.process().out() << agent.process().err();
+  EXPECT_EQ((*cf)["bytes_sent"], cj["sent"]);
+  EXPECT_EQ((*cf)["bytes_received"], cj["received"]);
+  EXPECT_EQ((*cf)["pid"], cj["pid"]);
+  EXPECT_EQ((*cf)["exe"], "fs_peer");
+  size_t interim = 0;
+  for (auto& f : agent.flows())
+    if (f["record"] == "interim" && f["netns"] == net.a.inode() && f["local_port"] == cj["local_port"]) {
+      interim++;
+      EXPECT_EQ(f["bytes_sent"], 100000) << f.dump();
+    }
+  EXPECT_GE(interim, 2u) << agent.process().out();
+  const Json listening = peer_result(*server, "listening");
+  auto sf = agent.wait_flows([&](const Json& f) { return f["netns"] == net.b.inode() && f["record"] == "final"; }, slack(5s));
+  ASSERT_EQ(sf.size(), 1u) << agent.process().out();
+  EXPECT_EQ(sf[0]["pid"], listening["pid"]);
+  EXPECT_EQ(sf[0]["bytes_received"], 100000);
+}
+
+// Each flow open at exit leaves exactly one record with the legacy exit claim.
+TEST(Agent, LegacyProgramsReportOpenFlowsOnceAtShutdown) {
+  NsPair net("legexit");
+  const int port = free_port();
+  setenv("FLOWSCOPE_AGENT_LEGACY", "1", 1);
+  AgentRunner agent({"--port", std::to_string(port)});
+  unsetenv("FLOWSCOPE_AGENT_LEGACY");
+  auto server = start_server(net.b, net.b4, port);
+  std::thread t([&] { run_client(net.a, net.b4, port, {"--send", "4242", "--hold-ms", "3000"}); });
+  const std::string ss = net.b.exec() + fmt::format("ss -Htn state established '( sport = :{} )'", port);
+  for (int i = 0; i < 100 && sh_out(ss).empty(); i++) std::this_thread::sleep_for(50ms);
+  ASSERT_FALSE(sh_out(ss).empty()) << "the client never connected";
+  EXPECT_EQ(agent.stop(), 0);
+  t.join();
+  auto flows = agent.flows();
+  ASSERT_EQ(flows.size(), 2u) << agent.process().out();
+  for (auto& f : flows) EXPECT_EQ(f["record"], "interim");
 }
 
 TEST(Agent, OpenFlowsAreReportedAtShutdown) {
