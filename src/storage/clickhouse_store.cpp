@@ -1022,7 +1022,7 @@ Result<std::vector<TopEntry>> ClickHouseStore::top(const TopQuery& q) {
     case TopGroup::Port: keys = {"toString(if(direction = 'inbound', src_port, dst_port))"}; rollup_ok = false; break;
     case TopGroup::Process: keys = {"assumeNotNull(comm)"}; nonnull = "isNotNull(comm)"; break;
     case TopGroup::Container: keys = {"assumeNotNull(container_id)"}; nonnull = "isNotNull(container_id)"; break;
-    case TopGroup::Host: keys = {"host"}; nonnull = "host != ''"; rollup_ok = false; break;
+    case TopGroup::Host: keys = {"assumeNotNull(host)"}; nonnull = "ifNull(host, '') != ''"; rollup_ok = false; break;
     case TopGroup::Netns: keys = {"toString(assumeNotNull(netns))"}; nonnull = "isNotNull(netns)"; rollup_ok = false; break;
     case TopGroup::Close: keys = {"assumeNotNull(close_reason)"}; nonnull = "isNotNull(close_reason)"; break;
     case TopGroup::DropReason:
@@ -1165,11 +1165,11 @@ Result<std::vector<SeriesPoint>> ClickHouseStore::series(const SeriesQuery& q) {
 Result<std::vector<std::string>> ClickHouseStore::complete(const CompleteQuery& q) {
   std::string col;
   switch (q.field) {
-    case CompleteField::Process: col = "assumeNotNull(comm)"; break;
-    case CompleteField::Container: col = "assumeNotNull(container_id)"; break;
-    case CompleteField::Host: col = "host"; break;
+    case CompleteField::Process: col = "ifNull(comm, '')"; break;
+    case CompleteField::Container: col = "ifNull(container_id, '')"; break;
+    case CompleteField::Host: col = "ifNull(host, '')"; break;
     case CompleteField::Exporter: col = "exporter"; break;
-    case CompleteField::Close: col = "assumeNotNull(close_reason)"; break;
+    case CompleteField::Close: col = "ifNull(close_reason, '')"; break;
     case CompleteField::Direction: col = "direction"; break;
     case CompleteField::DropReason:
       col = "arrayJoin(extractAll(ifNull(drops, ''), '\"([A-Za-z0-9_]+)\":'))";
