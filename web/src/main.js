@@ -13,7 +13,6 @@ const FILTER_KEYS = ['addr', 'src', 'dst', 'port', 'protocol', 'direction', 'pro
 // Filter keys whose values /api/complete offers.
 const COMPLETED = ['process', 'container', 'host', 'exporter', 'close', 'direction', 'drops'];
 const RANGES = { '15m': 900, '1h': 3600, '6h': 21600, '24h': 86400, '7d': 604800 };
-const FAIL_CLOSES = ['refused', 'timeout', 'rst_sent', 'rst_received'];
 const METRICS = { bytes: 'bytes', flows: 'connections', retransmits: 'retransmits', failures: 'failures',
   drops: 'drops' };
 
@@ -227,32 +226,25 @@ async function explore(root, p) {
 }
 
 // Edges of the map: process → remote address (default), or source address →
-// destination address. Both from /api/top until a graph API exists.
+// destination address, from /api/top until a graph API exists. An edge is
+// failing when its connections failed or its packets were dropped.
 async function mapEdges(base, mode) {
   if (mode === 'addr') {
-    const [pairs, ...fails] = await Promise.all([
-      api('/api/top', { ...base, group: 'pair', limit: 60 }),
-      ...FAIL_CLOSES.map((c) => api('/api/top', { ...base, group: 'pair', close: c, limit: 200 })),
-    ]);
-    const failing = new Set(fails.flatMap((f) => f.top.map((t) => `${t.src}|${t.dst}`)));
+    const pairs = await api('/api/top', { ...base, group: 'pair', limit: 60 });
     return pairs.top.map((t) => ({
       from: { id: `a:${t.src}`, label: t.src, filter: `addr=${t.src}` },
       to: { id: `a:${t.dst}`, label: t.dst, filter: `addr=${t.dst}` },
       filter: `src=${t.src} dst=${t.dst}`, bytes: t.bytes, retransmits: t.retransmits,
-      failing: failing.has(`${t.src}|${t.dst}`),
+      failing: t.failures > 0 || t.drops > 0,
     }));
   }
-  const [procs, ...fails] = await Promise.all([
-    api('/api/top', { ...base, group: 'process', limit: 15 }),
-    ...FAIL_CLOSES.map((c) => api('/api/flows', { ...base, close: c, limit: 1000 })),
-  ]);
-  const failing = new Set(fails.flatMap((f) => f.flows.map((x) => `${x.comm}|${x.dst_addr}`)));
+  const procs = await api('/api/top', { ...base, group: 'process', limit: 15 });
   const perProc = await pool(procs.top, 4, (t) => api('/api/top', { ...base, process: t.process, group: 'dst', limit: 8 }));
   return procs.top.flatMap((t, i) => perProc[i].top.map((d) => ({
     from: { id: `p:${t.process}`, label: t.process, filter: term('process', t.process), process: true },
     to: { id: `a:${d.dst}`, label: d.dst, filter: `addr=${d.dst}` },
     filter: `${term('process', t.process)} dst=${d.dst}`, bytes: d.bytes, retransmits: d.retransmits,
-    failing: failing.has(`${t.process}|${d.dst}`),
+    failing: d.failures > 0 || d.drops > 0,
   })));
 }
 
@@ -272,7 +264,7 @@ async function map(root, p) {
       width: 1 + 9 * Math.sqrt(e.bytes / max),
       color: e.failing ? '#b3261e' : e.retransmits > 0 ? '#e08a00' : '#7a8aa6' } };
   });
-  root.append(h('p', { class: 'muted' }, 'Edge width: bytes; red: refused, timed out or reset connections; ',
+  root.append(h('p', { class: 'muted' }, 'Edge width: bytes; red: refused, timed out or reset connections, or drops; ',
     'orange: retransmits. Click a node or an edge for its flows.'));
   const el = h('div', { id: 'graph' });
   root.append(el);
