@@ -89,6 +89,8 @@ int main(int argc, char** argv) {
   app.add_option("--query-workers", workers, "The API's query workers");
   app.add_option("--query-queue", queue, "The API's query queue");
   bool serve = false;
+  uint16_t api_port = 0;
+  app.add_option("--port", api_port, "The API's port (0: any free one)");
   app.add_flag("--serve", serve, "Fill the store, print {\"port\":N} and serve until stdin closes");
   CLI11_PARSE(app, argc, argv);
 
@@ -110,7 +112,7 @@ int main(int argc, char** argv) {
                std::chrono::duration<double>(Clock::now() - t0).count());
   }
   ApiOptions o;
-  o.port = 0;
+  o.port = api_port;
   o.limits.query_timeout = std::chrono::milliseconds(static_cast<int64_t>(query_timeout * 1000));
   o.limits.query_workers = workers;
   o.limits.query_queue = queue;

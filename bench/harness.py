@@ -983,7 +983,9 @@ def console_scenario(ctx):
         return {"unavailable": "needs build/bench/fs_api_latency, node and /usr/bin/chromium"}
     rows = 20000 if ctx.args.smoke else 1000000
     out = sh([node, os.path.join(ROOT, "bench", "console_bench.mjs"), "--server", server, "--db",
-              os.path.join(WORK, "console.db"), "--rows", str(rows), "--reps", "3" if ctx.args.smoke else "15"],
+              os.path.join(WORK, "console.db"), "--rows", str(rows), "--reps", "3" if ctx.args.smoke else "15",
+              # A fixed port below 32768, like the default 9740 (smoke: any free one).
+              "--port", "0" if ctx.args.smoke else "19740"],
              timeout=1800)
     return json.loads(out.strip().splitlines()[-1])
 
