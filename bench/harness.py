@@ -1179,6 +1179,9 @@ def report(results, args):
                 w(f"During the flood row, a second sender on 127.0.0.2 sent {r['flood_datagrams']} one-template "
                   f"datagrams ({fmt(r['flood_datagrams_per_s'])}/s) from 100 ports, a new observation domain per "
                   f"round, on the same two cores{ratio}.\n")
+    w("## 5. Tracer cost\n")
+    w("`flowscope trace` rows in the churn and bulk tables above (non-matching filter "
+      f"`{NOMATCH_FILTER}`; in bulk also a filter matching exactly one of the streams).\n")
     if "console" in results:
         s = results["console"]
         w("## 6. Web console\n")
@@ -1203,9 +1206,6 @@ def report(results, args):
             b = s["bundle"]
             w(f"\nBundle (page, script, style): {b['bytes'] / 1024:.0f} KiB, {b['gzip_bytes'] / 1024:.0f} KiB "
               "gzipped.\n")
-    w("## 5. Tracer cost\n")
-    w("`flowscope trace` rows in the churn and bulk tables above (non-matching filter "
-      f"`{NOMATCH_FILTER}`; in bulk also a filter matching exactly one of the streams).\n")
     if os.path.exists(os.path.join(args.outdir, "benchmarks.png")):
         w("## Chart\n\n![throughput ratio to baseline](bench/benchmarks.png)\n")
     return "\n".join(L) + "\n"
