@@ -978,7 +978,8 @@ Result<std::vector<TopEntry>> SqliteStore::top(const TopQuery& q) {
   // Whole minutes inside [from, to] come from the rollup: every record
   // ending in them overlaps the range. The rest (the partial minute at each
   // end, and records that end after `to` but started before it) from flows.
-  const int64_t from_ns = i64(q.filter.from_ns.value_or(0));
+  // (Clamped so the minute arithmetic below cannot overflow.)
+  const int64_t from_ns = i64(std::min<uint64_t>(q.filter.from_ns.value_or(0), INT64_MAX - kMinuteNs));
   const int64_t to_ns = i64(std::min<uint64_t>(q.filter.to_ns.value_or(INT64_MAX), INT64_MAX - 1));
   const int64_t m_from = (from_ns + kMinuteNs - 1) / kMinuteNs, m_to = (to_ns + 1) / kMinuteNs;
   std::optional<Where> rw;
@@ -1071,7 +1072,8 @@ Result<std::vector<SeriesPoint>> SqliteStore::series(const SeriesQuery& q) {
   // The rollup answers the whole minutes when they fall inside buckets:
   // `from` on a minute and the interval whole minutes. The partial minute
   // at the end comes from flows.
-  const int64_t m_from = i64(from) / kMinuteNs, m_to = (i64(to) + 1) / kMinuteNs;
+  const int64_t m_from = i64(from) / kMinuteNs,
+                m_to = (i64(std::min<uint64_t>(to, INT64_MAX - 1)) + 1) / kMinuteNs;
   std::optional<Where> rw;
   if (impl_->opts.use_rollups && from % kMinuteNs == 0 && q.interval_ns % kMinuteNs == 0 && m_to > m_from)
     rw = rollup_where(f);
