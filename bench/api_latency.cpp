@@ -5,9 +5,14 @@
 // 503) as one JSON line each.
 //
 //   fs_api_latency --db /tmp/api.db --rows 1000000 --clients 50 --seconds 20
+//   fs_api_latency --db /tmp/api.db --serve   # fill, print {"port":N}, serve until stdin closes
+//                                             # (bench/console_bench.mjs measures the console on it)
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <string>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -51,7 +56,9 @@ void fill(SqliteStore& store, uint64_t rows) {
     r.packets = 2 + i % 100;
     r.comm = comms[i % 6];
     r.pid = static_cast<uint32_t>(1000 + i % 500);
-    r.close = CloseReason::Fin;
+    r.close = i % 50 == 0 ? CloseReason::Refused : i % 70 == 0 ? CloseReason::RstReceived : CloseReason::Fin;
+    if (i % 97 == 0) r.drops = {{i % 2 ? "NO_SOCKET" : "NETFILTER_DROP", 1 + i % 3}};
+    r.host = i % 3 ? "bench-a" : "bench-b";
     batch.push_back(std::move(r));
     if (batch.size() == 10'000 || i + 1 == rows) {
       if (auto ok = store.insert(batch); !ok) throw std::runtime_error(ok.error().message);
@@ -81,6 +88,10 @@ int main(int argc, char** argv) {
   app.add_option("--path", paths, "Endpoints to measure (repeatable)");
   app.add_option("--query-workers", workers, "The API's query workers");
   app.add_option("--query-queue", queue, "The API's query queue");
+  bool serve = false;
+  uint16_t api_port = 0;
+  app.add_option("--port", api_port, "The API's port (0: any free one)");
+  app.add_flag("--serve", serve, "Fill the store, print {\"port\":N} and serve until stdin closes");
   CLI11_PARSE(app, argc, argv);
 
   auto store = SqliteStore::open({.path = db});
@@ -101,7 +112,7 @@ int main(int argc, char** argv) {
                std::chrono::duration<double>(Clock::now() - t0).count());
   }
   ApiOptions o;
-  o.port = 0;
+  o.port = api_port;
   o.limits.query_timeout = std::chrono::milliseconds(static_cast<int64_t>(query_timeout * 1000));
   o.limits.query_workers = workers;
   o.limits.query_queue = queue;
@@ -111,6 +122,14 @@ int main(int argc, char** argv) {
     return 1;
   }
   const uint16_t port = (*api)->port();
+  if (serve) {
+    fmt::print("{{\"port\":{}}}\n", port);
+    std::fflush(stdout);
+    std::string line;
+    while (std::getline(std::cin, line)) {
+    }
+    return 0;
+  }
   for (const auto& path : paths) {
     std::vector<std::vector<double>> lat(static_cast<size_t>(clients)), lat_ok(static_cast<size_t>(clients));
     std::atomic<uint64_t> ok{0}, busy{0}, timeout{0}, failed{0};

@@ -973,6 +973,23 @@ def micro_scenario(ctx):
     return res
 
 
+def console_scenario(ctx):
+    """The web console over 1M stored flows in SQLite: each view's API calls
+    (p50/p95, one at a time), the page's time to interactive in Chromium on
+    loopback, the bundle's size gzipped (bench/console_bench.mjs)."""
+    server = f"{GEN}/fs_api_latency"
+    node = shutil.which("node")
+    if not os.access(server, os.X_OK) or not node or not os.access("/usr/bin/chromium", os.X_OK):
+        return {"unavailable": "needs build/bench/fs_api_latency, node and /usr/bin/chromium"}
+    rows = 20000 if ctx.args.smoke else 1000000
+    out = sh([node, os.path.join(ROOT, "bench", "console_bench.mjs"), "--server", server, "--db",
+              os.path.join(WORK, "console.db"), "--rows", str(rows), "--reps", "3" if ctx.args.smoke else "15",
+              # A fixed port below 32768, like the default 9740 (smoke: any free one).
+              "--port", "0" if ctx.args.smoke else "19740"],
+             timeout=1800)
+    return json.loads(out.strip().splitlines()[-1])
+
+
 # ---------------------------------------------------------------- report
 
 def machine():
@@ -1165,6 +1182,30 @@ def report(results, args):
     w("## 5. Tracer cost\n")
     w("`flowscope trace` rows in the churn and bulk tables above (non-matching filter "
       f"`{NOMATCH_FILTER}`; in bulk also a filter matching exactly one of the streams).\n")
+    if "console" in results:
+        s = results["console"]
+        w("## 6. Web console\n")
+        if "unavailable" in s:
+            w(f"Not run: {s['unavailable']}\n")
+        else:
+            w(f"{s['rows']} flows over the last 24 h in SQLite (`fs_api_latency --serve`, filled in "
+              f"{s['fill_seconds']:.0f} s), served by the collector's API; each view's API calls as the page makes "
+              f"them (last hour, range start on a whole minute), one at a time, {s['reps']} times each "
+              "(`bench/console_bench.mjs`).\n")
+            w("| view | API calls | worst call p95 (ms) | slowest call |")
+            w("|---|---:|---:|---|")
+            for view, v in s["api"].items():
+                slow = max(v["calls"], key=lambda c: c["p95_ms"])
+                w(f"| {view} | {len(v['calls'])} | {v['worst_p95_ms']:.0f} | `{slow['path']}` (p50 {slow['p50_ms']:.0f}) |")
+            w("\nTime to interactive (navigation to the view drawn with its data, Chromium headless on loopback, "
+              "5 loads each):\n")
+            w("| view | p50 (ms) | max (ms) |")
+            w("|---|---:|---:|")
+            for view, t in s["tti"].items():
+                w(f"| {view} | {t['p50_ms']:.0f} | {t['max_ms']:.0f} |")
+            b = s["bundle"]
+            w(f"\nBundle (page, script, style): {b['bytes'] / 1024:.0f} KiB, {b['gzip_bytes'] / 1024:.0f} KiB "
+              "gzipped.\n")
     if os.path.exists(os.path.join(args.outdir, "benchmarks.png")):
         w("## Chart\n\n![throughput ratio to baseline](bench/benchmarks.png)\n")
     return "\n".join(L) + "\n"
@@ -1233,6 +1274,16 @@ def targets(results):
                      f"(rounds {spread(rr)}{note}) | {ok} |")
         elif t:
             T.append(f"| tracer, non-matching filter, {key.replace('_', ' ')}: ≥ 0.95 | {t['unavailable']} | – |")
+    c = results.get("console")
+    if c and "unavailable" not in c:
+        worst = max(c["api"].items(), key=lambda kv: kv[1]["worst_p95_ms"])
+        T.append(f"| console: each view's API calls p95 ≤ 300 ms over {c['rows']} flows in SQLite | worst "
+                 f"{worst[1]['worst_p95_ms']:.0f} ms ({worst[0]}) | {verdict(worst[1]['worst_p95_ms'] <= 300)} |")
+        slow = max(c["tti"].items(), key=lambda kv: kv[1]["p50_ms"])
+        T.append(f"| console: page interactive ≤ 1.5 s on loopback | slowest view {slow[0]}: p50 "
+                 f"{slow[1]['p50_ms']:.0f} ms | {verdict(slow[1]['p50_ms'] <= 1500)} |")
+        T.append(f"| console: bundle ≤ 600 KB gzipped | {c['bundle']['gzip_bytes'] / 1000:.0f} KB | "
+                 f"{verdict(c['bundle']['gzip_bytes'] <= 600000)} |")
     T.append("\nA ratio whose per-round range spans 1.0 is within this machine's noise; read it with the range. "
              "The 95% confidence interval treats each round's ratio (contender over the baseline of the same round) "
              "as an independent sample; where the target lies inside it, this run cannot tell met from not met.\n")
@@ -1355,7 +1406,7 @@ def write_outputs(results, args, out):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--smoke", action="store_true", help="seconds, not minutes; fails only on real breakage")
-    ap.add_argument("--only", default="", help="comma-separated: micro,churn,bulk,hold,collector")
+    ap.add_argument("--only", default="", help="comma-separated: micro,churn,bulk,hold,collector,console")
     ap.add_argument("--reps", type=int)
     ap.add_argument("--before-build", help="build dir of another flowscope whose agent runs as one more contender")
     ap.add_argument("--contenders", default="",
@@ -1377,7 +1428,7 @@ def main():
     # Scenario 3 runs the agent as shipped, then (full run) with a ring buffer
     # big enough for one interim report of every flow, to show the trade-off.
     args.hold_variants = [args.hold_agent_args] if (smoke or args.hold_agent_args) else ["", "--ringbuf-size 67108864"]
-    only = set(x for x in args.only.split(",") if x) or {"micro", "churn", "bulk", "hold", "collector"}
+    only = set(x for x in args.only.split(",") if x) or {"micro", "churn", "bulk", "hold", "collector", "console"}
 
     if args.report_only:
         return rewrite_report(args)
@@ -1416,6 +1467,9 @@ def main():
         if "collector" in only:
             log("scenario 4: collector ingest")
             results["collector"] = collector_scenario(ctx)
+        if "console" in only:
+            log("scenario 6: web console over 1M stored flows")
+            results["console"] = console_scenario(ctx)
     finally:
         netns_down()
         sh(["sysctl", "-qw", f"kernel.bpf_stats_enabled={old_stats}"], check=False)
@@ -1429,7 +1483,7 @@ def main():
         # A partial run updates its scenarios in the stored results and keeps the rest.
         with open(stored) as f:
             merged = json.load(f)
-        for k in ("micro", "churn_loopback", "churn_netns", "bulk", "hold", "collector"):
+        for k in ("micro", "churn_loopback", "churn_netns", "bulk", "hold", "collector", "console"):
             if k in results:
                 merged[k] = results[k]
                 merged.setdefault("remeasured", {})[k] = results["date"]

@@ -122,6 +122,10 @@ Result<std::unique_ptr<ApiServer>> start_api(const ServeArgs& a, Served& s, ApiS
 }
 
 void add_store_metrics(Served& s) {
+  // Traffic per local workload (bounded: docs/collector.md, "Metrics").
+  auto traffic = std::make_shared<TrafficMetrics>();
+  s.writer->on_rows([traffic](const std::vector<FlowRow>& rows) { traffic->add(rows); });
+  s.metrics->add_snapshot([traffic](FamilyBuilder& b) { traffic->collect(b); });
   s.metrics->add_snapshot([store = s.store, writer = s.writer](FamilyBuilder& b) {
     const auto st = store->stats();
     const auto ws = writer->stats();

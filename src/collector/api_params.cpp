@@ -112,7 +112,8 @@ std::optional<uint64_t> parse_rfc3339(std::string_view v) {
 // Parameters each endpoint accepts; anything else is refused.
 const std::set<std::string> kFilterParams = {"from",      "to",   "addr",   "src",      "dst",      "port",
                                              "protocol",  "direction", "process", "comm", "pid", "container",
-                                             "close",     "exporter",  "record", "drops", "exclude_port"};
+                                             "close",     "exporter",  "record", "drops", "exclude_port",
+                                             "host",      "netns"};
 
 Result<void> check_params(const Params& p, const std::set<std::string>& extra) {
   for (auto it = p.begin(); it != p.end(); it = p.upper_bound(it->first)) {
@@ -201,6 +202,15 @@ Result<FlowFilter> parse_filter(const Params& p, uint64_t now_ns) {
     if (!ok.contains(*v))
       return fail("parameter 'close': expected one of active, fin, rst_sent, rst_received, refused, timeout");
     f.close_reason = *v;
+  }
+  if (auto* v = get(p, "host")) {
+    if (auto r = check_text("host", *v, 255); !r) return std::unexpected(r.error());
+    f.host = *v;
+  }
+  if (auto* v = get(p, "netns")) {
+    auto x = parse_uint<uint64_t>("netns", *v, UINT32_MAX);
+    if (!x) return std::unexpected(x.error());
+    f.netns = *x;
   }
   if (auto* v = get(p, "exporter")) {
     if (auto r = check_text("exporter", *v, 128); !r) return std::unexpected(r.error());
@@ -292,18 +302,24 @@ Result<TopQuery> parse_top_query(const Params& p, uint64_t now_ns) {
   default_last_hour(q.filter, now_ns);
   if (*q.filter.from_ns > *q.filter.to_ns) return fail("'from' is after 'to'");
   if (auto* v = get(p, "group")) {
-    static const std::map<std::string, TopGroup> g = {{"src", TopGroup::Src},         {"dst", TopGroup::Dst},
-                                                      {"pair", TopGroup::Pair},       {"port", TopGroup::Port},
-                                                      {"process", TopGroup::Process}, {"container", TopGroup::Container}};
+    static const std::map<std::string, TopGroup> g = {
+        {"src", TopGroup::Src},         {"dst", TopGroup::Dst},   {"pair", TopGroup::Pair},
+        {"port", TopGroup::Port},       {"process", TopGroup::Process}, {"container", TopGroup::Container},
+        {"host", TopGroup::Host},       {"netns", TopGroup::Netns},     {"close", TopGroup::Close},
+        {"drop_reason", TopGroup::DropReason}};
     auto it = g.find(*v);
-    if (it == g.end()) return fail("parameter 'group': expected src, dst, pair, port, process or container");
+    if (it == g.end())
+      return fail("parameter 'group': expected src, dst, pair, port, process, container, host, netns, close or "
+                  "drop_reason");
     q.group = it->second;
   }
   if (auto* v = get(p, "by")) {
     if (*v == "bytes") q.by = TopMetric::Bytes;
     else if (*v == "flows") q.by = TopMetric::Flows;
     else if (*v == "retransmits" || *v == "retrans") q.by = TopMetric::Retrans;
-    else return fail("parameter 'by': expected bytes, flows or retransmits");
+    else if (*v == "failures") q.by = TopMetric::Failures;
+    else if (*v == "drops") q.by = TopMetric::Drops;
+    else return fail("parameter 'by': expected bytes, flows, retransmits, failures or drops");
   }
   if (auto* v = get(p, "limit")) {
     auto x = parse_uint<uint32_t>("limit", *v, kMaxTopLimit);
@@ -331,6 +347,42 @@ Result<SeriesQuery> parse_series_query(const Params& p, uint64_t now_ns) {
   }
   if ((*q.filter.to_ns - *q.filter.from_ns) / q.interval_ns > kMaxSeriesPoints)
     return fail("time series would have more than {} points: widen 'interval' or narrow from/to", kMaxSeriesPoints);
+  return q;
+}
+
+Result<CompleteQuery> parse_complete_query(const Params& p, uint64_t now_ns) {
+  for (const auto& [k, v] : p) {
+    if (k != "field" && k != "prefix" && k != "limit" && k != "from")
+      return fail("unknown parameter '{}' (expected field, prefix, limit, from)", shown(k));
+    if (p.count(k) > 1) return fail("parameter '{}' given more than once", shown(k));
+  }
+  CompleteQuery q;
+  q.from_ns = now_ns > 86400 * kSec ? now_ns - 86400 * kSec : 0;  // values seen in the last day
+  auto* field = get(p, "field");
+  if (!field) return fail("parameter 'field' is required");
+  static const std::map<std::string, CompleteField> fields = {
+      {"process", CompleteField::Process}, {"container", CompleteField::Container},
+      {"host", CompleteField::Host},       {"exporter", CompleteField::Exporter},
+      {"close", CompleteField::Close},     {"direction", CompleteField::Direction},
+      {"drops", CompleteField::DropReason}};
+  auto it = fields.find(*field);
+  if (it == fields.end())
+    return fail("parameter 'field': expected process, container, host, exporter, close, direction or drops");
+  q.field = it->second;
+  if (auto* v = get(p, "prefix")) {
+    if (v->size() > 128) return fail("parameter 'prefix': expected at most 128 characters");
+    q.prefix = *v;
+  }
+  if (auto* v = get(p, "limit")) {
+    auto x = parse_uint<uint32_t>("limit", *v, kMaxCompleteLimit);
+    if (!x || *x == 0) return fail("parameter 'limit': expected 1..{}", kMaxCompleteLimit);
+    q.limit = *x;
+  }
+  if (auto* v = get(p, "from")) {
+    auto t = parse_time(*v, now_ns);
+    if (!t) return fail("parameter 'from': {}", t.error().message);
+    q.from_ns = *t;
+  }
   return q;
 }
 

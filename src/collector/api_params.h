@@ -20,6 +20,7 @@ inline constexpr uint32_t kDefaultFlowLimit = 100;
 inline constexpr uint64_t kMaxOffset = 10'000'000;
 inline constexpr uint32_t kMaxTopLimit = 1'000;
 inline constexpr uint64_t kMaxSeriesPoints = 10'000;
+inline constexpr uint32_t kMaxCompleteLimit = 100;
 // Times are stored as signed 64-bit nanoseconds: later ones (past the year
 // 2262) are refused rather than wrapped into the past.
 inline constexpr uint64_t kMaxTimeNs = static_cast<uint64_t>(INT64_MAX);
@@ -34,5 +35,8 @@ Result<uint64_t> parse_duration_ns(std::string_view text);
 Result<FlowQuery> parse_flow_query(const Params& p, uint64_t now_ns);
 Result<TopQuery> parse_top_query(const Params& p, uint64_t now_ns);  // default: last hour
 Result<SeriesQuery> parse_series_query(const Params& p, uint64_t now_ns);  // default: last hour
+// Filter completion: field (process, container, host, exporter, close,
+// direction, drops), prefix, limit (default 20), from (default: a day ago).
+Result<CompleteQuery> parse_complete_query(const Params& p, uint64_t now_ns);
 
 }  // namespace flowscope

@@ -463,7 +463,8 @@ struct ApiServer::Impl {
   std::pair<std::string, std::optional<Reply>> screen(MHD_Connection* c, std::string_view path,
                                                       std::string_view method) {
     static const std::unordered_set<std::string_view> kRoutes = {"/", "/healthz", "/metrics", "/api/flows",
-                                                                 "/api/top", "/api/timeseries", "/api/exporters"};
+                                                                 "/api/top", "/api/timeseries", "/api/exporters",
+                                                                 "/api/complete"};
     const std::string endpoint = kRoutes.contains(path)           ? std::string(path)
                                  : web_console_asset(path).has_value() ? std::string("/")
                                                                        : std::string("other");
@@ -535,6 +536,11 @@ struct ApiServer::Impl {
       if (!q) return std::unexpected(q.error());
       return [this, q = *q] { return flows(q); };
     }
+    if (endpoint == "/api/complete") {
+      auto q = parse_complete_query(params, now);
+      if (!q) return std::unexpected(q.error());
+      return [this, q = *q] { return complete(q); };
+    }
     if (endpoint == "/api/top") {
       auto q = parse_top_query(params, now);
       if (!q) return std::unexpected(q.error());
@@ -583,12 +589,15 @@ struct ApiServer::Impl {
           j["dst"] = e.key.at(1);
           break;
         case TopGroup::Port: j["port"] = std::stoul(e.key.at(0)); break;
+        case TopGroup::Netns: j["netns"] = std::stoull(e.key.at(0)); break;
         default: j[to_string(q.group)] = e.key.at(0);
       }
       j["bytes"] = e.bytes;
       j["packets"] = e.packets;
       j["flows"] = e.flows;
       j["retransmits"] = e.retrans;
+      j["failures"] = e.failures;
+      j["drops"] = e.drops;
       items.push_back(std::move(j));
     }
     return json_reply(200, {{"group", to_string(q.group)},
@@ -596,6 +605,12 @@ struct ApiServer::Impl {
                             {"from_ns", *q.filter.from_ns},
                             {"to_ns", *q.filter.to_ns},
                             {"top", items}});
+  }
+
+  Reply complete(const CompleteQuery& q) {
+    auto values = store->complete(q);
+    if (!values) return store_error(values.error());
+    return json_reply(200, {{"field", to_string(q.field)}, {"prefix", q.prefix}, {"values", *values}});
   }
 
   Reply series(const SeriesQuery& q) {
@@ -617,7 +632,9 @@ struct ApiServer::Impl {
                        {"bytes", p.bytes},
                        {"packets", p.packets},
                        {"flows", p.flows},
-                       {"retransmits", p.retrans}});
+                       {"retransmits", p.retrans},
+                       {"failures", p.failures},
+                       {"drops", p.drops}});
     return json_reply(200, {{"from_ns", *q.filter.from_ns},
                             {"to_ns", *q.filter.to_ns},
                             {"interval_ns", q.interval_ns},

@@ -7,7 +7,9 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -16,6 +18,8 @@
 #include <prometheus/histogram.h>
 #include <prometheus/metric_family.h>
 #include <prometheus/registry.h>
+
+#include "storage/flow_row.h"
 
 namespace flowscope {
 
@@ -48,6 +52,35 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* requests_;
   prometheus::Family<prometheus::Histogram>* latency_;
   std::vector<Snapshot> snapshots_;
+};
+
+// Traffic series for Prometheus, per local workload (the process name):
+// bytes, connections, failed connections, retransmits, and drops by reason.
+// Fed with the rows the store committed (their per-record deltas, so a
+// long flow reported many times counts once).
+//
+// Cardinality is bounded: the first `max_workloads` workloads seen get
+// series of their own, everything else is summed into workload="other"
+// (likewise drop reasons beyond `max_reasons`, into reason="other"). The
+// set is fixed once full, not re-ranked: a counter that moved between
+// series would go backwards, which Prometheus reads as a reset.
+class TrafficMetrics {
+ public:
+  explicit TrafficMetrics(size_t max_workloads = 50, size_t max_reasons = 32)
+      : max_workloads_(max_workloads), max_reasons_(max_reasons) {}
+  void add(const std::vector<FlowRow>& rows);
+  void collect(FamilyBuilder& b) const;
+
+ private:
+  struct Counts {
+    uint64_t bytes = 0, connections = 0, failures = 0, retransmits = 0;
+    std::map<std::string, uint64_t> drops;  // by reason
+  };
+  const size_t max_workloads_;
+  const size_t max_reasons_;
+  mutable std::mutex mu_;
+  std::map<std::string, Counts> by_workload_;  // at most max_workloads_ + "other"
+  std::map<std::string, bool> reasons_;        // reasons given series of their own
 };
 
 }  // namespace flowscope

@@ -92,6 +92,11 @@ void StoreWriter::mark(const DeliveryMark& m) {
   marks_.emplace_back(pushed_, m);
 }
 
+void StoreWriter::on_rows(std::function<void(const std::vector<FlowRow>&)> f) {
+  std::lock_guard lk(mu_);
+  on_rows_ = std::move(f);
+}
+
 void StoreWriter::on_stored(std::function<void(const std::vector<DeliveryMark>&)> f) {
   std::lock_guard lk(mu_);
   on_stored_ = std::move(f);
@@ -121,6 +126,7 @@ void StoreWriter::loop() {
   std::vector<FlowRow> batch;
   std::vector<DeliveryMark> marks;
   std::function<void(const std::vector<DeliveryMark>&)> cb;
+  std::function<void(const std::vector<FlowRow>&)> rows_cb;
   for (;;) {
     {
       std::unique_lock lk(mu_);
@@ -154,11 +160,13 @@ void StoreWriter::loop() {
       if (batch.empty() && marks.empty() && stop_) break;
       in_flight_ += marks.size();  // drain() waits for their acknowledgements too
       cb = on_stored_;
+      rows_cb = on_rows_;
     }
     space_cv_.notify_all();
     if (!batch.empty() || !marks.empty()) {
       auto r = store_->insert_marked(batch, marks);
       if (r && !marks.empty() && cb) cb(marks);
+      if (r && rows_cb) rows_cb(batch);
       marks.clear();
       std::lock_guard lk(mu_);
       if (r) {

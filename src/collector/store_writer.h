@@ -59,6 +59,9 @@ class StoreWriter {
   void mark(const DeliveryMark& m);
   // Set before the first push; runs on the writer thread.
   void on_stored(std::function<void(const std::vector<DeliveryMark>&)> f);
+  // Runs on the writer thread with each batch the store committed (deltas
+  // filled), e.g. for traffic metrics; may be set while rows flow.
+  void on_rows(std::function<void(const std::vector<FlowRow>&)> f);
   // Waits until everything pushed so far is committed (or failed).
   void drain();
   StoreWriterStats stats() const;
@@ -81,6 +84,7 @@ class StoreWriter {
   uint64_t taken_ = 0;   // rows ever taken into a batch
   std::deque<std::pair<uint64_t, DeliveryMark>> marks_;  // with the pushed_ they wait for
   std::function<void(const std::vector<DeliveryMark>&)> on_stored_;
+  std::function<void(const std::vector<FlowRow>&)> on_rows_;
   StoreWriterStats st_;
   std::thread thread_;
 };

@@ -243,6 +243,13 @@ std::string raw_table_sql(const std::string& name) {
       name, cols);
 }
 
+// Per record: 1 for a failed connection (refused, timed out, reset), and the
+// packets dropped, counted from a flow's last record only (interim
+// cumulative records carry the totals so far).
+constexpr const char* kFailureExpr =
+    "toUInt64(ifNull(close_reason, '') IN ('refused', 'timeout', 'rst_sent', 'rst_received'))";
+constexpr const char* kDropsExpr = "if(interim AND cumulative, toUInt64(0), drops_total)";
+
 // A rollup keeps what top() and series() group and filter by, without
 // per-connection columns: the service port (the local one of an inbound
 // flow, else the remote one) with ephemeral ports (>= 32768) folded into 0.
@@ -252,7 +259,7 @@ std::string rollup_table_sql(const std::string& name) {
   return fmt::format(
       "CREATE TABLE IF NOT EXISTS {} (time DateTime, exporter String, comm String, container_id String, "
       "port UInt16, protocol UInt8, direction String, close_reason String, bytes UInt64, packets UInt64, "
-      "flows UInt64, retrans UInt64) ENGINE = SummingMergeTree() PARTITION BY toYYYYMMDD(time) "
+      "flows UInt64, retrans UInt64, failures UInt64, drops UInt64) ENGINE = SummingMergeTree() PARTITION BY toYYYYMMDD(time) "
       "ORDER BY (time, {})",
       name, kRollupDims);
 }
@@ -264,8 +271,8 @@ std::string rollup_select(uint32_t seconds, const std::string& raw) {
       "if(if(direction = 'inbound', src_port, dst_port) >= 32768, toUInt16(0), "
       "if(direction = 'inbound', src_port, dst_port)) AS port, protocol, direction, "
       "ifNull(close_reason, '') AS close_reason, d_bytes AS bytes, d_packets AS packets, "
-      "toUInt64(first) AS flows, d_retrans AS retrans FROM {1}",
-      seconds, raw);
+      "toUInt64(first) AS flows, d_retrans AS retrans, {2} AS failures, {3} AS drops FROM {1}",
+      seconds, raw, kFailureExpr, kDropsExpr);
 }
 
 // ---------------------------------------------------------------------------
@@ -774,10 +781,13 @@ Result<void> ClickHouseStore::Impl::migrate(uint32_t from, const std::function<R
   steps.push_back({1, {raw_table_sql("flows" + sfx)}});
   if (cluster) steps.back().second.push_back(distributed("flows"));
   std::vector<std::string> v2;
+  // Version 3 rebuilds them with failures and drops: the same statements.
   for (const auto& r : kRollups) {
     const std::string t = std::string(r.table) + sfx;
     // Rebuilt from the raw table, then fed by the view: dropping first makes
-    // a half-done run safe to repeat.
+    // a half-done run safe to repeat (the Distributed table too, which
+    // copies the columns of the local one when made).
+    if (cluster) v2.push_back(fmt::format("DROP TABLE IF EXISTS {}", r.table));
     v2.push_back(fmt::format("DROP TABLE IF EXISTS {}_mv", t));
     v2.push_back(fmt::format("DROP TABLE IF EXISTS {}", t));
     v2.push_back(rollup_table_sql(t));
@@ -786,7 +796,8 @@ Result<void> ClickHouseStore::Impl::migrate(uint32_t from, const std::function<R
                              rollup_select(r.seconds, "flows" + sfx)));
     if (cluster) v2.push_back(distributed(r.table));
   }
-  steps.push_back({2, std::move(v2)});
+  steps.push_back({2, v2});
+  steps.push_back({3, std::move(v2)});
   for (auto& [version, stmts] : steps) {
     if (version <= from) continue;
     for (const auto& s : stmts)
@@ -921,6 +932,8 @@ Where raw_where(const FlowFilter& f) {
   if (f.dst) w.add(range("dst_ip", *f.dst));
   if (f.port) w.add(fmt::format("(src_port = {0} OR dst_port = {0})", *f.port));
   if (f.pid) w.add(fmt::format("pid = {}", *f.pid));
+  if (f.host) w.add(fmt::format("host = {}", lit(*f.host)));
+  if (f.netns) w.add(fmt::format("netns = {}", *f.netns));
   if (f.interim) w.add(fmt::format("interim = {}", *f.interim ? 1 : 0));
   if (f.drop_reason) {
     // drops holds the JSON object {"REASON":count,...} the SQLite store keeps.
@@ -936,7 +949,8 @@ Where raw_where(const FlowFilter& f) {
 
 // A rollup answers a filter when it has every column the filter needs.
 bool rollup_can_filter(const FlowFilter& f) {
-  return !f.addr && !f.src && !f.dst && !f.port && !f.pid && !f.interim && !f.drop_reason && !f.exclude_port;
+  return !f.addr && !f.src && !f.dst && !f.port && !f.pid && !f.interim && !f.drop_reason && !f.exclude_port &&
+         !f.host && !f.netns;
 }
 
 uint64_t now_ns() {
@@ -998,6 +1012,8 @@ Result<std::vector<TopEntry>> ClickHouseStore::top(const TopQuery& q) {
   bool ip_keys = false;
   const char* nonnull = nullptr;
   bool rollup_ok = i.o.use_rollups && rollup_can_filter(q.filter);
+  std::string drops = kDropsExpr;
+  std::string array_join;
   switch (q.group) {
     case TopGroup::Src: keys = {"toString(src_ip)"}; ip_keys = true; rollup_ok = false; break;
     case TopGroup::Dst: keys = {"toString(dst_ip)"}; ip_keys = true; rollup_ok = false; break;
@@ -1006,10 +1022,21 @@ Result<std::vector<TopEntry>> ClickHouseStore::top(const TopQuery& q) {
     case TopGroup::Port: keys = {"toString(if(direction = 'inbound', src_port, dst_port))"}; rollup_ok = false; break;
     case TopGroup::Process: keys = {"assumeNotNull(comm)"}; nonnull = "isNotNull(comm)"; break;
     case TopGroup::Container: keys = {"assumeNotNull(container_id)"}; nonnull = "isNotNull(container_id)"; break;
+    case TopGroup::Host: keys = {"assumeNotNull(host)"}; nonnull = "ifNull(host, '') != ''"; rollup_ok = false; break;
+    case TopGroup::Netns: keys = {"toString(assumeNotNull(netns))"}; nonnull = "isNotNull(netns)"; rollup_ok = false; break;
+    case TopGroup::Close: keys = {"assumeNotNull(close_reason)"}; nonnull = "isNotNull(close_reason)"; break;
+    case TopGroup::DropReason:
+      // One row per "REASON":count of the drops JSON (no JSON functions in
+      // 18.16): the reason and its count.
+      array_join = " ARRAY JOIN extractAll(ifNull(drops, ''), '\"[A-Za-z0-9_]+\":[0-9]+') AS dr_tok";
+      keys = {"extract(dr_tok, '\"([A-Za-z0-9_]+)\"')"};
+      drops = "if(interim AND cumulative, toUInt64(0), toUInt64(extract(dr_tok, ':([0-9]+)')))";
+      rollup_ok = false;
+      break;
   }
   std::string table = i.raw;
   Where w;
-  const char *b = "d_bytes", *p = "d_packets", *f = "first", *r = "d_retrans";
+  std::string b = "d_bytes", p = "d_packets", f = "toUInt64(first)", r = "d_retrans", fl = kFailureExpr;
   if (rollup_ok) {
     for (const auto& ru : kRollups) {
       if (!rollup_covers(ru.seconds, rollup_retention(i.o, ru.seconds), q.filter.from_ns, q.filter.to_ns)) continue;
@@ -1021,9 +1048,12 @@ Result<std::vector<TopEntry>> ClickHouseStore::top(const TopQuery& q) {
     if (q.filter.from_ns) w.add(fmt::format("time >= toDateTime({})", *q.filter.from_ns / 1'000'000'000ull));
     add_common(w, q.filter);
     // NULL is '' in a rollup.
-    keys = {q.group == TopGroup::Process ? "comm" : "container_id"};
-    nonnull = q.group == TopGroup::Process ? "comm != ''" : "container_id != ''";
-    b = "bytes", p = "packets", f = "flows", r = "retrans";
+    switch (q.group) {
+      case TopGroup::Process: keys = {"comm"}; nonnull = "comm != ''"; break;
+      case TopGroup::Container: keys = {"container_id"}; nonnull = "container_id != ''"; break;
+      default: keys = {"close_reason"}; nonnull = "close_reason != ''"; break;
+    }
+    b = "bytes", p = "packets", f = "flows", r = "retrans", fl = "failures", drops = "drops";
   } else {
     w = raw_where(q.filter);
   }
@@ -1033,11 +1063,18 @@ Result<std::vector<TopEntry>> ClickHouseStore::top(const TopQuery& q) {
     sel += fmt::format("{} AS k{}, ", keys[k], k);
     group += fmt::format("{}k{}", k ? ", " : "", k);
   }
-  const char* order = q.by == TopMetric::Bytes ? "b" : q.by == TopMetric::Flows ? "f" : "r";
+  const char* order = "b";
+  switch (q.by) {
+    case TopMetric::Bytes: order = "b"; break;
+    case TopMetric::Flows: order = "f"; break;
+    case TopMetric::Retrans: order = "r"; break;
+    case TopMetric::Failures: order = "fl"; break;
+    case TopMetric::Drops: order = "dr"; break;
+  }
   auto body = impl_->select(fmt::format(
-      "SELECT {0}sum({1}) AS b, sum({2}) AS p, sum({3}) AS f, sum({4}) AS r FROM {5}{6} GROUP BY {7} "
-      "ORDER BY {8} DESC, b DESC, {7} LIMIT {9} FORMAT RowBinary",
-      sel, b, p, f, r, table, w.sql, group, order, q.limit));
+      "SELECT {0}sum({1}) AS b, sum({2}) AS p, sum({3}) AS f, sum({4}) AS r, sum({10}) AS fl, sum({11}) AS dr "
+      "FROM {5}{12}{6} GROUP BY {7} ORDER BY {8} DESC, b DESC, {7} LIMIT {9} FORMAT RowBinary",
+      sel, b, p, f, r, table, w.sql, group, order, q.limit, fl, drops, array_join));
   t_last_table = table;
   if (!body) return std::unexpected(body.error());
   std::vector<TopEntry> out;
@@ -1057,6 +1094,8 @@ Result<std::vector<TopEntry>> ClickHouseStore::top(const TopQuery& q) {
     e.packets = rd.num<uint64_t>();
     e.flows = rd.num<uint64_t>();
     e.retrans = rd.num<uint64_t>();
+    e.failures = rd.num<uint64_t>();
+    e.drops = rd.num<uint64_t>();
     if (!rd.ok) return fail("ClickHouse: a top row did not decode");
     out.push_back(std::move(e));
   }
@@ -1090,9 +1129,9 @@ Result<std::vector<SeriesPoint>> ClickHouseStore::series(const SeriesQuery& q) {
                       to / 1'000'000'000ull));
     w.add(fmt::format("end_ns BETWEEN {} AND {}", from, to));
     sql = fmt::format(
-        "SELECT intDiv(end_ns - {}, {}) AS bucket, sum(d_bytes), sum(d_packets), sum(first), sum(d_retrans) FROM {}{} "
-        "GROUP BY bucket ORDER BY bucket FORMAT RowBinary",
-        from, q.interval_ns, table, w.sql);
+        "SELECT intDiv(end_ns - {}, {}) AS bucket, sum(d_bytes), sum(d_packets), sum(toUInt64(first)), "
+        "sum(d_retrans), sum({}), sum({}) FROM {}{} GROUP BY bucket ORDER BY bucket FORMAT RowBinary",
+        from, q.interval_ns, kFailureExpr, kDropsExpr, table, w.sql);
   } else {
     Where w;
     add_common(w, f);
@@ -1100,7 +1139,7 @@ Result<std::vector<SeriesPoint>> ClickHouseStore::series(const SeriesQuery& q) {
                       to / 1'000'000'000ull));
     sql = fmt::format(
         "SELECT intDiv(toUInt64(time) * 1000000000 - {}, {}) AS bucket, sum(bytes), sum(packets), sum(flows), "
-        "sum(retrans) FROM {}{} GROUP BY bucket ORDER BY bucket FORMAT RowBinary",
+        "sum(retrans), sum(failures), sum(drops) FROM {}{} GROUP BY bucket ORDER BY bucket FORMAT RowBinary",
         from, q.interval_ns, table, w.sql);
   }
   auto body = impl_->select(sql);
@@ -1115,8 +1154,40 @@ Result<std::vector<SeriesPoint>> ClickHouseStore::series(const SeriesQuery& q) {
     p.packets = rd.num<uint64_t>();
     p.flows = rd.num<uint64_t>();
     p.retrans = rd.num<uint64_t>();
+    p.failures = rd.num<uint64_t>();
+    p.drops = rd.num<uint64_t>();
     if (!rd.ok) return fail("ClickHouse: a series row did not decode");
     out.push_back(p);
+  }
+  return out;
+}
+
+Result<std::vector<std::string>> ClickHouseStore::complete(const CompleteQuery& q) {
+  std::string col;
+  switch (q.field) {
+    case CompleteField::Process: col = "ifNull(comm, '')"; break;
+    case CompleteField::Container: col = "ifNull(container_id, '')"; break;
+    case CompleteField::Host: col = "ifNull(host, '')"; break;
+    case CompleteField::Exporter: col = "exporter"; break;
+    case CompleteField::Close: col = "ifNull(close_reason, '')"; break;
+    case CompleteField::Direction: col = "direction"; break;
+    case CompleteField::DropReason:
+      col = "arrayJoin(extractAll(ifNull(drops, ''), '\"([A-Za-z0-9_]+)\":'))";
+      break;
+  }
+  Where w;
+  w.add(fmt::format("end_time >= toDateTime({})", q.from_ns / 1'000'000'000ull));
+  w.add(fmt::format("end_ns >= {}", q.from_ns));
+  auto body = impl_->select(fmt::format(
+      "SELECT DISTINCT v FROM (SELECT {} AS v FROM {}{}) WHERE v != '' AND startsWith(v, {}) ORDER BY v LIMIT {} "
+      "FORMAT RowBinary",
+      col, impl_->raw, w.sql, lit(q.prefix), q.limit));
+  if (!body) return std::unexpected(body.error());
+  std::vector<std::string> out;
+  Reader rd{body->data(), body->data() + body->size()};
+  while (rd.more()) {
+    out.push_back(rd.str());
+    if (!rd.ok) return fail("ClickHouse: a completion row did not decode");
   }
   return out;
 }

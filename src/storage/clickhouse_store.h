@@ -76,6 +76,7 @@ class ClickHouseStore : public FlowStore {
   Result<FlowPage> query(const FlowQuery& q) override;
   Result<std::vector<TopEntry>> top(const TopQuery& q) override;
   Result<std::vector<SeriesPoint>> series(const SeriesQuery& q) override;
+  Result<std::vector<std::string>> complete(const CompleteQuery& q) override;
   Result<uint64_t> expire(uint64_t cutoff_ns) override;
   StoreStats stats() override;
   Result<void> sync(std::chrono::milliseconds timeout) override;
@@ -83,7 +84,7 @@ class ClickHouseStore : public FlowStore {
   // The table that answered this thread's last top() or series() ("flows",
   // "flows_1m", ...): for tests and the debug log.
   static std::string last_table();
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   struct Impl;
 

@@ -31,6 +31,8 @@ struct FlowFilter {
   std::optional<std::string> container;  // container id (exact, or a prefix of at least 12 characters)
   std::optional<std::string> close_reason;
   std::optional<std::string> exporter;
+  std::optional<std::string> host;   // the agent's host name
+  std::optional<uint64_t> netns;     // network namespace inode
   std::optional<bool> interim;      // only interim (true) or only final (false) records
   // Flows with at least one drop of this kernel reason ("any": any reason).
   std::optional<std::string> drop_reason;
@@ -49,8 +51,13 @@ struct FlowPage {
   bool more = false;           // another page exists
 };
 
-enum class TopGroup { Src, Dst, Pair, Port, Process, Container };
-enum class TopMetric { Bytes, Flows, Retrans };
+// DropReason: one entry per kernel drop reason, over the flows that had it
+// (its drops are that reason's packets).
+enum class TopGroup { Src, Dst, Pair, Port, Process, Container, Host, Netns, Close, DropReason };
+// Failures: connections that closed refused, timed out or reset. Drops:
+// packets the kernel dropped, counted from each flow's last record (a
+// flow's interim records carry its totals so far).
+enum class TopMetric { Bytes, Flows, Retrans, Failures, Drops };
 
 struct TopQuery {
   FlowFilter filter;
@@ -65,6 +72,8 @@ struct TopEntry {
   uint64_t packets = 0;
   uint64_t flows = 0;
   uint64_t retrans = 0;
+  uint64_t failures = 0;
+  uint64_t drops = 0;
 };
 
 struct SeriesQuery {
@@ -78,6 +87,19 @@ struct SeriesPoint {
   uint64_t packets = 0;
   uint64_t flows = 0;
   uint64_t retrans = 0;
+  uint64_t failures = 0;
+  uint64_t drops = 0;
+};
+
+// Values seen of one field, for the console's filter completion: those
+// starting with `prefix`, in order, at most `limit`, from records that
+// ended at or after `from_ns`.
+enum class CompleteField { Process, Container, Host, Exporter, Close, Direction, DropReason };
+struct CompleteQuery {
+  CompleteField field = CompleteField::Process;
+  std::string prefix;
+  uint64_t from_ns = 0;
+  uint32_t limit = 20;
 };
 
 // Where an exporter instance's records are stored up to: every data record
@@ -120,6 +142,9 @@ class FlowStore {
   virtual Result<FlowPage> query(const FlowQuery& q) = 0;
   virtual Result<std::vector<TopEntry>> top(const TopQuery& q) = 0;
   virtual Result<std::vector<SeriesPoint>> series(const SeriesQuery& q) = 0;
+  virtual Result<std::vector<std::string>> complete(const CompleteQuery& /*q*/) {
+    return std::vector<std::string>{};
+  }
   // Deletes flows that ended before `cutoff_ns`; returns how many.
   virtual Result<uint64_t> expire(uint64_t cutoff_ns) = 0;
   virtual StoreStats stats() = 0;
@@ -130,5 +155,9 @@ class FlowStore {
 
 const char* to_string(TopGroup g);
 const char* to_string(TopMetric m);
+const char* to_string(CompleteField f);
+
+// Close reasons that count as a failed connection.
+inline constexpr const char* kFailedCloses[] = {"refused", "timeout", "rst_sent", "rst_received"};
 
 }  // namespace flowscope

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <list>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 #include <variant>
 
@@ -27,8 +28,25 @@ const char* to_string(TopGroup g) {
     case TopGroup::Port: return "port";
     case TopGroup::Process: return "process";
     case TopGroup::Container: return "container";
+    case TopGroup::Host: return "host";
+    case TopGroup::Netns: return "netns";
+    case TopGroup::Close: return "close";
+    case TopGroup::DropReason: return "drop_reason";
   }
   return "src";
+}
+
+const char* to_string(CompleteField f) {
+  switch (f) {
+    case CompleteField::Process: return "process";
+    case CompleteField::Container: return "container";
+    case CompleteField::Host: return "host";
+    case CompleteField::Exporter: return "exporter";
+    case CompleteField::Close: return "close";
+    case CompleteField::Direction: return "direction";
+    case CompleteField::DropReason: return "drops";
+  }
+  return "process";
 }
 
 const char* to_string(TopMetric m) {
@@ -36,19 +54,22 @@ const char* to_string(TopMetric m) {
     case TopMetric::Bytes: return "bytes";
     case TopMetric::Flows: return "flows";
     case TopMetric::Retrans: return "retransmits";
+    case TopMetric::Failures: return "failures";
+    case TopMetric::Drops: return "drops";
   }
   return "bytes";
 }
 
 namespace {
 
-// Schema version 2 (1 plus the preexisting column, added in place).
+// Schema version 3 (1 plus the preexisting column, added in place; 3 adds
+// the per-minute rollup, built from the flows at the first start).
 // Addresses are 16-byte BLOBs (IPv4 mapped into IPv6) so a CIDR is a BETWEEN
 // over an index; text forms are made on the way out. The flows table's
 // columns come from the field table (flow/fields.h), followed by the store's
 // own: drops_total (for sums without parsing JSON), this record's share of
 // the flow's totals (d_*), and whether it is the flow's first record.
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
 struct StoreColumn {
   const char* name;
@@ -130,6 +151,47 @@ std::string columns_sql() {
   });
   for (const auto& c : kStoreColumns) cols += fmt::format(", {}", c.name);
   return cols;
+}
+
+// The per-minute rollup: what top() and series() group and filter by,
+// without per-connection columns (addresses, pid, the ephemeral port), summed
+// per minute of the records' end time. Kept in the insert's transaction, so
+// it always holds exactly the rows of `flows`. `port` is the service port
+// (the local one of an inbound flow, else the destination's); `low_port` the
+// other port when below 32768, else -1, so port filters below that stay exact.
+constexpr int64_t kMinuteNs = 60'000'000'000;
+constexpr const char* kRollupSchema = R"sql(
+CREATE TABLE IF NOT EXISTS flows_1m (
+  minute INTEGER NOT NULL, exporter TEXT NOT NULL, host TEXT, comm TEXT, container_id TEXT,
+  port INTEGER NOT NULL, low_port INTEGER NOT NULL, protocol INTEGER NOT NULL, direction TEXT NOT NULL,
+  close_reason TEXT, interim INTEGER NOT NULL, has_drops INTEGER NOT NULL,
+  bytes INTEGER NOT NULL, packets INTEGER NOT NULL, flows INTEGER NOT NULL, retrans INTEGER NOT NULL,
+  failures INTEGER NOT NULL, drops INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS flows_1m_minute ON flows_1m(minute);
+)sql";
+constexpr const char* kRollupColumns =
+    "minute, exporter, host, comm, container_id, port, low_port, protocol, direction, close_reason, interim, "
+    "has_drops, bytes, packets, flows, retrans, failures, drops";
+constexpr const char* kRollupDims =
+    "minute, exporter, host, comm, container_id, port, low_port, protocol, direction, close_reason, interim, has_drops";
+// Per record: a failed connection (refused, timed out, reset), and the
+// packets dropped, counted from a flow's last record (interim cumulative
+// records carry the totals so far).
+#define FS_SQLITE_FAILED "(close_reason IN ('refused', 'timeout', 'rst_sent', 'rst_received'))"
+#define FS_SQLITE_DROPS(v) "(CASE WHEN interim AND cumulative THEN 0 ELSE " v " END)"
+// Rollup rows from the flows of `where` (a WHERE clause on flows).
+std::string rollup_from_flows(const std::string& where) {
+  return fmt::format(
+      "INSERT INTO flows_1m ({}) SELECT end_ns / {} AS minute, exporter, host, comm, container_id, "
+      "CASE WHEN direction = 'inbound' THEN src_port ELSE dst_port END AS port, "
+      "CASE WHEN (CASE WHEN direction = 'inbound' THEN dst_port ELSE src_port END) < 32768 "
+      "THEN (CASE WHEN direction = 'inbound' THEN dst_port ELSE src_port END) ELSE -1 END AS low_port, "
+      "protocol, direction, close_reason, interim, drops_total > 0 AS has_drops, SUM(d_bytes), SUM(d_packets), "
+      "SUM(first), SUM(d_retrans), COALESCE(SUM(" FS_SQLITE_FAILED "), 0), SUM(" FS_SQLITE_DROPS("drops_total") ") "
+      "FROM flows {} GROUP BY minute, exporter, host, comm, container_id, port, low_port, protocol, direction, "
+      "close_reason, interim, has_drops",
+      kRollupColumns, kMinuteNs, where);
 }
 
 struct DbCloser {
@@ -330,6 +392,8 @@ Where build_where(const FlowFilter& f) {
   }
   if (f.close_reason) w.add("close_reason = ?", {*f.close_reason});
   if (f.exporter) w.add("exporter = ?", {*f.exporter});
+  if (f.host) w.add("host = ?", {*f.host});
+  if (f.netns) w.add("netns = ?", {i64(*f.netns)});
   if (f.interim) w.add("interim = ?", {int64_t{*f.interim ? 1 : 0}});
   if (f.drop_reason) {
     if (*f.drop_reason == "any")
@@ -426,6 +490,38 @@ struct SqliteStore::Impl {
   std::mutex stats_mu;
   StoreStats st;
   uint64_t tracker_evicted = 0;
+
+  // Rollup rows are added per batch and merged per minute now and then
+  // (rows above `compacted` are not merged yet).
+  int64_t compacted = 0;
+  std::chrono::steady_clock::time_point next_compaction{};
+
+  // Merges the rollup rows of the minutes touched since the last merge
+  // into one row per minute and key (under write_mu, in a transaction).
+  Result<void> compact_rollup() {
+    sqlite3* w = writer.get();
+    int64_t top = 0;
+    auto r = [&]() -> Result<void> {
+      auto st = prepare(w, "SELECT COALESCE(MAX(rowid), 0) FROM flows_1m");
+      if (!st) return std::unexpected(st.error());
+      if (sqlite3_step(st->get()) == SQLITE_ROW) top = sqlite3_column_int64(st->get(), 0);
+      return {};
+    }();
+    if (!r) return r;
+    if (top <= compacted) return {};
+    const std::string touched =
+        fmt::format("SELECT DISTINCT minute FROM flows_1m WHERE rowid > {} AND rowid <= {}", compacted, top);
+    const std::string sql = fmt::format(
+        "INSERT INTO flows_1m ({0}) SELECT {1}, SUM(bytes), SUM(packets), SUM(flows), SUM(retrans), SUM(failures), "
+        "SUM(drops) FROM flows_1m WHERE minute IN ({2}) AND rowid <= {3} GROUP BY {1};"
+        "DELETE FROM flows_1m WHERE minute IN ({2}) AND rowid <= {3};",
+        kRollupColumns, kRollupDims, touched, top);
+    if (auto e = exec(w, sql.c_str()); !e) return e;
+    auto st = prepare(w, "SELECT COALESCE(MAX(rowid), 0) FROM flows_1m");
+    if (!st) return std::unexpected(st.error());
+    if (sqlite3_step(st->get()) == SQLITE_ROW) compacted = sqlite3_column_int64(st->get(), 0);
+    return {};
+  }
 
   Result<Db> reader() {
     {
@@ -594,6 +690,22 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const SqliteOptions& opts
   }
   if (auto r = exec(w, schema_sql().c_str()); !r) return fail("{}: {}", opts.path, r.error().message);
   if (auto r = impl->add_missing_columns(); !r) return fail("{}: {}", opts.path, r.error().message);
+  {
+    // A database from before the rollup: built from its flows once.
+    auto have = prepare(w, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'flows_1m'");
+    if (!have) return std::unexpected(have.error());
+    const bool exists = sqlite3_step(have->get()) == SQLITE_ROW && sqlite3_column_int(have->get(), 0) > 0;
+    have->reset();
+    std::string sql = fmt::format("BEGIN IMMEDIATE; {}", kRollupSchema);
+    if (!exists) sql += rollup_from_flows("") + ";";
+    sql += "COMMIT;";
+    if (auto r = exec(w, sql.c_str()); !r) {
+      (void)exec(w, "ROLLBACK");
+      return fail("{}: building the per-minute rollup: {}", opts.path, r.error().message);
+    }
+    if (!exists && sqlite3_total_changes64(w) > 0)
+      spdlog::info("{}: built the per-minute rollup of the stored flows", opts.path);
+  }
   // The insert statements: one row or kRowsPerInsert rows, with every
   // column bound or with NULL literals for the agent's columns.
   for (bool lean_rows : {false, true}) {
@@ -671,6 +783,20 @@ Result<void> SqliteStore::insert_marked(std::vector<FlowRow>& rows, const std::v
   // Nothing may keep pointers into this batch.
   for (auto* st : {i.insert_multi.get(), i.insert_stmt.get(), i.insert_multi_lean.get(), i.insert_lean.get()})
     sqlite3_clear_bindings(st);
+  if (ok && !rows.empty()) {
+    // The batch's rows (consecutive ids) into the rollup, in the same
+    // transaction; merged per minute about once a minute.
+    auto r = exec(db, rollup_from_flows(fmt::format("WHERE id BETWEEN {} AND {}", rows.front().id, rows.back().id))
+                          .c_str());
+    if (r && std::chrono::steady_clock::now() >= i.next_compaction) {
+      r = i.compact_rollup();
+      i.next_compaction = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    }
+    if (!r) {
+      ok = false;
+      failure = r.error().message;
+    }
+  }
   if (ok && !marks.empty()) {
     auto st = prepare(db,
                       "INSERT INTO delivery(instance, domain, next_seq, updated_ns) VALUES(?, ?, ?, ?) "
@@ -753,12 +879,73 @@ Result<FlowPage> SqliteStore::query(const FlowQuery& q) {
   return page;
 }
 
+// The aggregates every top and series row carries, in this order: bytes,
+// packets, connections, retransmits, failures, drops (see TopMetric).
+#define FS_SQLITE_AGGREGATES(drops_value)                                                   \
+  "SUM(d_bytes) AS b, SUM(d_packets) AS p, SUM(first) AS f, SUM(d_retrans) AS r, "          \
+  "COALESCE(SUM(" FS_SQLITE_FAILED "), 0) AS fl, COALESCE(SUM(" FS_SQLITE_DROPS(drops_value) "), 0) AS dr"
+// The same from the rollup.
+constexpr const char* kRollupAggregates =
+    "SUM(bytes) AS b, SUM(packets) AS p, SUM(flows) AS f, SUM(retrans) AS r, SUM(failures) AS fl, SUM(drops) AS dr";
+
+namespace {
+
+thread_local bool t_used_rollup = false;
+
+// The filter on the rollup's columns, or nothing when the filter needs a
+// column only `flows` has (addresses, pid, netns, one drop reason, a port
+// that may be ephemeral). Time bounds are the caller's.
+std::optional<Where> rollup_where(const FlowFilter& f) {
+  if (f.addr || f.src || f.dst || f.pid || f.netns) return std::nullopt;
+  if (f.drop_reason && *f.drop_reason != "any") return std::nullopt;
+  if ((f.port && *f.port >= 32768) || (f.exclude_port && *f.exclude_port >= 32768)) return std::nullopt;
+  Where w;
+  if (f.port) w.add("(port = ? OR low_port = ?)", {int64_t{*f.port}, int64_t{*f.port}});
+  if (f.protocol) w.add("protocol = ?", {int64_t{*f.protocol}});
+  if (f.direction) w.add("direction = ?", {*f.direction});
+  if (f.comm) w.add("comm = ?", {*f.comm});
+  if (f.container) {
+    if (f.container->size() >= 64)
+      w.add("container_id = ?", {*f.container});
+    else
+      w.add("substr(container_id, 1, ?) = ?", {static_cast<int64_t>(f.container->size()), *f.container});
+  }
+  if (f.close_reason) w.add("close_reason = ?", {*f.close_reason});
+  if (f.exporter) w.add("exporter = ?", {*f.exporter});
+  if (f.host) w.add("host = ?", {*f.host});
+  if (f.interim) w.add("interim = ?", {int64_t{*f.interim ? 1 : 0}});
+  if (f.drop_reason) w.add("has_drops = 1", {});
+  if (f.exclude_port) w.add("(port <> ? AND low_port <> ?)", {int64_t{*f.exclude_port}, int64_t{*f.exclude_port}});
+  return w;
+}
+
+// Appends a part's WHERE (sql and args) to a statement being built.
+void append(std::string& sql, std::vector<Value>& args, const Where& w) {
+  sql += w.sql;
+  args.insert(args.end(), w.args.begin(), w.args.end());
+}
+
+const char* order_of(TopMetric m) {
+  switch (m) {
+    case TopMetric::Bytes: return "b";
+    case TopMetric::Flows: return "f";
+    case TopMetric::Retrans: return "r";
+    case TopMetric::Failures: return "fl";
+    case TopMetric::Drops: return "dr";
+  }
+  return "b";
+}
+
+}  // namespace
+
 Result<std::vector<TopEntry>> SqliteStore::top(const TopQuery& q) {
   // Group and order expressions come from these fixed tables only.
   const char* key = "src_ip";
   int nkeys = 1;
   bool blob_keys = true;
   const char* nonnull = nullptr;
+  const char* from = "flows";
+  bool per_reason = false;
   switch (q.group) {
     case TopGroup::Src: key = "src_ip"; break;
     case TopGroup::Dst: key = "dst_ip"; break;
@@ -767,14 +954,90 @@ Result<std::vector<TopEntry>> SqliteStore::top(const TopQuery& q) {
     case TopGroup::Port: key = "CASE WHEN direction = 'inbound' THEN src_port ELSE dst_port END"; blob_keys = false; break;
     case TopGroup::Process: key = "comm"; blob_keys = false; nonnull = "comm IS NOT NULL"; break;
     case TopGroup::Container: key = "container_id"; blob_keys = false; nonnull = "container_id IS NOT NULL"; break;
+    case TopGroup::Host: key = "host"; blob_keys = false; nonnull = "host <> ''"; break;
+    // As text, so ties order as on every backend.
+    case TopGroup::Netns: key = "CAST(netns AS TEXT)"; blob_keys = false; nonnull = "netns IS NOT NULL"; break;
+    case TopGroup::Close: key = "close_reason"; blob_keys = false; nonnull = "close_reason IS NOT NULL"; break;
+    case TopGroup::DropReason:
+      key = "dr_each.key";
+      blob_keys = false;
+      from = "flows, json_each(flows.drops) AS dr_each";
+      per_reason = true;
+      break;
   }
-  const char* order = q.by == TopMetric::Bytes ? "b" : q.by == TopMetric::Flows ? "f" : "r";
+  // The rollup's key for groups it keeps.
+  const char* rkey = nullptr;
+  switch (q.group) {
+    case TopGroup::Port: rkey = "port"; break;
+    case TopGroup::Process: rkey = "comm"; break;
+    case TopGroup::Container: rkey = "container_id"; break;
+    case TopGroup::Host: rkey = "host"; break;
+    case TopGroup::Close: rkey = "close_reason"; break;
+    default: break;
+  }
+  // Whole minutes inside [from, to] come from the rollup: every record
+  // ending in them overlaps the range. The rest (the partial minute at each
+  // end, and records that end after `to` but started before it) from flows.
+  // (Clamped so the minute arithmetic below cannot overflow.)
+  const int64_t from_ns = i64(std::min<uint64_t>(q.filter.from_ns.value_or(0), INT64_MAX - kMinuteNs));
+  const int64_t to_ns = i64(std::min<uint64_t>(q.filter.to_ns.value_or(INT64_MAX), INT64_MAX - 1));
+  const int64_t m_from = (from_ns + kMinuteNs - 1) / kMinuteNs, m_to = (to_ns + 1) / kMinuteNs;
+  std::optional<Where> rw;
+  if (impl_->opts.use_rollups && rkey && m_to > m_from) rw = rollup_where(q.filter);
+  if (rw) {
+    FlowFilter attrs = q.filter;
+    attrs.from_ns.reset();
+    attrs.to_ns.reset();
+    std::string sql = "SELECT k0, SUM(b) AS b, SUM(p) AS p, SUM(f) AS f, SUM(r) AS r, SUM(fl) AS fl, SUM(dr) AS dr FROM (";
+    std::vector<Value> args;
+    for (int part = 0; part < 2; ++part) {  // the head and the tail, from flows
+      Where w = build_where(attrs);
+      if (nonnull) w.add(nonnull, {});
+      if (part == 0)
+        w.add("end_ns >= ? AND end_ns < ? AND start_ns <= ?", {from_ns, m_from * kMinuteNs, to_ns});
+      else
+        w.add("end_ns >= ? AND start_ns <= ?", {m_to * kMinuteNs, to_ns});
+      // These parts are narrow ranges of end times: by that index, never
+      // by one that would save the grouping's sort but read every row.
+      sql += fmt::format("SELECT {} AS k0, " FS_SQLITE_AGGREGATES("drops_total") " FROM flows INDEXED BY flows_end", key);
+      append(sql, args, w);
+      sql += fmt::format(" GROUP BY k0 UNION ALL ");
+    }
+    Where w = *rw;
+    if (nonnull) w.add(fmt::format("{} {}", rkey, q.group == TopGroup::Host ? "<> ''" : "IS NOT NULL").c_str(), {});
+    w.add("minute >= ? AND minute < ?", {m_from, m_to});
+    sql += fmt::format("SELECT {} AS k0, {} FROM flows_1m", rkey, kRollupAggregates);
+    append(sql, args, w);
+    sql += fmt::format(" GROUP BY k0) GROUP BY k0 ORDER BY {} DESC, b DESC, k0 LIMIT ?", order_of(q.by));
+    args.push_back(static_cast<int64_t>(q.limit));
+    auto db = impl_->reader();
+    if (!db) return std::unexpected(db.error());
+    std::vector<TopEntry> out;
+    auto r = run_query(db->get(), sql, args, [&](sqlite3_stmt* s) {
+      TopEntry e;
+      e.key.push_back(column_text(s, 0));
+      auto u = [&](int k) { return static_cast<uint64_t>(sqlite3_column_int64(s, 1 + k)); };
+      e.bytes = u(0);
+      e.packets = u(1);
+      e.flows = u(2);
+      e.retrans = u(3);
+      e.failures = u(4);
+      e.drops = u(5);
+      out.push_back(std::move(e));
+    });
+    impl_->give_back(std::move(*db));
+    if (!r) return std::unexpected(r.error());
+    t_used_rollup = true;
+    return out;
+  }
+  t_used_rollup = false;
   Where w = build_where(q.filter);
   if (nonnull) w.add(nonnull, {});
   std::string sql = fmt::format(
-      "SELECT {0}, SUM(d_bytes) AS b, SUM(d_packets) AS p, SUM(first) AS f, SUM(d_retrans) AS r FROM flows{1} "
+      "SELECT {0}, {3} FROM {4}{1} "
       "GROUP BY {0} ORDER BY {2} DESC, b DESC, {0} LIMIT ?",  // ties in key order, as on every backend
-      key, w.sql, order);
+      key, w.sql, order_of(q.by),
+      per_reason ? FS_SQLITE_AGGREGATES("dr_each.value") : FS_SQLITE_AGGREGATES("drops_total"), from);
   w.args.push_back(static_cast<int64_t>(q.limit));
   auto db = impl_->reader();
   if (!db) return std::unexpected(db.error());
@@ -783,10 +1046,13 @@ Result<std::vector<TopEntry>> SqliteStore::top(const TopQuery& q) {
     TopEntry e;
     for (int k = 0; k < nkeys; ++k)
       e.key.push_back(blob_keys ? ip16_to_string(column_ip(s, k)) : column_text(s, k));
-    e.bytes = static_cast<uint64_t>(sqlite3_column_int64(s, nkeys));
-    e.packets = static_cast<uint64_t>(sqlite3_column_int64(s, nkeys + 1));
-    e.flows = static_cast<uint64_t>(sqlite3_column_int64(s, nkeys + 2));
-    e.retrans = static_cast<uint64_t>(sqlite3_column_int64(s, nkeys + 3));
+    auto u = [&](int k) { return static_cast<uint64_t>(sqlite3_column_int64(s, nkeys + k)); };
+    e.bytes = u(0);
+    e.packets = u(1);
+    e.flows = u(2);
+    e.retrans = u(3);
+    e.failures = u(4);
+    e.drops = u(5);
     out.push_back(std::move(e));
   });
   impl_->give_back(std::move(*db));
@@ -803,14 +1069,36 @@ Result<std::vector<SeriesPoint>> SqliteStore::series(const SeriesQuery& q) {
   FlowFilter f = q.filter;
   f.from_ns.reset();
   f.to_ns.reset();
+  // The rollup answers the whole minutes when they fall inside buckets:
+  // `from` on a minute and the interval whole minutes. The partial minute
+  // at the end comes from flows.
+  const int64_t m_from = i64(from) / kMinuteNs,
+                m_to = (i64(std::min<uint64_t>(to, INT64_MAX - 1)) + 1) / kMinuteNs;
+  std::optional<Where> rw;
+  if (impl_->opts.use_rollups && from % kMinuteNs == 0 && q.interval_ns % kMinuteNs == 0 && m_to > m_from)
+    rw = rollup_where(f);
+  t_used_rollup = rw.has_value();
   Where w = build_where(f);
-  w.add("end_ns BETWEEN ? AND ?", {i64(from), i64(to)});
-  std::string sql = fmt::format(
-      "SELECT (end_ns - ?) / ? AS bucket, SUM(d_bytes), SUM(d_packets), SUM(first), SUM(d_retrans) FROM flows{} "
-      "GROUP BY bucket ORDER BY bucket",
-      w.sql);
+  std::string sql;
   std::vector<Value> args = {i64(from), i64(q.interval_ns)};
-  args.insert(args.end(), w.args.begin(), w.args.end());
+  if (rw) {
+    w.add("end_ns BETWEEN ? AND ?", {m_to * kMinuteNs, i64(to)});
+    sql = "SELECT bucket, SUM(b), SUM(p), SUM(f), SUM(r), SUM(fl), SUM(dr) FROM (SELECT (end_ns - ?) / ? AS bucket, "
+          FS_SQLITE_AGGREGATES("drops_total") " FROM flows INDEXED BY flows_end";
+    append(sql, args, w);
+    sql += fmt::format(" GROUP BY bucket UNION ALL SELECT (minute - ?) / ? AS bucket, {} FROM flows_1m",
+                       kRollupAggregates);
+    args.push_back(m_from);
+    args.push_back(i64(q.interval_ns) / kMinuteNs);
+    rw->add("minute >= ? AND minute < ?", {m_from, m_to});
+    append(sql, args, *rw);
+    sql += " GROUP BY bucket) GROUP BY bucket ORDER BY bucket";
+  } else {
+    w.add("end_ns BETWEEN ? AND ?", {i64(from), i64(to)});
+    sql = "SELECT (end_ns - ?) / ? AS bucket, " FS_SQLITE_AGGREGATES("drops_total") " FROM flows";
+    append(sql, args, w);
+    sql += " GROUP BY bucket ORDER BY bucket";
+  }
   auto db = impl_->reader();
   if (!db) return std::unexpected(db.error());
   std::vector<SeriesPoint> out;
@@ -821,8 +1109,72 @@ Result<std::vector<SeriesPoint>> SqliteStore::series(const SeriesQuery& q) {
     p.packets = static_cast<uint64_t>(sqlite3_column_int64(s, 2));
     p.flows = static_cast<uint64_t>(sqlite3_column_int64(s, 3));
     p.retrans = static_cast<uint64_t>(sqlite3_column_int64(s, 4));
+    p.failures = static_cast<uint64_t>(sqlite3_column_int64(s, 5));
+    p.drops = static_cast<uint64_t>(sqlite3_column_int64(s, 6));
     out.push_back(p);
   });
+  impl_->give_back(std::move(*db));
+  if (!r) return std::unexpected(r.error());
+  return out;
+}
+
+bool SqliteStore::last_used_rollup() { return t_used_rollup; }
+
+Result<std::vector<std::string>> SqliteStore::complete(const CompleteQuery& q) {
+  // Distinct values that start with the prefix, stopping at `limit`: the
+  // rollup's rows for whole minutes (a few per minute), the flows for the
+  // partial first minute.
+  const char* col = "comm";
+  switch (q.field) {
+    case CompleteField::Process: col = "comm"; break;
+    case CompleteField::Container: col = "container_id"; break;
+    case CompleteField::Host: col = "host"; break;
+    case CompleteField::Exporter: col = "exporter"; break;
+    case CompleteField::Close: col = "close_reason"; break;
+    case CompleteField::Direction: col = "direction"; break;
+    case CompleteField::DropReason: col = "dr_each.key"; break;
+  }
+  const bool reasons = q.field == CompleteField::DropReason;
+  // Values from prefix up to (not including) prefix with its last byte
+  // raised: every string that starts with it, compared bytewise.
+  std::string upper = q.prefix;
+  while (!upper.empty() && static_cast<unsigned char>(upper.back()) == 0xff) upper.pop_back();
+  if (!upper.empty()) upper.back() = static_cast<char>(upper.back() + 1);
+  auto match = [&](Where& w) {
+    w.add(fmt::format("{0} IS NOT NULL AND {0} <> ''", col).c_str(), {});
+    if (!q.prefix.empty()) w.add(fmt::format("{} >= ?", col).c_str(), {q.prefix});
+    if (!upper.empty()) w.add(fmt::format("{} < ?", col).c_str(), {upper});
+  };
+  // Whole minutes from the rollup (a few rows per minute), the partial
+  // first minute from the flows; drop reasons only from the flows.
+  const int64_t from = i64(std::min<uint64_t>(q.from_ns, INT64_MAX - kMinuteNs));
+  const int64_t m_from = (from + kMinuteNs - 1) / kMinuteNs;
+  const bool rollup = impl_->opts.use_rollups && !reasons;
+  Where raw;
+  match(raw);
+  if (rollup)
+    raw.add("end_ns >= ? AND end_ns < ?", {from, m_from * kMinuteNs});
+  else
+    raw.add("end_ns >= ?", {from});
+  if (reasons) raw.add("drops IS NOT NULL", {});
+  std::string sql = fmt::format("SELECT DISTINCT v FROM (SELECT {} AS v FROM {}", col,
+                                reasons ? "flows, json_each(flows.drops) AS dr_each"
+                                        : rollup ? "flows INDEXED BY flows_end" : "flows");
+  std::vector<Value> args;
+  append(sql, args, raw);
+  if (rollup) {
+    Where r;
+    match(r);
+    r.add("minute >= ?", {m_from});
+    sql += fmt::format(" UNION ALL SELECT {} AS v FROM flows_1m", col);
+    append(sql, args, r);
+  }
+  sql += ") ORDER BY v LIMIT ?";
+  args.push_back(static_cast<int64_t>(q.limit));
+  auto db = impl_->reader();
+  if (!db) return std::unexpected(db.error());
+  std::vector<std::string> out;
+  auto r = run_query(db->get(), sql, args, [&](sqlite3_stmt* s) { out.push_back(column_text(s, 0)); });
   impl_->give_back(std::move(*db));
   if (!r) return std::unexpected(r.error());
   return out;
@@ -848,11 +1200,26 @@ Result<uint64_t> SqliteStore::expire(uint64_t cutoff_ns) {
     sqlite3_bind_int64(st->get(), 1, i64(cutoff_ns));
     (void)sqlite3_step(st->get());
   }
+  // Whole minutes, so the rollup and the flows always hold the same records.
+  cutoff_ns -= cutoff_ns % kMinuteNs;
+  if (auto r = exec(i.writer.get(), "BEGIN IMMEDIATE"); !r) return std::unexpected(r.error());
   auto st = prepare(i.writer.get(), "DELETE FROM flows WHERE end_ns < ?");
-  if (!st) return std::unexpected(st.error());
+  if (!st) {
+    (void)exec(i.writer.get(), "ROLLBACK");
+    return std::unexpected(st.error());
+  }
   sqlite3_bind_int64(st->get(), 1, i64(cutoff_ns));
-  if (sqlite3_step(st->get()) != SQLITE_DONE) return fail("SQLite delete: {}", sqlite3_errmsg(i.writer.get()));
+  if (sqlite3_step(st->get()) != SQLITE_DONE) {
+    auto err = fail("SQLite delete: {}", sqlite3_errmsg(i.writer.get()));
+    (void)exec(i.writer.get(), "ROLLBACK");
+    return err;
+  }
   const auto n = static_cast<uint64_t>(sqlite3_changes64(i.writer.get()));
+  const std::string rollup = fmt::format("DELETE FROM flows_1m WHERE minute < {}; COMMIT;", i64(cutoff_ns) / kMinuteNs);
+  if (auto r = exec(i.writer.get(), rollup.c_str()); !r) {
+    (void)exec(i.writer.get(), "ROLLBACK");
+    return std::unexpected(r.error());
+  }
   std::lock_guard sl(i.stats_mu);
   i.st.retention_deleted += n;
   i.st.rows = i.st.rows > n ? i.st.rows - n : 0;

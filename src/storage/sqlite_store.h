@@ -15,6 +15,9 @@ struct SqliteOptions {
   // Flows whose cumulative counters the store tracks to compute per-record
   // deltas (open flows); beyond this, the oldest are forgotten and counted.
   size_t max_tracked_flows = 1 << 20;
+  // Answer top() and series() from the per-minute rollup where the range
+  // and filter allow (off: always from the flows; for tests).
+  bool use_rollups = true;
 };
 
 class SqliteStore : public FlowStore {
@@ -28,8 +31,11 @@ class SqliteStore : public FlowStore {
   Result<FlowPage> query(const FlowQuery& q) override;
   Result<std::vector<TopEntry>> top(const TopQuery& q) override;
   Result<std::vector<SeriesPoint>> series(const SeriesQuery& q) override;
+  Result<std::vector<std::string>> complete(const CompleteQuery& q) override;
   Result<uint64_t> expire(uint64_t cutoff_ns) override;
   StoreStats stats() override;
+  // Whether this thread's last top() or series() read the rollup.
+  static bool last_used_rollup();
 
   struct Impl;
 

@@ -4,7 +4,10 @@
 // token prompt works, a URL reproduces a view, and markup in flow data stays
 // text. Waits on the page's own "rendered" mark, never on sleeps.
 //
-//   node console.test.mjs --seed PATH/fs_console_seed [--shots DIR]
+//   node console.test.mjs --seed PATH/fs_console_seed [--shots DIR] [--doc-shots DIR]
+// Screenshots go to --shots (the build tree); with FLOWSCOPE_DOC_SHOTS=1 in
+// the environment they go to --doc-shots (docs/console) instead, to refresh
+// the pictures the docs show (scripts/console-shots.sh).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, chmodSync, rmSync, mkdirSync } from 'node:fs';
@@ -21,7 +24,7 @@ const arg = (name) => {
   return i > 0 ? process.argv[i + 1] : undefined;
 };
 const seedBin = arg('--seed');
-const shots = arg('--shots');
+const shots = process.env.FLOWSCOPE_DOC_SHOTS === '1' && arg('--doc-shots') ? arg('--doc-shots') : arg('--shots');
 assert.ok(seedBin, '--seed PATH is required');
 const work = mkdtempSync(join(tmpdir(), 'fs-console-'));
 const children = [];
@@ -96,8 +99,23 @@ try {
   const topProcs = await apiGet(base, `/api/top?group=process&limit=10&from=-1h${own}`);
   assert.deepEqual(procs, topProcs.top.map((t) => t.process));
   assert.ok(!procs.includes('apiself'), 'the console hides its own API traffic');
-  assert.ok((await page.locator('#failing').textContent()).includes('10.0.0.5:42000'), 'refused flow is failing now');
+  // Failing now: the pairs the API ranks by failures and by drops over the
+  // last 15 minutes, merged.
+  const [byFail, byDrop] = await Promise.all(['failures', 'drops'].map((by) =>
+    apiGet(base, `/api/top?group=pair&by=${by}&limit=10&from=-15m${own}`)));
+  const failingPairs = new Set([...byFail.top, ...byDrop.top].filter((t) => t.failures > 0 || t.drops > 0)
+    .map((t) => `${t.src}>${t.dst}`));
+  const shownPairs = await page.$$eval('#failing tbody tr', (trs) =>
+    trs.map((tr) => `${tr.children[0].textContent}>${tr.children[1].textContent}`));
+  assert.deepEqual(new Set(shownPairs), failingPairs);
+  assert.ok(failingPairs.has('10.0.0.5>10.0.0.6') && failingPairs.has('10.0.0.7>10.0.0.8'), [...failingPairs].join(' '));
   await shot('overview');
+  // A failing pair opens its flows.
+  await page.locator('#failing tr', { hasText: '10.0.0.6' }).click();
+  await page.waitForFunction(() => location.hash.startsWith('#/flows') && location.hash.includes('10.0.0.6'));
+  await rendered();
+  assert.deepEqual(await cells('#flowtable', 7), ['refuser (1004)']);
+  await open('overview');
   // A process row opens its flows, even with a name that needs quoting.
   await page.locator('main table').first().locator('tr', { hasText: '<img' }).click();
   await page.waitForFunction(() => location.hash.startsWith('#/flows'));
@@ -207,12 +225,51 @@ try {
   await shot('flows');
 
   step('url');
-  // Explore: top processes by bytes, lines.
-  await open('explore?group=process&by=bytes&type=lines&n=5');
-  const apiTop = await apiGet(base, `/api/top?group=process&by=bytes&limit=5&from=-1h${own}`);
-  assert.deepEqual(await cells('main table', 0), apiTop.top.map((t) => t.process));
+  // Explore: top processes by connections, lines; the stats table's totals
+  // are the API's counts.
+  await open('explore?group=process&by=flows&type=lines&n=5');
+  const apiTop = await apiGet(base, `/api/top?group=process&by=flows&limit=5&from=-1h${own}`);
+  assert.deepEqual(await cells('#toptable', 0), apiTop.top.map((t) => t.process));
   assert.equal(await page.inputValue('select[data-key=group]'), 'process');
+  const statNames = await cells('#stats', 0);
+  const statTotals = await cells('#stats', 5);
+  assert.deepEqual(statNames.slice(0, apiTop.top.length), apiTop.top.map((t) => t.process));
+  assert.deepEqual(statTotals.slice(0, apiTop.top.length), apiTop.top.map((t) => String(t.flows)));
   await shot('explore');
+  // Groups the console adds: host, close reason, drop reason.
+  for (const [group, by, key] of [['host', 'failures', 'host'], ['close', 'flows', 'close'],
+    ['drop_reason', 'drops', 'drop_reason']]) {
+    await open(`explore?group=${group}&by=${by}&type=stacked&n=5`);
+    const t = await apiGet(base, `/api/top?group=${group}&by=${by}&limit=5&from=-1h${own}`);
+    assert.ok(t.top.length > 0, group);
+    assert.deepEqual(await cells('#toptable', 0), t.top.map((x) => String(x[key])), group);
+  }
+  assert.deepEqual(await cells('#toptable', 0), ['NO_SOCKET', 'TCP_CSUM']);
+  // A drop reason row opens the flows that had it.
+  await page.locator('#toptable tr', { hasText: 'TCP_CSUM' }).click();
+  await page.waitForFunction(() => location.hash.startsWith('#/flows') && location.hash.includes('TCP_CSUM'));
+  await rendered();
+  assert.deepEqual(await cells('#flowtable', 7), ['dropper (1005)']);
+  // Sankey: source → destination pairs as the API ranks them.
+  await open('explore?type=sankey&by=bytes&n=5');
+  const sk = await apiGet(base, `/api/top?group=pair&by=bytes&limit=15&from=-1h${own}`);
+  assert.deepEqual(await page.evaluate(() => window.flowscopeSankey),
+    sk.top.filter((t) => t.bytes > 0).map((t) => [t.src, `→ ${t.dst}`, t.bytes]));
+  assert.equal(await page.locator('#sankey canvas').count(), 1);
+  await shot('explore-sankey');
+  // Filter bar completion: field names, then values seen.
+  await open('flows');
+  await page.fill('#filter', 'pro');
+  await page.waitForFunction(() => document.getElementById('filtervalues').dataset.for === 'pro');
+  assert.deepEqual(await page.$$eval('#filtervalues option', (o) => o.map((x) => x.value)), ['protocol=', 'process=']);
+  await page.fill('#filter', 'port=443 process=cu');
+  await page.waitForFunction(() => document.getElementById('filtervalues').dataset.for === 'port=443 process=cu');
+  assert.deepEqual(await page.$$eval('#filtervalues option', (o) => o.map((x) => x.value)), ['port=443 process=curl']);
+  await page.fill('#filter', 'process=<im');
+  await page.waitForFunction(() => document.getElementById('filtervalues').dataset.for === 'process=<im');
+  assert.deepEqual(await page.$$eval('#filtervalues option', (o) => o.map((x) => x.value)),
+    ['process="<img src=x onerror=alert(1)>"']);
+  await page.fill('#filter', '');
 
   step('explore');
   // Map, process → remote address: the refused connection is a red edge that
@@ -237,11 +294,15 @@ try {
   step('map');
   // Drops: counts by reason; a reason lists its flows.
   await open('drops');
-  assert.deepEqual(await cells('main table', 0), ['NO_SOCKET', 'TCP_CSUM']);
-  assert.deepEqual(await cells('main table', 1), ['3', '1']);
+  assert.deepEqual(await cells('#dropreasons', 0), ['NO_SOCKET', 'TCP_CSUM']);
+  assert.deepEqual(await cells('#dropreasons', 1), ['3', '1']);
+  const dropHosts = await apiGet(base, `/api/top?group=host&by=drops&drops=any&limit=10&from=-1h${own}`);
+  assert.deepEqual(await cells('#drophosts', 0), dropHosts.top.map((t) => t.host));
+  assert.deepEqual(await cells('#drophosts', 1), ['4']);
+  assert.deepEqual(await cells('#dropprocs', 0), ['dropper']);
   assert.deepEqual(await page.evaluate(() => window.flowscopeDropSeries.map((x) => [x.name,
     x.points.reduce((a, p) => a + p[1], 0)])), [['NO_SOCKET', 3], ['TCP_CSUM', 1]]);
-  await page.locator('main table tr', { hasText: 'NO_SOCKET' }).click();
+  await page.locator('#dropreasons tr', { hasText: 'NO_SOCKET' }).click();
   await page.waitForFunction(() => location.hash.includes('reason=NO_SOCKET'));
   await rendered();
   assert.deepEqual(await cells('#dropflows', 7), ['dropper (1005)']);

@@ -46,6 +46,7 @@ FlowRow flow(uint64_t end_ns, const char* src, uint16_t sport, const char* dst, 
   r.close = close;
   r.comm = comm;
   r.pid = pid;
+  r.host = pid % 2 ? "web-1" : "db-1";  // two hosts for the host group
   return r;
 }
 

@@ -102,6 +102,9 @@ std::vector<std::vector<FlowRow>> stream(uint64_t t0) {
       r.retrans = static_cast<uint32_t>(rep * (f % 3));
       r.direction = f % 4 == 0 ? Direction::Inbound : Direction::Outbound;
       if (last && f % 6 == 0) r.close = CloseReason::RstSent;
+      if (last && f % 6 == 1) r.close = CloseReason::Refused;
+      r.host = f % 3 ? "h1" : "h2";
+      if (f % 2) r.netns = 4026531840u + static_cast<uint32_t>(f % 4);
       if (f % 7 == 1) r.drops = {{"NETFILTER_DROP", uint64_t(rep + 1)}};
       if (f % 7 == 3) r.drops = {{"TCP_OFO_DROP", 1}, {"NETFILTER_DROP", 2}};
       batches[static_cast<size_t>(rep)].push_back(r);
@@ -122,13 +125,14 @@ std::string show(const std::vector<TopEntry>& v) {
   std::string s;
   for (const auto& e : v) {
     for (const auto& k : e.key) s += k + ",";
-    s += fmt::format(" {} {} {} {}\n", e.bytes, e.packets, e.flows, e.retrans);
+    s += fmt::format(" {} {} {} {} {} {}\n", e.bytes, e.packets, e.flows, e.retrans, e.failures, e.drops);
   }
   return s;
 }
 std::string show(const std::vector<SeriesPoint>& v) {
   std::string s;
-  for (const auto& p : v) s += fmt::format("{} {} {} {} {}\n", p.time_ns, p.bytes, p.packets, p.flows, p.retrans);
+  for (const auto& p : v)
+    s += fmt::format("{} {} {} {} {} {} {}\n", p.time_ns, p.bytes, p.packets, p.flows, p.retrans, p.failures, p.drops);
   return s;
 }
 
@@ -178,6 +182,7 @@ TEST(ClickHouseStore, SameAnswersAsSqlite) {
       {.drop_reason = "NETFILTER_DROP"},
       {.drop_reason = "TCP_OFO_DROP"},
       {.exclude_port = 443},
+      {.host = "h1"},
   };
   for (const auto& f : filters) {
     SCOPED_TRACE(fmt::format("filter #{}", &f - filters.data()));
@@ -186,8 +191,8 @@ TEST(ClickHouseStore, SameAnswersAsSqlite) {
       EXPECT_EQ(show((*lite)->query(q)), show(ch->query(q)));
     }
     for (auto g : {TopGroup::Src, TopGroup::Dst, TopGroup::Pair, TopGroup::Port, TopGroup::Process,
-                   TopGroup::Container})
-      for (auto m : {TopMetric::Bytes, TopMetric::Flows, TopMetric::Retrans}) {
+                   TopGroup::Container, TopGroup::Host, TopGroup::Netns, TopGroup::Close, TopGroup::DropReason})
+      for (auto m : {TopMetric::Bytes, TopMetric::Flows, TopMetric::Retrans, TopMetric::Failures, TopMetric::Drops}) {
         TopQuery q{.filter = f, .group = g, .by = m, .limit = 50};
         EXPECT_EQ(show((*lite)->top(q)), show(ch->top(q))) << to_string(g) << " by " << to_string(m);
       }
@@ -198,6 +203,20 @@ TEST(ClickHouseStore, SameAnswersAsSqlite) {
       EXPECT_EQ(show((*lite)->series(q)), show(ch->series(q))) << interval / kSec << " s";
     }
   }
+  auto words = [](const Result<std::vector<std::string>>& r) {
+    std::string s = r ? "" : "error: " + r.error().message;
+    if (r)
+      for (const auto& v : *r) s += v + ",";
+    return s;
+  };
+  for (auto field : {CompleteField::Process, CompleteField::Container, CompleteField::Host, CompleteField::Exporter,
+                     CompleteField::Close, CompleteField::Direction, CompleteField::DropReason})
+    for (const char* prefix : {"", "n", "h", "N", "r"}) {
+      CompleteQuery q{.field = field, .prefix = prefix, .from_ns = t0, .limit = 3};
+      const auto a = words((*lite)->complete(q));
+      EXPECT_EQ(a, words(ch->complete(q))) << to_string(field) << " " << prefix;
+      EXPECT_EQ(a.find("error"), std::string::npos) << a;
+    }
 }
 
 // The coarsest rollup that covers the range answers, and says so; its
@@ -358,7 +377,7 @@ TEST(ClickHouseStore, MigrationsAreIdempotentAndRecorded) {
   { ASSERT_TRUE(open_ch(options(db))); }
   EXPECT_EQ(server().query(fmt::format(
                 "SELECT groupArray(version) FROM (SELECT version FROM {}.schema_migrations ORDER BY version)", db)),
-            "[1,2]\n");
+            "[1,2,3]\n");
   EXPECT_EQ(server().query(fmt::format(
                 "SELECT type FROM system.columns WHERE database = '{}' AND table = 'flows' AND name = 'src_ip'", db)),
             "FixedString(16)\n");

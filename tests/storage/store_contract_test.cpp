@@ -272,6 +272,102 @@ TEST_P(AnyStore, TopGroupsAndMetrics) {
   EXPECT_EQ((*cont)[0].key[0], "c1");
 }
 
+// The console's groups (host, netns, close, drop reason) and metrics
+// (failures, drops): a flow's drops count once, from its last record.
+TEST_P(AnyStore, ConsoleGroupsFailuresAndDrops) {
+  auto store = open();
+  // A long flow on host a with drops reported while open (totals so far)
+  // and at its reset; a refused flow on host b; a clean one on host b.
+  auto open_rec = long_flow(60, 1000, 100, true);
+  open_rec.host = "a";
+  open_rec.netns = 4026531840u;
+  open_rec.drops = {{"NO_SOCKET", 2}};
+  auto last = long_flow(120, 3000, 300, false);
+  last.host = "a";
+  last.netns = 4026531840u;
+  last.close = CloseReason::RstReceived;
+  last.drops = {{"NO_SOCKET", 3}, {"TCP_CSUM", 1}};
+  auto refused = agent_row("10.0.0.1", 5001, "10.0.0.9", 81, kT0, kT0 + 5 * kSec, 0, 0);
+  refused.host = "b";
+  refused.close = CloseReason::Refused;
+  auto clean = agent_row("10.0.0.1", 5002, "10.0.0.9", 80, kT0, kT0 + 6 * kSec, 500, 50);
+  clean.host = "b";
+  std::vector<FlowRow> batch{open_rec, refused, clean};
+  ASSERT_TRUE(insert(*store, batch));
+  std::vector<FlowRow> batch2{last};
+  ASSERT_TRUE(insert(*store, batch2));
+
+  auto hosts = store->top({.group = TopGroup::Host, .by = TopMetric::Drops});
+  ASSERT_TRUE(hosts) << hosts.error().message;
+  ASSERT_EQ(hosts->size(), 2u);
+  EXPECT_EQ((*hosts)[0].key[0], "a");
+  EXPECT_EQ((*hosts)[0].drops, 4u);  // 3 + 1 at the close; the interim 2 are part of them
+  EXPECT_EQ((*hosts)[0].failures, 1u);
+  EXPECT_EQ((*hosts)[1].key[0], "b");
+  EXPECT_EQ((*hosts)[1].failures, 1u);
+  EXPECT_EQ((*hosts)[1].drops, 0u);
+
+  auto fails = store->top({.group = TopGroup::Close, .by = TopMetric::Failures});
+  ASSERT_TRUE(fails) << fails.error().message;
+  ASSERT_EQ(fails->size(), 4u);  // one failure each (ties: more bytes first), then active and fin
+  EXPECT_EQ((*fails)[0].key[0], "rst_received");
+  EXPECT_EQ((*fails)[1].key[0], "refused");
+  EXPECT_EQ((*fails)[0].failures + (*fails)[1].failures, 2u);
+  EXPECT_EQ((*fails)[2].failures + (*fails)[3].failures, 0u);
+
+  auto reasons = store->top({.group = TopGroup::DropReason, .by = TopMetric::Drops});
+  ASSERT_TRUE(reasons) << reasons.error().message;
+  ASSERT_EQ(reasons->size(), 2u);
+  EXPECT_EQ((*reasons)[0].key[0], "NO_SOCKET");
+  EXPECT_EQ((*reasons)[0].drops, 3u);
+  EXPECT_EQ((*reasons)[0].flows, 1u);
+  EXPECT_EQ((*reasons)[1].key[0], "TCP_CSUM");
+  EXPECT_EQ((*reasons)[1].drops, 1u);
+
+  auto ns = store->top({.filter = {.host = "a"}, .group = TopGroup::Netns});
+  ASSERT_TRUE(ns) << ns.error().message;
+  ASSERT_EQ(ns->size(), 1u);
+  EXPECT_EQ((*ns)[0].key[0], "4026531840");
+  EXPECT_EQ((*ns)[0].bytes, 3300u);
+
+  auto series = store->series({.filter = {.from_ns = kT0, .to_ns = kT0 + 180 * kSec}, .interval_ns = 60 * kSec});
+  ASSERT_TRUE(series) << series.error().message;
+  uint64_t failures = 0, drops = 0;
+  for (const auto& p : *series) {
+    failures += p.failures;
+    drops += p.drops;
+  }
+  EXPECT_EQ(failures, 2u);
+  EXPECT_EQ(drops, 4u);
+}
+
+TEST_P(AnyStore, CompletesValuesSeen) {
+  auto store = open();
+  std::vector<FlowRow> batch;
+  for (const char* comm : {"nginx", "node", "curl", "nginx"}) {
+    batch.push_back(agent_row("10.0.0.1", 5000, "10.0.0.2", 80, kT0, kT0 + kSec, 10, 10));
+    batch.back().comm = comm;
+  }
+  batch[0].drops = {{"NO_SOCKET", 1}};
+  ASSERT_TRUE(insert(*store, batch));
+  auto n = store->complete({.field = CompleteField::Process, .prefix = "n"});
+  ASSERT_TRUE(n) << n.error().message;
+  EXPECT_EQ(*n, (std::vector<std::string>{"nginx", "node"}));
+  auto all = store->complete({.field = CompleteField::Process, .limit = 2});
+  ASSERT_TRUE(all);
+  EXPECT_EQ(*all, (std::vector<std::string>{"curl", "nginx"}));
+  auto reasons = store->complete({.field = CompleteField::DropReason, .prefix = "NO"});
+  ASSERT_TRUE(reasons) << reasons.error().message;
+  EXPECT_EQ(*reasons, std::vector<std::string>{"NO_SOCKET"});
+  auto closes = store->complete({.field = CompleteField::Close});
+  ASSERT_TRUE(closes);
+  EXPECT_EQ(*closes, std::vector<std::string>{"fin"});
+  // Older than `from`: not offered.
+  auto later = store->complete({.field = CompleteField::Process, .from_ns = kT0 + 2 * kSec});
+  ASSERT_TRUE(later);
+  EXPECT_TRUE(later->empty());
+}
+
 TEST_P(AnyStore, ReopensExistingFile) {
   {
     auto store = open();

@@ -1,11 +1,11 @@
 // Line and stacked-area charts (ECharts, canvas renderer, tooltips drawn on
 // the canvas too, so series names from flow data are never HTML).
 import * as echarts from 'echarts/core';
-import { LineChart } from 'echarts/charts';
+import { LineChart, SankeyChart } from 'echarts/charts';
 import { GridComponent, TooltipComponent, LegendComponent } from 'echarts/components';
 import { CanvasRenderer } from 'echarts/renderers';
 
-echarts.use([LineChart, GridComponent, TooltipComponent, LegendComponent, CanvasRenderer]);
+echarts.use([LineChart, SankeyChart, GridComponent, TooltipComponent, LegendComponent, CanvasRenderer]);
 
 const live = new Set();
 
@@ -39,6 +39,29 @@ export function lineChart(el, series, { stacked = false, legend = false, format 
       data: s.points,
     })),
   });
+  return chart;
+}
+
+// links: [{source, target, value}]; node names must differ between the two
+// sides (a sankey has no cycles), so callers tag them.
+export function sankeyChart(el, links, { format = (v) => String(v), onLink } = {}) {
+  const chart = echarts.init(el, null, { renderer: 'canvas' });
+  live.add(chart);
+  const names = new Set(links.flatMap((l) => [l.source, l.target]));
+  chart.setOption({
+    animation: false,
+    tooltip: { trigger: 'item', renderMode: 'richText', valueFormatter: (v) => format(v) },
+    series: [{
+      type: 'sankey',
+      left: 10, right: 160, top: 10, bottom: 10,
+      emphasis: { focus: 'adjacency' },
+      lineStyle: { color: 'gradient', curveness: 0.5 },
+      label: { fontSize: 11 },
+      data: [...names].map((name) => ({ name })),
+      links,
+    }],
+  });
+  if (onLink) chart.on('click', (ev) => { if (ev.dataType === 'edge') onLink(ev.data); });
   return chart;
 }
 

@@ -49,3 +49,12 @@ export function traceCommand(f) {
   if (f.dst_port) parts.push(`port ${f.dst_port}`);
   return `sudo flowscope trace '${parts.join(' and ')}'`;
 }
+
+// An interval in its largest whole unit: "1 min", "30 s", "1 h".
+export function duration(ns) {
+  const s = Math.round(ns / 1e9);
+  if (s % 86400 === 0) return `${s / 86400} d`;
+  if (s % 3600 === 0) return `${s / 3600} h`;
+  if (s % 60 === 0) return `${s / 60} min`;
+  return `${s} s`;
+}

@@ -4,14 +4,17 @@ import './style.css';
 import cytoscape from 'cytoscape';
 import { api, pool, ApiError } from './api.js';
 import { h, table } from './dom.js';
-import { lineChart, disposeCharts } from './charts.js';
+import { lineChart, sankeyChart, disposeCharts } from './charts.js';
 import * as fmt from './fmt.js';
 
 const VIEWS = ['overview', 'explore', 'map', 'flows', 'drops'];
 const FILTER_KEYS = ['addr', 'src', 'dst', 'port', 'protocol', 'direction', 'process', 'pid', 'container', 'close',
-  'exporter', 'drops', 'record'];
+  'exporter', 'host', 'netns', 'drops', 'record'];
+// Filter keys whose values /api/complete offers.
+const COMPLETED = ['process', 'container', 'host', 'exporter', 'close', 'direction', 'drops'];
 const RANGES = { '15m': 900, '1h': 3600, '6h': 21600, '24h': 86400, '7d': 604800 };
-const FAIL_CLOSES = ['refused', 'timeout', 'rst_sent', 'rst_received'];
+const METRICS = { bytes: 'bytes', flows: 'connections', retransmits: 'retransmits', failures: 'failures',
+  drops: 'drops' };
 
 // ---- state in the URL ----
 function readState() {
@@ -53,9 +56,13 @@ const term = (k, v) => (/[\s"]/.test(String(v)) ? `${k}="${String(v).replaceAll(
 
 // Parameters every query carries: range, filters, and (unless shown) the
 // exclusion of this console's own requests to the API.
+// A range's start on a whole minute (Unix seconds): the store then answers
+// whole minutes from its per-minute rollup.
+const since = (secs) => String(Math.floor(Date.now() / 60000) * 60 - secs);
+
 function baseParams(p, extra = {}) {
   const range = RANGES[p.get('range')] ? p.get('range') : '1h';
-  const params = { from: `-${range}`, ...parseFilter(p.get('f') || ''), ...extra };
+  const params = { from: since(RANGES[range]), ...parseFilter(p.get('f') || ''), ...extra };
   if (p.get('self') !== '1') params.exclude_port = location.port || (location.protocol === 'https:' ? 443 : 80);
   return params;
 }
@@ -74,19 +81,13 @@ function current(points) {
 // ---- views ----
 async function overview(root, p) {
   const base = baseParams(p);
-  const [all, drops, ...fails] = await Promise.all([
-    api('/api/timeseries', base),
-    api('/api/timeseries', { ...base, drops: base.drops || 'any' }),
-    ...FAIL_CLOSES.map((c) => api('/api/timeseries', { ...base, close: c })),
-  ]);
-  const failed = all.points.map((pt, i) => [pt.time_ns / 1e6,
-    fails.reduce((s, f) => s + (f.points[i] ? f.points[i].flows : 0), 0) / (all.interval_ns / 1e9)]);
+  const all = await api('/api/timeseries', base);
   const charts = [
     ['connections/s', seriesPoints(all, 'flows'), fmt.rate],
     ['bytes/s (both directions)', seriesPoints(all, 'bytes'), fmt.byteRate],
-    ['failed connections/s (refused, timeout, reset)', failed, fmt.rate],
+    ['failed connections/s (refused, timeout, reset)', seriesPoints(all, 'failures'), fmt.rate],
     ['retransmits/s', seriesPoints(all, 'retransmits'), fmt.rate],
-    ['connections with drops/s', seriesPoints(drops, 'flows'), fmt.rate],
+    ['packets dropped/s', seriesPoints(all, 'drops'), fmt.rate],
   ];
   const grid = h('div', { class: 'grid' });
   root.append(grid);
@@ -96,92 +97,154 @@ async function overview(root, p) {
       h('h3', {}, title, h('span', { class: 'rate' }, f(current(pts)))), el));
     lineChart(el, [{ name: title, points: pts }], { format: f });
   }
-  const [procs, pairs, ...failing] = await Promise.all([
+  // Failing now: the pairs with the most failed connections or drops in
+  // the last 15 minutes (the API ranks; both lists merged by pair).
+  const recent = { ...base, from: since(900) };
+  const [procs, pairs, byFail, byDrop] = await Promise.all([
     api('/api/top', { ...base, group: 'process', limit: 10 }),
     api('/api/top', { ...base, group: 'pair', limit: 10 }),
-    ...FAIL_CLOSES.map((c) => api('/api/flows', { ...base, from: '-15m', close: c, limit: 20 })),
+    api('/api/top', { ...recent, group: 'pair', by: 'failures', limit: 10 }),
+    api('/api/top', { ...recent, group: 'pair', by: 'drops', limit: 10 }),
   ]);
   const cols = (first) => [...first,
     { key: 'bytes', label: 'bytes', num: true, text: (r) => fmt.bytes(r.bytes) },
-    { key: 'flows', label: 'flows', num: true, text: (r) => r.flows },
+    { key: 'flows', label: 'connections', num: true, text: (r) => r.flows },
     { key: 'retransmits', label: 'retransmits', num: true, text: (r) => r.retransmits }];
-  const failList = failing.flatMap((r) => r.flows).sort((a, b) => b.end_ns - a.end_ns).slice(0, 20);
+  const failing = new Map();
+  for (const r of [...byFail.top, ...byDrop.top])
+    if (r.failures > 0 || r.drops > 0) failing.set(`${r.src}|${r.dst}`, r);
+  const failList = [...failing.values()].sort((a, b) => (b.failures + b.drops) - (a.failures + a.drops));
   root.append(h('div', { class: 'tables' },
     h('div', {}, h('h2', {}, 'Top processes'), table(cols([{ key: 'process', label: 'process', text: (r) => r.process }]),
       procs.top, { onRow: (r) => go('flows', { f: term('process', r.process), offset: '', flow: '' }) })),
     h('div', {}, h('h2', {}, 'Top pairs'), table(cols([
       { key: 'src', label: 'source', text: (r) => r.src }, { key: 'dst', label: 'destination', text: (r) => r.dst }]),
     pairs.top, { onRow: (r) => go('flows', { f: `src=${r.src} dst=${r.dst}`, offset: '', flow: '' }) }))));
-  root.append(h('div', { id: 'failing' }, h('h2', {}, 'Failing now (last 15 min)'), failList.length ? flowTable(failList) :
-      h('p', { class: 'muted' }, 'No refused, timed out or reset connections.')));
+  root.append(h('div', { id: 'failing' }, h('h2', {}, 'Failing now (last 15 min): failed connections and drops'),
+    failList.length ? table([
+      { key: 'src', label: 'source', text: (r) => r.src }, { key: 'dst', label: 'destination', text: (r) => r.dst },
+      { key: 'failures', label: 'failed connections', num: true, text: (r) => r.failures },
+      { key: 'drops', label: 'packets dropped', num: true, text: (r) => r.drops }],
+    failList, { onRow: (r) => go('flows', { f: `src=${r.src} dst=${r.dst}`, range: '15m', offset: '', flow: '' }) })
+      : h('p', { class: 'muted' }, 'No refused, timed out or reset connections and no drops.')));
 }
 
 const GROUP_FILTER = {
   src: (k) => ({ src: k.src }), dst: (k) => ({ dst: k.dst }), pair: (k) => ({ src: k.src, dst: k.dst }),
   port: (k) => ({ port: k.port }), process: (k) => ({ process: k.process }), container: (k) => ({ container: k.container }),
+  host: (k) => ({ host: k.host }), netns: (k) => ({ netns: k.netns }), close: (k) => ({ close: k.close }),
+  drop_reason: (k) => ({ drops: k.drop_reason }),
 };
 const keyName = (g, r) => (g === 'pair' ? `${r.src} → ${r.dst}` : String(r[g]));
 
+// min/avg/max/p95 of a series' values as charted, and its total.
+function stats(values) {
+  const v = [...values].sort((a, b) => a - b);
+  if (!v.length) return { min: 0, avg: 0, max: 0, p95: 0 };
+  return { min: v[0], avg: v.reduce((a, b) => a + b, 0) / v.length, max: v[v.length - 1],
+    p95: v[Math.min(v.length - 1, Math.ceil(0.95 * v.length) - 1)] };
+}
+
 async function explore(root, p) {
   const group = GROUP_FILTER[p.get('group')] ? p.get('group') : 'process';
-  const by = ['bytes', 'flows', 'retransmits'].includes(p.get('by')) ? p.get('by') : 'bytes';
-  const type = p.get('type') === 'lines' ? 'lines' : 'stacked';
+  const by = METRICS[p.get('by')] ? p.get('by') : 'bytes';
+  const type = ['lines', 'sankey'].includes(p.get('type')) ? p.get('type') : 'stacked';
   const n = Math.min(Math.max(Number(p.get('n')) || 5, 1), 20);
   const select = (key, value, options) => h('select', { dataset: { key },
     onchange: (ev) => go('explore', { [key]: ev.target.value }) },
-  options.map((o) => h('option', { value: o, selected: o === String(value) }, o)));
+  options.map(([o, label]) => h('option', { value: o, selected: o === String(value) }, label)));
+  const same = (list) => list.map((o) => [o, o]);
   root.append(h('div', { class: 'controls' },
-    h('label', {}, 'group by ', select('group', group, Object.keys(GROUP_FILTER))),
-    h('label', {}, 'metric ', select('by', by, ['bytes', 'flows', 'retransmits'])),
-    h('label', {}, 'chart ', select('type', type, ['stacked', 'lines'])),
-    h('label', {}, 'top ', select('n', n, ['3', '5', '10', '20']))));
+    h('label', {}, 'group by ', select('group', group, same(Object.keys(GROUP_FILTER)))),
+    h('label', {}, 'metric ', select('by', by, Object.entries(METRICS))),
+    h('label', {}, 'chart ', select('type', type, [['stacked', 'stacked'], ['lines', 'lines'],
+      ['sankey', 'sankey (source → destination)']])),
+    h('label', {}, 'top ', select('n', n, same(['3', '5', '10', '20'])))));
   const base = baseParams(p);
+  const format = by === 'bytes' ? fmt.byteRate : (v) => fmt.rate(v, '');
+  const openFlows = (filter) => go('flows', { f: Object.entries(filter).map(([k, v]) => term(k, v)).join(' '),
+    offset: '', flow: '' });
+  if (type === 'sankey') {
+    const pairs = await api('/api/top', { ...base, group: 'pair', by, limit: n * 3 });
+    const links = pairs.top.filter((r) => r[by] > 0).map((r) => ({ source: r.src, target: `→ ${r.dst}`, value: r[by],
+      pair: r }));
+    const el = h('div', { class: 'chart big', id: 'sankey' });
+    root.append(el);
+    if (links.length) sankeyChart(el, links, { format: by === 'bytes' ? fmt.bytes : String,
+      onLink: (l) => openFlows({ src: l.pair.src, dst: l.pair.dst }) });
+    window.flowscopeSankey = links.map((l) => [l.source, l.target, l.value]);  // for the browser tests
+    root.append(h('h2', {}, `Top ${pairs.top.length} pairs by ${METRICS[by]}`), table([
+      { key: 'src', label: 'source', text: (r) => r.src }, { key: 'dst', label: 'destination', text: (r) => r.dst },
+      { key: 'v', label: METRICS[by], num: true, text: (r) => (by === 'bytes' ? fmt.bytes(r.bytes) : r[by]) },
+    ], pairs.top, { onRow: (r) => openFlows({ src: r.src, dst: r.dst }) }));
+    root.lastChild.id = 'toptable';
+    return;
+  }
   const top = await api('/api/top', { ...base, group, by, limit: n });
-  const series = await pool(top.top, 4, async (r) => {
-    const s = await api('/api/timeseries', { ...base, ...GROUP_FILTER[group](r) });
-    return { name: keyName(group, r), points: seriesPoints(s, by, by === 'bytes') };
-  });
+  // "other": everything the top entries leave, from the unfiltered series.
+  const [series, everything] = await Promise.all([
+    pool(top.top, 4, async (r) => {
+      const s = await api('/api/timeseries', { ...base, ...GROUP_FILTER[group](r) });
+      return { name: keyName(group, r), raw: s.points.map((pt) => pt[by]),
+        points: seriesPoints(s, by, by === 'bytes') };
+    }),
+    api('/api/timeseries', base),
+  ]);
+  // Per-reason series count the flows that had the reason: their sum can
+  // exceed the whole, so "other" is left out there.
+  if (group !== 'drop_reason') {
+    const rest = everything.points.map((pt, i) => Math.max(0, pt[by] - series.reduce((a, s) => a + (s.raw[i] || 0), 0)));
+    if (rest.some((v) => v > 0)) {
+      const secs = by === 'bytes' ? everything.interval_ns / 1e9 : 1;
+      series.push({ name: 'other', raw: rest, points: everything.points.map((pt, i) => [pt.time_ns / 1e6, rest[i] / secs]) });
+    }
+  }
   const el = h('div', { class: 'chart big' });
   root.append(el);
-  lineChart(el, series, { stacked: type === 'stacked', legend: true,
-    format: by === 'bytes' ? fmt.byteRate : (v) => fmt.rate(v, '') });
-  root.append(h('h2', {}, `Top ${n} by ${by}`), table([
+  lineChart(el, series, { stacked: type === 'stacked', legend: true, format });
+  const rows = series.map((s) => ({ name: s.name, total: s.raw.reduce((a, b) => a + b, 0),
+    ...stats(s.points.map((pt) => pt[1])) }));
+  const unit = by === 'bytes' ? 'per second' : `per ${fmt.duration(everything.interval_ns)}`;
+  const statsTable = table([
+    { key: 'name', label: group, text: (r) => r.name },
+    ...['min', 'avg', 'max', 'p95'].map((k) => ({ key: k, label: k, num: true, text: (r) => format(r[k]) })),
+    { key: 'total', label: 'total', num: true, text: (r) => (by === 'bytes' ? fmt.bytes(r.total) : r.total) },
+  ], rows);
+  statsTable.id = 'stats';
+  root.append(h('h2', {}, `${METRICS[by]} ${unit}: min, avg, max, p95; total over the range`), statsTable);
+  const topTable = table([
     { key: 'key', label: group, text: (r) => keyName(group, r) },
     { key: 'bytes', label: 'bytes', num: true, text: (r) => fmt.bytes(r.bytes) },
     { key: 'packets', label: 'packets', num: true, text: (r) => r.packets },
-    { key: 'flows', label: 'flows', num: true, text: (r) => r.flows },
+    { key: 'flows', label: 'connections', num: true, text: (r) => r.flows },
     { key: 'retransmits', label: 'retransmits', num: true, text: (r) => r.retransmits },
-  ], top.top, { onRow: (r) => go('flows', { f: Object.entries(GROUP_FILTER[group](r)).map(([k, v]) => term(k, v))
-    .join(' '), offset: '', flow: '' }) }));
+    { key: 'failures', label: 'failures', num: true, text: (r) => r.failures },
+    { key: 'drops', label: 'drops', num: true, text: (r) => r.drops },
+  ], top.top, { onRow: (r) => openFlows(GROUP_FILTER[group](r)) });
+  topTable.id = 'toptable';
+  root.append(h('h2', {}, `Top ${n} by ${METRICS[by]}`), topTable);
 }
 
 // Edges of the map: process → remote address (default), or source address →
-// destination address. Both from /api/top until a graph API exists.
+// destination address, from /api/top until a graph API exists. An edge is
+// failing when its connections failed or its packets were dropped.
 async function mapEdges(base, mode) {
   if (mode === 'addr') {
-    const [pairs, ...fails] = await Promise.all([
-      api('/api/top', { ...base, group: 'pair', limit: 60 }),
-      ...FAIL_CLOSES.map((c) => api('/api/top', { ...base, group: 'pair', close: c, limit: 200 })),
-    ]);
-    const failing = new Set(fails.flatMap((f) => f.top.map((t) => `${t.src}|${t.dst}`)));
+    const pairs = await api('/api/top', { ...base, group: 'pair', limit: 60 });
     return pairs.top.map((t) => ({
       from: { id: `a:${t.src}`, label: t.src, filter: `addr=${t.src}` },
       to: { id: `a:${t.dst}`, label: t.dst, filter: `addr=${t.dst}` },
       filter: `src=${t.src} dst=${t.dst}`, bytes: t.bytes, retransmits: t.retransmits,
-      failing: failing.has(`${t.src}|${t.dst}`),
+      failing: t.failures > 0 || t.drops > 0,
     }));
   }
-  const [procs, ...fails] = await Promise.all([
-    api('/api/top', { ...base, group: 'process', limit: 15 }),
-    ...FAIL_CLOSES.map((c) => api('/api/flows', { ...base, close: c, limit: 1000 })),
-  ]);
-  const failing = new Set(fails.flatMap((f) => f.flows.map((x) => `${x.comm}|${x.dst_addr}`)));
+  const procs = await api('/api/top', { ...base, group: 'process', limit: 15 });
   const perProc = await pool(procs.top, 4, (t) => api('/api/top', { ...base, process: t.process, group: 'dst', limit: 8 }));
   return procs.top.flatMap((t, i) => perProc[i].top.map((d) => ({
     from: { id: `p:${t.process}`, label: t.process, filter: term('process', t.process), process: true },
     to: { id: `a:${d.dst}`, label: d.dst, filter: `addr=${d.dst}` },
     filter: `${term('process', t.process)} dst=${d.dst}`, bytes: d.bytes, retransmits: d.retransmits,
-    failing: failing.has(`${t.process}|${d.dst}`),
+    failing: d.failures > 0 || d.drops > 0,
   })));
 }
 
@@ -201,7 +264,7 @@ async function map(root, p) {
       width: 1 + 9 * Math.sqrt(e.bytes / max),
       color: e.failing ? '#b3261e' : e.retransmits > 0 ? '#e08a00' : '#7a8aa6' } };
   });
-  root.append(h('p', { class: 'muted' }, 'Edge width: bytes; red: refused, timed out or reset connections; ',
+  root.append(h('p', { class: 'muted' }, 'Edge width: bytes; red: refused, timed out or reset connections, or drops; ',
     'orange: retransmits. Click a node or an edge for its flows.'));
   const el = h('div', { id: 'graph' });
   root.append(el);
@@ -228,8 +291,8 @@ const FLOW_COLS = [
   { key: 'dst', label: 'destination', text: (f) => fmt.endpoint(f.dst_addr, f.dst_port), sort: (f) => fmt.endpoint(f.dst_addr, f.dst_port) },
   { key: 'protocol', label: 'proto', text: (f) => fmt.proto(f.protocol), sort: (f) => f.protocol },
   { key: 'direction', label: 'dir', text: (f) => f.direction || '', sort: (f) => f.direction || '' },
-  { key: 'bytes', label: 'bytes', num: true, text: (f) => fmt.bytes(f.bytes), sort: (f) => f.bytes },
-  { key: 'rev_bytes', label: 'rev bytes', num: true, text: (f) => fmt.bytes(f.rev_bytes), sort: (f) => f.rev_bytes ?? -1 },
+  { key: 'bytes', label: 'bytes out', num: true, text: (f) => fmt.bytes(f.bytes), sort: (f) => f.bytes },
+  { key: 'rev_bytes', label: 'bytes in', num: true, text: (f) => fmt.bytes(f.rev_bytes), sort: (f) => f.rev_bytes ?? -1 },
   { key: 'process', label: 'process', text: (f) => (f.comm ? `${f.comm} (${f.pid})` : ''), sort: (f) => f.comm || '' },
   { key: 'close', label: 'close', text: (f) => f.close || '', sort: (f) => f.close || '' },
   { key: 'drops', label: 'drops', num: true, sort: (f) => dropTotal(f),
@@ -315,40 +378,91 @@ function flowDetail(f) {
   return el;
 }
 
+const withId = (id, el) => {
+  el.id = id;
+  return el;
+};
+
 async function dropsView(root, p) {
   const base = baseParams(p);
-  // Reasons and their counts from the flows that had drops in the range.
-  const withDrops = await api('/api/flows', { ...base, drops: 'any', limit: 10000 });
-  const counts = new Map();
-  for (const f of withDrops.flows) for (const [r, c] of Object.entries(f.drops || {})) counts.set(r, (counts.get(r) || 0) + c);
-  const reasons = [...counts.entries()].sort((a, b) => b[1] - a[1]);
+  // Counts by reason, host and process from the API; the chart places each
+  // flow's drops by its record's end time.
+  const [byReason, byHost, byProc, withDrops] = await Promise.all([
+    api('/api/top', { ...base, group: 'drop_reason', by: 'drops', limit: 50 }),
+    api('/api/top', { ...base, drops: base.drops || 'any', group: 'host', by: 'drops', limit: 10 }),
+    api('/api/top', { ...base, drops: base.drops || 'any', group: 'process', by: 'drops', limit: 10 }),
+    api('/api/flows', { ...base, drops: base.drops || 'any', limit: 10000 }),
+  ]);
+  const reasons = byReason.top.filter((r) => r.drops > 0).map((r) => [r.drop_reason, r.drops]);
   if (!reasons.length) {
     root.append(h('p', { class: 'muted' }, 'No drops in this range.'));
     return;
   }
   // Packets dropped per interval and reason, placed by each record's end
-  // time on the API's own (zero-filled) bucket grid.
-  const grid = await api('/api/timeseries', { ...base, drops: 'any' });
+  // time on the API's own (zero-filled) bucket grid; counted from each
+  // flow's last record, as the API counts them.
+  const grid = await api('/api/timeseries', { ...base, drops: base.drops || 'any' });
   const shown = reasons.slice(0, 10).map(([r]) => r);
   const buckets = new Map(shown.map((r) => [r, grid.points.map((pt) => [pt.time_ns / 1e6, 0])]));
   for (const f of withDrops.flows) {
+    if (f.record === 'interim' && f.cumulative) continue;
     const k = Math.floor((f.end_ns - grid.from_ns) / grid.interval_ns);
     for (const [r, c] of Object.entries(f.drops || {}))
       if (buckets.has(r) && k >= 0 && k < grid.points.length) buckets.get(r)[k][1] += c;
   }
   const series = shown.map((r) => ({ name: r, points: buckets.get(r) }));
   const el = h('div', { class: 'chart big' });
-  root.append(h('h2', {}, 'Packets dropped per interval, by reason'), el);
+  root.append(h('h2', {}, withDrops.more ? 'Packets dropped per interval, by reason (first 10,000 flows)'
+    : 'Packets dropped per interval, by reason'), el);
   lineChart(el, series, { stacked: true, legend: true });
   window.flowscopeDropSeries = series;  // for the browser tests
-  root.append(h('h2', {}, withDrops.more ? 'Drops by reason (first 10,000 flows with drops)' : 'Drops by reason'),
-    table([{ key: 'reason', label: 'reason', text: (r) => r[0] }, { key: 'packets', label: 'packets dropped', num: true, text: (r) => r[1] }],
-      reasons, { onRow: (r) => go('drops', { reason: r[0] }) }));
+  const dropCols = (key, label) => [{ key, label, text: (r) => r[key] },
+    { key: 'drops', label: 'packets dropped', num: true, text: (r) => r.drops },
+    { key: 'flows', label: 'connections', num: true, text: (r) => r.flows }];
+  root.append(h('div', { class: 'tables' },
+    h('div', {}, h('h2', {}, 'Drops by reason'), withId('dropreasons',
+      table([{ key: 'reason', label: 'reason', text: (r) => r[0] },
+        { key: 'packets', label: 'packets dropped', num: true, text: (r) => r[1] }],
+      reasons, { onRow: (r) => go('drops', { reason: r[0] }) }))),
+    h('div', {}, h('h2', {}, 'By host'), withId('drophosts', table(dropCols('host', 'host'), byHost.top,
+      { onRow: (r) => go('flows', { f: `${term('host', r.host)} drops=any`, offset: '', flow: '' }) }))),
+    h('div', {}, h('h2', {}, 'By process'), withId('dropprocs', table(dropCols('process', 'process'), byProc.top,
+      { onRow: (r) => go('flows', { f: `${term('process', r.process)} drops=any`, offset: '', flow: '' }) })))));
   const sel = p.get('reason');
   if (sel) {
     const list = await api('/api/flows', { ...base, drops: sel, limit: 100 });
     root.append(h('h2', {}, `Flows with ${sel}`), flowTable(list.flows, { id: 'dropflows' }));
   }
+}
+
+// Filter bar completion: field names, then the values the API has seen
+// (offered through a <datalist>, so they are text, never markup).
+let completing = 0;
+async function completeFilter() {
+  const input = document.getElementById('filter');
+  const list = document.getElementById('filtervalues');
+  const text = input.value;
+  const m = /(^|\s)([^\s=]*)(=("?)([^\s"]*))?$/.exec(text);
+  if (!m) return;
+  const head = text.slice(0, m.index + m[1].length);
+  const gen = ++completing;
+  let options;
+  if (m[3] === undefined) {
+    options = FILTER_KEYS.filter((k) => k.startsWith(m[2])).map((k) => `${head}${k}=`);
+  } else if (COMPLETED.includes(m[2])) {
+    let resp;
+    try {
+      resp = await api('/api/complete', { field: m[2], prefix: m[5], limit: 20 });
+    } catch {
+      return;  // completion is a help: a refusal shows when the filter is applied
+    }
+    options = resp.values.map((v) => `${head}${term(m[2], v)}`);
+  } else {
+    options = [];
+  }
+  if (gen !== completing) return;
+  list.replaceChildren(...options.map((o) => h('option', { value: o })));
+  list.dataset.for = text;  // for the browser tests
 }
 
 const RENDER = { overview, explore, map, flows, drops: dropsView };
@@ -395,6 +509,11 @@ async function render() {
 function setup() {
   document.getElementById('range').onchange = (ev) => go(readState().view, { range: ev.target.value, offset: '' });
   document.getElementById('showself').onchange = (ev) => go(readState().view, { self: ev.target.checked ? '1' : '' });
+  let typing = null;
+  document.getElementById('filter').addEventListener('input', () => {
+    clearTimeout(typing);
+    typing = setTimeout(completeFilter, 150);
+  });
   document.getElementById('filterbar').onsubmit = (ev) => {
     ev.preventDefault();
     const text = document.getElementById('filter').value.trim();
