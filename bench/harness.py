@@ -212,6 +212,84 @@ class Server:
         self.p.wait(10)
 
 
+class ClickHouse:
+    """A throwaway clickhouse-server: its own config, users and data folder
+    under WORK, loopback ports, never the system service."""
+
+    HTTP, TCP = 17020, 17021
+
+    def __init__(self):
+        exe = shutil.which("clickhouse-server") or "/usr/bin/clickhouse-server"
+        if not os.access(exe, os.X_OK):
+            raise RuntimeError("clickhouse-server not installed (scripts/setup.sh installs it)")
+        self.dir = d = os.path.join(WORK, f"clickhouse-{time.time_ns()}")
+        for sub in ("data", "tmp", "user_files", "log"):
+            os.makedirs(os.path.join(d, sub))
+        with open(os.path.join(d, "config.xml"), "w") as f:
+            f.write(f"""<?xml version="1.0"?>
+<yandex>
+  <logger><level>warning</level><log>{d}/log/server.log</log><errorlog>{d}/log/error.log</errorlog><console>0</console></logger>
+  <listen_host>127.0.0.1</listen_host>
+  <http_port>{self.HTTP}</http_port>
+  <tcp_port>{self.TCP}</tcp_port>
+  <path>{d}/data/</path>
+  <tmp_path>{d}/tmp/</tmp_path>
+  <user_files_path>{d}/user_files/</user_files_path>
+  <users_config>{d}/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <mark_cache_size>268435456</mark_cache_size>
+  <max_concurrent_queries>50</max_concurrent_queries>
+</yandex>
+""")
+        with open(os.path.join(d, "users.xml"), "w") as f:
+            f.write("""<?xml version="1.0"?>
+<yandex>
+  <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
+  <users><default><password></password><networks><ip>127.0.0.1</ip></networks>
+    <profile>default</profile><quota>default</quota></default></users>
+  <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors>
+    <result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
+</yandex>
+""")
+        self.proc = Proc("clickhouse", [exe, f"--config-file={d}/config.xml"])
+        if not wait_for(self.ping, 60):
+            self.proc.stop(signal.SIGKILL)
+            raise RuntimeError(f"clickhouse-server did not start: {self.proc.stderr()[-300:]}")
+        self.version = self.query("SELECT version()").strip()
+
+    def ping(self):
+        import urllib.request
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.HTTP}/ping", timeout=1) as r:
+                return r.status == 200
+        except Exception:
+            return False
+
+    def query(self, sql, timeout=600):
+        import urllib.request
+        req = urllib.request.Request(f"http://127.0.0.1:{self.HTTP}/", data=sql.encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.read().decode()
+
+    def url(self, db):
+        return f"clickhouse://127.0.0.1:{self.HTTP}/{db}"
+
+    def rows(self, db, table="flows"):
+        try:
+            return int(self.query(f"SELECT count() FROM {db}.{table}", timeout=5).strip() or 0)
+        except Exception:
+            return 0
+
+    def disk_bytes(self, db, table):
+        return int(self.query(f"SELECT sum(bytes_on_disk) FROM system.parts WHERE database = '{db}' "
+                              f"AND table = '{table}' AND active").strip() or 0)
+
+    def stop(self):
+        self.proc.stop(signal.SIGTERM, timeout=30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 # ---------------------------------------------------------------- topologies
 
 def netns_up():
@@ -776,9 +854,11 @@ def hold_scenario(ctx, extra_args):
 
 
 def collector_scenario(ctx):
-    """IPFIX replayed at full speed into flowscope collector and nfcapd."""
+    """IPFIX replayed at full speed into flowscope collector (SQLite and
+    ClickHouse stores) and nfcapd, side by side: every contender once per
+    round, `reps` rounds, order rotated; medians and ranges reported."""
     a = ctx.args
-    res = {"records": a.ipfix_records, "rows": []}
+    res = {"records": a.ipfix_records, "rows": [], "reps": a.reps}
     gen = f"{GEN}/fs_ipfix_gen"
     if not os.access(gen, os.X_OK):
         return {"unavailable": "fs_ipfix_gen not built"}
@@ -813,30 +893,45 @@ def collector_scenario(ctx):
         for so in socks:
             so.close()
 
-    # flowscope collector, UDP and TCP, and TCP again while a hostile UDP
-    # flood runs against the same collector
-    for variant in ("udp", "tcp", "tcp-flood"):
-        proto = variant.split("-")[0]
+    ch, ch_why = None, None
+    try:
+        ch = ClickHouse()
+        res["clickhouse_version"] = ch.version
+    except Exception as e:
+        ch_why = str(e)
+
+    def flowscope_run(variant, rnd):
+        """flowscope collector into SQLite or ClickHouse over UDP or TCP,
+        optionally during a hostile UDP flood."""
+        store, proto = variant.split("-")[:2]
         flood = variant.endswith("flood")
-        db = os.path.join(WORK, f"collector-{variant}.db")
-        argv, why = ctx.features.collector_argv(IPFIX_PORT, IPFIX_PORT + 1, db)
-        row = {"contender": f"flowscope collector ({proto.upper()}) -> SQLite" +
+        name = "ClickHouse" if store == "clickhouse" else "SQLite"
+        row = {"contender": f"flowscope collector ({proto.upper()}) -> {name}" +
                (", during a hostile UDP flood" if flood else "")}
+        db = os.path.join(WORK, f"collector-{variant}-{rnd}.db")
+        argv, why = ctx.features.collector_argv(IPFIX_PORT, IPFIX_PORT + 1, db)
+        if argv and store == "clickhouse":
+            if not ch:
+                why, argv = f"ClickHouse: {ch_why}", None
+            else:
+                chdb = f"ingest_{proto}_{rnd}"
+                ch.query(f"CREATE DATABASE {chdb}")
+                i = argv.index(db)
+                argv[i - 1:i + 1] = ["--store", ch.url(chdb)]
         if not argv:
             row["unavailable"] = why
-            res["rows"].append(row)
-            continue
+            return row
         col = Proc("collector", argv)
-        time.sleep(1.0)
-        if not col.alive():
+        if not wait_for(lambda: "collector running" in col.stderr() or not col.alive(), 60) or not col.alive():
             row["unavailable"] = f"collector failed to start: {col.stderr().strip()[-300:]}"
-            res["rows"].append(row)
-            continue
+            col.stop()
+            return row
         stop_flood, flood_counts, flood_thread = threading.Event(), {}, None
         if flood:
             flood_thread = threading.Thread(target=hostile_flood, args=(stop_flood, flood_counts))
             flood_thread.start()
         c0 = cpu_of(col.pid)
+        s0 = cpu_of(ch.proc.pid) if store == "clickhouse" else None
         t0 = time.time()
         try:
             sent = replay(proto, IPFIX_PORT if proto == "udp" else IPFIX_PORT + 1)
@@ -846,14 +941,19 @@ def collector_scenario(ctx):
             if flood_thread:
                 flood_thread.join()
             col.stop()
-            res["rows"].append(row)
-            continue
-        # Progress from the collector's own count of committed rows (cheap to
-        # ask; counting a growing table with sqlite3 every 50 ms would take a
-        # good part of a core from the collector), else from the file. What
-        # is reported as stored is counted in the SQLite file at the end.
-        written, t1 = wait_stable(lambda: collector_written(db), sent["records"], 120)
+            return row
+        if store == "clickhouse":
+            # End to end: rows the server has (count() of a MergeTree is
+            # read from its parts' metadata: cheap to poll).
+            written, t1 = wait_stable(lambda: ch.rows(chdb), sent["records"], 180)
+        else:
+            # Progress from the collector's own count of committed rows (cheap to
+            # ask; counting a growing table with sqlite3 every 50 ms would take a
+            # good part of a core from the collector), else from the file. What
+            # is reported as stored is counted in the SQLite file at the end.
+            written, t1 = wait_stable(lambda: collector_written(db), sent["records"], 120)
         c1 = cpu_of(col.pid)
+        s1 = cpu_of(ch.proc.pid) if store == "clickhouse" else None
         stop_flood.set()
         if flood_thread:
             flood_thread.join()
@@ -861,24 +961,39 @@ def collector_scenario(ctx):
             row["flood_datagrams_per_s"] = row["flood_datagrams"] / max(t1 - t0, 1e-9)
         ingest = api_json("/api/exporters?limit=1000") or {}
         col.stop()
-        stored = count_sqlite_rows(db)
         rec = ingest.get("receivers", {})
+        if store == "clickhouse":
+            stored = ch.rows(chdb)
+            row["server_cpu_ms"] = (s1[2] - s0[2]) / 1e6
+            row["disk_bytes_raw"] = ch.disk_bytes(chdb, "flows")
+            row["disk_bytes_rollups"] = sum(ch.disk_bytes(chdb, t) for t in ("flows_1m", "flows_5m", "flows_1h"))
+            ch.query(f"DROP DATABASE {chdb}")
+        else:
+            stored = count_sqlite_rows(db)
+            row["disk_bytes_raw"] = sum(os.path.getsize(db + x) for x in ("", "-wal") if os.path.exists(db + x))
+            for x in ("", "-wal", "-shm"):
+                if os.path.exists(db + x):
+                    os.unlink(db + x)
         row.update({"sent": sent["records"], "stored": stored, "seconds": t1 - t0,
                     "cpu_ms": (c1[2] - c0[2]) / 1e6, "sender_seconds": sent.get("seconds"),
                     # Where records that were not stored went, as the collector counts them.
                     "udp_queue_drops": rec.get("udp_queue_drops"),
                     "store_drops": ingest.get("store", {}).get("dropped"),
+                    "store_failed": ingest.get("store", {}).get("failed"),
                     "records_lost": ingest.get("decoder", {}).get("records_lost")})
         row["records_per_s"] = stored / row["seconds"] if stored else 0
         row["records_per_cpu_s"] = stored / (row["cpu_ms"] / 1e3) if row["cpu_ms"] else None
-        res["rows"].append(row)
+        if "server_cpu_ms" in row and row["cpu_ms"] + row["server_cpu_ms"] > 0:
+            row["records_per_cpu_s_with_server"] = stored / ((row["cpu_ms"] + row["server_cpu_ms"]) / 1e3)
+        return row
 
-    # nfcapd (UDP only: nfcapd has no TCP listener)
-    row = {"contender": "nfdump nfcapd (UDP) -> nfcapd files"}
-    if not ctx.features.nfcapd:
-        row["unavailable"] = "nfcapd not installed"
-    else:
-        d = os.path.join(WORK, "nfcapd")
+    def nfcapd_run(rnd):
+        """nfcapd (UDP only: nfcapd has no TCP listener)."""
+        row = {"contender": "nfdump nfcapd (UDP) -> nfcapd files"}
+        if not ctx.features.nfcapd:
+            row["unavailable"] = "nfcapd not installed"
+            return row
+        d = os.path.join(WORK, f"nfcapd-{rnd}")
         os.makedirs(d, exist_ok=True)
         p = Proc("nfcapd", ["nfcapd", "-b", "127.0.0.1", "-p", str(IPFIX_PORT + 2), "-w", d, "-B", "8388608"])
         time.sleep(1.0)
@@ -890,7 +1005,6 @@ def collector_scenario(ctx):
         c1 = cpu_of(p.pid)
         p.stop(signal.SIGTERM)
         t1 = time.time()
-        stored = 0
         out = subprocess.run(["nfdump", "-R", d, "-I"], capture_output=True, text=True).stdout
         m = re.search(r"^Flows:\s*(\d+)", out, re.M)
         stored = int(m.group(1)) if m else 0
@@ -898,8 +1012,116 @@ def collector_scenario(ctx):
                     "cpu_ms": (c1[2] - c0[2]) / 1e6})
         row["records_per_s"] = stored / row["seconds"] if row["seconds"] > 0 else 0
         row["records_per_cpu_s"] = stored / (row["cpu_ms"] / 1e3) if row["cpu_ms"] else None
+        row["disk_bytes_raw"] = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(d) for f in fs)
         shutil.rmtree(d, ignore_errors=True)
-    res["rows"].append(row)
+        return row
+
+    variants = ["sqlite-udp", "sqlite-tcp", "clickhouse-udp", "clickhouse-tcp", "nfcapd"]
+    runs = {}
+    try:
+        for rnd in range(a.reps):
+            k = rnd % len(variants)
+            order = variants[k:] + variants[:k]
+            if rnd == 0:
+                order.append("sqlite-tcp-flood")  # once: it shows robustness, not speed
+            for v in order:
+                log(f"  round {rnd + 1}/{a.reps}: {v}")
+                row = nfcapd_run(rnd) if v == "nfcapd" else flowscope_run(v, rnd)
+                runs.setdefault(row["contender"], []).append(row)
+    finally:
+        if ch:
+            ch.stop()
+    for name in [r[0]["contender"] for r in runs.values()]:
+        res["rows"].append(summarize_ingest(runs[name]))
+    return res
+
+
+def summarize_ingest(runs):
+    """One contender's rounds: medians, the range of stored/s, the worst loss."""
+    ok = [r for r in runs if "unavailable" not in r]
+    if not ok:
+        return runs[0]
+    out = dict(ok[len(ok) // 2])
+    for key in ("seconds", "records_per_s", "records_per_cpu_s", "cpu_ms", "server_cpu_ms",
+                "records_per_cpu_s_with_server", "sender_seconds", "disk_bytes_raw", "disk_bytes_rollups"):
+        vals = [r[key] for r in ok if r.get(key) is not None]
+        if vals:
+            out[key] = median(vals)
+    out["stored"] = min(r["stored"] for r in ok)  # the worst round
+    out["rounds"] = len(ok)
+    out["runs_records_per_s"] = [r["records_per_s"] for r in ok]
+    out["runs_records_per_cpu_s"] = [r["records_per_cpu_s"] for r in ok]
+    out["runs_stored"] = [r["stored"] for r in ok]
+    return out
+
+
+def store_query_scenario(ctx):
+    """/api/top and /api/timeseries over 1 h, 24 h and 7 days on a store of
+    query_rows flows (ClickHouse: from the rollups and from the raw table;
+    SQLite: query_rows_sqlite flows), p50/p95 of `query_reps` requests, two
+    runs each; and the stores' disk bytes per flow."""
+    a = ctx.args
+    exe = f"{GEN}/fs_store_query"
+    if not os.access(exe, os.X_OK):
+        return {"unavailable": "fs_store_query not built"}
+    res = {"rows_clickhouse": a.query_rows, "rows_sqlite": a.query_rows_sqlite, "reps": a.query_reps,
+           "queries": [], "fill": {}, "disk": {}}
+
+    def run(store, rows, runs, pid=None):
+        c0 = cpu_of(pid) if pid else None
+        t0 = time.time()
+        out = sh([exe, "--store", store, "--rows", str(rows), "--fill-only"], timeout=3600)
+        fill = next((json.loads(l) for l in out.splitlines() if l.startswith('{"fill"')), {})
+        fill["wall_s"] = time.time() - t0
+        if pid:
+            fill["server_cpu_s"] = (cpu_of(pid)[2] - c0[2]) / 1e9
+        settle()
+        for k in range(runs):
+            out = sh([exe, "--store", store, "--rows", str(rows), "--reps", str(a.query_reps)], timeout=3600)
+            for l in out.splitlines():
+                if l.startswith('{"store"'):
+                    q = json.loads(l)
+                    q["run"] = k + 1
+                    res["queries"].append(q)
+        return fill
+
+    ch = None
+    settle = lambda: None
+    try:
+        ch = ClickHouse()
+        res["clickhouse_version"] = ch.version
+        ch.query("CREATE DATABASE q")
+
+        def settle():
+            # Queries after the server's background merges of the fill are
+            # done (as on a server that has been running a while).
+            quiet = [0.0]
+
+            def idle():
+                n = int(ch.query("SELECT count() FROM system.merges").strip() or 0)
+                if n:
+                    quiet[0] = time.time()
+                return n == 0 and time.time() - quiet[0] > 3
+            wait_for(idle, 300, step=0.5)
+        log(f"  ClickHouse: {a.query_rows} flows")
+        res["fill"]["clickhouse"] = run(ch.url("q"), a.query_rows, 2, ch.proc.pid)
+        rows = ch.rows("q")
+        res["disk"]["clickhouse"] = {"rows": rows, "raw": ch.disk_bytes("q", "flows"),
+                                     **{t: ch.disk_bytes("q", t) for t in ("flows_1m", "flows_5m", "flows_1h")}}
+    except Exception as e:
+        res["clickhouse_unavailable"] = str(e)
+    finally:
+        if ch:
+            ch.stop()
+    settle = lambda: None
+    db = os.path.join(WORK, "query.db")
+    log(f"  SQLite: {a.query_rows_sqlite} flows")
+    res["fill"]["sqlite"] = run("sqlite:" + db, a.query_rows_sqlite, 2)
+    res["disk"]["sqlite"] = {"rows": count_sqlite_rows(db),
+                             "raw": sum(os.path.getsize(db + x) for x in ("", "-wal") if os.path.exists(db + x))}
+    for x in ("", "-wal", "-shm"):
+        if os.path.exists(db + x):
+            os.unlink(db + x)
     return res
 
 
@@ -1149,14 +1371,27 @@ def report(results, args):
             w(f"Not run: {s['unavailable']}\n")
         else:
             w(f"{s['records']} IPFIX data records (synthetic TCP flows from `fs_ipfix_gen`) replayed at full speed "
-              "on loopback.\n")
-            w("| receiver | sent | stored | seconds | stored/s | records per CPU-second |\n|---|---:|---:|---:|---:|---:|")
+              f"on loopback, {s.get('reps', 1)} rounds (every receiver once per round, order rotated; medians, and "
+              "the range of stored/s over the rounds). Stored = in the store at the end (ClickHouse: rows in the "
+              "server's table, end to end; the worst round). The ClickHouse server"
+              + (f" ({s['clickhouse_version']})" if s.get("clickhouse_version") else "") +
+              " runs on the same machine; its CPU is shown separately and is not in the collector's records per "
+              "CPU-second.\n")
+            w("| receiver | sent | stored (worst round) | seconds | stored/s | stored/s range | records per CPU-second "
+              "| server CPU ms | per CPU-second incl. server | disk bytes per flow |")
+            w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
             for r in s["rows"]:
                 if "unavailable" in r:
-                    w(f"| {r['contender']} | {r['unavailable']} |||||")
-                else:
-                    w(f"| {r['contender']} | {r['sent']} | {r['stored']} | {r['seconds']:.2f} | "
-                      f"{fmt(r['records_per_s'])} | {fmt(r['records_per_cpu_s'])} |")
+                    w(f"| {r['contender']} | {r['unavailable']} |||||||||")
+                    continue
+                rng = r.get("runs_records_per_s") or [r["records_per_s"]]
+                disk = (r.get("disk_bytes_raw") or 0) + (r.get("disk_bytes_rollups") or 0)
+                disk_s = fmt(disk / r["stored"], ".0f") if disk and r.get("stored") else "–"
+                if r.get("disk_bytes_rollups"):
+                    disk_s += f" ({fmt(r['disk_bytes_raw'] / r['stored'])} raw)"
+                w(f"| {r['contender']} | {r['sent']} | {r['stored']} | {r['seconds']:.2f} | "
+                  f"{fmt(r['records_per_s'])} | {fmt(min(rng))}–{fmt(max(rng))} | {fmt(r['records_per_cpu_s'])} | "
+                  f"{fmt(r.get('server_cpu_ms'))} | {fmt(r.get('records_per_cpu_s_with_server'))} | {disk_s} |")
             w("")
             notes = [r for r in s["rows"] if r.get("sender_seconds") is not None and "unavailable" not in r]
             if notes:
@@ -1206,8 +1441,63 @@ def report(results, args):
             b = s["bundle"]
             w(f"\nBundle (page, script, style): {b['bytes'] / 1024:.0f} KiB, {b['gzip_bytes'] / 1024:.0f} KiB "
               "gzipped.\n")
+    if "query" in results:
+        w(query_report(results["query"]))
     if os.path.exists(os.path.join(args.outdir, "benchmarks.png")):
         w("## Chart\n\n![throughput ratio to baseline](bench/benchmarks.png)\n")
+    return "\n".join(L) + "\n"
+
+
+def query_report(q):
+    L = ["## 7. Query latency and disk per flow: ClickHouse and SQLite\n"]
+    w = L.append
+    if "unavailable" in q:
+        w(f"Not run: {q['unavailable']}\n")
+        return "\n".join(L) + "\n"
+    w(f"Synthetic flows (20 exporters, 2,000 local and 50,000 remote addresses, 6 programs, 6 service ports) "
+      f"ending evenly over the last 8 days: {q['rows_clickhouse']} in ClickHouse"
+      + (f" {q['clickhouse_version']}" if q.get("clickhouse_version") else "") +
+      f", {q['rows_sqlite']} in SQLite. `fs_store_query` serves each store with the collector's HTTP API in "
+      f"process and asks each query {q['reps']} times, one request at a time; two runs (p95 of each shown). "
+      "Ranges end at the last whole hour (so whole rollup buckets cover them); `top` is "
+      "`group=process&by=bytes&limit=10`, `timeseries` has 60, 96 and 168 points (intervals 1m, 15m, 1h). "
+      "ClickHouse answers each query twice: as the API does (the coarsest rollup that covers it; "
+      "the table is shown) and from the raw table (rollups off). Queries start after the server's background "
+      "merges of the load have finished.\n")
+    if q.get("clickhouse_unavailable"):
+        w(f"ClickHouse not run: {q['clickhouse_unavailable']}\n")
+    w("| store | answered from | endpoint | range | p50 ms | p95 ms (run 1 / run 2) |")
+    w("|---|---|---|---|---:|---:|")
+    groups = {}
+    for r in q["queries"]:
+        groups.setdefault((r["store"], r["source"], r["table"], r["endpoint"], r["range"]), []).append(r)
+    for (store, source, table, ep, rng), rs in groups.items():
+        failed = sum(r["failed"] for r in rs)
+        note = f" ({failed} failed)" if failed else ""
+        w(f"| {store} | {source} (`{table}`) | {ep} | {rng} | {median([r['p50_ms'] for r in rs]):.1f} | "
+          + " / ".join(f"{r['p95_ms']:.1f}" for r in rs) + f"{note} |")
+    w("")
+    f = q.get("fill", {})
+    for k, v in f.items():
+        if v.get("rows"):
+            extra = f", server CPU {v['server_cpu_s']:.1f} s" if "server_cpu_s" in v else ""
+            w(f"- Loading {k}: {v['rows']} flows in {v['wall_s']:.0f} s ({v['rows_per_s']:.0f} flows/s from one "
+              f"thread through `FlowStore::insert`{extra}).")
+    w("")
+    d = q.get("disk", {})
+    if d:
+        w("| store | flows | raw table bytes per flow | rollups (1m+5m+1h) bytes per flow | total bytes per flow |")
+        w("|---|---:|---:|---:|---:|")
+        for k, v in d.items():
+            if not v.get("rows"):
+                continue
+            roll = sum(v.get(t, 0) for t in ("flows_1m", "flows_5m", "flows_1h"))
+            roll_s = f"{roll / v['rows']:.1f}" if roll else "–"
+            w(f"| {k} | {v['rows']} | {v['raw'] / v['rows']:.1f} | {roll_s} | {(v['raw'] + roll) / v['rows']:.1f} |")
+        w("\nClickHouse: `bytes_on_disk` of the active parts (compressed columns, after merges); SQLite: the "
+          "database file and its WAL (rows and five indexes). The synthetic rows repeat more than real traffic "
+          "does, which flatters ClickHouse's compression; the collector-ingest table above has the same measure "
+          "for `fs_ipfix_gen`'s flows.\n")
     return "\n".join(L) + "\n"
 
 
@@ -1256,15 +1546,37 @@ def targets(results):
     rows = col.get("rows", []) if isinstance(col, dict) else []
     nf = next((r for r in rows if r["contender"].startswith("nfdump") and "records_per_s" in r), None)
     for r in rows:
-        if r["contender"].startswith("flowscope") and "records_per_s" in r:
+        if r["contender"].startswith("flowscope") and "ClickHouse" not in r["contender"] and "records_per_s" in r:
             # "Per core": records stored per CPU-second of the collector process.
             per_cpu = r.get("records_per_cpu_s") or 0
             all_stored = r["stored"] >= r["sent"]
             ok = per_cpu >= 500000 and all_stored and (nf is None or r["records_per_s"] >= nf["records_per_s"])
-            T.append(f"| collector {r['contender'].split('(')[1].split(')')[0]}: ≥ 500k records per CPU-second, "
+            T.append(f"| collector {r['contender'].split('(')[1].split(')')[0]} -> SQLite"
+                     f"{', hostile flood' if 'flood' in r['contender'] else ''}: ≥ 500k records per CPU-second, "
                      f"all stored, and ≥ nfcapd's records/s | {fmt(per_cpu)} per CPU-s, {r['stored']} of {r['sent']} "
                      f"stored, {fmt(r['records_per_s'])}/s (nfcapd {fmt(nf['records_per_s']) if nf else '–'}/s) "
                      f"| {verdict(ok)} |")
+    for r in rows:
+        if "ClickHouse" in r["contender"] and "records_per_s" in r:
+            per_cpu = r.get("records_per_cpu_s") or 0
+            rng = r.get("runs_records_per_cpu_s") or [per_cpu]
+            T.append(f"| collector -> ClickHouse {r['contender'].split('(')[1].split(')')[0]}: ≥ 1M records per "
+                     f"collector CPU-second | {fmt(per_cpu)} (rounds {fmt(min(rng))}–{fmt(max(rng))}; server "
+                     f"{fmt(r.get('server_cpu_ms'))} ms CPU more) | {verdict(per_cpu >= 1e6)} |")
+            rs = r.get("runs_records_per_s") or [r["records_per_s"]]
+            ok = r["stored"] >= r["sent"] and (nf is None or r["records_per_s"] >= nf["records_per_s"])
+            T.append(f"| collector -> ClickHouse {r['contender'].split('(')[1].split(')')[0]}: ≥ nfcapd's records/s "
+                     f"end to end, 0 lost | {fmt(r['records_per_s'])}/s (rounds {fmt(min(rs))}–{fmt(max(rs))}), "
+                     f"{r['sent'] - r['stored']} lost in the worst round (nfcapd {fmt(nf['records_per_s']) if nf else '–'}/s, "
+                     f"{(nf['sent'] - nf['stored']) if nf else '–'} lost) | {verdict(ok)} |")
+    qr = results.get("query", {})
+    for r in qr.get("queries", []) if isinstance(qr, dict) else []:
+        if r["store"] == "clickhouse" and r["source"] == "rollups" and r["range"] == "24h" and r.get("run") == 1:
+            p95s = [x["p95_ms"] for x in qr["queries"] if x["store"] == "clickhouse" and x["source"] == "rollups"
+                    and x["range"] == "24h" and x["endpoint"] == r["endpoint"]]
+            T.append(f"| ClickHouse, {qr['rows_clickhouse']} flows: /api/{r['endpoint']} over 24 h from rollups, "
+                     f"p95 ≤ 300 ms | p95 {' / '.join(f'{p:.0f}' for p in p95s)} ms (`{r['table']}`) "
+                     f"| {verdict(max(p95s) <= 300) if qr['rows_clickhouse'] >= 10000000 else '– (measured below 10M flows)'} |")
     for key in ("churn_loopback", "churn_netns", "bulk"):
         t = row_of(key, "flowscope trace (non")
         if t and "unavailable" not in t:
@@ -1406,7 +1718,10 @@ def write_outputs(results, args, out):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--smoke", action="store_true", help="seconds, not minutes; fails only on real breakage")
-    ap.add_argument("--only", default="", help="comma-separated: micro,churn,bulk,hold,collector,console")
+    ap.add_argument("--only", default="", help="comma-separated: micro,churn,bulk,hold,collector,console,query")
+    ap.add_argument("--query-rows", type=int, help="flows in the ClickHouse store of the query scenario")
+    ap.add_argument("--query-rows-sqlite", type=int, help="flows in the SQLite store of the query scenario")
+    ap.add_argument("--query-reps", type=int, help="requests per query in the query scenario")
     ap.add_argument("--reps", type=int)
     ap.add_argument("--before-build", help="build dir of another flowscope whose agent runs as one more contender")
     ap.add_argument("--contenders", default="",
@@ -1420,7 +1735,8 @@ def main():
     d = dict(reps=1 if smoke else 3, churn_secs=1.5 if smoke else 6, churn_threads=2, bulk_secs=1.5 if smoke else 6,
              bulk_streams=2, hold_conns=2000 if smoke else 100000, hold_timeout=2 if smoke else 10,
              hold_max_flows=262144, ipfix_records=20000 if smoke else 2000000, pause=0.2 if smoke else 1.0,
-             micro_min_time=0.05 if smoke else 0.5)
+             micro_min_time=0.05 if smoke else 0.5, query_rows=20000 if smoke else 10000000,
+             query_rows_sqlite=20000 if smoke else 10000000, query_reps=5 if smoke else 20)
     for k, v in d.items():
         if getattr(args, k, None) is None:
             setattr(args, k, v)
@@ -1428,7 +1744,7 @@ def main():
     # Scenario 3 runs the agent as shipped, then (full run) with a ring buffer
     # big enough for one interim report of every flow, to show the trade-off.
     args.hold_variants = [args.hold_agent_args] if (smoke or args.hold_agent_args) else ["", "--ringbuf-size 67108864"]
-    only = set(x for x in args.only.split(",") if x) or {"micro", "churn", "bulk", "hold", "collector", "console"}
+    only = set(x for x in args.only.split(",") if x) or {"micro", "churn", "bulk", "hold", "collector", "console", "query"}
 
     if args.report_only:
         return rewrite_report(args)
@@ -1470,6 +1786,9 @@ def main():
         if "console" in only:
             log("scenario 6: web console over 1M stored flows")
             results["console"] = console_scenario(ctx)
+        if "query" in only:
+            log("scenario 5: query latency and disk per flow, ClickHouse and SQLite")
+            results["query"] = store_query_scenario(ctx)
     finally:
         netns_down()
         sh(["sysctl", "-qw", f"kernel.bpf_stats_enabled={old_stats}"], check=False)
@@ -1483,7 +1802,7 @@ def main():
         # A partial run updates its scenarios in the stored results and keeps the rest.
         with open(stored) as f:
             merged = json.load(f)
-        for k in ("micro", "churn_loopback", "churn_netns", "bulk", "hold", "collector", "console"):
+        for k in ("micro", "churn_loopback", "churn_netns", "bulk", "hold", "collector", "console", "query"):
             if k in results:
                 merged[k] = results[k]
                 merged.setdefault("remeasured", {})[k] = results["date"]

@@ -21,6 +21,11 @@ void add_serve_options(CLI::App& cmd, ServeArgs& a, bool http_addr_option) {
   cmd.add_option("--clickhouse-shard", a.clickhouse_shards,
                  "With --clickhouse-cluster: HOST:PORT (HTTP) of a shard, where the collector creates the tables "
                  "(repeatable; ClickHouse 18.16 has no ON CLUSTER without ZooKeeper)");
+  cmd.add_option("--clickhouse-max-pending", a.clickhouse_max_pending,
+                 "ClickHouse: flow records held in memory while the server is unreachable or slow; beyond, "
+                 "records are dropped and counted")
+      ->check(CLI::Range(size_t{1}, size_t{100'000'000}))
+      ->capture_default_str();
   cmd.add_option("--retention-1m", a.retention_1m, "ClickHouse: keep the 1-minute rollup this long (0: keep all)")
       ->capture_default_str();
   cmd.add_option("--retention-5m", a.retention_5m, "ClickHouse: keep the 5-minute rollup this long (0: keep all)")
@@ -54,6 +59,7 @@ Result<std::shared_ptr<ClickHouseStore>> open_clickhouse(const ServeArgs& a, std
   if (a.store_credentials)
     if (auto r = read_clickhouse_credentials(*a.store_credentials, o); !r) return std::unexpected(r.error());
   o.cluster = a.clickhouse_cluster;
+  o.max_pending_rows = a.clickhouse_max_pending;
   if (!a.clickhouse_shards.empty() && o.cluster.empty()) return fail("--clickhouse-shard needs --clickhouse-cluster");
   for (const auto& s : a.clickhouse_shards) {
     ClickHouseOptions shard;

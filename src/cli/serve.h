@@ -26,6 +26,7 @@ struct ServeArgs {
   std::vector<std::string> clickhouse_shards;  // HOST:PORT (HTTP) of every shard
   std::string retention = "7d";
   std::string retention_1m = "7d", retention_5m = "90d", retention_1h = "365d";  // ClickHouse rollups
+  size_t clickhouse_max_pending = 1'000'000;  // rows held while ClickHouse is away
   std::string http_addr = "127.0.0.1";
   uint16_t http_port = 9740;
   std::optional<std::string> token_file;

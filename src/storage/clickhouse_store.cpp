@@ -472,11 +472,18 @@ struct ClickHouseStore::Impl {
   std::mutex mu;  // the queue and stats
   std::condition_variable cv;       // sender: work, flush or stop
   std::condition_variable done_cv;  // sync(): the queue emptied
+  std::condition_variable room_cv;  // insert(): room in the queue, or the server went away
   std::deque<Chunk> queue;
   size_t queue_rows = 0;
   bool sending = false;  // a chunk is out of the queue, on its way
   bool flush_now = false;
   bool stop = false;
+  // The last request reached the server. While it does, a full queue means
+  // the server is slower than the input: insert() waits for room (the
+  // collector's queue, and a TCP exporter, feel it). While it does not,
+  // insert() drops past the bound at once: capture never waits on an outage.
+  bool healthy = true;
+  size_t row_bytes = 256;  // encoded bytes per row, as last seen: the buffer's size
   StoreStats st;
   std::thread sender;
 
@@ -490,6 +497,11 @@ struct ClickHouseStore::Impl {
     milliseconds backoff(100);
     bool maybe_sent = false;
     Clock::time_point answering_since = Clock::time_point::max();  // the server answers again since
+    auto set_healthy = [&](bool h) {
+      std::lock_guard lk(mu);
+      if (healthy != h) room_cv.notify_all();
+      healthy = h;
+    };
     for (int attempt = 0;; ++attempt) {
       if (maybe_sent) {
         // The earlier attempt may have run (the server kept going after we
@@ -503,7 +515,7 @@ struct ClickHouseStore::Impl {
           answering_since = Clock::time_point::max();
         else if (answering_since == Clock::time_point::max())
           answering_since = now;
-        if (landed && *landed == c.rows) return true;
+        if (landed && *landed == c.rows) return set_healthy(true), true;
         if (landed && *landed == 0 && now >= answering_since && now - answering_since >= kSettle) maybe_sent = false;
         if (landed && *landed != 0 && *landed != c.rows) {
           spdlog::error("ClickHouse: {} of {} rows of a batch arrived; the rest are lost", *landed, c.rows);
@@ -514,7 +526,8 @@ struct ClickHouseStore::Impl {
       }
       if (!maybe_sent) {
         auto r = conn.run(insert_sql, &c.data, qid);
-        if (r) return true;
+        if (r) return set_healthy(true), true;
+        set_healthy(false);
         if (!r.error().transport && r.error().code != 216 /* same query id running */ && attempt >= 4) {
           spdlog::error("ClickHouse refused a batch of {} rows: {}", c.rows, r.error().message);
           std::lock_guard lk(mu);
@@ -563,7 +576,15 @@ struct ClickHouseStore::Impl {
           if (due) break;
           cv.wait_until(lk, queue.front().queued + o.flush_every);
         }
-        // Chunks merged up to batch_rows (one insert() call is never split).
+        // Chunks merged up to batch_rows (one insert() call is never split),
+        // into one buffer sized once.
+        size_t bytes = 0, rows = 0;
+        for (const auto& f : queue) {
+          if (rows != 0 && rows + f.rows > o.batch_rows) break;
+          rows += f.rows;
+          bytes += f.data.size();
+        }
+        c.data.reserve(bytes);
         while (!queue.empty() && (c.rows == 0 || c.rows + queue.front().rows <= o.batch_rows)) {
           Chunk& f = queue.front();
           if (c.rows == 0) {
@@ -579,6 +600,7 @@ struct ClickHouseStore::Impl {
           queue.pop_front();
         }
         sending = c.rows > 0;
+        room_cv.notify_all();
       }
       if (c.rows > 0) {
         const bool ok = deliver(c);
@@ -594,6 +616,7 @@ struct ClickHouseStore::Impl {
             spdlog::error("ClickHouse unreachable at shutdown: {} flow records not stored", c.rows + queue_rows);
           queue.clear();
           queue_rows = 0;
+          room_cv.notify_all();
         }
         done_cv.notify_all();
       } else {
@@ -853,7 +876,7 @@ Result<void> ClickHouseStore::insert(std::vector<FlowRow>& rows) {
   Chunk c;
   {
     std::lock_guard lk(i.write_mu);
-    c.data.reserve(rows.size() * 160);
+    c.data.reserve(rows.size() * (i.row_bytes + i.row_bytes / 8));
     for (auto& r : rows) {
       i.tracker.account(r);
       r.id = static_cast<int64_t>(i.next_id++);
@@ -862,13 +885,20 @@ Result<void> ClickHouseStore::insert(std::vector<FlowRow>& rows) {
       c.max_end = std::max(c.max_end, end);
       encode_row(c.data, r);
     }
+    i.row_bytes = c.data.size() / rows.size() + 1;
   }
   c.rows = rows.size();
   c.first_id = static_cast<uint64_t>(rows.front().id);
   c.last_id = static_cast<uint64_t>(rows.back().id);
   c.queued = Clock::now();
-  std::lock_guard lk(i.mu);
+  std::unique_lock lk(i.mu);
   i.st.tracker_evicted = i.tracker.evicted();
+  // A reachable server that is slower than the input: wait for room (at
+  // most an io timeout: a server that stops answering is noticed by then).
+  if (i.queue_rows + c.rows > i.o.max_pending_rows && i.healthy && c.rows <= i.o.max_pending_rows)
+    i.room_cv.wait_for(lk, i.o.io_timeout, [&] {
+      return i.queue_rows + c.rows <= i.o.max_pending_rows || !i.healthy || i.stop;
+    });
   if (i.queue_rows + c.rows > i.o.max_pending_rows) {
     i.st.insert_errors += c.rows;
     return fail("ClickHouse does not keep up: {} flow records dropped ({} wait for the server, at most {})", c.rows,

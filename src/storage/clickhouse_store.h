@@ -3,9 +3,11 @@
 // Writes: insert() computes each record's share of its flow (DeltaTracker),
 // encodes the rows in RowBinary and queues them; a sender thread posts the
 // queue in requests of at most `batch_rows` rows, at least once per
-// `flush_every`. When the server is unreachable or slow, requests are retried
-// with back-off while the queue holds at most `max_pending_rows`; what does
-// not fit is dropped and counted (insert_errors). A request that may have
+// `flush_every`. When the server is unreachable, requests are retried with
+// back-off while the queue holds at most `max_pending_rows`; what does not
+// fit is dropped and counted (insert_errors). When it answers but is slower
+// than the input, insert() waits for room instead (at most io_timeout), so
+// the collector's own queue, and through it a TCP exporter, slow down. A request that may have
 // reached the server is never sent twice: its rows carry consecutive ids and
 // the sender checks which arrived before sending again.
 //
@@ -47,7 +49,7 @@ struct ClickHouseOptions {
   size_t max_tracked_flows = 1 << 20;
   size_t batch_rows = 50'000;                // rows per insert request at most
   std::chrono::milliseconds flush_every{1000};  // a partial batch waits no longer
-  size_t max_pending_rows = 1'000'000;       // queued while the server is away; beyond: dropped
+  size_t max_pending_rows = 1'000'000;       // queued for the server; beyond: wait (slow) or drop (away)
   std::chrono::milliseconds connect_timeout{3000};
   std::chrono::milliseconds io_timeout{10000};
   std::chrono::milliseconds max_backoff{5000};
