@@ -79,7 +79,7 @@ struct Flow {
   // whether this end's records are the second seen of a connection whose
   // first end is counted already (aggregates skip their share).
   std::optional<uint64_t> conversation;
-  bool mirror = false;
+  std::optional<bool> mirror;
 
   int family() const { return ip16_is_v4(src_ip) ? 4 : 6; }
   uint64_t duration_ns() const { return end_ns > start_ns ? end_ns - start_ns : 0; }

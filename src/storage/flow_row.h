@@ -31,7 +31,7 @@ struct FlowRow : Flow {
 // aggregates see none of it, so a connection captured at both ends counts
 // once. Stores call this after filling the deltas.
 inline void count_once(FlowRow& r) {
-  if (!r.mirror) return;
+  if (!r.mirror.value_or(false)) return;
   r.delta_bytes = r.delta_packets = r.delta_retrans = 0;
   r.first = false;
 }

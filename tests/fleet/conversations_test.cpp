@@ -50,9 +50,9 @@ TEST(Conversations, BothEndsShareOneIdAndTheSecondIsTheMirror) {
   ASSERT_TRUE(a1.conversation && b.conversation && a2.conversation);
   EXPECT_EQ(*a1.conversation, *b.conversation);
   EXPECT_EQ(*a1.conversation, *a2.conversation);
-  EXPECT_FALSE(a1.mirror);
-  EXPECT_TRUE(b.mirror);
-  EXPECT_FALSE(a2.mirror);  // the counted end stays the counted end
+  EXPECT_FALSE(a1.mirror.value_or(false));
+  EXPECT_TRUE(b.mirror.value_or(false));
+  EXPECT_FALSE(a2.mirror.value_or(false));  // the counted end stays the counted end
   EXPECT_EQ(j.stats().joined, 1u);
 }
 
@@ -63,8 +63,8 @@ TEST(Conversations, TheFirstEndSeenIsCountedWhicheverItIs) {
   j.assign(b);
   j.assign(a);
   EXPECT_EQ(b.conversation, a.conversation);
-  EXPECT_FALSE(b.mirror);
-  EXPECT_TRUE(a.mirror);
+  EXPECT_FALSE(b.mirror.value_or(false));
+  EXPECT_TRUE(a.mirror.value_or(false));
 }
 
 TEST(Conversations, EndsFurtherApartThanTheSkewAreNotJoined) {
@@ -81,7 +81,7 @@ TEST(Conversations, EndsFurtherApartThanTheSkewAreNotJoined) {
   k.assign(a2);
   k.assign(far);
   EXPECT_NE(a2.conversation, far.conversation);
-  EXPECT_FALSE(far.mirror);  // not joined: counted on its own, never labelled by a
+  EXPECT_FALSE(far.mirror.value_or(false));  // not joined: counted on its own, never labelled by a
 }
 
 TEST(Conversations, AReusedTupleIsANewConversation) {
@@ -94,8 +94,8 @@ TEST(Conversations, AReusedTupleIsANewConversation) {
   EXPECT_EQ(a.conversation, b.conversation);
   EXPECT_EQ(a_again.conversation, b_again.conversation);
   EXPECT_NE(a.conversation, a_again.conversation);
-  EXPECT_TRUE(b_again.mirror);
-  EXPECT_FALSE(a_again.mirror);
+  EXPECT_TRUE(b_again.mirror.value_or(false));
+  EXPECT_FALSE(a_again.mirror.value_or(false));
 }
 
 TEST(Conversations, LoopbackEndsOnOneHostJoin) {
@@ -105,7 +105,7 @@ TEST(Conversations, LoopbackEndsOnOneHostJoin) {
   j.assign(a);
   j.assign(b);
   EXPECT_EQ(a.conversation, b.conversation);
-  EXPECT_TRUE(b.mirror);
+  EXPECT_TRUE(b.mirror.value_or(false));
 }
 
 TEST(Conversations, OneWayRecordsAreHalvesAndNotJoined) {
@@ -115,7 +115,7 @@ TEST(Conversations, OneWayRecordsAreHalvesAndNotJoined) {
   j.assign(fwd);
   j.assign(rev);
   EXPECT_FALSE(fwd.conversation);
-  EXPECT_FALSE(rev.mirror);
+  EXPECT_FALSE(rev.mirror.value_or(false));
   EXPECT_EQ(j.stats().skipped, 2u);
 }
 
@@ -127,7 +127,7 @@ TEST(Conversations, ThirdViewOfAJoinedTupleStartsItsOwn) {
   FlowRow c = end_row("h3", "10.0.0.2", 80, "10.0.0.1", 40000, kT0, kT0 + kSec, Direction::Inbound);
   for (FlowRow* r : {&a, &b, &c}) j.assign(*r);
   EXPECT_NE(c.conversation, a.conversation);
-  EXPECT_FALSE(c.mirror);
+  EXPECT_FALSE(c.mirror.value_or(false));
 }
 
 TEST(Conversations, MemoryIsBoundedAndForgettingIsCounted) {

@@ -318,7 +318,7 @@ TEST_P(AnyStore, MirrorRecordsAreKeptButCountedOnce) {
   int mirrors = 0;
   for (const auto& r : page->flows) {
     EXPECT_EQ(r.conversation, 77u);
-    mirrors += r.mirror;
+    mirrors += r.mirror.value_or(false);
   }
   EXPECT_EQ(mirrors, 1);
 }
