@@ -329,6 +329,15 @@ Result<TopQuery> parse_top_query(const Params& p, uint64_t now_ns) {
   return q;
 }
 
+Result<FlowFilter> parse_ranged_filter(const Params& p, uint64_t now_ns, const std::set<std::string>& extra) {
+  if (auto r = check_params(p, extra); !r) return std::unexpected(r.error());
+  auto f = parse_filter(p, now_ns);
+  if (!f) return std::unexpected(f.error());
+  default_last_hour(*f, now_ns);
+  if (*f->from_ns > *f->to_ns) return fail("'from' is after 'to'");
+  return f;
+}
+
 Result<SeriesQuery> parse_series_query(const Params& p, uint64_t now_ns) {
   if (auto r = check_params(p, {"interval"}); !r) return std::unexpected(r.error());
   auto f = parse_filter(p, now_ns);

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 
 #include "base/result.h"
@@ -34,6 +35,9 @@ Result<uint64_t> parse_duration_ns(std::string_view text);
 
 Result<FlowQuery> parse_flow_query(const Params& p, uint64_t now_ns);
 Result<TopQuery> parse_top_query(const Params& p, uint64_t now_ns);  // default: last hour
+// The filters every endpoint shares, plus `extra` parameters the caller
+// reads itself; from/to default to the last hour.
+Result<FlowFilter> parse_ranged_filter(const Params& p, uint64_t now_ns, const std::set<std::string>& extra);
 Result<SeriesQuery> parse_series_query(const Params& p, uint64_t now_ns);  // default: last hour
 // Filter completion: field (process, container, host, exporter, close,
 // direction, drops), prefix, limit (default 20), from (default: a day ago).

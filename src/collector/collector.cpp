@@ -117,6 +117,9 @@ nlohmann::json Collector::exporters_json(const std::string& after, size_t limit)
                   {"dropped", ws.dropped},
                   {"failed", ws.failed},
                   {"queue_depth", ws.queue_depth}};
+  const auto cs = i.writer->conversation_stats();
+  out["conversations"] = {{"records", cs.records}, {"joined", cs.joined}, {"skipped", cs.skipped},
+                          {"forgotten", cs.forgotten}, {"open", cs.open}};
   i.decode.add_json(out, after, limit);
   const auto d = i.decode.delivery_stats();
   out["delivery"] = {{"instances", d.instances},
@@ -153,6 +156,13 @@ void Collector::collect_metrics(FamilyBuilder& b) const {
             "Records an agent sent again after a reconnect that were already stored (dropped)",
             double(d.records_duplicate));
   b.counter("flowscope_ipfix_acks_total", "Delivery acknowledgements written to agents", double(t.acks));
+  // Connections recorded at both ends (docs/fleet.md).
+  const ConversationStats cs = i.writer->conversation_stats();
+  b.counter("flowscope_conversations_joined_total", "Records that joined the other end of their connection",
+            double(cs.joined));
+  b.counter("flowscope_conversations_forgotten_total",
+            "Connections forgotten before their other end could arrive (memory bound)", double(cs.forgotten));
+  b.gauge("flowscope_conversations_open", "Connections held waiting for their other end", double(cs.open));
   b.gauge("flowscope_ipfix_udp_rcvbuf_bytes", "SO_RCVBUF of the UDP socket", double(udp_rcvbuf()));
   b.gauge("flowscope_ipfix_queue_depth", "Messages waiting for the decoder", double(i.queue.depth()));
   i.decode.collect_metrics(b);

@@ -26,6 +26,8 @@
 #include <spdlog/spdlog.h>
 
 #include "collector/api_params.h"
+#include "collector/attribution.h"
+#include "collector/graph.h"
 #include "collector/web_console.h"
 #include "net/cidr.h"
 #include "storage/query_deadline.h"
@@ -464,7 +466,7 @@ struct ApiServer::Impl {
                                                       std::string_view method) {
     static const std::unordered_set<std::string_view> kRoutes = {"/", "/healthz", "/metrics", "/api/flows",
                                                                  "/api/top", "/api/timeseries", "/api/exporters",
-                                                                 "/api/complete"};
+                                                                 "/api/complete", "/api/graph"};
     const std::string endpoint = kRoutes.contains(path)           ? std::string(path)
                                  : web_console_asset(path).has_value() ? std::string("/")
                                                                        : std::string("other");
@@ -541,6 +543,14 @@ struct ApiServer::Impl {
       if (!q) return std::unexpected(q.error());
       return [this, q = *q] { return complete(q); };
     }
+    if (endpoint == "/api/graph") {
+      auto q = parse_graph_query(params, now);
+      if (!q) return std::unexpected(q.error());
+      return [this, q = *q] {
+        auto g = build_graph(*store, q);
+        return g ? json_reply(200, *g) : store_error(g.error());
+      };
+    }
     if (endpoint == "/api/top") {
       auto q = parse_top_query(params, now);
       if (!q) return std::unexpected(q.error());
@@ -565,10 +575,13 @@ struct ApiServer::Impl {
   Reply flows(const FlowQuery& q) {
     auto page = store->query(q);
     if (!page) return store_error(page.error());
+    // Each flow says who is at its other end (collector/attribution.h).
+    auto remote = attribution_members(*store, page->flows);
+    if (!remote) return store_error(remote.error());
     std::string body = "{\"flows\":[";
     for (size_t i = 0; i < page->flows.size(); ++i) {
       if (i) body += ',';
-      body += flow_row_json(page->flows[i]);
+      body += with_members(flow_row_json(page->flows[i]), (*remote)[i]);
     }
     body += fmt::format("],\"count\":{},\"limit\":{},\"offset\":{},\"more\":{}", page->flows.size(), q.limit,
                         q.offset, page->more ? "true" : "false");

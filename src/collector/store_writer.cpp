@@ -7,7 +7,7 @@
 namespace flowscope {
 
 StoreWriter::StoreWriter(std::shared_ptr<FlowStore> store, StoreWriterOptions opts)
-    : store_(std::move(store)), opts_(opts) {
+    : store_(std::move(store)), opts_(opts), joiner_(opts.conversations) {
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -120,6 +120,11 @@ StoreWriterStats StoreWriter::stats() const {
   return s;
 }
 
+ConversationStats StoreWriter::conversation_stats() const {
+  std::lock_guard lk(mu_);
+  return conv_st_;
+}
+
 void StoreWriter::loop() {
   using clock = std::chrono::steady_clock;
   auto next_retention = clock::now();
@@ -164,6 +169,11 @@ void StoreWriter::loop() {
     }
     space_cv_.notify_all();
     if (!batch.empty() || !marks.empty()) {
+      if (opts_.join_conversations) {
+        for (auto& row : batch) joiner_.assign(row);
+        std::lock_guard lk(mu_);
+        conv_st_ = joiner_.stats();
+      }
       auto r = store_->insert_marked(batch, marks);
       if (r && !marks.empty() && cb) cb(marks);
       if (r && rows_cb) rows_cb(batch);

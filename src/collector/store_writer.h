@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "collector/conversations.h"
 #include "flow/flow.h"
 #include "storage/flow_store.h"
 
@@ -26,6 +27,10 @@ struct StoreWriterOptions {
   std::chrono::milliseconds flush_every{200};
   std::chrono::seconds retention{0};    // 0: keep everything
   std::chrono::seconds retention_check{60};
+  // Records of one connection from both ends are linked before they are
+  // stored, so aggregates count the connection once (collector/conversations.h).
+  bool join_conversations = true;
+  ConversationOptions conversations;
 };
 
 struct StoreWriterStats {
@@ -65,6 +70,7 @@ class StoreWriter {
   // Waits until everything pushed so far is committed (or failed).
   void drain();
   StoreWriterStats stats() const;
+  ConversationStats conversation_stats() const;
   FlowStore& store() { return *store_; }
 
  private:
@@ -86,6 +92,8 @@ class StoreWriter {
   std::function<void(const std::vector<DeliveryMark>&)> on_stored_;
   std::function<void(const std::vector<FlowRow>&)> on_rows_;
   StoreWriterStats st_;
+  ConversationJoiner joiner_;    // writer thread only
+  ConversationStats conv_st_;    // its stats, copied under mu_
   std::thread thread_;
 };
 

@@ -186,6 +186,10 @@ inline constexpr auto kFields = std::tuple{
     Field{&Flow::preexisting, "preexisting", "preexisting", "preexisting", "preexisting", Sql::Integer,
           {13, kOwnPen, "flowscopePreexistingFlow", DataType::boolean, Semantics::default_, Units::none, 1}, "",
           "The connection was open before the agent started; start_ns is when it was first seen"},
+    Field{&Flow::conversation, "conversation", "", "conversation", "conversation", Sql::Integer, {}, "",
+          "The connection's id, shared by the records of both of its ends (set by the collector, docs/fleet.md)"},
+    Field{&Flow::mirror, "mirror", "", "mirror", "mirror", Sql::Integer, {}, "",
+          "This end's records repeat a connection whose other end is counted: aggregates count it once"},
 };
 
 inline constexpr size_t kFieldCount = std::tuple_size_v<std::remove_cv_t<decltype(kFields)>>;

@@ -74,6 +74,12 @@ struct Flow {
   std::optional<std::string> container_id;
   std::optional<uint32_t> netns;
   std::vector<DropCount> drops;
+  // Set by the collector (collector/conversations.h): the connection this
+  // record belongs to, the same id on the records of both of its ends; and
+  // whether this end's records are the second seen of a connection whose
+  // first end is counted already (aggregates skip their share).
+  std::optional<uint64_t> conversation;
+  std::optional<bool> mirror;
 
   int family() const { return ip16_is_v4(src_ip) ? 4 : 6; }
   uint64_t duration_ns() const { return end_ns > start_ns ? end_ns - start_ns : 0; }

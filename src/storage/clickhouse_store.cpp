@@ -15,6 +15,7 @@
 #include <optional>
 #include <thread>
 
+#include <fmt/ranges.h>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -879,6 +880,7 @@ Result<void> ClickHouseStore::insert(std::vector<FlowRow>& rows) {
     c.data.reserve(rows.size() * (i.row_bytes + i.row_bytes / 8));
     for (auto& r : rows) {
       i.tracker.account(r);
+      count_once(r);
       r.id = static_cast<int64_t>(i.next_id++);
       const auto end = static_cast<uint32_t>(r.end_ns / 1'000'000'000ull);
       c.min_end = std::min(c.min_end, end);
@@ -973,6 +975,7 @@ Where raw_where(const FlowFilter& f) {
       w.add(fmt::format("position(drops, {}) > 0", lit("\"" + *f.drop_reason + "\":")));
   }
   if (f.exclude_port) w.add(fmt::format("(src_port != {0} AND dst_port != {0})", *f.exclude_port));
+  if (!f.conversations.empty()) w.add(fmt::format("conversation IN ({})", fmt::join(f.conversations, ",")));
   add_common(w, f);
   return w;
 }
@@ -980,7 +983,7 @@ Where raw_where(const FlowFilter& f) {
 // A rollup answers a filter when it has every column the filter needs.
 bool rollup_can_filter(const FlowFilter& f) {
   return !f.addr && !f.src && !f.dst && !f.port && !f.pid && !f.interim && !f.drop_reason && !f.exclude_port &&
-         !f.host && !f.netns;
+         !f.host && !f.netns && f.conversations.empty();
 }
 
 uint64_t now_ns() {

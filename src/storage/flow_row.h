@@ -26,6 +26,16 @@ struct FlowRow : Flow {
   bool first = true;
 };
 
+// A mirror record (the second end seen of one connection) keeps its own
+// counters, but its share is already counted on the other end's records:
+// aggregates see none of it, so a connection captured at both ends counts
+// once. Stores call this after filling the deltas.
+inline void count_once(FlowRow& r) {
+  if (!r.mirror.value_or(false)) return;
+  r.delta_bytes = r.delta_packets = r.delta_retrans = 0;
+  r.first = false;
+}
+
 // The API's JSON form of a row (one object), keys from the field table.
 std::string flow_row_json(const FlowRow& r);
 

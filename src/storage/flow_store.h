@@ -38,6 +38,8 @@ struct FlowFilter {
   std::optional<std::string> drop_reason;
   // Neither port is this one (the console hides its own API traffic).
   std::optional<uint16_t> exclude_port;
+  // Records of these connections (conversation ids); empty: any.
+  std::vector<uint64_t> conversations;
 };
 
 struct FlowQuery {

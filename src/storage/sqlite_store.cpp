@@ -403,6 +403,13 @@ Where build_where(const FlowFilter& f) {
             {*f.drop_reason});
   }
   if (f.exclude_port) w.add("(src_port <> ? AND dst_port <> ?)", {int64_t{*f.exclude_port}, int64_t{*f.exclude_port}});
+  if (!f.conversations.empty()) {
+    std::string in = "conversation IN (?";
+    for (size_t k = 1; k < f.conversations.size(); ++k) in += ",?";
+    in += ')';
+    w.add(in.c_str(), {});
+    for (uint64_t c : f.conversations) w.args.push_back(i64(c));
+  }
   return w;
 }
 
@@ -759,7 +766,10 @@ Result<void> SqliteStore::insert_marked(std::vector<FlowRow>& rows, const std::v
     return true;
   };
   std::vector<std::string> drops(kRowsPerInsert);
-  for (auto& r : rows) i.account(r);
+  for (auto& r : rows) {
+    i.account(r);
+    count_once(r);
+  }
   bool ok = true;
   // kRowsPerInsert rows per statement while that many are left, then one by
   // one; the lean statement when none of the rows has the agent's columns.

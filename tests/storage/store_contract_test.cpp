@@ -380,3 +380,41 @@ TEST_P(AnyStore, ReopensExistingFile) {
   ASSERT_TRUE(p);
   EXPECT_EQ(p->flows.size(), 1u);
 }
+
+// The second end of a connection captured at both ends (marked mirror by the
+// collector's joiner) is kept, found by its conversation id, and counted by
+// no aggregate: the connection counts once.
+TEST_P(AnyStore, MirrorRecordsAreKeptButCountedOnce) {
+  auto store = open();
+  FlowRow client = agent_row("10.0.0.1", 5000, "10.0.0.2", 80, kT0, kT0 + kSec, 1000, 200);
+  client.conversation = 77;
+  FlowRow server = agent_row("10.0.0.2", 80, "10.0.0.1", 5000, kT0, kT0 + kSec, 200, 1000);
+  server.direction = Direction::Inbound;
+  server.conversation = 77;
+  server.mirror = true;
+  FlowRow other = agent_row("10.0.0.3", 5001, "10.0.0.2", 80, kT0, kT0 + kSec, 50, 5);
+  other.conversation = 78;
+  std::vector<FlowRow> batch{client, server, other};
+  ASSERT_TRUE(insert(*store, batch));
+  auto top = store->top({.filter = {.from_ns = kT0, .to_ns = kT0 + 10 * kSec}, .group = TopGroup::Process});
+  ASSERT_TRUE(top) << top.error().message;
+  ASSERT_EQ(top->size(), 1u);
+  EXPECT_EQ((*top)[0].flows, 2u);
+  EXPECT_EQ((*top)[0].bytes, 1255u);
+  auto pts = store->series({.filter = {.from_ns = kT0, .to_ns = kT0 + 10 * kSec}, .interval_ns = 10 * kSec});
+  ASSERT_TRUE(pts) << pts.error().message;
+  ASSERT_EQ(pts->size(), 1u);
+  EXPECT_EQ((*pts)[0].flows, 2u);
+  EXPECT_EQ((*pts)[0].bytes, 1255u);
+  FlowQuery q;
+  q.filter.conversations = {77};
+  auto page = store->query(q);
+  ASSERT_TRUE(page) << page.error().message;
+  ASSERT_EQ(page->flows.size(), 2u);
+  int mirrors = 0;
+  for (const auto& r : page->flows) {
+    EXPECT_EQ(r.conversation, 77u);
+    mirrors += r.mirror.value_or(false);
+  }
+  EXPECT_EQ(mirrors, 1);
+}

@@ -1,0 +1,295 @@
+#include "collector/graph.h"
+
+#include <algorithm>
+#include <charconv>
+#include <map>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+#include "collector/attribution.h"
+#include "storage/delta_tracker.h"
+
+namespace flowscope {
+
+Result<GraphQuery> parse_graph_query(const Params& p, uint64_t now_ns) {
+  auto f = parse_ranged_filter(p, now_ns, {"level", "limit"});
+  if (!f) return std::unexpected(f.error());
+  GraphQuery q{.filter = *f};
+  if (auto it = p.find("level"); it != p.end()) {
+    static const std::map<std::string, GraphLevel, std::less<>> levels = {{"host", GraphLevel::Host},
+                                                                          {"workload", GraphLevel::Workload},
+                                                                          {"container", GraphLevel::Container},
+                                                                          {"process", GraphLevel::Process}};
+    auto l = levels.find(it->second);
+    if (l == levels.end()) return fail("parameter 'level': expected host, workload, container or process");
+    q.level = l->second;
+  }
+  if (auto it = p.find("limit"); it != p.end()) {
+    const std::string& v = it->second;
+    uint32_t n = 0;
+    auto [e, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (v.empty() || ec != std::errc{} || e != v.data() + v.size() || n == 0 || n > kMaxGraphEdges)
+      return fail("parameter 'limit': expected 1..{}", kMaxGraphEdges);
+    q.limit = n;
+  }
+  return q;
+}
+
+namespace {
+
+const char* level_name(GraphLevel l) {
+  switch (l) {
+    case GraphLevel::Host: return "host";
+    case GraphLevel::Workload: return "workload";
+    case GraphLevel::Container: return "container";
+    case GraphLevel::Process: return "process";
+  }
+  return "?";
+}
+
+// One end of a connection as its records tell it: the latest record of a
+// cumulative flow (totals), or the sum of a third party's per-record shares.
+struct EndView {
+  FlowRow rec;
+  uint64_t bytes = 0, rev_bytes = 0, retrans = 0;
+  std::map<std::string, uint64_t> drops;
+};
+
+struct Connection {
+  std::vector<EndView> ends;  // 1 or 2
+};
+
+std::string end_key(const FlowRow& r) {
+  return fmt::format("{}|{}|{}|{}|{}", r.host_id.value_or(r.host.value_or(r.exporter)), r.domain,
+                     ip16_to_string(r.src_ip), r.src_port, r.start_ns);
+}
+
+void add_record(Connection& c, const FlowRow& r) {
+  const std::string k = end_key(r);
+  auto it = std::find_if(c.ends.begin(), c.ends.end(), [&](const EndView& e) { return end_key(e.rec) == k; });
+  if (it == c.ends.end()) {
+    if (c.ends.size() >= 2) return;  // a third view of one connection cannot be: keep the first two
+    c.ends.push_back(EndView{r, 0, 0, 0, {}});
+    it = c.ends.end() - 1;
+    if (r.cumulative) {
+      it->bytes = r.bytes, it->rev_bytes = r.rev_bytes, it->retrans = r.retrans.value_or(0);
+      for (const auto& d : r.drops) it->drops[d.reason] = d.count;
+      return;
+    }
+  } else if (r.cumulative) {
+    if (r.end_ns < it->rec.end_ns) return;
+    it->rec = r;
+    it->bytes = r.bytes, it->rev_bytes = r.rev_bytes, it->retrans = r.retrans.value_or(0);
+    it->drops.clear();
+    for (const auto& d : r.drops) it->drops[d.reason] = d.count;
+    return;
+  }
+  if (!r.cumulative) {
+    it->bytes += r.bytes, it->rev_bytes += r.rev_bytes, it->retrans += r.retrans.value_or(0);
+    for (const auto& d : r.drops) it->drops[d.reason] += d.count;
+    if (r.end_ns > it->rec.end_ns) it->rec = r;
+  }
+}
+
+struct Node {
+  std::string id;
+  bool attributed = true;
+};
+
+Node node_of(const FlowRow& r, GraphLevel level) {
+  const std::string host = r.host.value_or(r.exporter);
+  std::string w = workload_of(r);
+  if (w.empty()) w = "unknown";
+  switch (level) {
+    case GraphLevel::Host: return {host};
+    case GraphLevel::Workload: return {w};
+    case GraphLevel::Container:
+      return {r.container_id && !r.container_id->empty() ? r.container_id->substr(0, 12) : w};
+    case GraphLevel::Process:
+      return {fmt::format("{}/{}[{}]", host, r.exe.value_or(r.comm.value_or("unknown")),
+                          r.pid ? std::to_string(*r.pid) : "?")};
+  }
+  return {host};
+}
+
+Node address_node(const Ip16& ip) { return {ip16_to_string(ip), false}; }
+
+struct Edge {
+  std::string src, dst;
+  uint64_t bytes_fwd = 0, bytes_rev = 0;  // client -> server, server -> client
+  uint64_t connections = 0, joined = 0, unattributed = 0;
+  uint64_t refused = 0, timeout = 0, reset = 0;
+  uint64_t retrans = 0;
+  std::map<std::string, uint64_t> drops;
+  std::vector<uint32_t> rtts;
+  void add(const Edge& o) {
+    bytes_fwd += o.bytes_fwd, bytes_rev += o.bytes_rev;
+    connections += o.connections, joined += o.joined, unattributed += o.unattributed;
+    refused += o.refused, timeout += o.timeout, reset += o.reset, retrans += o.retrans;
+    for (const auto& [k, v] : o.drops) drops[k] += v;
+    rtts.insert(rtts.end(), o.rtts.begin(), o.rtts.end());
+  }
+};
+
+// Nearest-rank percentile.
+std::optional<uint32_t> percentile(std::vector<uint32_t>& v, double p) {
+  if (v.empty()) return std::nullopt;
+  std::sort(v.begin(), v.end());
+  size_t rank = static_cast<size_t>(p * static_cast<double>(v.size()) + 0.999999);
+  rank = std::clamp<size_t>(rank, 1, v.size());
+  return v[rank - 1];
+}
+
+nlohmann::json edge_json(Edge& e) {
+  uint64_t drops_total = 0;
+  for (const auto& [k, v] : e.drops) drops_total += v;
+  nlohmann::json j = {{"src", e.src},
+                      {"dst", e.dst},
+                      {"bytes_src_to_dst", e.bytes_fwd},
+                      {"bytes_dst_to_src", e.bytes_rev},
+                      {"connections", e.connections},
+                      {"joined", e.joined},
+                      {"unattributed", e.unattributed},
+                      {"failed", e.refused + e.timeout + e.reset},
+                      {"failed_by", {{"refused", e.refused}, {"timeout", e.timeout}, {"reset", e.reset}}},
+                      {"retransmits", e.retrans},
+                      {"drops", e.drops},
+                      {"drops_total", drops_total}};
+  auto p50 = percentile(e.rtts, 0.50), p95 = percentile(e.rtts, 0.95);
+  j["rtt_p50_us"] = p50 ? nlohmann::json(*p50) : nlohmann::json(nullptr);
+  j["rtt_p95_us"] = p95 ? nlohmann::json(*p95) : nlohmann::json(nullptr);
+  return j;
+}
+
+}  // namespace
+
+Result<nlohmann::json> build_graph(FlowStore& store, const GraphQuery& q) {
+  // Every record in range, grouped by connection.
+  std::unordered_map<std::string, Connection> conns;
+  auto conn_key = [](const FlowRow& r) {
+    return r.conversation ? fmt::format("c{}", *r.conversation) : "f" + flow_identity(r);
+  };
+  FlowQuery fq{.filter = q.filter, .limit = 10'000, .offset = 0};
+  uint64_t records = 0;
+  for (;;) {
+    auto page = store.query(fq);
+    if (!page) return std::unexpected(page.error());
+    records += page->flows.size();
+    if (records > kMaxGraphRecords)
+      return fail("the graph would read more than {} records: narrow the time range or add filters",
+                  kMaxGraphRecords);
+    for (const auto& r : page->flows) add_record(conns[conn_key(r)], r);
+    if (!page->more) break;
+    fq.offset += fq.limit;
+  }
+  // Connections seen from one end here whose other end's records fell
+  // outside the filter: read them by conversation id.
+  std::vector<uint64_t> lone;
+  for (const auto& [k, c] : conns)
+    if (c.ends.size() == 1 && c.ends[0].rec.conversation) lone.push_back(*c.ends[0].rec.conversation);
+  if (!lone.empty()) {
+    auto more = conversation_rows(store, lone);
+    if (!more) return std::unexpected(more.error());
+    for (const auto& r : *more) add_record(conns[conn_key(r)], r);
+  }
+
+  std::map<std::pair<std::string, std::string>, Edge> edges;
+  std::map<std::string, bool> nodes;  // id -> attributed
+  Edge total;
+  for (auto& [k, c] : conns) {
+    // The client is the end that opened the connection.
+    const EndView* client = nullptr;
+    const EndView* server = nullptr;
+    if (c.ends.size() == 2) {
+      const bool first_is_server =
+          c.ends[0].rec.direction == Direction::Inbound || c.ends[1].rec.direction == Direction::Outbound;
+      client = &c.ends[first_is_server ? 1 : 0];
+      server = &c.ends[first_is_server ? 0 : 1];
+    } else if (c.ends[0].rec.direction == Direction::Inbound) {
+      server = &c.ends[0];
+    } else {
+      client = &c.ends[0];
+    }
+    const Node cn = client ? node_of(client->rec, q.level) : address_node(server->rec.dst_ip);
+    const Node sn = server ? node_of(server->rec, q.level) : address_node(client->rec.dst_ip);
+    nodes[cn.id] = cn.attributed;
+    nodes[sn.id] = sn.attributed;
+    Edge e;
+    e.connections = 1;
+    (client && server ? e.joined : e.unattributed) = 1;
+    // Bytes from the client's record where there is one (what the server
+    // acknowledged), else the server's, turned around.
+    if (client) {
+      e.bytes_fwd = client->bytes, e.bytes_rev = client->rev_bytes;
+    } else {
+      e.bytes_fwd = server->rev_bytes, e.bytes_rev = server->bytes;
+    }
+    for (const EndView* end : {client, server}) {
+      if (!end) continue;
+      e.retrans += end->retrans;  // each end retransmits its own data
+      for (const auto& [reason, n] : end->drops) e.drops[reason] += n;
+    }
+    auto failed_as = [&](const EndView* end) -> std::optional<CloseReason> {
+      if (!end || !end->rec.close) return std::nullopt;
+      const CloseReason r = *end->rec.close;
+      if (r == CloseReason::Refused || r == CloseReason::Timeout || r == CloseReason::RstSent ||
+          r == CloseReason::RstReceived)
+        return r;
+      return std::nullopt;
+    };
+    auto f = failed_as(client);
+    if (!f) f = failed_as(server);
+    if (f == CloseReason::Refused) e.refused = 1;
+    else if (f == CloseReason::Timeout) e.timeout = 1;
+    else if (f) e.reset = 1;
+    const EndView* rtt_end = client && client->rec.srtt_us ? client : server;
+    if (rtt_end && rtt_end->rec.srtt_us && *rtt_end->rec.srtt_us > 0) e.rtts.push_back(*rtt_end->rec.srtt_us);
+    e.src = cn.id, e.dst = sn.id;
+    auto& slot = edges[{cn.id, sn.id}];
+    slot.src = cn.id, slot.dst = sn.id;
+    slot.add(e);
+    total.add(e);
+  }
+
+  std::vector<Edge*> order;
+  for (auto& [k, e] : edges) order.push_back(&e);
+  std::sort(order.begin(), order.end(), [](const Edge* a, const Edge* b) {
+    const uint64_t ba = a->bytes_fwd + a->bytes_rev, bb = b->bytes_fwd + b->bytes_rev;
+    if (ba != bb) return ba > bb;
+    if (a->connections != b->connections) return a->connections > b->connections;
+    return std::tie(a->src, a->dst) < std::tie(b->src, b->dst);
+  });
+  nlohmann::json jedges = nlohmann::json::array();
+  std::set<std::string> shown;
+  Edge other;
+  other.src = other.dst = "other";
+  for (size_t i = 0; i < order.size(); ++i) {
+    if (i < q.limit) {
+      shown.insert(order[i]->src);
+      shown.insert(order[i]->dst);
+      jedges.push_back(edge_json(*order[i]));
+    } else {
+      other.add(*order[i]);
+    }
+  }
+  nlohmann::json jnodes = nlohmann::json::array();
+  for (const auto& id : shown) jnodes.push_back({{"id", id}, {"attributed", nodes[id]}});
+  if (other.connections) {
+    jedges.push_back(edge_json(other));
+    jnodes.push_back({{"id", "other"}, {"attributed", false}});
+  }
+  total.src = total.dst = "";
+  nlohmann::json jtotal = edge_json(total);
+  jtotal.erase("src");
+  jtotal.erase("dst");
+  return nlohmann::json{{"level", level_name(q.level)},
+                        {"from_ns", *q.filter.from_ns},
+                        {"to_ns", *q.filter.to_ns},
+                        {"nodes", jnodes},
+                        {"edges", jedges},
+                        {"edges_folded", order.size() > q.limit ? order.size() - q.limit : 0},
+                        {"totals", jtotal}};
+}
+
+}  // namespace flowscope
