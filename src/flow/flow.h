@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "flow/ownership.h"
 #include "net/ip16.h"
 
 namespace flowscope {
@@ -91,6 +92,8 @@ class FlowSink {
  public:
   virtual ~FlowSink() = default;
   virtual void write(const Flow& f) = 0;
+  // Ownership evidence (flow/ownership.h); sinks that cannot carry it ignore it.
+  virtual void write_claim(const OwnershipClaim&) {}
   // Called after each batch of records and at shutdown.
   virtual void flush() {}
   // Extra counters for the agent's --stats line, as JSON object members

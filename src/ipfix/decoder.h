@@ -66,6 +66,7 @@
 #include <vector>
 
 #include "flow/flow.h"
+#include "flow/ownership.h"
 #include "ipfix/ie.h"
 
 namespace flowscope::ipfix {
@@ -195,6 +196,7 @@ inline constexpr size_t kFieldCost = 12;
 
 struct FeedResult {
   std::vector<DecodedFlow> flows;  // from this message, plus held sets its templates unlocked
+  std::vector<OwnershipClaim> claims;  // ownership evidence records (template 260), exporter left to the caller
   std::string error;               // non-empty: the message was malformed and discarded
   // The message's header, and the data records its sequence number covers,
   // for a caller that tracks delivery across an exporter's connections.
