@@ -45,6 +45,11 @@ void add_serve_options(CLI::App& cmd, ServeArgs& a, bool http_addr_option) {
   cmd.add_option("--allow-host", a.allow_hosts,
                  "Host name the HTTP API answers besides localhost, 127.x and [::1] when it needs no token "
                  "(repeatable; other Host headers get 421, against DNS rebinding)");
+  cmd.add_option("--clock-skew", a.clock_skew_s,
+                 "Seconds two agents' clocks may differ: both ends of a connection are joined, and an address's "
+                 "owner named, only where this much difference cannot change the answer (docs/fleet.md)")
+      ->check(CLI::Range(0.0, 300.0))
+      ->capture_default_str();
   cmd.add_option("--query-timeout", a.query_timeout_s,
                  "Seconds an HTTP API query may run (from its arrival); past it the answer is 503")
       ->check(CLI::Range(0.01, 3600.0))
@@ -84,6 +89,7 @@ Result<std::shared_ptr<ClickHouseStore>> open_clickhouse(const ServeArgs& a, std
 }  // namespace
 
 Result<Served> open_store(const ServeArgs& a, StoreWriterOptions wo) {
+  wo.conversations.skew_ns = static_cast<uint64_t>(a.clock_skew_s * 1e9);
   auto retention = parse_duration_ns(a.retention);
   if (!retention) return fail("--retention: {}", retention.error().message);
   Served s;
@@ -119,6 +125,7 @@ Result<std::unique_ptr<ApiServer>> start_api(const ServeArgs& a, Served& s, ApiS
     o.allowed_hosts.push_back(h);
   }
   o.limits.query_timeout = std::chrono::milliseconds(static_cast<int64_t>(a.query_timeout_s * 1000));
+  o.owner_rules.skew_ns = static_cast<uint64_t>(a.clock_skew_s * 1e9);
   if (a.token_file) {
     auto t = read_token_file(*a.token_file);
     if (!t) return std::unexpected(t.error());

@@ -32,6 +32,9 @@ struct ServeArgs {
   std::optional<std::string> token_file;
   std::vector<std::string> allow_hosts;  // Host names the loopback API answers besides loopback ones
   double query_timeout_s = 10;
+  // The largest clock difference between two agents' hosts: joins and
+  // ownership decisions allow it (docs/fleet.md).
+  double clock_skew_s = 5;
 };
 
 void add_serve_options(CLI::App& cmd, ServeArgs& a, bool http_addr_option);

@@ -1,7 +1,12 @@
 #include "collector/attribution.h"
 
 #include <algorithm>
+#include <map>
 #include <unordered_map>
+#include <unordered_set>
+
+#include "collector/ownership.h"
+#include "net/ip16.h"
 
 #include <nlohmann/json.hpp>
 
@@ -67,7 +72,56 @@ nlohmann::json remote_json(const FlowRow& o) {
 
 }  // namespace
 
-Result<std::vector<std::string>> attribution_members(FlowStore& store, const std::vector<FlowRow>& rows) {
+namespace {
+
+nlohmann::json owner_json(const OwnerDecision& d) {
+  nlohmann::json j = {{"attribution", "owner"}};
+  const OwnershipClaim& h = *d.host;
+  if (h.host) j["remote_host"] = *h.host;
+  if (h.host_id) j["remote_host_id"] = *h.host_id;
+  if (const OwnershipClaim* w = d.workload) {
+    Flow f;
+    f.exe = w->exe;
+    f.unit = w->unit;
+    f.comm = w->comm;
+    if (auto name = workload_of(f); !name.empty()) j["remote_workload"] = name;
+    auto put = [&](const char* k, const auto& v) {
+      if (v) j[k] = *v;
+    };
+    put("remote_exe", w->exe);
+    put("remote_unit", w->unit);
+    put("remote_comm", w->comm);
+    if (d.one_pid) put("remote_pid", w->pid);
+    put("remote_container", w->container_id);
+    put("remote_netns", w->netns);
+  }
+  j["remote_exporter"] = h.exporter;
+  return j;
+}
+
+// An address no agent can own alone: loopback, unspecified, link-local.
+bool shared_address(const Ip16& a) {
+  if (ip16_is_v4(a)) return a[12] == 127 || (a[12] == 0 && a[13] == 0 && a[14] == 0 && a[15] == 0) ||
+                            (a[12] == 169 && a[13] == 254);
+  static const Ip16 kLoop = [] {
+    Ip16 l{};
+    l[15] = 1;
+    return l;
+  }();
+  return a == Ip16{} || a == kLoop || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80);
+}
+
+std::string members_of(const nlohmann::json& j) {
+  std::string m = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  m.front() = ',';  // the object's members, without its braces
+  m.pop_back();
+  return m;
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> attribution_members(FlowStore& store, const std::vector<FlowRow>& rows,
+                                                     AttributionCounts* counts, const OwnerRules& rules) {
   std::vector<uint64_t> ids;
   for (const auto& r : rows)
     if (r.conversation) ids.push_back(*r.conversation);
@@ -75,17 +129,72 @@ Result<std::vector<std::string>> attribution_members(FlowStore& store, const std
   if (!found) return std::unexpected(found.error());
   std::unordered_map<uint64_t, std::vector<const FlowRow*>> by_conv;
   for (const auto& r : *found) by_conv[*r.conversation].push_back(&r);
+  std::vector<std::optional<FlowRow>> other(rows.size());
+  // The rows left without the other end's record are named by ownership.
+  std::vector<Ip16> addrs;
+  uint64_t lo = UINT64_MAX, hi = 0;
+  for (size_t k = 0; k < rows.size(); ++k) {
+    const FlowRow& r = rows[k];
+    if (r.conversation)
+      if (auto it = by_conv.find(*r.conversation); it != by_conv.end()) other[k] = other_end(r, it->second);
+    if (other[k] || shared_address(r.dst_ip)) continue;
+    addrs.push_back(r.dst_ip);
+    lo = std::min(lo, r.start_ns);
+    hi = std::max(hi, r.start_ns);
+  }
+  std::sort(addrs.begin(), addrs.end());
+  addrs.erase(std::unique(addrs.begin(), addrs.end()), addrs.end());
+  std::vector<OwnershipClaim> claims;
+  std::vector<Claimant> claimants;
+  if (!addrs.empty()) {
+    constexpr size_t kAddrsPerQuery = 500;
+    for (size_t at = 0; at < addrs.size(); at += kAddrsPerQuery) {
+      ClaimQuery q;
+      q.addrs.assign(addrs.begin() + static_cast<std::ptrdiff_t>(at),
+                     addrs.begin() + static_cast<std::ptrdiff_t>(std::min(addrs.size(), at + kAddrsPerQuery)));
+      q.from_ns = lo > rules.skew_ns ? lo - rules.skew_ns : 0;
+      q.to_ns = hi + rules.skew_ns;
+      auto c = store.claims(q);
+      if (!c) return std::unexpected(c.error());
+      for (auto& x : *c) claims.push_back(std::move(x));
+    }
+    auto a = store.claimants(lo > rules.linger_ns ? lo - rules.linger_ns : 0);
+    if (!a) return std::unexpected(a.error());
+    claimants = std::move(*a);
+  }
+  std::map<Ip16, std::vector<OwnershipClaim>> claims_of;
+  for (auto& c : claims) claims_of[c.addr].push_back(std::move(c));
+  AttributionCounts n;
   std::vector<std::string> out;
   out.reserve(rows.size());
-  for (const auto& r : rows) {
-    std::optional<FlowRow> o;
-    if (r.conversation)
-      if (auto it = by_conv.find(*r.conversation); it != by_conv.end()) o = other_end(r, it->second);
-    std::string m = o ? remote_json(*o).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) : std::string(R"({"attribution":"none"})");
-    m.front() = ',';  // the object's members, without its braces
-    m.pop_back();
-    out.push_back(std::move(m));
+  for (size_t k = 0; k < rows.size(); ++k) {
+    const FlowRow& r = rows[k];
+    if (other[k]) {
+      ++n.joined;
+      out.push_back(members_of(remote_json(*other[k])));
+      continue;
+    }
+    OwnerDecision d;
+    if (!shared_address(r.dst_ip)) {
+      auto it = claims_of.find(r.dst_ip);
+      static const std::vector<OwnershipClaim> kNone;
+      const auto& mine = it == claims_of.end() ? kNone : it->second;
+      // Claimants that could still speak of this moment.
+      std::vector<Claimant> live;
+      for (const auto& a : claimants)
+        if (a.reported_to_ns + rules.linger_ns >= r.start_ns) live.push_back(a);
+      d = decide_owner(mine, live, r.dst_ip, r.dst_port, r.protocol, r.start_ns, rules);
+    }
+    if (d.verdict == OwnerVerdict::Owner) {
+      ++n.owner;
+      out.push_back(members_of(owner_json(d)));
+      continue;
+    }
+    ++n.none;
+    ++n.unattributed[static_cast<size_t>(d.verdict)];
+    out.push_back(members_of({{"attribution", "none"}, {"unattributed", shared_address(r.dst_ip) ? "shared_address" : to_string(d.verdict)}}));
   }
+  if (counts) *counts = n;
   return out;
 }
 

@@ -4,9 +4,12 @@
 //   "joined": the other end's own record (same conversation, the mirrored
 //             5-tuple) names it: host, program, unit, container, process.
 //             Exact: the agent at that end saw the socket.
-//   "none":   no record of the other end; the remote end is only an address.
-// Ownership by address ranges ("owner") is not derived: an address alone
-// never names a workload here (docs/fleet.md).
+//   "owner":  no record of the other end, but the agents' ownership
+//             evidence names who held the remote address (and, where one
+//             workload served the port, which) at the flow's start, with
+//             nothing to contradict it (collector/ownership.h).
+//   "none":   neither: the remote end is only an address; "unattributed"
+//             says why (no_claim, edge, conflict, pending, shared_address).
 #pragma once
 
 #include <optional>
@@ -14,6 +17,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "collector/ownership.h"
 #include "storage/flow_store.h"
 
 namespace flowscope {
@@ -29,9 +33,16 @@ Result<std::vector<FlowRow>> conversation_rows(FlowStore& store, std::vector<uin
 // than `r`'s; nullopt when only r's end was recorded.
 std::optional<FlowRow> other_end(const FlowRow& r, const std::vector<const FlowRow*>& rows);
 
+struct AttributionCounts {
+  uint64_t joined = 0, owner = 0, none = 0;
+  uint64_t unattributed[5] = {};  // of none, by OwnerVerdict (Owner's slot stays 0)
+};
+
 // For each row, the JSON members (",\"attribution\":...") naming its remote
 // end, to append to its flow object.
-Result<std::vector<std::string>> attribution_members(FlowStore& store, const std::vector<FlowRow>& rows);
+Result<std::vector<std::string>> attribution_members(FlowStore& store, const std::vector<FlowRow>& rows,
+                                                     AttributionCounts* counts = nullptr,
+                                                     const OwnerRules& rules = {});
 
 // A flow object (flow_row_json) with members appended.
 std::string with_members(std::string object, const std::string& members);

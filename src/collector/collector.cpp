@@ -117,6 +117,10 @@ nlohmann::json Collector::exporters_json(const std::string& after, size_t limit)
                   {"dropped", ws.dropped},
                   {"failed", ws.failed},
                   {"queue_depth", ws.queue_depth}};
+  out["ownership"] = {{"claims_stored", ws.claims_stored},
+                      {"claims_dropped", ws.claims_dropped},
+                      {"claims_failed", ws.claims_failed},
+                      {"conflicts", ws.claim_conflicts}};
   const auto cs = i.writer->conversation_stats();
   out["conversations"] = {{"records", cs.records}, {"joined", cs.joined}, {"skipped", cs.skipped},
                           {"forgotten", cs.forgotten}, {"open", cs.open}};

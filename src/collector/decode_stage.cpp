@@ -160,6 +160,11 @@ void DecodeStage::on(MessageEvent& e) {
     if (res.ok() && res.instance && s.transport == ipfix::Transport::Tcp && res.version == ipfix::kVersionIpfix)
       track_delivery(s, res, totals(s.exporter));
     if (!res.flows.empty()) pending_addr_ = s.exporter;
+    if (!res.claims.empty()) {
+      // Stored before any row or delivery mark pushed after them.
+      for (auto& c : res.claims) c.exporter = s.exporter;
+      writer_->push_claims(res.claims);
+    }
     for (const auto& f : res.flows) pending_.push_back(flow_row_from_decoded(f, s.exporter));
   }
   // Wait for room in the store queue, whatever the transport: TCP then

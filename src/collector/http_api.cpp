@@ -576,7 +576,8 @@ struct ApiServer::Impl {
     auto page = store->query(q);
     if (!page) return store_error(page.error());
     // Each flow says who is at its other end (collector/attribution.h).
-    auto remote = attribution_members(*store, page->flows);
+    AttributionCounts n;
+    auto remote = attribution_members(*store, page->flows, &n, opts.owner_rules);
     if (!remote) return store_error(remote.error());
     std::string body = "{\"flows\":[";
     for (size_t i = 0; i < page->flows.size(); ++i) {
@@ -586,7 +587,11 @@ struct ApiServer::Impl {
     body += fmt::format("],\"count\":{},\"limit\":{},\"offset\":{},\"more\":{}", page->flows.size(), q.limit,
                         q.offset, page->more ? "true" : "false");
     if (page->more) body += fmt::format(",\"next_offset\":{}", q.offset + page->flows.size());
-    body += "}\n";
+    // How this page's remote ends were named (collector/attribution.h).
+    body += fmt::format(",\"attribution\":{{\"joined\":{},\"owner\":{},\"none\":{}", n.joined, n.owner, n.none);
+    for (auto v : {OwnerVerdict::NoClaim, OwnerVerdict::Edge, OwnerVerdict::Conflict, OwnerVerdict::Pending})
+      body += fmt::format(",\"{}\":{}", to_string(v), n.unattributed[static_cast<size_t>(v)]);
+    body += "}}\n";
     return {200, std::move(body)};
   }
 

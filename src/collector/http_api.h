@@ -36,6 +36,7 @@
 
 #include "base/result.h"
 #include "collector/metrics.h"
+#include "collector/ownership.h"
 #include "storage/flow_store.h"
 
 namespace flowscope {
@@ -62,6 +63,7 @@ struct ApiOptions {
   // ones (e.g. a name in /etc/hosts the operator uses).
   std::vector<std::string> allowed_hosts;
   ApiLimits limits;
+  OwnerRules owner_rules;  // how remote ends are named by ownership
 };
 
 // One page of /api/exporters: exporters after `after` (in address order),

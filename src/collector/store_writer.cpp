@@ -92,6 +92,41 @@ void StoreWriter::mark(const DeliveryMark& m) {
   marks_.emplace_back(pushed_, m);
 }
 
+namespace {
+constexpr size_t kMaxQueuedClaims = 100'000;
+constexpr size_t kMaxHolders = 1'000'000;
+}  // namespace
+
+void StoreWriter::push_claims(std::vector<OwnershipClaim>& claims) {
+  if (claims.empty()) return;
+  std::lock_guard lk(mu_);
+  const size_t fit = kMaxQueuedClaims - std::min(kMaxQueuedClaims, claims_.size());
+  const size_t n = std::min(fit, claims.size());
+  st_.claims_dropped += claims.size() - n;
+  claims_.insert(claims_.end(), std::make_move_iterator(claims.begin()),
+                 std::make_move_iterator(claims.begin() + static_cast<std::ptrdiff_t>(n)));
+  claims.clear();
+}
+
+void StoreWriter::count_conflicts(const std::vector<OwnershipClaim>& claims) {
+  uint64_t n = 0;
+  for (const auto& c : claims) {
+    if (c.port != 0 || c.addr == Ip16{}) continue;
+    const std::string addr(reinterpret_cast<const char*>(c.addr.data()), c.addr.size());
+    const std::string who = claimant_key(c.host.value_or(""), c.host_id.value_or(""));
+    auto it = holders_.find(addr);
+    if (it != holders_.end() && it->second.first != who && c.from_ns < it->second.second) ++n;
+    if (it == holders_.end() && holders_.size() >= kMaxHolders) holders_.clear();
+    // The latest claimant holds it until its claim ends (a released claim
+    // ends it; a held one holds it at least that long).
+    if (it == holders_.end() || it->second.first != who || c.to_ns > it->second.second)
+      holders_[addr] = {who, c.to_ns};
+  }
+  if (!n) return;
+  std::lock_guard lk(mu_);
+  st_.claim_conflicts += n;
+}
+
 void StoreWriter::on_rows(std::function<void(const std::vector<FlowRow>&)> f) {
   std::lock_guard lk(mu_);
   on_rows_ = std::move(f);
@@ -106,7 +141,7 @@ void StoreWriter::drain() {
   {
     std::unique_lock lk(mu_);
     cv_.notify_one();
-    space_cv_.wait(lk, [&] { return (q_rows_ == 0 && in_flight_ == 0) || stop_; });
+    space_cv_.wait(lk, [&] { return (q_rows_ == 0 && claims_.empty() && in_flight_ == 0) || stop_; });
   }
   // A store that sends in the background (ClickHouse) has the rows now, not
   // necessarily its server.
@@ -130,6 +165,7 @@ void StoreWriter::loop() {
   auto next_retention = clock::now();
   std::vector<FlowRow> batch;
   std::vector<DeliveryMark> marks;
+  std::vector<OwnershipClaim> claims;
   std::function<void(const std::vector<DeliveryMark>&)> cb;
   std::function<void(const std::vector<FlowRow>&)> rows_cb;
   for (;;) {
@@ -149,6 +185,8 @@ void StoreWriter::loop() {
           q_.pop_front();
         }
       }
+      // Claims pushed before these rows: stored first.
+      claims.swap(claims_);
       q_rows_ -= batch.size();
       in_flight_ = batch.size();
       taken_ += batch.size();
@@ -162,12 +200,20 @@ void StoreWriter::loop() {
         else if (m.next_seq > same->next_seq) same->next_seq = m.next_seq;
         marks_.pop_front();
       }
-      if (batch.empty() && marks.empty() && stop_) break;
-      in_flight_ += marks.size();  // drain() waits for their acknowledgements too
+      if (batch.empty() && marks.empty() && claims.empty() && stop_) break;
+      in_flight_ += marks.size() + claims.size();  // drain() waits for their acknowledgements and claims too
       cb = on_stored_;
       rows_cb = on_rows_;
     }
     space_cv_.notify_all();
+    if (!claims.empty()) {
+      count_conflicts(claims);
+      auto r = store_->insert_claims(claims);
+      std::lock_guard lk(mu_);
+      (r ? st_.claims_stored : st_.claims_failed) += claims.size();
+      if (!r) spdlog::warn("storing {} ownership claims failed: {}", claims.size(), r.error().message);
+      claims.clear();
+    }
     if (!batch.empty() || !marks.empty()) {
       if (opts_.join_conversations) {
         for (auto& row : batch) joiner_.assign(row);

@@ -13,9 +13,11 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "collector/conversations.h"
+#include "collector/ownership.h"
 #include "flow/flow.h"
 #include "storage/flow_store.h"
 
@@ -39,6 +41,11 @@ struct StoreWriterStats {
   uint64_t written = 0;       // committed to the store
   uint64_t failed = 0;        // lost in a failed batch
   uint64_t queue_depth = 0;
+  // Ownership evidence (flow/ownership.h).
+  uint64_t claims_stored = 0;
+  uint64_t claims_dropped = 0;   // queue full
+  uint64_t claims_failed = 0;    // the store refused them
+  uint64_t claim_conflicts = 0;  // an address claimed by a second agent while another held it
 };
 
 class StoreWriter {
@@ -62,6 +69,9 @@ class StoreWriter {
   // refuses is counted (failed); a later batch's marks still cover it, so
   // one bad batch cannot stall every exporter.
   void mark(const DeliveryMark& m);
+  // Ownership evidence, stored before any row pushed after it (so before
+  // the delivery marks that follow it); counted when the queue is full.
+  void push_claims(std::vector<OwnershipClaim>& claims);
   // Set before the first push; runs on the writer thread.
   void on_stored(std::function<void(const std::vector<DeliveryMark>&)> f);
   // Runs on the writer thread with each batch the store committed (deltas
@@ -75,6 +85,7 @@ class StoreWriter {
 
  private:
   void loop();
+  void count_conflicts(const std::vector<OwnershipClaim>& claims);
 
   std::shared_ptr<FlowStore> store_;
   StoreWriterOptions opts_;
@@ -89,6 +100,10 @@ class StoreWriter {
   uint64_t pushed_ = 0;  // rows ever queued
   uint64_t taken_ = 0;   // rows ever taken into a batch
   std::deque<std::pair<uint64_t, DeliveryMark>> marks_;  // with the pushed_ they wait for
+  std::vector<OwnershipClaim> claims_;
+  // Per address: the agent holding it and until when, to count conflicting
+  // claims as they arrive (writer thread only; bounded, cleared when full).
+  std::unordered_map<std::string, std::pair<std::string, uint64_t>> holders_;
   std::function<void(const std::vector<DeliveryMark>&)> on_stored_;
   std::function<void(const std::vector<FlowRow>&)> on_rows_;
   StoreWriterStats st_;

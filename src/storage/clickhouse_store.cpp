@@ -763,6 +763,29 @@ Result<void> ClickHouseStore::Impl::start_node(const ClickHouseOptions& node) {
   if (version < kSchemaVersion)
     spdlog::info("{}: database '{}' migrated from schema version {} to {}", where, node.database, version,
                  kSchemaVersion);
+  // Ownership evidence: made if missing (no versioned step: nothing reads
+  // it in older schemas). Heartbeats repeat a range's key with a later end;
+  // the engine keeps the latest, and readers take the max meanwhile.
+  {
+    const bool shards = !o.cluster.empty();
+    const std::string t = shards ? "ownership_local" : "ownership";
+    if (auto r = exec(fmt::format(
+            "CREATE TABLE IF NOT EXISTS {} (addr FixedString(16), port UInt16, protocol UInt8, host String, "
+            "host_id String, from_ns UInt64, pid UInt32, to_ns UInt64, held UInt8, exporter String, "
+            "exe Nullable(String), unit Nullable(String), comm Nullable(String), container_id Nullable(String), "
+            "netns Nullable(UInt32), day Date MATERIALIZED toDate(intDiv(to_ns, 1000000000))) "
+            "ENGINE = ReplacingMergeTree(to_ns) PARTITION BY toYYYYMM(day) "
+            "ORDER BY (addr, port, protocol, host, host_id, from_ns, pid)",
+            t));
+        !r)
+      return r;
+    if (shards)
+      if (auto r = exec(fmt::format("CREATE TABLE IF NOT EXISTS ownership AS ownership_local ENGINE = "
+                                    "Distributed({}, {}, ownership_local, rand())",
+                                    o.cluster, o.database));
+          !r)
+        return r;
+  }
   // A field added to the field table since the table was made: its column
   // is added (as the SQLite store does), so adding a field needs no
   // migration step. Inserts name their columns, so the order does not matter.
@@ -1221,6 +1244,110 @@ Result<std::vector<std::string>> ClickHouseStore::complete(const CompleteQuery& 
   while (rd.more()) {
     out.push_back(rd.str());
     if (!rd.ok) return fail("ClickHouse: a completion row did not decode");
+  }
+  return out;
+}
+
+Result<void> ClickHouseStore::insert_claims(const std::vector<OwnershipClaim>& claims) {
+  if (claims.empty()) return {};
+  std::string b;
+  for (const auto& c : claims) {
+    put(b, c.addr);
+    put(b, c.port);
+    put(b, c.protocol);
+    put(b, c.host.value_or(""));
+    put(b, c.host_id.value_or(""));
+    put(b, c.from_ns);
+    put(b, c.pid.value_or(0));
+    put(b, c.to_ns);
+    put(b, uint8_t{c.held});
+    put(b, c.exporter);
+    put(b, c.exe);
+    put(b, c.unit);
+    put(b, c.comm);
+    put(b, c.container_id);
+    put(b, c.netns);
+  }
+  // Sent at once, not through the flow queue: evidence is small, and the
+  // flows that came with it are queued only after it is stored.
+  auto r = impl_->conn.run(
+      "INSERT INTO ownership (addr, port, protocol, host, host_id, from_ns, pid, to_ns, held, exporter, exe, unit, "
+      "comm, container_id, netns) FORMAT RowBinary",
+      &b);
+  if (!r) return fail("ClickHouse ownership insert: {}", r.error().message);
+  return {};
+}
+
+namespace {
+// A range's latest state: its row with the largest end (ReplacingMergeTree
+// keeps only that one once parts merge).
+constexpr const char* kClaimColumns =
+    "addr, port, protocol, host, host_id, from_ns, pid, max(to_ns) AS to, argMax(held, to_ns), any(exporter), "
+    "argMax(exe, to_ns), argMax(unit, to_ns), argMax(comm, to_ns), argMax(container_id, to_ns), "
+    "argMax(netns, to_ns)";
+}  // namespace
+
+Result<std::vector<OwnershipClaim>> ClickHouseStore::claims(const ClaimQuery& q) {
+  std::vector<OwnershipClaim> out;
+  if (q.addrs.empty()) return out;
+  std::string in;
+  for (const auto& a : q.addrs)
+    in += fmt::format("{}{}", in.empty() ? "" : ",", lit(std::string_view(reinterpret_cast<const char*>(a.data()), 16)));
+  auto body = impl_->select(fmt::format(
+      "SELECT {} FROM ownership WHERE addr IN ({}) AND from_ns <= {} GROUP BY addr, port, protocol, host, host_id, "
+      "from_ns, pid HAVING to >= {} FORMAT RowBinary",
+      kClaimColumns, in, q.to_ns, q.from_ns));
+  if (!body) return std::unexpected(body.error());
+  Reader rd{body->data(), body->data() + body->size()};
+  while (rd.more()) {
+    OwnershipClaim c;
+    std::string host, host_id;
+    uint32_t pid = 0;
+    uint8_t held = 0;
+    get(rd, c.addr);
+    get(rd, c.port);
+    get(rd, c.protocol);
+    get(rd, host);
+    get(rd, host_id);
+    get(rd, c.from_ns);
+    get(rd, pid);
+    get(rd, c.to_ns);
+    get(rd, held);
+    get(rd, c.exporter);
+    get(rd, c.exe);
+    get(rd, c.unit);
+    get(rd, c.comm);
+    get(rd, c.container_id);
+    get(rd, c.netns);
+    if (!rd.ok) return fail("ClickHouse: an ownership row did not decode");
+    c.host = std::move(host);
+    c.host_id = std::move(host_id);
+    if (pid) c.pid = pid;
+    c.held = held != 0;
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+Result<std::vector<Claimant>> ClickHouseStore::claimants(uint64_t since_ns) {
+  // The stop marker is a released claim of the unspecified address.
+  auto body = impl_->select(fmt::format(
+      "SELECT host, host_id, max(to_ns), maxIf(to_ns, addr = toFixedString(unhex('{}'), 16) AND held = 0) "
+      "FROM ownership WHERE to_ns >= {} GROUP BY host, host_id FORMAT RowBinary",
+      std::string(32, '0'), since_ns));
+  if (!body) return std::unexpected(body.error());
+  std::vector<Claimant> out;
+  Reader rd{body->data(), body->data() + body->size()};
+  while (rd.more()) {
+    Claimant c;
+    uint64_t stop = 0;
+    get(rd, c.host);
+    get(rd, c.host_id);
+    get(rd, c.reported_to_ns);
+    get(rd, stop);
+    if (!rd.ok) return fail("ClickHouse: a claimant row did not decode");
+    c.stopped = stop != 0 && stop >= c.reported_to_ns;
+    out.push_back(std::move(c));
   }
   return out;
 }

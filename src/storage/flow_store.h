@@ -127,6 +127,20 @@ struct StoreStats {
   uint64_t tracker_evicted = 0;   // open flows forgotten by the delta tracker
 };
 
+// Ownership evidence (flow/ownership.h) over a time range.
+struct ClaimQuery {
+  std::vector<Ip16> addrs;  // the addresses asked about
+  uint64_t from_ns = 0;     // claims overlapping [from_ns, to_ns]
+  uint64_t to_ns = 0;
+};
+
+// What one claimant (an agent: host name and id) has reported so far.
+struct Claimant {
+  std::string host, host_id;
+  uint64_t reported_to_ns = 0;  // the latest to_ns of its claims
+  bool stopped = false;         // its latest claim says it stopped (claims nothing more until it starts again)
+};
+
 class FlowStore {
  public:
   virtual ~FlowStore() = default;
@@ -147,6 +161,19 @@ class FlowStore {
   virtual Result<std::vector<std::string>> complete(const CompleteQuery& /*q*/) {
     return std::vector<std::string>{};
   }
+  // Ownership evidence. Claims are idempotent (a claim stored twice decides
+  // nothing differently), so they need no delivery marks: a writer stores
+  // them before the flows that came with them.
+  // A store without them (test doubles) refuses claims and knows none.
+  virtual Result<void> insert_claims(const std::vector<OwnershipClaim>& claims) {
+    if (claims.empty()) return {};
+    return fail("this store keeps no ownership evidence");
+  }
+  virtual Result<std::vector<OwnershipClaim>> claims(const ClaimQuery& /*q*/) {
+    return std::vector<OwnershipClaim>{};
+  }
+  // Claimants that reported anything ending at or after `since_ns`.
+  virtual Result<std::vector<Claimant>> claimants(uint64_t /*since_ns*/) { return std::vector<Claimant>{}; }
   // Deletes flows that ended before `cutoff_ns`; returns how many.
   virtual Result<uint64_t> expire(uint64_t cutoff_ns) = 0;
   virtual StoreStats stats() = 0;

@@ -133,6 +133,16 @@ CREATE TABLE IF NOT EXISTS delivery (
   updated_ns INTEGER NOT NULL,
   PRIMARY KEY (instance, domain)
 );
+-- Ownership evidence (flow/ownership.h): one row per claimed range; an
+-- agent's heartbeats and its release extend or end the same row.
+CREATE TABLE IF NOT EXISTS ownership (
+  host TEXT NOT NULL, host_id TEXT NOT NULL, addr BLOB NOT NULL, port INTEGER NOT NULL,
+  protocol INTEGER NOT NULL, from_ns INTEGER NOT NULL, pid INTEGER NOT NULL,
+  to_ns INTEGER NOT NULL, held INTEGER NOT NULL, exporter TEXT NOT NULL,
+  exe TEXT, unit TEXT, comm TEXT, container_id TEXT, netns INTEGER,
+  PRIMARY KEY (addr, port, protocol, host, host_id, from_ns, pid)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ownership_to ON ownership(to_ns);
 CREATE INDEX IF NOT EXISTS flows_end ON flows(end_ns);
 CREATE INDEX IF NOT EXISTS flows_src ON flows(src_ip, end_ns);
 CREATE INDEX IF NOT EXISTS flows_dst ON flows(dst_ip, end_ns);
@@ -1210,6 +1220,11 @@ Result<uint64_t> SqliteStore::expire(uint64_t cutoff_ns) {
     sqlite3_bind_int64(st->get(), 1, i64(cutoff_ns));
     (void)sqlite3_step(st->get());
   }
+  // Evidence about flows no longer stored decides nothing.
+  if (auto st = prepare(i.writer.get(), "DELETE FROM ownership WHERE to_ns < ?")) {
+    sqlite3_bind_int64(st->get(), 1, i64(cutoff_ns));
+    (void)sqlite3_step(st->get());
+  }
   // Whole minutes, so the rollup and the flows always hold the same records.
   cutoff_ns -= cutoff_ns % kMinuteNs;
   if (auto r = exec(i.writer.get(), "BEGIN IMMEDIATE"); !r) return std::unexpected(r.error());
@@ -1234,6 +1249,107 @@ Result<uint64_t> SqliteStore::expire(uint64_t cutoff_ns) {
   i.st.retention_deleted += n;
   i.st.rows = i.st.rows > n ? i.st.rows - n : 0;
   return n;
+}
+
+Result<void> SqliteStore::insert_claims(const std::vector<OwnershipClaim>& claims) {
+  if (claims.empty()) return {};
+  Impl& i = *impl_;
+  std::lock_guard lk(i.write_mu);
+  sqlite3* w = i.writer.get();
+  // A heartbeat repeats its range's start and moves its end; a release ends
+  // it. Whatever the order they arrive in, the row keeps the latest end.
+  auto st = prepare(w,
+                    "INSERT INTO ownership (host, host_id, addr, port, protocol, from_ns, pid, to_ns, held, exporter, "
+                    "exe, unit, comm, container_id, netns) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                    "ON CONFLICT (addr, port, protocol, host, host_id, from_ns, pid) DO UPDATE SET "
+                    "held = CASE WHEN excluded.to_ns >= to_ns THEN excluded.held ELSE held END, "
+                    "to_ns = max(to_ns, excluded.to_ns)");
+  if (!st) return std::unexpected(st.error());
+  if (auto r = exec(w, "BEGIN IMMEDIATE"); !r) return r;
+  auto text = [](const std::optional<std::string>& v) -> Value { return v ? Value(*v) : Value(nullptr); };
+  for (const auto& c : claims) {
+    const std::vector<Value> args = {
+        c.host.value_or(""), c.host_id.value_or(""), c.addr, int64_t{c.port}, int64_t{c.protocol}, i64(c.from_ns),
+        int64_t{c.pid.value_or(0)}, i64(c.to_ns), int64_t{c.held}, c.exporter, text(c.exe), text(c.unit),
+        text(c.comm), text(c.container_id), c.netns ? Value(int64_t{*c.netns}) : Value(nullptr)};
+    for (size_t k = 0; k < args.size(); ++k) bind(st->get(), static_cast<int>(k + 1), args[k]);
+    const int rc = sqlite3_step(st->get());
+    sqlite3_reset(st->get());
+    if (rc != SQLITE_DONE) {
+      auto err = fail("SQLite ownership insert: {}", sqlite3_errmsg(w));
+      (void)exec(w, "ROLLBACK");
+      return err;
+    }
+  }
+  sqlite3_clear_bindings(st->get());
+  return exec(w, "COMMIT");
+}
+
+Result<std::vector<OwnershipClaim>> SqliteStore::claims(const ClaimQuery& q) {
+  std::vector<OwnershipClaim> out;
+  if (q.addrs.empty()) return out;
+  auto db = impl_->reader();
+  if (!db) return std::unexpected(db.error());
+  std::string in;
+  std::vector<Value> args;
+  for (const auto& a : q.addrs) {
+    in += in.empty() ? "?" : ",?";
+    args.emplace_back(a);
+  }
+  args.emplace_back(i64(q.from_ns));
+  args.emplace_back(i64(q.to_ns));
+  auto r = run_query(db->get(),
+                     fmt::format("SELECT host, host_id, addr, port, protocol, from_ns, pid, to_ns, held, exporter, exe, "
+                                 "unit, comm, container_id, netns FROM ownership WHERE addr IN ({}) AND to_ns >= ? "
+                                 "AND from_ns <= ?",
+                                 in),
+                     args, [&](sqlite3_stmt* s) {
+                       OwnershipClaim c;
+                       auto opt_text = [&](int k) -> std::optional<std::string> {
+                         if (sqlite3_column_type(s, k) == SQLITE_NULL) return std::nullopt;
+                         return column_text(s, k);
+                       };
+                       c.host = column_text(s, 0);
+                       c.host_id = column_text(s, 1);
+                       c.addr = column_ip(s, 2);
+                       c.port = static_cast<uint16_t>(sqlite3_column_int(s, 3));
+                       c.protocol = static_cast<uint8_t>(sqlite3_column_int(s, 4));
+                       c.from_ns = static_cast<uint64_t>(sqlite3_column_int64(s, 5));
+                       if (const auto pid = sqlite3_column_int64(s, 6)) c.pid = static_cast<uint32_t>(pid);
+                       c.to_ns = static_cast<uint64_t>(sqlite3_column_int64(s, 7));
+                       c.held = sqlite3_column_int(s, 8) != 0;
+                       c.exporter = column_text(s, 9);
+                       c.exe = opt_text(10);
+                       c.unit = opt_text(11);
+                       c.comm = opt_text(12);
+                       c.container_id = opt_text(13);
+                       if (sqlite3_column_type(s, 14) != SQLITE_NULL)
+                         c.netns = static_cast<uint32_t>(sqlite3_column_int64(s, 14));
+                       out.push_back(std::move(c));
+                     });
+  impl_->give_back(std::move(*db));
+  if (!r) return std::unexpected(r.error());
+  return out;
+}
+
+Result<std::vector<Claimant>> SqliteStore::claimants(uint64_t since_ns) {
+  std::vector<Claimant> out;
+  auto db = impl_->reader();
+  if (!db) return std::unexpected(db.error());
+  // The stop marker is a released claim of the unspecified address.
+  auto r = run_query(db->get(),
+                     "SELECT host, host_id, max(to_ns), max(CASE WHEN addr = zeroblob(16) AND held = 0 THEN to_ns END) "
+                     "FROM ownership WHERE to_ns >= ? GROUP BY host, host_id",
+                     {i64(since_ns)}, [&](sqlite3_stmt* s) {
+                       Claimant c{column_text(s, 0), column_text(s, 1),
+                                  static_cast<uint64_t>(sqlite3_column_int64(s, 2)), false};
+                       c.stopped = sqlite3_column_type(s, 3) != SQLITE_NULL &&
+                                   static_cast<uint64_t>(sqlite3_column_int64(s, 3)) >= c.reported_to_ns;
+                       out.push_back(std::move(c));
+                     });
+  impl_->give_back(std::move(*db));
+  if (!r) return std::unexpected(r.error());
+  return out;
 }
 
 StoreStats SqliteStore::stats() {

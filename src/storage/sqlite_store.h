@@ -32,6 +32,9 @@ class SqliteStore : public FlowStore {
   Result<std::vector<TopEntry>> top(const TopQuery& q) override;
   Result<std::vector<SeriesPoint>> series(const SeriesQuery& q) override;
   Result<std::vector<std::string>> complete(const CompleteQuery& q) override;
+  Result<void> insert_claims(const std::vector<OwnershipClaim>& claims) override;
+  Result<std::vector<OwnershipClaim>> claims(const ClaimQuery& q) override;
+  Result<std::vector<Claimant>> claimants(uint64_t since_ns) override;
   Result<uint64_t> expire(uint64_t cutoff_ns) override;
   StoreStats stats() override;
   // Whether this thread's last top() or series() read the rollup.

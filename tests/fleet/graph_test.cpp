@@ -211,3 +211,74 @@ TEST_F(Graph, EachFlowNamesItsOtherEndOnlyFromThatEndsRecord) {
     }
   }
 }
+
+// Without the other end's record, ownership evidence stored through the
+// writer names the remote end: the host, and the workload whose port claims
+// agree; a second claimant, or an address nobody claims, names nobody.
+TEST_F(Graph, ClaimsNameTheOwnerOfAnUnjoinedRemoteEnd) {
+  auto claim = [](const char* host, const char* addr, uint64_t from, uint64_t to, uint16_t port = 0) {
+    OwnershipClaim c;
+    c.host = host;
+    c.host_id = std::string("id-") + host;
+    c.addr = *parse_ip(addr);
+    c.from_ns = from;
+    c.to_ns = to;
+    c.port = port;
+    if (port) {
+      c.protocol = 6;
+      c.exe = "nginx";
+      c.unit = "web.service";
+      c.pid = 200;
+    }
+    return c;
+  };
+  std::vector<OwnershipClaim> claims = {
+      claim("h2", "10.1.0.2", kT0 - 60 * kSec, kT0 + 60 * kSec), claim("h2", "10.1.0.2", kT0, kT0 + 2 * kSec, 80),
+      claim("h3", "10.1.0.3", kT0 - 60 * kSec, kT0 + 60 * kSec),  // h3 and h4 both claim .3
+      claim("h4", "10.1.0.3", kT0 - 10 * kSec, kT0 + 60 * kSec),
+      claim("h1", "10.1.0.1", kT0 - 60 * kSec, kT0 + 60 * kSec)};
+  writer_->push_claims(claims);
+  connect(kCurl1, 40001, kWeb2, 80, kT0, 10, 20, false);  // h2's agent sent no record of it
+  connect(kCurl1, 40002, kDb3, 5432, kT0, 10, 20, false);
+  const Workload kNoAgent{"h9", "10.1.0.9", "x", nullptr, 0};
+  connect(kCurl1, 40003, kNoAgent, 80, kT0, 10, 20, false);
+  writer_->drain();
+  EXPECT_EQ(writer_->stats().claims_stored, 5u);
+  EXPECT_EQ(writer_->stats().claim_conflicts, 1u);
+  auto page = store_->query({.limit = 100});
+  ASSERT_TRUE(page);
+  ASSERT_EQ(page->flows.size(), 3u);
+  AttributionCounts n;
+  auto members = attribution_members(*store_, page->flows, &n);
+  ASSERT_TRUE(members) << members.error().message;
+  for (size_t i = 0; i < page->flows.size(); ++i) {
+    auto j = nlohmann::json::parse(with_members(flow_row_json(page->flows[i]), (*members)[i]));
+    switch (page->flows[i].src_port) {
+      case 40001:
+        EXPECT_EQ(j["attribution"], "owner") << j.dump();
+        EXPECT_EQ(j["remote_host"], "h2");
+        EXPECT_EQ(j["remote_host_id"], "id-h2");
+        EXPECT_EQ(j["remote_workload"], "web.service");
+        EXPECT_EQ(j["remote_pid"], 200);
+        break;
+      case 40002:
+        EXPECT_EQ(j["attribution"], "none") << j.dump();
+        EXPECT_EQ(j["unattributed"], "conflict");
+        EXPECT_FALSE(j.contains("remote_host"));
+        break;
+      default:
+        EXPECT_EQ(j["attribution"], "none") << j.dump();
+        EXPECT_EQ(j["unattributed"], "no_claim");
+    }
+  }
+  EXPECT_EQ(n.owner, 1u);
+  EXPECT_EQ(n.none, 2u);
+  // An agent that has not reported past a flow's window holds its answer back.
+  std::vector<OwnershipClaim> late = {claim("h5", "10.1.0.5", kT0 - 60 * kSec, kT0 - 30 * kSec)};
+  writer_->push_claims(late);
+  writer_->drain();
+  members = attribution_members(*store_, page->flows, &n);
+  ASSERT_TRUE(members) << members.error().message;
+  EXPECT_EQ(n.owner, 0u);
+  EXPECT_EQ(n.unattributed[static_cast<size_t>(OwnerVerdict::Pending)], 3u);
+}

@@ -3,6 +3,7 @@
 #include <map>
 
 #include "flow/fields.h"
+#include "net/cidr.h"
 
 using namespace flowscope;
 using namespace fstest_storage;
@@ -417,4 +418,64 @@ TEST_P(AnyStore, MirrorRecordsAreKeptButCountedOnce) {
     mirrors += r.mirror.value_or(false);
   }
   EXPECT_EQ(mirrors, 1);
+}
+
+// Ownership evidence: a range's heartbeats extend one row, its release ends
+// it, reads find what overlaps, and an agent's stop marker says it is done.
+TEST_P(AnyStore, OwnershipClaimsKeepTheirLatestEnd) {
+  auto store = open();
+  auto claim = [](const char* host, const char* addr, uint64_t from, uint64_t to, bool held) {
+    OwnershipClaim c;
+    c.exporter = "192.0.2.10";
+    c.host = host;
+    c.host_id = std::string("id-") + host;
+    c.addr = *parse_ip(addr);
+    c.from_ns = from;
+    c.to_ns = to;
+    c.held = held;
+    return c;
+  };
+  OwnershipClaim port = claim("h1", "10.0.0.1", kT0 + 2 * kSec, kT0 + 3 * kSec, true);
+  port.port = 80;
+  port.protocol = 6;
+  port.exe = "nginx";
+  port.unit = "nginx.service";
+  port.pid = 42;
+  port.netns = 4026531840u;
+  std::vector<OwnershipClaim> claims = {
+      claim("h1", "10.0.0.1", kT0, kT0 + 5 * kSec, true),
+      claim("h1", "10.0.0.1", kT0, kT0 + 10 * kSec, true),   // the heartbeat after
+      claim("h1", "10.0.0.1", kT0, kT0 + 7 * kSec, true),    // an older one arriving late
+      claim("h2", "10.0.0.9", kT0, kT0 + 20 * kSec, false),  // released
+      port,
+  };
+  OwnershipClaim stop = claim("h2", "::", kT0 + 20 * kSec, kT0 + 20 * kSec, false);
+  claims.push_back(stop);
+  ASSERT_TRUE(store->insert_claims(claims));
+  ASSERT_TRUE(store->sync(std::chrono::seconds(10)));
+  auto got = store->claims({.addrs = {*parse_ip("10.0.0.1")}, .from_ns = kT0 + 9 * kSec, .to_ns = kT0 + 9 * kSec});
+  ASSERT_TRUE(got) << got.error().message;
+  ASSERT_EQ(got->size(), 1u);  // the port claim ended before 9 s
+  EXPECT_EQ((*got)[0].to_ns, kT0 + 10 * kSec);
+  EXPECT_TRUE((*got)[0].held);
+  EXPECT_EQ((*got)[0].host, "h1");
+  got = store->claims({.addrs = {*parse_ip("10.0.0.1"), *parse_ip("10.0.0.9")}, .from_ns = kT0, .to_ns = kT0 + kSec * 2});
+  ASSERT_TRUE(got) << got.error().message;
+  ASSERT_EQ(got->size(), 3u);
+  for (const auto& c : *got) {
+    if (c.port == 80) {
+      EXPECT_EQ(c, port);
+    }
+    if (c.addr == *parse_ip("10.0.0.9")) {
+      EXPECT_FALSE(c.held);
+    }
+  }
+  auto who = store->claimants(kT0);
+  ASSERT_TRUE(who) << who.error().message;
+  ASSERT_EQ(who->size(), 2u);
+  for (const auto& a : *who) {
+    EXPECT_EQ(a.host_id, "id-" + a.host);
+    EXPECT_EQ(a.reported_to_ns, a.host == "h1" ? kT0 + 10 * kSec : kT0 + 20 * kSec);
+    EXPECT_EQ(a.stopped, a.host == "h2");
+  }
 }

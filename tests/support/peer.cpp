@@ -2,9 +2,10 @@
 // truth. Prints one JSON line per connection on stdout.
 //
 //   fs_peer server --addr A --port P [--send N] [--count K] [--rst] [--hold-ms T]
-//   fs_peer client --addr A --port P [--send N] [--rst] [--hold-ms T] [--timeout-ms T] [--dstopts]
+//   fs_peer client --addr A --port P [--send N] [--count K] [--rst] [--hold-ms T] [--timeout-ms T] [--dstopts]
 //
-// client: connect, send N bytes, wait T ms, shutdown(SHUT_WR), read to EOF, close.
+// client: connect, send N bytes, wait T ms, shutdown(SHUT_WR), read to EOF, close;
+//         K times in a row with --count K.
 // server: accept K connections one by one; read to EOF, send N bytes, close.
 // --rst closes with SO_LINGER{1,0}, which sends a reset instead of a FIN.
 // --dstopts (IPv6) puts a destination options header in every segment sent.
@@ -316,5 +317,9 @@ int main(int argc, char** argv) {
     t.join();
     return rc;
   }
-  return app.got_subcommand("server") ? run_server(o) : run_client(o);
+  if (app.got_subcommand("server")) return run_server(o);
+  // client --count K: K connections one after another (one line each).
+  int rc = 0;
+  for (int i = 0; i < std::max(1, o.count) && rc == 0; i++) rc = run_client(o);
+  return rc;
 }
