@@ -70,7 +70,9 @@ struct TopQuery {
 
 struct TopEntry {
   std::vector<std::string> key;  // one value per group column (pair: src, dst)
-  uint64_t bytes = 0;
+  uint64_t bytes = 0;      // both directions: bytes_out + bytes_in
+  uint64_t bytes_out = 0;  // src -> dst (the agent: sent by the local end)
+  uint64_t bytes_in = 0;   // dst -> src (the agent: received by the local end)
   uint64_t packets = 0;
   uint64_t flows = 0;
   uint64_t retrans = 0;
@@ -85,7 +87,9 @@ struct SeriesQuery {
 
 struct SeriesPoint {
   uint64_t time_ns = 0;  // bucket start
-  uint64_t bytes = 0;
+  uint64_t bytes = 0;      // both directions: bytes_out + bytes_in
+  uint64_t bytes_out = 0;  // src -> dst (the agent: sent by the local end)
+  uint64_t bytes_in = 0;   // dst -> src (the agent: received by the local end)
   uint64_t packets = 0;
   uint64_t flows = 0;
   uint64_t retrans = 0;

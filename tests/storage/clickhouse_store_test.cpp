@@ -125,14 +125,16 @@ std::string show(const std::vector<TopEntry>& v) {
   std::string s;
   for (const auto& e : v) {
     for (const auto& k : e.key) s += k + ",";
-    s += fmt::format(" {} {} {} {} {} {}\n", e.bytes, e.packets, e.flows, e.retrans, e.failures, e.drops);
+    s += fmt::format(" {} {} {} {} {} {} {} {}\n", e.bytes, e.packets, e.flows, e.retrans, e.failures, e.drops,
+                     e.bytes_out, e.bytes_in);
   }
   return s;
 }
 std::string show(const std::vector<SeriesPoint>& v) {
   std::string s;
   for (const auto& p : v)
-    s += fmt::format("{} {} {} {} {} {} {}\n", p.time_ns, p.bytes, p.packets, p.flows, p.retrans, p.failures, p.drops);
+    s += fmt::format("{} {} {} {} {} {} {} {} {}\n", p.time_ns, p.bytes, p.packets, p.flows, p.retrans, p.failures,
+                     p.drops, p.bytes_out, p.bytes_in);
   return s;
 }
 
@@ -377,7 +379,7 @@ TEST(ClickHouseStore, MigrationsAreIdempotentAndRecorded) {
   { ASSERT_TRUE(open_ch(options(db))); }
   EXPECT_EQ(server().query(fmt::format(
                 "SELECT groupArray(version) FROM (SELECT version FROM {}.schema_migrations ORDER BY version)", db)),
-            "[1,2,3]\n");
+            "[1,2,3,4]\n");
   EXPECT_EQ(server().query(fmt::format(
                 "SELECT type FROM system.columns WHERE database = '{}' AND table = 'flows' AND name = 'src_ip'", db)),
             "FixedString(16)\n");
