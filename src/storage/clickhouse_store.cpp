@@ -1093,6 +1093,7 @@ Result<std::vector<TopEntry>> ClickHouseStore::top(const TopQuery& q) {
   // Keys as strings; addresses as their 16 bytes.
   std::vector<std::string> keys;
   bool ip_keys = false;
+  bool net_keys = false;  // two keys: an address's halves, to become one network
   const char* nonnull = nullptr;
   bool rollup_ok = i.o.use_rollups && rollup_can_filter(q.filter);
   std::string drops = kDropsExpr;
@@ -1108,6 +1109,25 @@ Result<std::vector<TopEntry>> ClickHouseStore::top(const TopQuery& q) {
     case TopGroup::Host: keys = {"assumeNotNull(host)"}; nonnull = "ifNull(host, '') != ''"; rollup_ok = false; break;
     case TopGroup::Netns: keys = {"toString(assumeNotNull(netns))"}; nonnull = "isNotNull(netns)"; rollup_ok = false; break;
     case TopGroup::Close: keys = {"assumeNotNull(close_reason)"}; nonnull = "isNotNull(close_reason)"; break;
+    case TopGroup::SrcCidr:
+    case TopGroup::DstCidr: {
+      // The address's two halves as numbers with the host bits cleared (no
+      // IPv6 functions in 18.16); read back into the network's text form.
+      const char* col = q.group == TopGroup::SrcCidr ? "src_ip" : "dst_ip";
+      auto mask = [](unsigned bits, unsigned half) -> uint64_t {  // half 0: bits 0..63
+        const unsigned b = bits > half * 64 ? std::min(64u, bits - half * 64) : 0;
+        return b == 0 ? 0 : ~uint64_t{0} << (64 - b);
+      };
+      const unsigned b4 = 96 + std::min<unsigned>(q.cidr4, 32), b6 = std::min<unsigned>(q.cidr6, 128);
+      for (unsigned half : {0u, 1u})
+        keys.push_back(fmt::format(
+            "toString(bitAnd(reinterpretAsUInt64(reverse(substring(toString({0}), {1}, 8))), "
+            "if(substring(toString({0}), 1, 12) = unhex('00000000000000000000FFFF'), toUInt64({2}), toUInt64({3}))))",
+            col, 1 + half * 8, mask(b4, half), mask(b6, half)));
+      net_keys = true;
+      rollup_ok = false;
+      break;
+    }
     case TopGroup::DropReason:
       // One row per "REASON":count of the drops JSON (no JSON functions in
       // 18.16): the reason and its count.
@@ -1175,6 +1195,14 @@ Result<std::vector<TopEntry>> ClickHouseStore::top(const TopQuery& q) {
         s = ip16_to_string(a);
       }
       e.key.push_back(std::move(s));
+    }
+    if (net_keys && e.key.size() == 2) {
+      Ip16 a;
+      for (size_t half = 0; half < 2; ++half) {
+        const uint64_t v = std::strtoull(e.key[half].c_str(), nullptr, 10);
+        for (size_t k = 0; k < 8; ++k) a[half * 8 + k] = static_cast<uint8_t>(v >> (56 - 8 * k));
+      }
+      e.key = {network_key(a, q.cidr4, q.cidr6)};
     }
     e.bytes = rd.num<uint64_t>();
     e.packets = rd.num<uint64_t>();

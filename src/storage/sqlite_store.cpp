@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <list>
 #include <mutex>
@@ -32,8 +33,21 @@ const char* to_string(TopGroup g) {
     case TopGroup::Netns: return "netns";
     case TopGroup::Close: return "close";
     case TopGroup::DropReason: return "drop_reason";
+    case TopGroup::SrcCidr: return "src_cidr";
+    case TopGroup::DstCidr: return "dst_cidr";
   }
   return "src";
+}
+
+std::string network_key(Ip16 a, uint8_t cidr4, uint8_t cidr6) {
+  const bool v4 = ip16_is_v4(a);
+  const unsigned len = v4 ? cidr4 : cidr6;
+  const unsigned bits = v4 ? 96 + len : len;  // of the 16-byte form
+  for (unsigned i = 0; i < 16; ++i) {
+    const unsigned keep = bits > i * 8 ? std::min(8u, bits - i * 8) : 0;
+    a[i] &= static_cast<uint8_t>(0xff00u >> keep);
+  }
+  return fmt::format("{}/{}", ip16_to_string(a), len);
 }
 
 const char* to_string(CompleteField f) {
@@ -211,6 +225,23 @@ using Stmt = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
 
 using Value = std::variant<std::nullptr_t, int64_t, std::string, Ip16>;
 
+// fs_net(addr, bits): the 16-byte address with all but its first `bits`
+// bits cleared (the CIDR groups' key).
+void sqlite_fs_net(sqlite3_context* ctx, int, sqlite3_value** v) {
+  if (sqlite3_value_bytes(v[0]) != 16) {
+    sqlite3_result_null(ctx);
+    return;
+  }
+  uint8_t a[16];
+  std::memcpy(a, sqlite3_value_blob(v[0]), 16);
+  const int64_t bits = sqlite3_value_int64(v[1]);
+  for (int i = 0; i < 16; ++i) {
+    const int64_t keep = std::clamp<int64_t>(bits - i * 8, 0, 8);
+    a[i] &= static_cast<uint8_t>(0xff00u >> keep);
+  }
+  sqlite3_result_blob(ctx, a, 16, SQLITE_TRANSIENT);
+}
+
 Result<Db> open_db(const std::string& path, bool readonly) {
   sqlite3* raw = nullptr;
   int flags = readonly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
@@ -221,6 +252,8 @@ Result<Db> open_db(const std::string& path, bool readonly) {
     return fail("cannot open SQLite database {}: {}", path, raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc));
   sqlite3_busy_timeout(db.get(), 5000);
   sqlite3_extended_result_codes(db.get(), 1);
+  sqlite3_create_function_v2(db.get(), "fs_net", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, nullptr, sqlite_fs_net, nullptr,
+                             nullptr, nullptr);
   return db;
 }
 
@@ -1005,8 +1038,9 @@ const char* order_of(TopMetric m) {
 }  // namespace
 
 Result<std::vector<TopEntry>> SqliteStore::top(const TopQuery& q) {
-  // Group and order expressions come from these fixed tables only.
-  const char* key = "src_ip";
+  // Group and order expressions come from these fixed tables only (and the
+  // prefix lengths, numbers the API checked).
+  std::string key = "src_ip";
   int nkeys = 1;
   bool blob_keys = true;
   const char* nonnull = nullptr;
@@ -1030,6 +1064,13 @@ Result<std::vector<TopEntry>> SqliteStore::top(const TopQuery& q) {
       from = "flows, json_each(flows.drops) AS dr_each";
       per_reason = true;
       break;
+    case TopGroup::SrcCidr:
+    case TopGroup::DstCidr: {
+      const char* col = q.group == TopGroup::SrcCidr ? "src_ip" : "dst_ip";
+      key = fmt::format("fs_net({0}, CASE WHEN substr({0}, 1, 12) = X'00000000000000000000FFFF' THEN {1} ELSE {2} END)",
+                        col, 96 + std::min<int>(q.cidr4, 32), std::min<int>(q.cidr6, 128));
+      break;
+    }
   }
   // The rollup's key for groups it keeps.
   const char* rkey = nullptr;
@@ -1093,19 +1134,29 @@ Result<std::vector<TopEntry>> SqliteStore::top(const TopQuery& q) {
   t_used_rollup = false;
   Where w = build_where(q.filter);
   if (nonnull) w.add(nonnull, {});
+  // A range without an address filter is read by end time. Left to itself
+  // the planner takes the address index for an address grouping (it saves
+  // a sort) and reads every row of the store instead of the range's: with
+  // 1M stored flows, twice as slow for the last hour's top pairs.
+  std::string table = from;
+  if (q.filter.from_ns && !q.filter.addr && !q.filter.src && !q.filter.dst)
+    table.replace(0, 5, "flows INDEXED BY flows_end");
   std::string sql = fmt::format(
       "SELECT {0}, {3} FROM {4}{1} "
       "GROUP BY {0} ORDER BY {2} DESC, b DESC, {0} LIMIT ?",  // ties in key order, as on every backend
       key, w.sql, order_of(q.by),
-      per_reason ? FS_SQLITE_AGGREGATES("dr_each.value") : FS_SQLITE_AGGREGATES("drops_total"), from);
+      per_reason ? FS_SQLITE_AGGREGATES("dr_each.value") : FS_SQLITE_AGGREGATES("drops_total"), table);
   w.args.push_back(static_cast<int64_t>(q.limit));
   auto db = impl_->reader();
   if (!db) return std::unexpected(db.error());
   std::vector<TopEntry> out;
   auto r = run_query(db->get(), sql, w.args, [&](sqlite3_stmt* s) {
     TopEntry e;
+    const bool cidr = q.group == TopGroup::SrcCidr || q.group == TopGroup::DstCidr;
     for (int k = 0; k < nkeys; ++k)
-      e.key.push_back(blob_keys ? ip16_to_string(column_ip(s, k)) : column_text(s, k));
+      e.key.push_back(cidr        ? network_key(column_ip(s, k), q.cidr4, q.cidr6)
+                      : blob_keys ? ip16_to_string(column_ip(s, k))
+                                  : column_text(s, k));
     read_aggregates(s, nkeys, e);
     out.push_back(std::move(e));
   });

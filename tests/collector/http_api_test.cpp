@@ -134,6 +134,15 @@ TEST_F(ApiFixture, TopAndTimeseries) {
   ASSERT_EQ(st2, 200);
   EXPECT_EQ(j2["top"][0]["src"], "10.9.0.1");
   EXPECT_EQ(j2["top"][0]["retransmits"], 7);
+  // By source network: odd rows from 10.9.0.1, even ones from fd00:9::1.
+  auto [stc, jc] = get("/api/top?group=src_cidr&cidr4=8&cidr6=16");
+  ASSERT_EQ(stc, 200) << jc.dump();
+  ASSERT_EQ(jc["top"].size(), 2u);
+  EXPECT_EQ(jc["top"][0]["src_cidr"], "10.0.0.0/8");
+  EXPECT_EQ(jc["top"][0]["bytes_out"], 100 * 240);
+  EXPECT_EQ(jc["top"][0]["flows"], 15);
+  EXPECT_EQ(jc["top"][1]["src_cidr"], "fd00::/16");
+  EXPECT_EQ(jc["top"][1]["bytes_in"], 10 * 225);
   auto [st3, j3] = get("/api/timeseries?from=-20m&interval=5m");
   ASSERT_EQ(st3, 200);
   uint64_t flows = 0, bytes = 0, out = 0, in = 0;

@@ -261,6 +261,17 @@ try {
   await page.waitForFunction(() => location.hash.startsWith('#/flows') && location.hash.includes('TCP_CSUM'));
   await rendered();
   assert.deepEqual(await cells('#flowtable', 7), ['dropper (1005)']);
+  // By destination network: the API's networks, the prefix picker in the
+  // URL, and a row opens the network's flows.
+  await open('explore?group=dst_cidr&cidr4=16&by=bytes&type=stacked&n=10');
+  const nets = await apiGet(base, `/api/top?group=dst_cidr&cidr4=16&cidr6=64&by=bytes&limit=10&from=-1h${own}`);
+  assert.ok(nets.top.length > 0 && nets.top.every((t) => /\/(16|64)$/.test(t.dst_cidr)), JSON.stringify(nets.top));
+  assert.deepEqual(await cells('#toptable', 0), nets.top.map((t) => t.dst_cidr));
+  assert.equal(await page.inputValue('select[data-key=cidr4]'), '16');
+  await page.locator('#toptable tbody tr').first().click();
+  await page.waitForFunction(() => location.hash.startsWith('#/flows'));
+  await rendered();
+  assert.equal(await page.inputValue('#filter'), `dst=${nets.top[0].dst_cidr}`);
   // Sankey: source → destination pairs as the API ranks them.
   await open('explore?type=sankey&by=bytes&n=5');
   const sk = await apiGet(base, `/api/top?group=pair&by=bytes&limit=15&from=-1h${own}`);

@@ -2,6 +2,8 @@
 
 #include <map>
 
+#include <fmt/format.h>
+
 #include "flow/fields.h"
 
 using namespace flowscope;
@@ -498,4 +500,37 @@ TEST_P(AnyStore, BytesEachWayInTopAndSeries) {
     const uint64_t k = (p.time_ns - m0) / (60 * kSec);
     EXPECT_EQ(std::make_pair(p.bytes_out, p.bytes_in), want[k]) << "minute " << k;
   }
+}
+
+// Grouped by network: IPv4 addresses at cidr4, IPv6 ones at cidr6, prefix
+// lengths inside a byte too; the same keys and sums on every backend.
+TEST_P(AnyStore, TopBySourceAndDestinationNetwork) {
+  auto store = open();
+  std::vector<FlowRow> batch{
+      agent_row("10.1.2.3", 40000, "192.0.2.1", 443, kT0, kT0 + kSec, 100, 1),
+      agent_row("10.1.2.200", 40001, "192.0.2.77", 443, kT0, kT0 + kSec, 200, 2),
+      agent_row("10.1.3.4", 40002, "192.0.2.130", 443, kT0, kT0 + kSec, 400, 4),
+      agent_row("fd00:1:2:3::1", 40003, "2001:db8::1", 443, kT0, kT0 + kSec, 1000, 10),
+      agent_row("fd00:1:2:3::9", 40004, "2001:db8:0:1::1", 443, kT0, kT0 + kSec, 2000, 20),
+      agent_row("fd00:1:2:4::1", 40005, "2001:db8:1::1", 443, kT0, kT0 + kSec, 4000, 40),
+  };
+  ASSERT_TRUE(insert(*store, batch));
+  auto top = [&](TopGroup g, uint8_t c4, uint8_t c6) {
+    auto r = store->top({.group = g, .by = TopMetric::Bytes, .limit = 20, .cidr4 = c4, .cidr6 = c6});
+    EXPECT_TRUE(r) << (r ? "" : r.error().message);
+    std::string s;
+    if (r)
+      for (const auto& e : *r) s += fmt::format("{} {} {}/{};", e.key.at(0), e.flows, e.bytes_out, e.bytes_in);
+    return s;
+  };
+  EXPECT_EQ(top(TopGroup::SrcCidr, 24, 48), "fd00:1:2::/48 3 7000/70;10.1.3.0/24 1 400/4;10.1.2.0/24 2 300/3;");
+  EXPECT_EQ(top(TopGroup::SrcCidr, 20, 64),
+            "fd00:1:2:4::/64 1 4000/40;fd00:1:2:3::/64 2 3000/30;10.1.0.0/20 3 700/7;");
+  EXPECT_EQ(top(TopGroup::SrcCidr, 32, 128),
+            "fd00:1:2:4::1/128 1 4000/40;fd00:1:2:3::9/128 1 2000/20;fd00:1:2:3::1/128 1 1000/10;"
+            "10.1.3.4/32 1 400/4;10.1.2.200/32 1 200/2;10.1.2.3/32 1 100/1;");
+  EXPECT_EQ(top(TopGroup::SrcCidr, 0, 0), "::/0 3 7000/70;0.0.0.0/0 3 700/7;");
+  // 192.0.2.1 and .77 share a /25, .130 is in the other half.
+  EXPECT_EQ(top(TopGroup::DstCidr, 25, 63),
+            "2001:db8:1::/63 1 4000/40;2001:db8::/63 2 3000/30;192.0.2.128/25 1 400/4;192.0.2.0/25 2 300/3;");
 }

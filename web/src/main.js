@@ -140,7 +140,11 @@ const GROUP_FILTER = {
   port: (k) => ({ port: k.port }), process: (k) => ({ process: k.process }), container: (k) => ({ container: k.container }),
   host: (k) => ({ host: k.host }), netns: (k) => ({ netns: k.netns }), close: (k) => ({ close: k.close }),
   drop_reason: (k) => ({ drops: k.drop_reason }),
+  src_cidr: (k) => ({ src: k.src_cidr }), dst_cidr: (k) => ({ dst: k.dst_cidr }),
 };
+// Prefix lengths offered for the network groups, per family.
+const CIDR4 = ['8', '16', '20', '24', '28', '32'];
+const CIDR6 = ['32', '48', '56', '64', '96', '128'];
 const keyName = (g, r) => (g === 'pair' ? `${r.src} → ${r.dst}` : String(r[g]));
 
 // min/avg/max/p95 of a series' values as charted, and its total.
@@ -156,6 +160,10 @@ async function explore(root, p) {
   const by = METRICS[p.get('by')] ? p.get('by') : 'bytes';
   const type = ['lines', 'sankey'].includes(p.get('type')) ? p.get('type') : 'stacked';
   const n = Math.min(Math.max(Number(p.get('n')) || 5, 1), 20);
+  // Network groups: IPv4 and IPv6 addresses each at their own prefix length.
+  const cidr = group.endsWith('_cidr');
+  const cidr4 = CIDR4.includes(p.get('cidr4')) ? p.get('cidr4') : '24';
+  const cidr6 = CIDR6.includes(p.get('cidr6')) ? p.get('cidr6') : '64';
   const select = (key, value, options) => h('select', { dataset: { key },
     onchange: (ev) => go('explore', { [key]: ev.target.value }) },
   options.map(([o, label]) => h('option', { value: o, selected: o === String(value) }, label)));
@@ -165,7 +173,9 @@ async function explore(root, p) {
     h('label', {}, 'metric ', select('by', by, Object.entries(METRICS))),
     h('label', {}, 'chart ', select('type', type, [['stacked', 'stacked'], ['lines', 'lines'],
       ['sankey', 'sankey (source → destination)']])),
-    h('label', {}, 'top ', select('n', n, same(['3', '5', '10', '20'])))));
+    h('label', {}, 'top ', select('n', n, same(['3', '5', '10', '20']))),
+    ...(cidr ? [h('label', {}, 'IPv4 /', select('cidr4', cidr4, same(CIDR4))),
+      h('label', {}, 'IPv6 /', select('cidr6', cidr6, same(CIDR6)))] : [])));
   const base = baseParams(p);
   const format = by === 'bytes' ? fmt.byteRate : (v) => fmt.rate(v, '');
   const openFlows = (filter) => go('flows', { f: Object.entries(filter).map(([k, v]) => term(k, v)).join(' '),
@@ -186,7 +196,7 @@ async function explore(root, p) {
     root.lastChild.id = 'toptable';
     return;
   }
-  const top = await api('/api/top', { ...base, group, by, limit: n });
+  const top = await api('/api/top', { ...base, group, by, limit: n, ...(cidr ? { cidr4, cidr6 } : {}) });
   // "other": everything the top entries leave, from the unfiltered series.
   const [series, everything] = await Promise.all([
     pool(top.top, 4, async (r) => {
