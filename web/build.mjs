@@ -18,7 +18,11 @@ const result = await esbuild.build({
   entryPoints: [join(here, 'src/main.js')],
   bundle: true,
   minify: true,
-  format: 'iife',
+  // ES modules split at dynamic imports: what only one view uses (the map's
+  // graph library) is a chunk of its own, fetched when that view opens.
+  format: 'esm',
+  splitting: true,
+  chunkNames: 'chunk-[hash]',
   target: ['es2020'],
   outdir: 'out',
   write: false,
@@ -27,8 +31,10 @@ const result = await esbuild.build({
 });
 const files = { '/': ['text/html; charset=utf-8', readFileSync(join(here, 'index.html'))] };
 for (const f of result.outputFiles) {
-  if (f.path.endsWith('.js')) files['/app.js'] = ['text/javascript; charset=utf-8', Buffer.from(f.contents)];
-  if (f.path.endsWith('.css')) files['/app.css'] = ['text/css; charset=utf-8', Buffer.from(f.contents)];
+  const name = f.path.slice(f.path.lastIndexOf('/') + 1);
+  if (name === 'main.js') files['/app.js'] = ['text/javascript; charset=utf-8', Buffer.from(f.contents)];
+  else if (name.endsWith('.js')) files[`/${name}`] = ['text/javascript; charset=utf-8', Buffer.from(f.contents)];
+  if (name.endsWith('.css')) files['/app.css'] = ['text/css; charset=utf-8', Buffer.from(f.contents)];
 }
 
 // Bytes as a C++ string literal: printable ASCII as is, the rest as

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <ctime>
 #include <set>
+#include <tuple>
 
 #include "net/cidr.h"
 
@@ -295,7 +296,7 @@ Result<FlowQuery> parse_flow_query(const Params& p, uint64_t now_ns) {
 }
 
 Result<TopQuery> parse_top_query(const Params& p, uint64_t now_ns) {
-  if (auto r = check_params(p, {"by", "group", "limit"}); !r) return std::unexpected(r.error());
+  if (auto r = check_params(p, {"by", "group", "limit", "cidr4", "cidr6"}); !r) return std::unexpected(r.error());
   auto f = parse_filter(p, now_ns);
   if (!f) return std::unexpected(f.error());
   TopQuery q{.filter = *f};
@@ -306,12 +307,22 @@ Result<TopQuery> parse_top_query(const Params& p, uint64_t now_ns) {
         {"src", TopGroup::Src},         {"dst", TopGroup::Dst},   {"pair", TopGroup::Pair},
         {"port", TopGroup::Port},       {"process", TopGroup::Process}, {"container", TopGroup::Container},
         {"host", TopGroup::Host},       {"netns", TopGroup::Netns},     {"close", TopGroup::Close},
-        {"drop_reason", TopGroup::DropReason}};
+        {"drop_reason", TopGroup::DropReason}, {"src_cidr", TopGroup::SrcCidr}, {"dst_cidr", TopGroup::DstCidr}};
     auto it = g.find(*v);
     if (it == g.end())
-      return fail("parameter 'group': expected src, dst, pair, port, process, container, host, netns, close or "
-                  "drop_reason");
+      return fail("parameter 'group': expected src, dst, pair, port, process, container, host, netns, close, "
+                  "drop_reason, src_cidr or dst_cidr");
     q.group = it->second;
+  }
+  // Prefix lengths of the CIDR groups, per family.
+  const bool cidr = q.group == TopGroup::SrcCidr || q.group == TopGroup::DstCidr;
+  for (auto [name, max, out] : {std::tuple{"cidr4", 32, &q.cidr4}, std::tuple{"cidr6", 128, &q.cidr6}}) {
+    auto* v = get(p, name);
+    if (!v) continue;
+    if (!cidr) return fail("parameter '{}' needs group=src_cidr or group=dst_cidr", name);
+    auto x = parse_uint<uint8_t>(name, *v, static_cast<uint8_t>(max));
+    if (!x) return std::unexpected(x.error());
+    *out = *x;
   }
   if (auto* v = get(p, "by")) {
     if (*v == "bytes") q.by = TopMetric::Bytes;

@@ -611,6 +611,8 @@ struct ApiServer::Impl {
         default: j[to_string(q.group)] = e.key.at(0);
       }
       j["bytes"] = e.bytes;
+      j["bytes_out"] = e.bytes_out;
+      j["bytes_in"] = e.bytes_in;
       j["packets"] = e.packets;
       j["flows"] = e.flows;
       j["retransmits"] = e.retrans;
@@ -648,6 +650,8 @@ struct ApiServer::Impl {
     for (const auto& p : filled)
       items.push_back({{"time_ns", p.time_ns},
                        {"bytes", p.bytes},
+                       {"bytes_out", p.bytes_out},
+                       {"bytes_in", p.bytes_in},
                        {"packets", p.packets},
                        {"flows", p.flows},
                        {"retransmits", p.retrans},

@@ -13,6 +13,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include <fmt/ranges.h>
@@ -179,7 +180,9 @@ constexpr StoreColumn kTail[] = {{"drops_total", "UInt64"},
                                  {"d_bytes", "UInt64"},
                                  {"d_packets", "UInt64"},
                                  {"d_retrans", "UInt64"},
-                                 {"first", "UInt8"}};
+                                 {"first", "UInt8"},
+                                 {"d_bytes_out", "UInt64"},
+                                 {"d_bytes_in", "UInt64"}};
 
 std::string column_list() {
   std::string c;
@@ -189,11 +192,11 @@ std::string column_list() {
   return c;
 }
 
-// Columns read back into a FlowRow: id, fields, d_*, first.
+// Columns read back into a FlowRow: id, fields, d_*, first, the bytes each way.
 std::string read_columns() {
   std::string c = "id";
   schema::for_each_field([&](const auto& f) { c += fmt::format(", {}", f.column); });
-  return c + ", d_bytes, d_packets, d_retrans, first";
+  return c + ", d_bytes, d_packets, d_retrans, first, d_bytes_out, d_bytes_in";
 }
 
 void encode_row(std::string& b, const FlowRow& r) {
@@ -205,6 +208,8 @@ void encode_row(std::string& b, const FlowRow& r) {
   put_int(b, r.delta_packets);
   put_int(b, r.delta_retrans);
   b.push_back(r.first ? 1 : 0);
+  put_int(b, r.delta_bytes_out);
+  put_int(b, r.delta_bytes_in);
 }
 
 FlowRow decode_row(Reader& rd) {
@@ -215,6 +220,8 @@ FlowRow decode_row(Reader& rd) {
   r.delta_packets = rd.num<uint64_t>();
   r.delta_retrans = rd.num<uint64_t>();
   r.first = rd.num<uint8_t>() != 0;
+  r.delta_bytes_out = rd.num<uint64_t>();
+  r.delta_bytes_in = rd.num<uint64_t>();
   return r;
 }
 
@@ -260,7 +267,7 @@ std::string rollup_table_sql(const std::string& name) {
   return fmt::format(
       "CREATE TABLE IF NOT EXISTS {} (time DateTime, exporter String, comm String, container_id String, "
       "port UInt16, protocol UInt8, direction String, close_reason String, bytes UInt64, packets UInt64, "
-      "flows UInt64, retrans UInt64, failures UInt64, drops UInt64) ENGINE = SummingMergeTree() PARTITION BY toYYYYMMDD(time) "
+      "flows UInt64, retrans UInt64, failures UInt64, drops UInt64, bytes_out UInt64, bytes_in UInt64) ENGINE = SummingMergeTree() PARTITION BY toYYYYMMDD(time) "
       "ORDER BY (time, {})",
       name, kRollupDims);
 }
@@ -272,7 +279,8 @@ std::string rollup_select(uint32_t seconds, const std::string& raw) {
       "if(if(direction = 'inbound', src_port, dst_port) >= 32768, toUInt16(0), "
       "if(direction = 'inbound', src_port, dst_port)) AS port, protocol, direction, "
       "ifNull(close_reason, '') AS close_reason, d_bytes AS bytes, d_packets AS packets, "
-      "toUInt64(first) AS flows, d_retrans AS retrans, {2} AS failures, {3} AS drops FROM {1}",
+      "toUInt64(first) AS flows, d_retrans AS retrans, {2} AS failures, {3} AS drops, d_bytes_out AS bytes_out, "
+      "d_bytes_in AS bytes_in FROM {1}",
       seconds, raw, kFailureExpr, kDropsExpr);
 }
 
@@ -662,18 +670,19 @@ struct ClickHouseStore::Impl {
   Result<void> save_open() {
     if (tracker.open() == 0) return {};
     if (auto r = exec("DROP TABLE IF EXISTS open_flows"); !r) return r;
-    if (auto r = exec("CREATE TABLE open_flows (seq UInt64, key String, bytes UInt64, packets UInt64, retrans UInt64) "
-                      "ENGINE = TinyLog");
+    if (auto r = exec("CREATE TABLE open_flows (seq UInt64, key String, bytes UInt64, packets UInt64, retrans UInt64, "
+                      "rev_bytes UInt64) ENGINE = TinyLog");
         !r)
       return r;
     std::string data;
     uint64_t seq = 0;
-    tracker.for_each_open([&](const std::string& key, uint64_t b, uint64_t p, uint64_t r) {
+    tracker.for_each_open([&](const std::string& key, uint64_t b, uint64_t rb, uint64_t p, uint64_t r) {
       put_int(data, seq++);
       put_string(data, key);
       put_int(data, b);
       put_int(data, p);
       put_int(data, r);
+      put_int(data, rb);
     });
     auto r = conn.run("INSERT INTO open_flows FORMAT RowBinary", &data);
     if (!r) return fail("ClickHouse: {}", r.error().message);
@@ -685,15 +694,23 @@ struct ClickHouseStore::Impl {
                                     lit(o.database)));
     if (!has) return fail("ClickHouse: {}", has.error().message);
     if (first_number(*has) == 0) return 0;
-    auto body = conn.run("SELECT key, bytes, packets, retrans FROM open_flows ORDER BY seq DESC FORMAT RowBinary");
+    // Saved by a flowscope before bytes were kept each way: no rev_bytes
+    // column, and `bytes` holds both ways (counted as sent).
+    auto rev = conn.run(fmt::format(
+        "SELECT count() FROM system.columns WHERE database = {} AND table = 'open_flows' AND name = 'rev_bytes'",
+        lit(o.database)));
+    if (!rev) return fail("ClickHouse: {}", rev.error().message);
+    auto body = conn.run(fmt::format("SELECT key, bytes, packets, retrans, {} FROM open_flows ORDER BY seq DESC "
+                                     "FORMAT RowBinary",
+                                     first_number(*rev) ? "rev_bytes" : "toUInt64(0)"));
     if (!body) return fail("ClickHouse: reading open flows: {}", body.error().message);
     size_t n = 0;
     Reader rd{body->data(), body->data() + body->size()};
     while (rd.more()) {
       std::string key = rd.str();
-      const auto b = rd.num<uint64_t>(), p = rd.num<uint64_t>(), r = rd.num<uint64_t>();
+      const auto b = rd.num<uint64_t>(), p = rd.num<uint64_t>(), r = rd.num<uint64_t>(), rb = rd.num<uint64_t>();
       if (!rd.ok) break;
-      n += tracker.restore(key, b, p, r);
+      n += tracker.restore(key, b, rb, p, r);
     }
     if (auto r = exec("DROP TABLE open_flows"); !r) return std::unexpected(r.error());
     return n;
@@ -702,7 +719,9 @@ struct ClickHouseStore::Impl {
   // Checks the servers, then brings their schema up to date.
   Result<void> start();
   Result<void> start_node(const ClickHouseOptions& node);
-  Result<void> migrate(uint32_t from, const std::function<Result<void>(const std::string&)>& exec);
+  using ColumnsOf = std::function<Result<std::set<std::string>>(const std::string& table)>;
+  Result<void> migrate(uint32_t from, const std::function<Result<void>(const std::string&)>& exec,
+                       const ColumnsOf& columns_of);
 };
 
 Result<void> ClickHouseStore::Impl::start() {
@@ -758,8 +777,20 @@ Result<void> ClickHouseStore::Impl::start_node(const ClickHouseOptions& node) {
   if (version > kSchemaVersion)
     return fail("{} database '{}' has schema version {}, newer than this flowscope ({}); use a newer flowscope", where,
                 o.database, version, kSchemaVersion);
+  auto columns_of = [&](const std::string& table) -> Result<std::set<std::string>> {
+    auto have = conn.run(fmt::format("SELECT name FROM system.columns WHERE database = {} AND table = {}",
+                                     lit(o.database), lit(table)));
+    if (!have) return fail("{}: {}", where, have.error().message);
+    std::set<std::string> cols;
+    for (size_t pos = 0; pos < have->size();) {
+      const size_t nl = have->find('\n', pos);
+      cols.insert(have->substr(pos, nl == std::string::npos ? std::string::npos : nl - pos));
+      pos = nl == std::string::npos ? have->size() : nl + 1;
+    }
+    return cols;
+  };
   if (version < kSchemaVersion)
-    if (auto r = migrate(version, exec); !r) return fail("{}: {}", where, r.error().message);
+    if (auto r = migrate(version, exec, columns_of); !r) return fail("{}: {}", where, r.error().message);
   if (version < kSchemaVersion)
     spdlog::info("{}: database '{}' migrated from schema version {} to {}", where, node.database, version,
                  kSchemaVersion);
@@ -792,15 +823,9 @@ Result<void> ClickHouseStore::Impl::start_node(const ClickHouseOptions& node) {
   const bool cluster = !o.cluster.empty();
   for (const std::string table : {cluster ? "flows_local" : "flows", cluster ? "flows" : ""}) {
     if (table.empty()) continue;
-    auto have = conn.run(fmt::format("SELECT name FROM system.columns WHERE database = {} AND table = {}",
-                                     lit(o.database), lit(table)));
-    if (!have) return fail("{}: {}", where, have.error().message);
-    std::set<std::string> cols;
-    for (size_t pos = 0; pos < have->size();) {
-      const size_t nl = have->find('\n', pos);
-      cols.insert(have->substr(pos, nl == std::string::npos ? std::string::npos : nl - pos));
-      pos = nl == std::string::npos ? have->size() : nl + 1;
-    }
+    auto have = columns_of(table);
+    if (!have) return std::unexpected(have.error());
+    const std::set<std::string>& cols = *have;
     Result<void> added;
     schema::for_each_field([&](const auto& f) {
       if (!added || cols.contains(std::string(f.column))) return;
@@ -813,7 +838,8 @@ Result<void> ClickHouseStore::Impl::start_node(const ClickHouseOptions& node) {
   return {};
 }
 
-Result<void> ClickHouseStore::Impl::migrate(uint32_t from, const std::function<Result<void>(const std::string&)>& exec) {
+Result<void> ClickHouseStore::Impl::migrate(uint32_t from, const std::function<Result<void>(const std::string&)>& exec,
+                                            const ColumnsOf& columns_of) {
   // Cluster mode: each shard holds <t>_local (and the views feeding its
   // rollups); <t> is a Distributed table over them, on every node. 18.16
   // runs ON CLUSTER only with ZooKeeper, so start() runs these statements on
@@ -844,7 +870,31 @@ Result<void> ClickHouseStore::Impl::migrate(uint32_t from, const std::function<R
     if (cluster) v2.push_back(distributed(r.table));
   }
   steps.push_back({2, v2});
-  steps.push_back({3, std::move(v2)});
+  steps.push_back({3, v2});
+  // Version 4 keeps bytes each way. A table made before it gets the columns
+  // (a half-done run finds them there); its records split their d_bytes in
+  // the proportion of their totals each way, exact for records that are
+  // their own share. Then the rollups are rebuilt with them.
+  std::vector<std::string> v4;
+  if (from >= 1) {
+    constexpr const char* kOut =
+        "toUInt64(if(bytes + rev_bytes = 0, 0, round(d_bytes * (bytes / (bytes + rev_bytes)))))";
+    for (const std::string& table : {"flows" + sfx, cluster ? std::string("flows") : std::string()}) {
+      if (table.empty()) continue;
+      auto cols = columns_of(table);
+      if (!cols) return std::unexpected(cols.error());
+      // The Distributed table only reads: no defaults there.
+      const bool local = table == "flows" + sfx;
+      if (!cols->contains("d_bytes_out"))
+        v4.push_back(fmt::format("ALTER TABLE {} ADD COLUMN d_bytes_out UInt64{}", table,
+                                 local ? fmt::format(" DEFAULT {}", kOut) : ""));
+      if (!cols->contains("d_bytes_in"))
+        v4.push_back(fmt::format("ALTER TABLE {} ADD COLUMN d_bytes_in UInt64{}", table,
+                                 local ? fmt::format(" DEFAULT d_bytes - {}", kOut) : ""));
+    }
+  }
+  v4.insert(v4.end(), v2.begin(), v2.end());
+  steps.push_back({4, std::move(v4)});
   for (auto& [version, stmts] : steps) {
     if (version <= from) continue;
     for (const auto& s : stmts)
@@ -1066,6 +1116,7 @@ Result<std::vector<TopEntry>> ClickHouseStore::top(const TopQuery& q) {
   // Keys as strings; addresses as their 16 bytes.
   std::vector<std::string> keys;
   bool ip_keys = false;
+  bool net_keys = false;  // two keys: an address's halves, to become one network
   const char* nonnull = nullptr;
   bool rollup_ok = i.o.use_rollups && rollup_can_filter(q.filter);
   std::string drops = kDropsExpr;
@@ -1081,6 +1132,25 @@ Result<std::vector<TopEntry>> ClickHouseStore::top(const TopQuery& q) {
     case TopGroup::Host: keys = {"assumeNotNull(host)"}; nonnull = "ifNull(host, '') != ''"; rollup_ok = false; break;
     case TopGroup::Netns: keys = {"toString(assumeNotNull(netns))"}; nonnull = "isNotNull(netns)"; rollup_ok = false; break;
     case TopGroup::Close: keys = {"assumeNotNull(close_reason)"}; nonnull = "isNotNull(close_reason)"; break;
+    case TopGroup::SrcCidr:
+    case TopGroup::DstCidr: {
+      // The address's two halves as numbers with the host bits cleared (no
+      // IPv6 functions in 18.16); read back into the network's text form.
+      const char* col = q.group == TopGroup::SrcCidr ? "src_ip" : "dst_ip";
+      auto mask = [](unsigned bits, unsigned half) -> uint64_t {  // half 0: bits 0..63
+        const unsigned b = bits > half * 64 ? std::min(64u, bits - half * 64) : 0;
+        return b == 0 ? 0 : ~uint64_t{0} << (64 - b);
+      };
+      const unsigned b4 = 96 + std::min<unsigned>(q.cidr4, 32), b6 = std::min<unsigned>(q.cidr6, 128);
+      for (unsigned half : {0u, 1u})
+        keys.push_back(fmt::format(
+            "toString(bitAnd(reinterpretAsUInt64(reverse(substring(toString({0}), {1}, 8))), "
+            "if(substring(toString({0}), 1, 12) = unhex('00000000000000000000FFFF'), toUInt64({2}), toUInt64({3}))))",
+            col, 1 + half * 8, mask(b4, half), mask(b6, half)));
+      net_keys = true;
+      rollup_ok = false;
+      break;
+    }
     case TopGroup::DropReason:
       // One row per "REASON":count of the drops JSON (no JSON functions in
       // 18.16): the reason and its count.
@@ -1093,6 +1163,7 @@ Result<std::vector<TopEntry>> ClickHouseStore::top(const TopQuery& q) {
   std::string table = i.raw;
   Where w;
   std::string b = "d_bytes", p = "d_packets", f = "toUInt64(first)", r = "d_retrans", fl = kFailureExpr;
+  std::string bo = "d_bytes_out", bi = "d_bytes_in";
   if (rollup_ok) {
     for (const auto& ru : kRollups) {
       if (!rollup_covers(ru.seconds, rollup_retention(i.o, ru.seconds), q.filter.from_ns, q.filter.to_ns)) continue;
@@ -1110,6 +1181,7 @@ Result<std::vector<TopEntry>> ClickHouseStore::top(const TopQuery& q) {
       default: keys = {"close_reason"}; nonnull = "close_reason != ''"; break;
     }
     b = "bytes", p = "packets", f = "flows", r = "retrans", fl = "failures", drops = "drops";
+    bo = "bytes_out", bi = "bytes_in";
   } else {
     w = raw_where(q.filter);
   }
@@ -1128,9 +1200,10 @@ Result<std::vector<TopEntry>> ClickHouseStore::top(const TopQuery& q) {
     case TopMetric::Drops: order = "dr"; break;
   }
   auto body = impl_->select(fmt::format(
-      "SELECT {0}sum({1}) AS b, sum({2}) AS p, sum({3}) AS f, sum({4}) AS r, sum({10}) AS fl, sum({11}) AS dr "
-      "FROM {5}{12}{6} GROUP BY {7} ORDER BY {8} DESC, b DESC, {7} LIMIT {9} FORMAT RowBinary",
-      sel, b, p, f, r, table, w.sql, group, order, q.limit, fl, drops, array_join));
+      "SELECT {0}sum({1}) AS b, sum({2}) AS p, sum({3}) AS f, sum({4}) AS r, sum({10}) AS fl, sum({11}) AS dr, "
+      "sum({13}) AS bo, sum({14}) AS bi FROM {5}{12}{6} GROUP BY {7} ORDER BY {8} DESC, b DESC, {7} LIMIT {9} "
+      "FORMAT RowBinary",
+      sel, b, p, f, r, table, w.sql, group, order, q.limit, fl, drops, array_join, bo, bi));
   t_last_table = table;
   if (!body) return std::unexpected(body.error());
   std::vector<TopEntry> out;
@@ -1146,12 +1219,22 @@ Result<std::vector<TopEntry>> ClickHouseStore::top(const TopQuery& q) {
       }
       e.key.push_back(std::move(s));
     }
+    if (net_keys && e.key.size() == 2) {
+      Ip16 a;
+      for (size_t half = 0; half < 2; ++half) {
+        const uint64_t v = std::strtoull(e.key[half].c_str(), nullptr, 10);
+        for (size_t k = 0; k < 8; ++k) a[half * 8 + k] = static_cast<uint8_t>(v >> (56 - 8 * k));
+      }
+      e.key = {network_key(a, q.cidr4, q.cidr6)};
+    }
     e.bytes = rd.num<uint64_t>();
     e.packets = rd.num<uint64_t>();
     e.flows = rd.num<uint64_t>();
     e.retrans = rd.num<uint64_t>();
     e.failures = rd.num<uint64_t>();
     e.drops = rd.num<uint64_t>();
+    e.bytes_out = rd.num<uint64_t>();
+    e.bytes_in = rd.num<uint64_t>();
     if (!rd.ok) return fail("ClickHouse: a top row did not decode");
     out.push_back(std::move(e));
   }
@@ -1186,7 +1269,8 @@ Result<std::vector<SeriesPoint>> ClickHouseStore::series(const SeriesQuery& q) {
     w.add(fmt::format("end_ns BETWEEN {} AND {}", from, to));
     sql = fmt::format(
         "SELECT intDiv(end_ns - {}, {}) AS bucket, sum(d_bytes), sum(d_packets), sum(toUInt64(first)), "
-        "sum(d_retrans), sum({}), sum({}) FROM {}{} GROUP BY bucket ORDER BY bucket FORMAT RowBinary",
+        "sum(d_retrans), sum({}), sum({}), sum(d_bytes_out), sum(d_bytes_in) FROM {}{} GROUP BY bucket "
+        "ORDER BY bucket FORMAT RowBinary",
         from, q.interval_ns, kFailureExpr, kDropsExpr, table, w.sql);
   } else {
     Where w;
@@ -1195,7 +1279,8 @@ Result<std::vector<SeriesPoint>> ClickHouseStore::series(const SeriesQuery& q) {
                       to / 1'000'000'000ull));
     sql = fmt::format(
         "SELECT intDiv(toUInt64(time) * 1000000000 - {}, {}) AS bucket, sum(bytes), sum(packets), sum(flows), "
-        "sum(retrans), sum(failures), sum(drops) FROM {}{} GROUP BY bucket ORDER BY bucket FORMAT RowBinary",
+        "sum(retrans), sum(failures), sum(drops), sum(bytes_out), sum(bytes_in) FROM {}{} GROUP BY bucket "
+        "ORDER BY bucket FORMAT RowBinary",
         from, q.interval_ns, table, w.sql);
   }
   auto body = impl_->select(sql);
@@ -1212,6 +1297,8 @@ Result<std::vector<SeriesPoint>> ClickHouseStore::series(const SeriesQuery& q) {
     p.retrans = rd.num<uint64_t>();
     p.failures = rd.num<uint64_t>();
     p.drops = rd.num<uint64_t>();
+    p.bytes_out = rd.num<uint64_t>();
+    p.bytes_in = rd.num<uint64_t>();
     if (!rd.ok) return fail("ClickHouse: a series row did not decode");
     out.push_back(p);
   }

@@ -89,7 +89,7 @@ class ClickHouseStore : public FlowStore {
   // The table that answered this thread's last top() or series() ("flows",
   // "flows_1m", ...): for tests and the debug log.
   static std::string last_table();
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   struct Impl;
 

@@ -21,19 +21,23 @@ uint64_t sub0(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
 void DeltaTracker::account(FlowRow& r) {
   const uint64_t retrans = r.retrans.value_or(0);
   if (!r.cumulative) {  // the record's counters are its own share already
+    r.delta_bytes_out = r.bytes;
+    r.delta_bytes_in = r.rev_bytes;
     r.delta_bytes = r.bytes + r.rev_bytes;
     r.delta_packets = r.packets + r.rev_packets;
     r.delta_retrans = retrans;
     r.first = true;
     return;
   }
-  const Totals now{r.bytes + r.rev_bytes, r.packets + r.rev_packets, retrans};
+  const Totals now{r.bytes, r.rev_bytes, r.packets + r.rev_packets, retrans};
   const std::string key = flow_identity(r);
   auto it = open_.find(key);
   Totals prev;
   r.first = it == open_.end();
   if (!r.first) prev = it->second.first;
-  r.delta_bytes = sub0(now.bytes, prev.bytes);
+  r.delta_bytes_out = sub0(now.bytes, prev.bytes);
+  r.delta_bytes_in = sub0(now.rev_bytes, prev.rev_bytes);
+  r.delta_bytes = r.delta_bytes_out + r.delta_bytes_in;
   r.delta_packets = sub0(now.packets, prev.packets);
   r.delta_retrans = sub0(now.retrans, prev.retrans);
   if (!r.interim) {  // the final record: the flow is closed
@@ -57,10 +61,11 @@ void DeltaTracker::account(FlowRow& r) {
   }
 }
 
-bool DeltaTracker::restore(const std::string& key, uint64_t bytes, uint64_t packets, uint64_t retrans) {
+bool DeltaTracker::restore(const std::string& key, uint64_t bytes, uint64_t rev_bytes, uint64_t packets,
+                           uint64_t retrans) {
   if (open_.contains(key) || open_.size() >= max_) return false;
   lru_.push_front(key);
-  open_.emplace(key, std::make_pair(Totals{bytes, packets, retrans}, lru_.begin()));
+  open_.emplace(key, std::make_pair(Totals{bytes, rev_bytes, packets, retrans}, lru_.begin()));
   return true;
 }
 

@@ -33,16 +33,17 @@ class DeltaTracker {
   void for_each_open(F&& f) const {
     for (const auto& key : lru_) {
       const Totals& t = open_.at(key).first;
-      f(key, t.bytes, t.packets, t.retrans);
+      f(key, t.bytes, t.rev_bytes, t.packets, t.retrans);
     }
   }
   // Takes back one saved flow; call oldest first. False when full or known.
-  bool restore(const std::string& key, uint64_t bytes, uint64_t packets, uint64_t retrans);
+  bool restore(const std::string& key, uint64_t bytes, uint64_t rev_bytes, uint64_t packets, uint64_t retrans);
   uint64_t evicted() const { return evicted_; }
 
  private:
   struct Totals {
-    uint64_t bytes = 0, packets = 0, retrans = 0;
+    uint64_t bytes = 0, rev_bytes = 0;  // each way: the deltas keep the directions apart
+    uint64_t packets = 0, retrans = 0;
   };
   size_t max_;
   uint64_t evicted_ = 0;

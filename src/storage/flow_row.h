@@ -20,7 +20,9 @@ struct FlowRow : Flow {
   // (for cumulative records, what grew since the flow's previous record), and
   // whether it is the flow's first record. Aggregates sum these, so a
   // long-lived flow reported many times is neither missed nor counted twice.
-  uint64_t delta_bytes = 0;    // both directions
+  uint64_t delta_bytes = 0;      // both directions: delta_bytes_out + delta_bytes_in
+  uint64_t delta_bytes_out = 0;  // src -> dst (`bytes`; the agent: sent by the local end)
+  uint64_t delta_bytes_in = 0;   // dst -> src (`rev_bytes`; the agent: received by the local end)
   uint64_t delta_packets = 0;  // both directions
   uint64_t delta_retrans = 0;
   bool first = true;
@@ -32,7 +34,7 @@ struct FlowRow : Flow {
 // once. Stores call this after filling the deltas.
 inline void count_once(FlowRow& r) {
   if (!r.mirror.value_or(false)) return;
-  r.delta_bytes = r.delta_packets = r.delta_retrans = 0;
+  r.delta_bytes = r.delta_bytes_out = r.delta_bytes_in = r.delta_packets = r.delta_retrans = 0;
   r.first = false;
 }
 

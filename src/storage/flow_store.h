@@ -55,7 +55,9 @@ struct FlowPage {
 
 // DropReason: one entry per kernel drop reason, over the flows that had it
 // (its drops are that reason's packets).
-enum class TopGroup { Src, Dst, Pair, Port, Process, Container, Host, Netns, Close, DropReason };
+// SrcCidr, DstCidr: the address's network, IPv4 addresses at prefix length
+// cidr4 and IPv6 ones at cidr6 ("10.1.2.0/24", "fd00:1::/64").
+enum class TopGroup { Src, Dst, Pair, Port, Process, Container, Host, Netns, Close, DropReason, SrcCidr, DstCidr };
 // Failures: connections that closed refused, timed out or reset. Drops:
 // packets the kernel dropped, counted from each flow's last record (a
 // flow's interim records carry its totals so far).
@@ -66,11 +68,19 @@ struct TopQuery {
   TopGroup group = TopGroup::Src;
   TopMetric by = TopMetric::Bytes;
   uint32_t limit = 10;
+  uint8_t cidr4 = 24;  // 0..32, for the CIDR groups
+  uint8_t cidr6 = 64;  // 0..128
 };
+
+// The network of `a` (host bits cleared) at its family's prefix length, as
+// text with the length: "10.1.2.0/24". For the CIDR groups on every backend.
+std::string network_key(Ip16 a, uint8_t cidr4, uint8_t cidr6);
 
 struct TopEntry {
   std::vector<std::string> key;  // one value per group column (pair: src, dst)
-  uint64_t bytes = 0;
+  uint64_t bytes = 0;      // both directions: bytes_out + bytes_in
+  uint64_t bytes_out = 0;  // src -> dst (the agent: sent by the local end)
+  uint64_t bytes_in = 0;   // dst -> src (the agent: received by the local end)
   uint64_t packets = 0;
   uint64_t flows = 0;
   uint64_t retrans = 0;
@@ -85,7 +95,9 @@ struct SeriesQuery {
 
 struct SeriesPoint {
   uint64_t time_ns = 0;  // bucket start
-  uint64_t bytes = 0;
+  uint64_t bytes = 0;      // both directions: bytes_out + bytes_in
+  uint64_t bytes_out = 0;  // src -> dst (the agent: sent by the local end)
+  uint64_t bytes_in = 0;   // dst -> src (the agent: received by the local end)
   uint64_t packets = 0;
   uint64_t flows = 0;
   uint64_t retrans = 0;

@@ -124,6 +124,25 @@ TEST(ApiParams, TopQuery) {
   }
 }
 
+TEST(ApiParams, TopByNetwork) {
+  auto d = parse_top_query({{"group", "dst_cidr"}}, kNow);
+  ASSERT_TRUE(d) << d.error().message;
+  EXPECT_EQ(d->group, TopGroup::DstCidr);
+  EXPECT_EQ(d->cidr4, 24);
+  EXPECT_EQ(d->cidr6, 64);
+  auto q = parse_top_query({{"group", "src_cidr"}, {"cidr4", "16"}, {"cidr6", "128"}}, kNow);
+  ASSERT_TRUE(q) << q.error().message;
+  EXPECT_EQ(q->group, TopGroup::SrcCidr);
+  EXPECT_EQ(q->cidr4, 16);
+  EXPECT_EQ(q->cidr6, 128);
+  auto other = parse_top_query({{"group", "src"}, {"cidr4", "16"}}, kNow);
+  ASSERT_FALSE(other);
+  EXPECT_EQ(other.error().message, "parameter 'cidr4' needs group=src_cidr or group=dst_cidr");
+  for (const Params& p : {Params{{"group", "src_cidr"}, {"cidr4", "33"}}, Params{{"group", "src_cidr"}, {"cidr6", "129"}},
+                          Params{{"group", "dst_cidr"}, {"cidr4", "/24"}}, Params{{"group", "dst_cidr"}, {"cidr6", "-1"}}})
+    EXPECT_FALSE(parse_top_query(p, kNow)) << p.rbegin()->first << "=" << p.rbegin()->second;
+}
+
 TEST(ApiParams, SeriesQuery) {
   auto q = parse_series_query({{"from", "-1h"}, {"interval", "5m"}}, kNow);
   ASSERT_TRUE(q) << q.error().message;

@@ -53,6 +53,7 @@ class ApiFixture : public ::testing::Test {
       r.src_port = static_cast<uint16_t>(30000 + i);
       r.dst_port = 443;
       r.bytes = 100 * (i + 1);
+      r.rev_bytes = 10 * (i + 1);
       r.cumulative = true;
       r.bidirectional = true;
       r.comm = i < 10 ? "curl" : "wget";
@@ -122,19 +123,40 @@ TEST_F(ApiFixture, TopAndTimeseries) {
   ASSERT_EQ(j["top"].size(), 2u);
   EXPECT_EQ(j["top"][0]["process"], "wget");
   EXPECT_EQ(j["top"][0]["flows"], 20);
+  // Bytes each way (sent is src -> dst), and their sum: rows 11..30 and 1..10.
+  EXPECT_EQ(j["top"][0]["bytes_out"], 100 * (30 * 31 / 2 - 55));
+  EXPECT_EQ(j["top"][0]["bytes_in"], 10 * (30 * 31 / 2 - 55));
+  EXPECT_EQ(j["top"][0]["bytes"], 110 * (30 * 31 / 2 - 55));
+  EXPECT_EQ(j["top"][1]["process"], "curl");
+  EXPECT_EQ(j["top"][1]["bytes_out"], 100 * 55);
+  EXPECT_EQ(j["top"][1]["bytes_in"], 10 * 55);
   auto [st2, j2] = get("/api/top?group=src&by=retransmits&limit=1");
   ASSERT_EQ(st2, 200);
   EXPECT_EQ(j2["top"][0]["src"], "10.9.0.1");
   EXPECT_EQ(j2["top"][0]["retransmits"], 7);
+  // By source network: odd rows from 10.9.0.1, even ones from fd00:9::1.
+  auto [stc, jc] = get("/api/top?group=src_cidr&cidr4=8&cidr6=16");
+  ASSERT_EQ(stc, 200) << jc.dump();
+  ASSERT_EQ(jc["top"].size(), 2u);
+  EXPECT_EQ(jc["top"][0]["src_cidr"], "10.0.0.0/8");
+  EXPECT_EQ(jc["top"][0]["bytes_out"], 100 * 240);
+  EXPECT_EQ(jc["top"][0]["flows"], 15);
+  EXPECT_EQ(jc["top"][1]["src_cidr"], "fd00::/16");
+  EXPECT_EQ(jc["top"][1]["bytes_in"], 10 * 225);
   auto [st3, j3] = get("/api/timeseries?from=-20m&interval=5m");
   ASSERT_EQ(st3, 200);
-  uint64_t flows = 0, bytes = 0;
+  uint64_t flows = 0, bytes = 0, out = 0, in = 0;
   for (auto& p : j3["points"]) {
     flows += p["flows"].get<uint64_t>();
     bytes += p["bytes"].get<uint64_t>();
+    out += p["bytes_out"].get<uint64_t>();
+    in += p["bytes_in"].get<uint64_t>();
+    EXPECT_EQ(p["bytes"], p["bytes_out"].get<uint64_t>() + p["bytes_in"].get<uint64_t>());
   }
   EXPECT_EQ(flows, 30u);
-  EXPECT_EQ(bytes, 100u * 30 * 31 / 2);
+  EXPECT_EQ(bytes, 110u * 30 * 31 / 2);
+  EXPECT_EQ(out, 100u * 30 * 31 / 2);
+  EXPECT_EQ(in, 10u * 30 * 31 / 2);
 }
 
 TEST_F(ApiFixture, HostileParametersGet400Json) {

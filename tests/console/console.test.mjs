@@ -15,6 +15,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import * as fmt from '../../web/src/fmt.js';
 
 const require = createRequire(new URL('../../web/package.json', import.meta.url));
 const { chromium } = require('playwright-core');
@@ -99,6 +100,16 @@ try {
   const topProcs = await apiGet(base, `/api/top?group=process&limit=10&from=-1h${own}`);
   assert.deepEqual(procs, topProcs.top.map((t) => t.process));
   assert.ok(!procs.includes('apiself'), 'the console hides its own API traffic');
+  // Bytes each way: the top processes' out and in columns are the API's, and
+  // the bytes chart has a line each way.
+  assert.ok(topProcs.top.some((t) => t.bytes_in > 0 && t.bytes_out > 0), 'seeded flows move bytes both ways');
+  const outIn = await page.locator('main table').first().locator('tbody tr').evaluateAll((trs) =>
+    trs.map((tr) => [tr.children[1].textContent, tr.children[2].textContent]));
+  assert.deepEqual(outIn, topProcs.top.map((t) => [fmt.bytes(t.bytes_out), fmt.bytes(t.bytes_in)]));
+  const bytesCard = page.locator('.card[data-series="bytes/s sent and received"]');
+  assert.match(await bytesCard.locator('.rate').textContent(), /^↑ .+\/s ↓ .+\/s$/);
+  const ts = await apiGet(base, `/api/timeseries?from=-1h${own}`);
+  assert.ok(ts.points.every((pt) => pt.bytes === pt.bytes_out + pt.bytes_in), 'bytes is the sum of both ways');
   // Failing now: the pairs the API ranks by failures and by drops over the
   // last 15 minutes, merged.
   const [byFail, byDrop] = await Promise.all(['failures', 'drops'].map((by) =>
@@ -250,6 +261,17 @@ try {
   await page.waitForFunction(() => location.hash.startsWith('#/flows') && location.hash.includes('TCP_CSUM'));
   await rendered();
   assert.deepEqual(await cells('#flowtable', 7), ['dropper (1005)']);
+  // By destination network: the API's networks, the prefix picker in the
+  // URL, and a row opens the network's flows.
+  await open('explore?group=dst_cidr&cidr4=16&by=bytes&type=stacked&n=10');
+  const nets = await apiGet(base, `/api/top?group=dst_cidr&cidr4=16&cidr6=64&by=bytes&limit=10&from=-1h${own}`);
+  assert.ok(nets.top.length > 0 && nets.top.every((t) => /\/(16|64)$/.test(t.dst_cidr)), JSON.stringify(nets.top));
+  assert.deepEqual(await cells('#toptable', 0), nets.top.map((t) => t.dst_cidr));
+  assert.equal(await page.inputValue('select[data-key=cidr4]'), '16');
+  await page.locator('#toptable tbody tr').first().click();
+  await page.waitForFunction(() => location.hash.startsWith('#/flows'));
+  await rendered();
+  assert.equal(await page.inputValue('#filter'), `dst=${nets.top[0].dst_cidr}`);
   // Sankey: source → destination pairs as the API ranks them.
   await open('explore?type=sankey&by=bytes&n=5');
   const sk = await apiGet(base, `/api/top?group=pair&by=bytes&limit=15&from=-1h${own}`);

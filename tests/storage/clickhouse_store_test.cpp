@@ -125,14 +125,16 @@ std::string show(const std::vector<TopEntry>& v) {
   std::string s;
   for (const auto& e : v) {
     for (const auto& k : e.key) s += k + ",";
-    s += fmt::format(" {} {} {} {} {} {}\n", e.bytes, e.packets, e.flows, e.retrans, e.failures, e.drops);
+    s += fmt::format(" {} {} {} {} {} {} {} {}\n", e.bytes, e.packets, e.flows, e.retrans, e.failures, e.drops,
+                     e.bytes_out, e.bytes_in);
   }
   return s;
 }
 std::string show(const std::vector<SeriesPoint>& v) {
   std::string s;
   for (const auto& p : v)
-    s += fmt::format("{} {} {} {} {} {} {}\n", p.time_ns, p.bytes, p.packets, p.flows, p.retrans, p.failures, p.drops);
+    s += fmt::format("{} {} {} {} {} {} {} {} {}\n", p.time_ns, p.bytes, p.packets, p.flows, p.retrans, p.failures,
+                     p.drops, p.bytes_out, p.bytes_in);
   return s;
 }
 
@@ -377,10 +379,47 @@ TEST(ClickHouseStore, MigrationsAreIdempotentAndRecorded) {
   { ASSERT_TRUE(open_ch(options(db))); }
   EXPECT_EQ(server().query(fmt::format(
                 "SELECT groupArray(version) FROM (SELECT version FROM {}.schema_migrations ORDER BY version)", db)),
-            "[1,2,3]\n");
+            "[1,2,3,4]\n");
   EXPECT_EQ(server().query(fmt::format(
                 "SELECT type FROM system.columns WHERE database = '{}' AND table = 'flows' AND name = 'src_ip'", db)),
             "FixedString(16)\n");
+}
+
+// A database of schema version 3 (no bytes each way) is migrated at start:
+// its records get d_bytes_out and d_bytes_in from the column defaults (exact
+// for a flow's first record and for third-party deltas), the rollups are
+// rebuilt with them, and raw and rollup answers agree.
+TEST(ClickHouseStore, BytesEachWayAddedToAnOlderDatabase) {
+  const uint64_t h0 = kT0 - kT0 % (3600 * kSec);
+  const auto db = server().fresh_database();
+  {
+    auto ch = open_ch(options(db));
+    ASSERT_TRUE(ch);
+    std::vector<FlowRow> rows{agent_row("10.0.0.1", 5000, "10.0.0.2", 80, h0, h0 + 90 * kSec, 3000, 300),
+                              softflowd_row("10.0.0.9", 53, "10.0.0.1", 40000, h0 + 100 * kSec, 700)};
+    ASSERT_TRUE(ch->insert(rows));
+    ASSERT_TRUE(ch->sync(std::chrono::seconds(30)));
+  }
+  // As version 3 left it.
+  server().query(fmt::format("ALTER TABLE {}.flows DROP COLUMN d_bytes_out", db));
+  server().query(fmt::format("ALTER TABLE {}.flows DROP COLUMN d_bytes_in", db));
+  server().query(fmt::format("DROP TABLE {}.schema_migrations", db));
+  server().query(fmt::format("CREATE TABLE {}.schema_migrations (version UInt32, applied DateTime) ENGINE = TinyLog", db));
+  server().query(fmt::format("INSERT INTO {}.schema_migrations VALUES (1, now()), (2, now()), (3, now())", db));
+  auto keep = options(db);
+  keep.retention_1m = keep.retention_5m = keep.retention_1h = std::chrono::seconds(0);
+  auto ch = open_ch(keep);
+  ASSERT_TRUE(ch);
+  EXPECT_EQ(server().query(fmt::format(
+                "SELECT groupArray(version) FROM (SELECT version FROM {}.schema_migrations ORDER BY version)", db)),
+            "[1,2,3,4]\n");
+  const std::string want = "80, 3300 5 1 0 0 0 3000 300\n40000, 700 3 1 0 0 0 700 0\n";
+  TopQuery q{.filter = {.from_ns = h0}, .group = TopGroup::Port};
+  EXPECT_EQ(show(ch->top(q)), want);
+  EXPECT_EQ(ClickHouseStore::last_table(), "flows");
+  SeriesQuery sq{.filter = {.from_ns = h0, .to_ns = h0 + 3600 * kSec - 1}, .interval_ns = 3600 * kSec};
+  EXPECT_EQ(show(ch->series(sq)), fmt::format("{} 4000 8 2 0 0 0 3700 300\n", h0));
+  EXPECT_EQ(ClickHouseStore::last_table(), "flows_1h");
 }
 
 // A database made before a field was added to the field table gets its

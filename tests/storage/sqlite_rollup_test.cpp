@@ -58,7 +58,8 @@ std::string show(const Result<std::vector<TopEntry>>& r) {
   std::string s;
   for (const auto& e : *r) {
     for (const auto& k : e.key) s += k + ",";
-    s += fmt::format(" {} {} {} {} {} {}\n", e.bytes, e.packets, e.flows, e.retrans, e.failures, e.drops);
+    s += fmt::format(" {} {} {} {} {} {} {} {}\n", e.bytes, e.packets, e.flows, e.retrans, e.failures, e.drops,
+                     e.bytes_out, e.bytes_in);
   }
   return s;
 }
@@ -67,7 +68,8 @@ std::string show(const Result<std::vector<SeriesPoint>>& r) {
   if (!r) return "error: " + r.error().message;
   std::string s;
   for (const auto& p : *r)
-    s += fmt::format("{} {} {} {} {} {} {}\n", p.time_ns, p.bytes, p.packets, p.flows, p.retrans, p.failures, p.drops);
+    s += fmt::format("{} {} {} {} {} {} {} {} {}\n", p.time_ns, p.bytes, p.packets, p.flows, p.retrans, p.failures,
+                     p.drops, p.bytes_out, p.bytes_in);
   return s;
 }
 
@@ -193,4 +195,42 @@ TEST(SqliteRollup, BuiltForAnExistingDatabase) {
   }
   s.open();
   EXPECT_GT(compare(s, t0), 1000);
+}
+
+// A database from before bytes were kept each way (version 3): its records
+// get them at start, split in the proportion of their totals each way (exact
+// for a flow's first record and for records that are their own share), and
+// the rollup is rebuilt with them.
+TEST(SqliteRollup, BytesEachWayAddedToAnOlderDatabase) {
+  const uint64_t m0 = kT0 - kT0 % kMin;
+  TempDb tmp;
+  {
+    auto s = SqliteStore::open({.path = tmp.path()});
+    ASSERT_TRUE(s);
+    std::vector<FlowRow> rows{agent_row("10.0.0.1", 5000, "10.0.0.2", 80, m0, m0 + 90 * kSec, 3000, 300),
+                              softflowd_row("10.0.0.9", 53, "10.0.0.1", 40000, m0 + 100 * kSec, 700)};
+    ASSERT_TRUE((*s)->insert(rows));
+  }
+  {
+    // As a flowscope of version 3 left it.
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(tmp.path().c_str(), &db), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(db,
+                           "ALTER TABLE flows DROP COLUMN d_bytes_out; ALTER TABLE flows DROP COLUMN d_bytes_in; "
+                           "ALTER TABLE open_flows DROP COLUMN rev_bytes; DROP TABLE flows_1m; "
+                           "CREATE TABLE flows_1m (minute INTEGER); PRAGMA user_version = 3;",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto s = SqliteStore::open({.path = tmp.path()});
+  ASSERT_TRUE(s) << s.error().message;
+  for (bool rollup : {true, false}) {
+    FlowFilter range{.from_ns = m0, .to_ns = m0 + 5 * kMin - 1};
+    if (!rollup) range.addr = *parse_cidr("0.0.0.0/0");  // a column only the flows have
+    auto top = (*s)->top({.filter = range, .group = TopGroup::Port});
+    ASSERT_TRUE(top) << top.error().message;
+    EXPECT_EQ(SqliteStore::last_used_rollup(), rollup);
+    EXPECT_EQ(show(top), "80, 3300 5 1 0 0 0 3000 300\n40000, 700 3 1 0 0 0 700 0\n");
+  }
 }

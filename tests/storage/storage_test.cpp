@@ -116,7 +116,7 @@ TEST(SqliteStore, OpenFlowTotalsSurviveARestart) {
     sqlite3* db = nullptr;
     EXPECT_EQ(sqlite3_open(tmp.path().c_str(), &db), SQLITE_OK);
     sqlite3_stmt* st = nullptr;
-    EXPECT_EQ(sqlite3_prepare_v2(db, "SELECT count(*), sum(bytes) FROM open_flows", -1, &st, nullptr), SQLITE_OK);
+    EXPECT_EQ(sqlite3_prepare_v2(db, "SELECT count(*), sum(bytes + rev_bytes) FROM open_flows", -1, &st, nullptr), SQLITE_OK);
     EXPECT_EQ(sqlite3_step(st), SQLITE_ROW);
     const std::pair<int64_t, int64_t> r(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1));
     sqlite3_finalize(st);

@@ -2,6 +2,8 @@
 
 #include <map>
 
+#include <fmt/format.h>
+
 #include "flow/fields.h"
 #include "net/cidr.h"
 
@@ -21,6 +23,8 @@ TEST_P(AnyStore, OpenFlowTotalsSurviveACleanRestart) {
   ASSERT_TRUE(insert(*store, next));
   EXPECT_FALSE(next[0].first);
   EXPECT_EQ(next[0].delta_bytes, 2200u);
+  EXPECT_EQ(next[0].delta_bytes_out, 2000u);
+  EXPECT_EQ(next[0].delta_bytes_in, 200u);
   auto top = store->top({.group = TopGroup::Dst, .by = TopMetric::Flows});
   ASSERT_TRUE(top);
   ASSERT_EQ(top->size(), 1u);
@@ -478,4 +482,115 @@ TEST_P(AnyStore, OwnershipClaimsKeepTheirLatestEnd) {
     EXPECT_EQ(a.reported_to_ns, a.host == "h1" ? kT0 + 10 * kSec : kT0 + 20 * kSec);
     EXPECT_EQ(a.stopped, a.host == "h2");
   }
+}
+// Bytes each way: `out` is what src sent (the agent: the local end), `in`
+// what it received; a cumulative flow's records count what grew each way
+// (also across a restart), a unidirectional record counts all of its bytes
+// out, a mirror counts nothing. The same on the rollup's path (whole
+// minutes, a group the rollup keeps) and the raw one.
+TEST_P(AnyStore, BytesEachWayInTopAndSeries) {
+  const uint64_t m0 = kT0 - kT0 % (60 * kSec);  // the long flow's records end in minutes 1..3 after m0
+  {
+    auto store = open();
+    std::vector<FlowRow> first{long_flow(60, 1000, 100, true)};
+    ASSERT_TRUE(insert(*store, first));
+    EXPECT_EQ(first[0].delta_bytes_out, 1000u);
+    EXPECT_EQ(first[0].delta_bytes_in, 100u);
+  }
+  auto store = open();
+  FlowRow mirror = agent_row("10.0.0.2", 80, "10.0.0.1", 5000, kT0, kT0 + 150 * kSec, 4000, 400);
+  mirror.direction = Direction::Inbound;
+  mirror.mirror = true;
+  FlowRow dns = softflowd_row("10.0.0.9", 53, "10.0.0.1", 40000, kT0 + 100 * kSec, 300);
+  std::vector<FlowRow> batch{long_flow(120, 3000, 300, true), mirror, dns};
+  ASSERT_TRUE(insert(*store, batch));
+  std::vector<FlowRow> last{long_flow(150, 4000, 400, false)};
+  ASSERT_TRUE(insert(*store, last));
+  EXPECT_EQ(batch[0].delta_bytes_out, 2000u);
+  EXPECT_EQ(batch[0].delta_bytes_in, 200u);
+  EXPECT_EQ(batch[1].delta_bytes_out + batch[1].delta_bytes_in + batch[1].delta_bytes, 0u);
+  EXPECT_EQ(batch[2].delta_bytes_out, 300u);
+  EXPECT_EQ(batch[2].delta_bytes_in, 0u);
+  EXPECT_EQ(last[0].delta_bytes_out, 1000u);
+  EXPECT_EQ(last[0].delta_bytes_in, 100u);
+
+  const FlowFilter range{.from_ns = m0, .to_ns = m0 + 10 * 60 * kSec - 1};
+  auto dst = store->top({.filter = range, .group = TopGroup::Dst});
+  ASSERT_TRUE(dst) << dst.error().message;
+  ASSERT_EQ(dst->size(), 2u);  // 10.0.0.2, then 10.0.0.1 (the dns record and the mirror's nothing)
+  EXPECT_EQ((*dst)[0].key[0], "10.0.0.2");
+  EXPECT_EQ((*dst)[0].bytes_out, 4000u);
+  EXPECT_EQ((*dst)[0].bytes_in, 400u);
+  EXPECT_EQ((*dst)[0].bytes, 4400u);
+  EXPECT_EQ((*dst)[1].key[0], "10.0.0.1");
+  EXPECT_EQ((*dst)[1].bytes_out, 300u);
+  EXPECT_EQ((*dst)[1].bytes_in, 0u);
+  EXPECT_EQ((*dst)[1].bytes, 300u);
+  // The agent's records and the mirror: one process.
+  auto proc = store->top({.filter = range, .group = TopGroup::Process});
+  ASSERT_TRUE(proc) << proc.error().message;
+  ASSERT_EQ(proc->size(), 1u);
+  EXPECT_EQ((*proc)[0].bytes_out, 4000u);
+  EXPECT_EQ((*proc)[0].bytes_in, 400u);
+
+  auto series = store->series({.filter = range, .interval_ns = 60 * kSec});
+  ASSERT_TRUE(series) << series.error().message;
+  std::vector<std::pair<uint64_t, uint64_t>> each_way;
+  for (const auto& p : *series) {
+    EXPECT_EQ(p.bytes, p.bytes_out + p.bytes_in);
+    each_way.emplace_back(p.bytes_out, p.bytes_in);
+  }
+  // Placed by end time: +60 s, +100 s (dns) and +120 s, +150 s after kT0.
+  uint64_t out = 0, in = 0;
+  for (auto [o, i] : each_way) out += o, in += i;
+  EXPECT_EQ(out, 4300u);
+  EXPECT_EQ(in, 400u);
+  const uint64_t off = (kT0 - m0) / kSec;  // kT0's second within its minute
+  auto at = [&](uint64_t s) { return (off + s) / 60; };
+  std::map<uint64_t, std::pair<uint64_t, uint64_t>> want;
+  auto add = [&](uint64_t s, uint64_t o, uint64_t i) {
+    want[at(s)].first += o;
+    want[at(s)].second += i;
+  };
+  add(60, 1000, 100);
+  add(100, 300, 0);
+  add(120, 2000, 200);
+  add(150, 1000, 100);
+  for (const auto& p : *series) {
+    const uint64_t k = (p.time_ns - m0) / (60 * kSec);
+    EXPECT_EQ(std::make_pair(p.bytes_out, p.bytes_in), want[k]) << "minute " << k;
+  }
+}
+
+// Grouped by network: IPv4 addresses at cidr4, IPv6 ones at cidr6, prefix
+// lengths inside a byte too; the same keys and sums on every backend.
+TEST_P(AnyStore, TopBySourceAndDestinationNetwork) {
+  auto store = open();
+  std::vector<FlowRow> batch{
+      agent_row("10.1.2.3", 40000, "192.0.2.1", 443, kT0, kT0 + kSec, 100, 1),
+      agent_row("10.1.2.200", 40001, "192.0.2.77", 443, kT0, kT0 + kSec, 200, 2),
+      agent_row("10.1.3.4", 40002, "192.0.2.130", 443, kT0, kT0 + kSec, 400, 4),
+      agent_row("fd00:1:2:3::1", 40003, "2001:db8::1", 443, kT0, kT0 + kSec, 1000, 10),
+      agent_row("fd00:1:2:3::9", 40004, "2001:db8:0:1::1", 443, kT0, kT0 + kSec, 2000, 20),
+      agent_row("fd00:1:2:4::1", 40005, "2001:db8:1::1", 443, kT0, kT0 + kSec, 4000, 40),
+  };
+  ASSERT_TRUE(insert(*store, batch));
+  auto top = [&](TopGroup g, uint8_t c4, uint8_t c6) {
+    auto r = store->top({.group = g, .by = TopMetric::Bytes, .limit = 20, .cidr4 = c4, .cidr6 = c6});
+    EXPECT_TRUE(r) << (r ? "" : r.error().message);
+    std::string s;
+    if (r)
+      for (const auto& e : *r) s += fmt::format("{} {} {}/{};", e.key.at(0), e.flows, e.bytes_out, e.bytes_in);
+    return s;
+  };
+  EXPECT_EQ(top(TopGroup::SrcCidr, 24, 48), "fd00:1:2::/48 3 7000/70;10.1.3.0/24 1 400/4;10.1.2.0/24 2 300/3;");
+  EXPECT_EQ(top(TopGroup::SrcCidr, 20, 64),
+            "fd00:1:2:4::/64 1 4000/40;fd00:1:2:3::/64 2 3000/30;10.1.0.0/20 3 700/7;");
+  EXPECT_EQ(top(TopGroup::SrcCidr, 32, 128),
+            "fd00:1:2:4::1/128 1 4000/40;fd00:1:2:3::9/128 1 2000/20;fd00:1:2:3::1/128 1 1000/10;"
+            "10.1.3.4/32 1 400/4;10.1.2.200/32 1 200/2;10.1.2.3/32 1 100/1;");
+  EXPECT_EQ(top(TopGroup::SrcCidr, 0, 0), "::/0 3 7000/70;0.0.0.0/0 3 700/7;");
+  // 192.0.2.1 and .77 share a /25, .130 is in the other half.
+  EXPECT_EQ(top(TopGroup::DstCidr, 25, 63),
+            "2001:db8:1::/63 1 4000/40;2001:db8::/63 2 3000/30;192.0.2.128/25 1 400/4;192.0.2.0/25 2 300/3;");
 }

@@ -1,7 +1,6 @@
 // flowscope's web console. Each view's state lives in the URL hash
 // (#/view?key=value...), so a link reproduces what is on screen.
 import './style.css';
-import cytoscape from 'cytoscape';
 import { api, pool, ApiError } from './api.js';
 import { h, table } from './dom.js';
 import { lineChart, sankeyChart, disposeCharts } from './charts.js';
@@ -81,33 +80,40 @@ function current(points) {
 // ---- views ----
 async function overview(root, p) {
   const base = baseParams(p);
-  const all = await api('/api/timeseries', base);
-  const charts = [
-    ['connections/s', seriesPoints(all, 'flows'), fmt.rate],
-    ['bytes/s (both directions)', seriesPoints(all, 'bytes'), fmt.byteRate],
-    ['failed connections/s (refused, timeout, reset)', seriesPoints(all, 'failures'), fmt.rate],
-    ['retransmits/s', seriesPoints(all, 'retransmits'), fmt.rate],
-    ['packets dropped/s', seriesPoints(all, 'drops'), fmt.rate],
-  ];
-  const grid = h('div', { class: 'grid' });
-  root.append(grid);
-  for (const [title, pts, f] of charts) {
-    const el = h('div', { class: 'chart' });
-    grid.append(h('div', { class: 'card', dataset: { series: title } },
-      h('h3', {}, title, h('span', { class: 'rate' }, f(current(pts)))), el));
-    lineChart(el, [{ name: title, points: pts }], { format: f });
-  }
   // Failing now: the pairs with the most failed connections or drops in
-  // the last 15 minutes (the API ranks; both lists merged by pair).
+  // the last 15 minutes (the API ranks; both lists merged by pair). All five
+  // questions at once: the page waits for the slowest, not for their sum.
   const recent = { ...base, from: since(900) };
-  const [procs, pairs, byFail, byDrop] = await Promise.all([
+  const [all, procs, pairs, byFail, byDrop] = await Promise.all([
+    api('/api/timeseries', base),
     api('/api/top', { ...base, group: 'process', limit: 10 }),
     api('/api/top', { ...base, group: 'pair', limit: 10 }),
     api('/api/top', { ...recent, group: 'pair', by: 'failures', limit: 10 }),
     api('/api/top', { ...recent, group: 'pair', by: 'drops', limit: 10 }),
   ]);
+  // Bytes each way: out is what the source side sent (for agents, the
+  // local end), in what it received.
+  const out = seriesPoints(all, 'bytes_out'), inb = seriesPoints(all, 'bytes_in');
+  const charts = [
+    ['connections/s', [{ name: 'connections/s', points: seriesPoints(all, 'flows') }], fmt.rate],
+    ['bytes/s sent and received', [{ name: 'sent (out)', points: out }, { name: 'received (in)', points: inb }],
+      fmt.byteRate, `↑ ${fmt.byteRate(current(out))} ↓ ${fmt.byteRate(current(inb))}`],
+    ['failed connections/s (refused, timeout, reset)',
+      [{ name: 'failed connections/s', points: seriesPoints(all, 'failures') }], fmt.rate],
+    ['retransmits/s', [{ name: 'retransmits/s', points: seriesPoints(all, 'retransmits') }], fmt.rate],
+    ['packets dropped/s', [{ name: 'packets dropped/s', points: seriesPoints(all, 'drops') }], fmt.rate],
+  ];
+  const grid = h('div', { class: 'grid' });
+  root.append(grid);
+  for (const [title, series, f, now] of charts) {
+    const el = h('div', { class: 'chart' });
+    grid.append(h('div', { class: 'card', dataset: { series: title } },
+      h('h3', {}, title, h('span', { class: 'rate' }, now ?? f(current(series[0].points)))), el));
+    lineChart(el, series, { format: f, legend: series.length > 1 });
+  }
   const cols = (first) => [...first,
-    { key: 'bytes', label: 'bytes', num: true, text: (r) => fmt.bytes(r.bytes) },
+    { key: 'bytes_out', label: 'bytes out', num: true, text: (r) => fmt.bytes(r.bytes_out) },
+    { key: 'bytes_in', label: 'bytes in', num: true, text: (r) => fmt.bytes(r.bytes_in) },
     { key: 'flows', label: 'connections', num: true, text: (r) => r.flows },
     { key: 'retransmits', label: 'retransmits', num: true, text: (r) => r.retransmits }];
   const failing = new Map();
@@ -134,7 +140,11 @@ const GROUP_FILTER = {
   port: (k) => ({ port: k.port }), process: (k) => ({ process: k.process }), container: (k) => ({ container: k.container }),
   host: (k) => ({ host: k.host }), netns: (k) => ({ netns: k.netns }), close: (k) => ({ close: k.close }),
   drop_reason: (k) => ({ drops: k.drop_reason }),
+  src_cidr: (k) => ({ src: k.src_cidr }), dst_cidr: (k) => ({ dst: k.dst_cidr }),
 };
+// Prefix lengths offered for the network groups, per family.
+const CIDR4 = ['8', '16', '20', '24', '28', '32'];
+const CIDR6 = ['32', '48', '56', '64', '96', '128'];
 const keyName = (g, r) => (g === 'pair' ? `${r.src} → ${r.dst}` : String(r[g]));
 
 // min/avg/max/p95 of a series' values as charted, and its total.
@@ -150,6 +160,10 @@ async function explore(root, p) {
   const by = METRICS[p.get('by')] ? p.get('by') : 'bytes';
   const type = ['lines', 'sankey'].includes(p.get('type')) ? p.get('type') : 'stacked';
   const n = Math.min(Math.max(Number(p.get('n')) || 5, 1), 20);
+  // Network groups: IPv4 and IPv6 addresses each at their own prefix length.
+  const cidr = group.endsWith('_cidr');
+  const cidr4 = CIDR4.includes(p.get('cidr4')) ? p.get('cidr4') : '24';
+  const cidr6 = CIDR6.includes(p.get('cidr6')) ? p.get('cidr6') : '64';
   const select = (key, value, options) => h('select', { dataset: { key },
     onchange: (ev) => go('explore', { [key]: ev.target.value }) },
   options.map(([o, label]) => h('option', { value: o, selected: o === String(value) }, label)));
@@ -159,7 +173,9 @@ async function explore(root, p) {
     h('label', {}, 'metric ', select('by', by, Object.entries(METRICS))),
     h('label', {}, 'chart ', select('type', type, [['stacked', 'stacked'], ['lines', 'lines'],
       ['sankey', 'sankey (source → destination)']])),
-    h('label', {}, 'top ', select('n', n, same(['3', '5', '10', '20'])))));
+    h('label', {}, 'top ', select('n', n, same(['3', '5', '10', '20']))),
+    ...(cidr ? [h('label', {}, 'IPv4 /', select('cidr4', cidr4, same(CIDR4))),
+      h('label', {}, 'IPv6 /', select('cidr6', cidr6, same(CIDR6)))] : [])));
   const base = baseParams(p);
   const format = by === 'bytes' ? fmt.byteRate : (v) => fmt.rate(v, '');
   const openFlows = (filter) => go('flows', { f: Object.entries(filter).map(([k, v]) => term(k, v)).join(' '),
@@ -180,7 +196,7 @@ async function explore(root, p) {
     root.lastChild.id = 'toptable';
     return;
   }
-  const top = await api('/api/top', { ...base, group, by, limit: n });
+  const top = await api('/api/top', { ...base, group, by, limit: n, ...(cidr ? { cidr4, cidr6 } : {}) });
   // "other": everything the top entries leave, from the unfiltered series.
   const [series, everything] = await Promise.all([
     pool(top.top, 4, async (r) => {
@@ -215,6 +231,8 @@ async function explore(root, p) {
   const topTable = table([
     { key: 'key', label: group, text: (r) => keyName(group, r) },
     { key: 'bytes', label: 'bytes', num: true, text: (r) => fmt.bytes(r.bytes) },
+    { key: 'bytes_out', label: 'out', num: true, text: (r) => fmt.bytes(r.bytes_out) },
+    { key: 'bytes_in', label: 'in', num: true, text: (r) => fmt.bytes(r.bytes_in) },
     { key: 'packets', label: 'packets', num: true, text: (r) => r.packets },
     { key: 'flows', label: 'connections', num: true, text: (r) => r.flows },
     { key: 'retransmits', label: 'retransmits', num: true, text: (r) => r.retransmits },
@@ -254,7 +272,9 @@ async function map(root, p) {
     onchange: (ev) => go('map', { nodes: ev.target.value }) },
   h('option', { value: 'process', selected: mode === 'process' }, 'process → remote address'),
   h('option', { value: 'addr', selected: mode === 'addr' }, 'source → destination address')))));
-  const list = await mapEdges(baseParams(p), mode);
+  // The graph library is the bundle's largest part and only this view
+  // draws with it: loaded when the map first opens, not before first paint.
+  const [list, { default: cytoscape }] = await Promise.all([mapEdges(baseParams(p), mode), import('cytoscape')]);
   const max = Math.max(1, ...list.map((e) => e.bytes));
   const nodes = new Map();
   const edges = list.map((e, i) => {
