@@ -19,9 +19,10 @@
 #include <fmt/format.h>
 #include <httplib.h>
 
-#include "net/cidr.h"
 #include "collector/http_api.h"
 #include "storage/sqlite_store.h"
+
+#include "flow_fill.h"
 
 using namespace flowscope;
 using Clock = std::chrono::steady_clock;
@@ -29,43 +30,6 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr uint64_t kSec = 1'000'000'000ull;
-
-uint64_t wall_ns() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
-}
-
-// Rows like a busy host's: 2,000 local addresses talking to 50,000 remote
-// ones on a handful of ports, ending evenly over the last 24 h.
-void fill(SqliteStore& store, uint64_t rows) {
-  const uint64_t now = wall_ns(), span = 86400 * kSec;
-  std::vector<FlowRow> batch;
-  const char* comms[] = {"curl", "nginx", "postgres", "sshd", "java", "python3"};
-  const uint16_t ports[] = {443, 80, 5432, 22, 8080, 53};
-  for (uint64_t i = 0; i < rows; ++i) {
-    FlowRow r;
-    r.exporter = "local";
-    r.end_ns = now - span + span / rows * i;
-    r.start_ns = r.end_ns - (i % 30) * kSec;
-    const uint32_t local = static_cast<uint32_t>(i % 2000), remote = static_cast<uint32_t>((i * 7919) % 50000);
-    r.src_ip = *parse_ip(fmt::format("10.1.{}.{}", local >> 8, local & 255));
-    r.dst_ip = *parse_ip(fmt::format("172.16.{}.{}", remote >> 8, remote & 255));
-    r.src_port = static_cast<uint16_t>(32768 + i % 28000);
-    r.dst_port = ports[i % 6];
-    r.bytes = 200 + (i * 131) % 100000;
-    r.packets = 2 + i % 100;
-    r.comm = comms[i % 6];
-    r.pid = static_cast<uint32_t>(1000 + i % 500);
-    r.close = i % 50 == 0 ? CloseReason::Refused : i % 70 == 0 ? CloseReason::RstReceived : CloseReason::Fin;
-    if (i % 97 == 0) r.drops = {{i % 2 ? "NO_SOCKET" : "NETFILTER_DROP", 1 + i % 3}};
-    r.host = i % 3 ? "bench-a" : "bench-b";
-    batch.push_back(std::move(r));
-    if (batch.size() == 10'000 || i + 1 == rows) {
-      if (auto ok = store.insert(batch); !ok) throw std::runtime_error(ok.error().message);
-      batch.clear();
-    }
-  }
-}
 
 }  // namespace
 
@@ -107,7 +71,12 @@ int main(int argc, char** argv) {
     q.limit = 1;
     q.offset = rows - 1;
     auto page = s->query(q);
-    if (!page || page->flows.empty()) fill(*s, rows);
+    if (!page || page->flows.empty()) {
+      if (auto r = fsbench::fill(*s, {.rows = rows, .span_ns = 86400 * kSec}); !r) {
+        fmt::print(stderr, "fill: {}\n", r.error().message);
+        return 1;
+      }
+    }
     fmt::print(stderr, "store ready: {} rows ({:.1f} s)\n", rows,
                std::chrono::duration<double>(Clock::now() - t0).count());
   }

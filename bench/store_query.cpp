@@ -18,9 +18,10 @@
 #include <httplib.h>
 
 #include "collector/http_api.h"
-#include "net/cidr.h"
 #include "storage/clickhouse_store.h"
 #include "storage/sqlite_store.h"
+
+#include "flow_fill.h"
 
 using namespace flowscope;
 using Clock = std::chrono::steady_clock;
@@ -32,40 +33,6 @@ constexpr uint64_t kSec = 1'000'000'000ull;
 uint64_t wall_ns() {
   return static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
-}
-
-// Rows like a busy fleet's: 2,000 local addresses on 20 hosts talking to
-// 50,000 remote ones on a handful of service ports, from 6 programs.
-Result<void> fill(FlowStore& store, uint64_t rows, uint64_t span, size_t batch_rows) {
-  const uint64_t now = wall_ns();
-  const char* comms[] = {"curl", "nginx", "postgres", "sshd", "java", "python3"};
-  const uint16_t ports[] = {443, 80, 5432, 22, 8080, 53};
-  std::vector<FlowRow> batch;
-  for (uint64_t i = 0; i < rows; ++i) {
-    FlowRow r;
-    r.exporter = fmt::format("host{}", i % 20);
-    r.end_ns = now - span + span / rows * i;
-    r.start_ns = r.end_ns - (i % 30) * kSec;
-    const uint32_t local = static_cast<uint32_t>(i % 2000), remote = static_cast<uint32_t>((i * 7919) % 50000);
-    r.src_ip = *parse_ip(fmt::format("10.1.{}.{}", local >> 8, local & 255));
-    r.dst_ip = *parse_ip(fmt::format("172.16.{}.{}", remote >> 8, remote & 255));
-    r.src_port = static_cast<uint16_t>(32768 + i % 28000);
-    r.dst_port = ports[i % 6];
-    r.direction = Direction::Outbound;
-    r.bytes = 200 + (i * 131) % 100000;
-    r.packets = 2 + i % 100;
-    r.rev_bytes = 100 + (i * 17) % 5000;
-    r.rev_packets = 1 + i % 50;
-    r.comm = comms[i % 6];
-    r.pid = static_cast<uint32_t>(1000 + i % 500);
-    r.close = CloseReason::Fin;
-    batch.push_back(std::move(r));
-    if (batch.size() == batch_rows || i + 1 == rows) {
-      if (auto ok = store.insert(batch); !ok) return ok;
-      batch.clear();
-    }
-  }
-  return store.sync(std::chrono::minutes(10));
 }
 
 struct Query {
@@ -103,7 +70,7 @@ int main(int argc, char** argv) {
   } else {
     auto s = SqliteStore::open({.path = store_url.substr(7)});
     if (!s) return fmt::print(stderr, "{}\n", s.error().message), 1;
-    stores.emplace_back("raw", std::shared_ptr<FlowStore>(std::move(*s)));
+    stores.emplace_back("rollups", std::shared_ptr<FlowStore>(std::move(*s)));  // as the API does
   }
   FlowStore& main_store = *stores.front().second;
   {
@@ -111,7 +78,10 @@ int main(int argc, char** argv) {
     auto page = main_store.query({.limit = 1});
     if (!page) return fmt::print(stderr, "{}\n", page.error().message), 1;
     if (page->flows.empty()) {
-      if (auto r = fill(main_store, rows, uint64_t(days) * 86400 * kSec, ch ? 50'000 : 5'000); !r)
+      // Big batches: one request to ClickHouse, one transaction in SQLite.
+      const fsbench::FillOptions fo{.rows = rows, .span_ns = uint64_t(days) * 86400 * kSec,
+                                    .batch_rows = 50'000u, .exporters = 20};
+      if (auto r = fsbench::fill(main_store, fo); !r)
         return fmt::print(stderr, "fill: {}\n", r.error().message), 1;
       const double s = std::chrono::duration<double>(Clock::now() - t0).count();
       fmt::print("{{\"fill\":true,\"rows\":{},\"seconds\":{:.1f},\"rows_per_s\":{:.0f}}}\n", rows, s, double(rows) / s);
@@ -154,17 +124,16 @@ int main(int argc, char** argv) {
       }
       std::sort(ms.begin(), ms.end());
       auto pct = [&](double p) { return ms[std::min(ms.size() - 1, size_t(p * double(ms.size())))]; };
-      // The table that answers this query (the API's worker threads do not report it).
-      std::string table = ch ? "" : "flows";
-      if (ch) {
-        FlowFilter f{.from_ns = (end_s - (q.range == "1h" ? 3600 : q.range == "24h" ? 86400 : 7 * 86400)) * kSec,
-                     .to_ns = end_s * kSec - 1};
-        if (q.endpoint == "top")
-          (void)store->top({.filter = f, .group = TopGroup::Process, .limit = 10});
-        else
-          (void)store->series({.filter = f, .interval_ns = (q.range == "1h" ? 60 : q.range == "24h" ? 900 : 3600) * kSec});
-        table = ClickHouseStore::last_table();
-      }
+      // The table that answers this query (the API's worker threads do not
+      // report it): the same query once more on this thread.
+      FlowFilter f{.from_ns = (end_s - (q.range == "1h" ? 3600 : q.range == "24h" ? 86400 : 7 * 86400)) * kSec,
+                   .to_ns = end_s * kSec - 1};
+      if (q.endpoint == "top")
+        (void)store->top({.filter = f, .group = TopGroup::Process, .limit = 10});
+      else
+        (void)store->series({.filter = f, .interval_ns = (q.range == "1h" ? 60 : q.range == "24h" ? 900 : 3600) * kSec});
+      const std::string table =
+          ch ? ClickHouseStore::last_table() : SqliteStore::last_used_rollup() ? "flows_1m" : "flows";
       fmt::print(
           "{{\"store\":\"{}\",\"source\":\"{}\",\"table\":\"{}\",\"endpoint\":\"{}\",\"range\":\"{}\",\"reps\":{},"
           "\"failed\":{},\"p50_ms\":{:.1f},\"p95_ms\":{:.1f},\"max_ms\":{:.1f},\"answer_bytes\":{}}}\n",
