@@ -248,10 +248,10 @@ make_common
 
 declare -A ROW=()
 fail=0
-# The commit the tested binaries come from ("+changes" when the work tree
-# differed from it): a row is evidence for that tree only.
+# The commit the tested binaries come from ("+changes" when the work tree's
+# code differed from it): a row is evidence for that tree only.
 tree=$(git rev-parse --short=10 HEAD 2> /dev/null || echo unknown)
-if [ "$tree" != unknown ] && ! git diff --quiet HEAD -- . ':!docs/kernels.md' 2> /dev/null; then tree+="+changes"; fi
+if [ "$tree" != unknown ] && ! git diff --quiet HEAD -- . ':!*.md' 2> /dev/null; then tree+="+changes"; fi
 for k in "${kernels[@]}"; do
   fetch_kernel "$k"
   add_modules "$kdir" "$krel"
