@@ -62,6 +62,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 case $tests in ci) filter=$CI_FILTER ;; all) filter='*' ;; *) filter=$tests ;; esac
+# Oracles only the tests outside the CI subset call (the tracer's filter
+# against tcpdump, its pcapng read back by tshark, UDP sent with bash's
+# /dev/udp): packed for those runs only, tshark's libraries being ~160 MB.
+FULL_TOOLS=()
+[ "$tests" = ci ] || FULL_TOOLS=(bash tcpdump tshark)
 if [ "$kernel" = all ]; then kernels=("${ORDER[@]}")
 elif [ -n "${PKG[$kernel]:-}" ]; then kernels=("$kernel")
 else echo "kernel-matrix: --kernel must be one of ${ORDER[*]} or all" >&2; exit 2; fi
@@ -72,7 +77,7 @@ TESTS=("$build/tests/agent/agent_integration_test" "$build/tests/kernel/kernel_r
 for f in "${BINS[@]}" "${TESTS[@]}"; do
   [ -x "$f" ] || { echo "kernel-matrix: $f missing: build flowscope, fs_peer, agent_integration_test, kernel_root_test and trace_root_test first" >&2; exit 2; }
 done
-for t in qemu-system-x86_64 busybox cpio xz apt-get dpkg-deb objcopy ldd dash timeout ip nft ss nstat sysctl findmnt setpriv; do
+for t in qemu-system-x86_64 busybox cpio xz apt-get dpkg-deb objcopy ldd dash timeout ip nft ss nstat sysctl findmnt setpriv "${FULL_TOOLS[@]}"; do
   command -v "$t" > /dev/null || { echo "kernel-matrix: $t missing (bash scripts/setup.sh installs it)" >&2; exit 2; }
 done
 
@@ -144,11 +149,12 @@ make_common() {
   [ -e "$r/bin/sh" ] || ln -s "$(readlink -f "$(command -v dash)")" "$r/bin/sh"
   # The real tools the tests call, in front of busybox's applets on PATH.
   local t tools=()
-  for t in ip nft ss nstat sysctl findmnt setpriv; do tools+=("$(command -v "$t")"); done
+  for t in ip nft ss nstat sysctl findmnt setpriv "${FULL_TOOLS[@]}"; do tools+=("$(command -v "$t")"); done
   copy_with_libs "${BINS[@]}" "${TESTS[@]}" "${tools[@]}"
   for t in "${tools[@]}"; do [ -e "$r$t" ] || { mkdir -p "$r$(dirname "$t")"; cp "$t" "$r$t"; }; done
   [ -d /etc/iproute2 ] && cp -r /etc/iproute2 "$r/etc/"
   [ -d /usr/share/iproute2 ] && mkdir -p "$r/usr/share" && cp -r /usr/share/iproute2 "$r/usr/share/"
+  if [ ${#FULL_TOOLS[@]} -gt 0 ] && [ -d /usr/share/wireshark ]; then cp -r /usr/share/wireshark "$r/usr/share/"; fi
   echo 'root:x:0:0:root:/root:/bin/sh' > "$r/etc/passwd"
   echo 'root:x:0:' > "$r/etc/group"
   cat > "$r/init" << 'EOF'
