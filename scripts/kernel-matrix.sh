@@ -157,6 +157,12 @@ make_common() {
   if [ ${#FULL_TOOLS[@]} -gt 0 ] && [ -d /usr/share/wireshark ]; then cp -r /usr/share/wireshark "$r/usr/share/"; fi
   echo 'root:x:0:0:root:/root:/bin/sh' > "$r/etc/passwd"
   echo 'root:x:0:' > "$r/etc/group"
+  # Debian's tcpdump drops to its own user after opening the capture, and
+  # exits when that user does not exist.
+  if [[ " ${FULL_TOOLS[*]} " == *" tcpdump "* ]]; then
+    getent passwd tcpdump >> "$r/etc/passwd" || true
+    getent group tcpdump >> "$r/etc/group" || true
+  fi
   cat > "$r/init" << 'EOF'
 #!/bb/busybox sh
 /bb/busybox --install -s /bb
