@@ -889,16 +889,20 @@ TEST(Agent, InterimSweepOfManyFlowsFitsATinyRingBuffer) {
   for (int i = 0; i < kConns; i++)
     clients.push_back(std::make_unique<Process>(std::vector<std::string>{
         "ip", "netns", "exec", net.a.name(), FS_PEER_BIN, "client", "--addr", net.b4, "--port", std::to_string(port),
-        "--send", "1", "--hold-ms", "30000"}));
+        "--send", "1", "--hold-ms", std::to_string(slack(30s).count())}));
   // All connected and idle before the agent starts (100 processes may take a
-  // while to start on a loaded machine).
+  // while to start on a loaded machine, longer under qemu without KVM: the
+  // deadline is stretched like every other).
   const std::string ss = net.b.exec() + fmt::format("ss -Htn state established '( sport = :{} )' | wc -l", port);
-  for (int i = 0; i < 200 && std::stoi(sh_out(ss)) < kConns; i++) std::this_thread::sleep_for(100ms);
+  const auto connected_by = std::chrono::steady_clock::now() + slack(20s);
+  while (std::stoi(sh_out(ss)) < kConns && std::chrono::steady_clock::now() < connected_by)
+    std::this_thread::sleep_for(100ms);
   ASSERT_EQ(std::stoi(sh_out(ss)), kConns) << "not every client connected";
   std::this_thread::sleep_for(200ms);
   AgentRunner agent({"--port", std::to_string(port), "--active-timeout", "1", "--ringbuf-size", "4096", "--stats", "1"});
   std::set<std::tuple<uint64_t, uint64_t, uint64_t>> seen;
-  for (int i = 0; i < 60 && seen.size() < 2u * kConns; i++) {
+  const auto swept_by = std::chrono::steady_clock::now() + slack(6s);
+  while (seen.size() < 2u * kConns && std::chrono::steady_clock::now() < swept_by) {
     std::this_thread::sleep_for(100ms);
     for (const auto& f : agent.flows())
       if (f["record"] == "interim")
