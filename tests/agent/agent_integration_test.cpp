@@ -682,6 +682,51 @@ TEST(Agent, LegacyProgramsGiveTheSameRecords) {
   EXPECT_EQ(sf[0]["bytes_received"], 100000);
 }
 
+// A process that accept()s on a socket inherited from the one that listened:
+// the accepted flow belongs to the acceptor, not to the listener that owned
+// it until accept() returned (the legacy programs bind it through the
+// acceptor map, the modern ones in place).
+class AcceptorProcess : public ::testing::TestWithParam<bool> {};
+
+TEST_P(AcceptorProcess, OwnsTheAcceptedFlow) {
+  const bool legacy = GetParam();
+  NsPair net(legacy ? "acclegacy" : "accmodern");
+  const int port = free_port();
+  if (legacy) setenv("FLOWSCOPE_AGENT_LEGACY", "1", 1);
+  AgentRunner agent({"--port", std::to_string(port)});
+  unsetenv("FLOWSCOPE_AGENT_LEGACY");
+  auto server = start_server(net.b, net.b4, port, {"--fork-accept", "--count", "2", "--send", "3000"});
+  std::vector<Json> clients;
+  for (int i = 0; i < 2; i++) clients.push_back(peer_result(*run_client(net.a, net.b4, port, {"--send", "5000"}), "client"));
+  ASSERT_EQ(server->wait(slack(10s)), 0) << server->err();
+  const Json listening = peer_result(*server, "listening");
+  const Json accepted = peer_result(*server, "server");
+  ASSERT_FALSE(accepted.is_null()) << server->out();
+  ASSERT_NE(accepted["pid"], listening["pid"]) << "the server did not fork";
+  for (const auto& cj : clients) {
+    auto cf = wait_final(agent, net.a.inode(), cj["local_port"]);
+    ASSERT_TRUE(cf) << agent.process().out();
+    EXPECT_EQ((*cf)["pid"], cj["pid"]);
+  }
+  // The accepting end of each client's connection, by the client's port.
+  for (const auto& cj : clients) {
+    auto sf = agent.wait_flows(
+        [&](const Json& f) {
+          return f["netns"] == net.b.inode() && f["record"] == "final" && f["remote_port"] == cj["local_port"];
+        },
+        slack(5s));
+    ASSERT_EQ(sf.size(), 1u) << agent.process().out();
+    EXPECT_EQ(sf[0]["pid"], accepted["pid"]) << sf[0].dump();
+    EXPECT_NE(sf[0]["pid"], listening["pid"]);
+    EXPECT_EQ(sf[0]["comm"], "fs_peer");
+    EXPECT_EQ(sf[0]["bytes_received"], 5000);
+    EXPECT_EQ(sf[0]["bytes_sent"], 3000);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Agent, AcceptorProcess, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "legacy" : "modern"; });
+
 // Each flow open at exit leaves exactly one record with the legacy exit claim.
 TEST(Agent, LegacyProgramsReportOpenFlowsOnceAtShutdown) {
   NsPair net("legexit");
@@ -844,16 +889,20 @@ TEST(Agent, InterimSweepOfManyFlowsFitsATinyRingBuffer) {
   for (int i = 0; i < kConns; i++)
     clients.push_back(std::make_unique<Process>(std::vector<std::string>{
         "ip", "netns", "exec", net.a.name(), FS_PEER_BIN, "client", "--addr", net.b4, "--port", std::to_string(port),
-        "--send", "1", "--hold-ms", "30000"}));
+        "--send", "1", "--hold-ms", std::to_string(slack(30s).count())}));
   // All connected and idle before the agent starts (100 processes may take a
-  // while to start on a loaded machine).
+  // while to start on a loaded machine, longer under qemu without KVM: the
+  // deadline is stretched like every other).
   const std::string ss = net.b.exec() + fmt::format("ss -Htn state established '( sport = :{} )' | wc -l", port);
-  for (int i = 0; i < 200 && std::stoi(sh_out(ss)) < kConns; i++) std::this_thread::sleep_for(100ms);
+  const auto connected_by = std::chrono::steady_clock::now() + slack(20s);
+  while (std::stoi(sh_out(ss)) < kConns && std::chrono::steady_clock::now() < connected_by)
+    std::this_thread::sleep_for(100ms);
   ASSERT_EQ(std::stoi(sh_out(ss)), kConns) << "not every client connected";
   std::this_thread::sleep_for(200ms);
   AgentRunner agent({"--port", std::to_string(port), "--active-timeout", "1", "--ringbuf-size", "4096", "--stats", "1"});
   std::set<std::tuple<uint64_t, uint64_t, uint64_t>> seen;
-  for (int i = 0; i < 60 && seen.size() < 2u * kConns; i++) {
+  const auto swept_by = std::chrono::steady_clock::now() + slack(6s);
+  while (seen.size() < 2u * kConns && std::chrono::steady_clock::now() < swept_by) {
     std::this_thread::sleep_for(100ms);
     for (const auto& f : agent.flows())
       if (f["record"] == "interim")

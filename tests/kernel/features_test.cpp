@@ -127,10 +127,13 @@ TEST(Features, ReadmeStatesTheMinimumKernelsTheTableChecks) {
   const size_t section = readme.find("## Kernel requirements");
   ASSERT_NE(section, std::string::npos);
   const std::string text = readme.substr(section, readme.find("\n## ", section + 1) - section);
-  for (const char* c : {"agent", "trace"}) {
+  for (const char* c : {"agent", "trace", "trace --functions"}) {
     const std::string row = fmt::format("| `flowscope {}` | Linux {} |", c, minimum_kernel(c).str());
     EXPECT_NE(text.find(row), std::string::npos) << "README lacks: " << row;
   }
+  // `run` is the agent with a local collector: the agent's minimum.
+  const std::string run_row = fmt::format("| `flowscope run` | Linux {} |", minimum_kernel("agent").str());
+  EXPECT_NE(text.find(run_row), std::string::npos) << "README lacks: " << run_row;
   EXPECT_NE(text.find("| `flowscope collector` | any |"), std::string::npos);
   EXPECT_EQ(minimum_kernel("collector"), KernelVersion{});
 }

@@ -1,12 +1,14 @@
 // fs_peer: a TCP client and server whose byte counts are the tests' ground
 // truth. Prints one JSON line per connection on stdout.
 //
-//   fs_peer server --addr A --port P [--send N] [--count K] [--rst] [--hold-ms T]
+//   fs_peer server --addr A --port P [--send N] [--count K] [--rst] [--hold-ms T] [--fork-accept]
 //   fs_peer client --addr A --port P [--send N] [--count K] [--rst] [--hold-ms T] [--timeout-ms T] [--dstopts]
 //
 // client: connect, send N bytes, wait T ms, shutdown(SHUT_WR), read to EOF, close;
 //         K times in a row with --count K.
 // server: accept K connections one by one; read to EOF, send N bytes, close.
+// --fork-accept: a child process accepts on the socket it inherits from the
+// listening parent (the parent waits for it), so listener and acceptor differ.
 // --rst closes with SO_LINGER{1,0}, which sends a reset instead of a FIN.
 // --dstopts (IPv6) puts a destination options header in every segment sent.
 #include <arpa/inet.h>
@@ -17,6 +19,7 @@
 #include <poll.h>
 #include <time.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -49,6 +52,7 @@ struct Opts {
   bool dstopts = false;  // IPv6: every segment carries a destination options header
   bool log = false;        // burst: one line per connection
   bool hold_open = false;  // burst: all connections open at once
+  bool fork_accept = false;  // server: a forked child accepts on the inherited listener
   std::string thread_name;  // client: connect from a thread of this name (the process keeps its own)
 };
 
@@ -123,6 +127,19 @@ int run_server(const Opts& o) {
   }
   fmt::print("{{\"role\":\"listening\",\"pid\":{},\"port\":{}}}\n", getpid(), port_of(fd, false));
   fflush(stdout);
+  if (o.fork_accept) {
+    pid_t child = fork();
+    if (child < 0) {
+      fmt::print(stderr, "fs_peer: fork: {}\n", strerror(errno));
+      return 1;
+    }
+    if (child > 0) {
+      ::close(fd);
+      int status = 0;
+      if (waitpid(child, &status, 0) != child) return 1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+    }
+  }
   for (int i = 0; i < o.count; i++) {
     int c = accept(fd, nullptr, nullptr);
     if (c < 0) return 1;
@@ -303,6 +320,7 @@ int main(int argc, char** argv) {
     sub->add_flag("--dstopts", o.dstopts);
     sub->add_flag("--log", o.log);
     sub->add_flag("--hold-open", o.hold_open);
+    sub->add_flag("--fork-accept", o.fork_accept);
     sub->add_option("--thread-name", o.thread_name);
   }
   CLI11_PARSE(app, argc, argv);
