@@ -135,8 +135,11 @@ TEST(Ownership, AnInboundConnectionClaimsThePortForItsServer) {
   EXPECT_LE(u(c, "to_ns"), t_done + kPrompt) << c.dump();
   EXPECT_LE(u(c, "from_ns"), u(c, "to_ns"));
   // Only the served port is claimed.
-  for (const auto& o : agent.claims())
-    if (o["port"] != 0) EXPECT_EQ(o["port"], port) << o.dump();
+  for (const auto& o : agent.claims()) {
+    if (o["port"] != 0) {
+      EXPECT_EQ(o["port"], port) << o.dump();
+    }
+  }
   EXPECT_EQ(agent.stop(), 0);
 }
 
