@@ -313,7 +313,9 @@ Result<std::unique_ptr<Agent>> Agent::create(const AgentOptions& opts) {
 
   impl->seed_existing(settings->netns);
   impl->claims = ClaimTracker(opts.host, opts.host_id);
-  if (auto w = open_address_watch(opts.netns, settings->netns); w) {
+  if (!opts.ownership_claims) {
+    // Nothing to watch.
+  } else if (auto w = open_address_watch(opts.netns, settings->netns); w) {
     impl->addresses = std::move(*w);
   } else {
     impl->degraded.push_back(fmt::format("address ownership claims off: {}", w.error().message));
@@ -378,7 +380,7 @@ void Agent::Impl::handle(const fs_flow& k) {
   r.host = opts.host;
   r.host_id = opts.host_id;
   for (auto& s : sinks) s->write(r);
-  claims.observe(r);
+  if (opts.ownership_claims) claims.observe(r);
 }
 
 void Agent::Impl::write_claims(const std::vector<OwnershipClaim>& cs) {

@@ -26,6 +26,9 @@ struct AgentOptions {
   std::chrono::milliseconds stats_interval{0};  // 0: no periodic stats
   bool verbose = false;
   bool unspecified_drops = false;  // attribute kfree_skb frees without a reason too
+  // Ownership evidence beside the flows (agent/claims.h, docs/ipfix.md
+  // "Ownership claims"); false: none is made or sent.
+  bool ownership_claims = true;
   // Who reports: on every record, so a collector of many agents knows each
   // record's host (unset: not sent).
   std::optional<std::string> host;
