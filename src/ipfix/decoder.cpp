@@ -130,6 +130,8 @@ struct Domain {
   std::map<uint16_t, Template> templates;
   // RFC 5610 names learned from this exporter: (pen, id) -> flowscope element.
   std::map<std::pair<uint32_t, uint16_t>, size_t> fs_names;  // -> index in the field table
+  // flowscopeOwnershipState as announced under another PEN (pen, id).
+  std::optional<std::pair<uint32_t, uint16_t>> claim_state_ie;
   // systemInitTimeMilliseconds from an options record (softflowd sends it
   // that way) for *SysUpTime fields.
   std::optional<uint64_t> sys_init_ms;
@@ -747,7 +749,8 @@ struct Decoder::Impl {
       if (len == 8) v.instance = get_uint(p, 8);
       return;
     }
-    if (f.pen == opts.flowscope_pen && f.id == kOwnershipStateId) {
+    if ((f.pen == opts.flowscope_pen && f.id == kOwnershipStateId) ||
+        (d.claim_state_ie && *d.claim_state_ie == std::pair{f.pen, f.id})) {
       // Any length marks the record a claim; only one octet of 1 or 2 makes a usable one.
       v.claim_state = len == 1 ? p[0] : 0;
       return;
@@ -915,6 +918,7 @@ struct Decoder::Impl {
         if (v.ie_id && v.ie_pen && !v.ie_name.empty()) {
           if (auto e = own_field_by_name(v.ie_name); e && d.fs_names.size() < 1024)
             d.fs_names[{*v.ie_pen, *v.ie_id}] = *e;
+          if (v.ie_name == kOwnershipStateName) d.claim_state_ie = {*v.ie_pen, *v.ie_id};
         }
         continue;
       }

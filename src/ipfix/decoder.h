@@ -53,7 +53,8 @@
 //   records leave those fields unset.
 //
 // Ownership claims (flow/ownership.h): a data record carrying
-// flowscopeOwnershipState (flowscope's PEN, id 101) is a claim, returned in
+// flowscopeOwnershipState (flowscope's PEN, id 101; or the element an
+// exporter's RFC 5610 type record names so) is a claim, returned in
 // FeedResult::claims and never as a flow: addr from sourceIPv6Address (or
 // sourceIPv4Address), port from sourceTransportPort, from/to from the
 // flowStart/End elements (both required, from <= to), held from the state

@@ -655,3 +655,15 @@ TEST(IpfixCodec, MalformedClaimsAreRejectedAndCounted) {
   EXPECT_TRUE(got.claims.empty());
   EXPECT_EQ(dec.counters().messages_malformed, malformed + 1);
 }
+
+// An agent with another PEN than the collector's: the claim state element is
+// recognised by the name its RFC 5610 type record announces.
+TEST(IpfixCodec, ClaimsRecognisedByRfc5610NameUnderAnotherPen) {
+  Encoder enc({.pen = 12345});
+  Decoder dec;  // the default PEN
+  feed_claims(dec, enc.template_messages(1700000000));
+  auto got = feed_claims(dec, enc.encode_claims(std::vector<OwnershipClaim>{port_claim("10.9.8.7", true)}, 1700000010));
+  ASSERT_EQ(got.claims.size(), 1u);
+  EXPECT_EQ(got.claims[0].exe, "nginx");
+  EXPECT_TRUE(got.flows.empty());
+}
