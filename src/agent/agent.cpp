@@ -21,7 +21,9 @@
 #include <spdlog/spdlog.h>
 
 #include "agent.skel.h"
+#include "agent/address_watch.h"
 #include "agent/capabilities.h"
+#include "agent/claims.h"
 #include "agent/kernel_record.h"
 #include "flow/cgroup.h"
 #include "flow/json.h"
@@ -53,6 +55,16 @@ struct Agent::Impl {
   int64_t clock_offset = 0;
   uint64_t records_received = 0;
   PerCpuCounters counters;
+  // Ownership evidence (agent/claims.h): the observed namespace's addresses,
+  // and the ports its inbound flows show served. No watch: address claims
+  // are off (said in `degraded`); port claims still go out.
+  std::optional<AddressWatch> addresses;
+  ClaimTracker claims{std::nullopt, std::nullopt};
+  uint64_t claims_written = 0;
+  std::vector<AddressChange> changes;
+
+  void write_claims(const std::vector<OwnershipClaim>& cs);
+  void read_addresses();
 
   static int on_record(void* ctx, void* data, size_t size);
   void handle(const fs_flow& k);
@@ -225,6 +237,18 @@ std::map<uint64_t, std::string> network_namespaces() {
   return out;
 }
 
+// The address watch in the namespace the agent observes: --netns (a path, or
+// an inode some process or bind mount holds), else the agent's own.
+Result<AddressWatch> open_address_watch(const std::optional<std::string>& spec, uint32_t inode) {
+  if (!spec) return AddressWatch::open(std::nullopt);
+  if (std::filesystem::exists(*spec)) return AddressWatch::open(*spec);
+  for (const auto& [ino, path] : network_namespaces())
+    if (ino == inode) return AddressWatch::open(path);
+  return fail("no path opens network namespace {}", inode);
+}
+
+uint64_t unix_now_ns() { return now_ns(CLOCK_REALTIME); }
+
 }  // namespace
 
 Agent::Agent(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -288,6 +312,15 @@ Result<std::unique_ptr<Agent>> Agent::create(const AgentOptions& opts) {
   }
 
   impl->seed_existing(settings->netns);
+  impl->claims = ClaimTracker(opts.host, opts.host_id);
+  if (!opts.ownership_claims) {
+    // Nothing to watch.
+  } else if (auto w = open_address_watch(opts.netns, settings->netns); w) {
+    impl->addresses = std::move(*w);
+  } else {
+    impl->degraded.push_back(fmt::format("address ownership claims off: {}", w.error().message));
+    impl->features_off.emplace_back("address_watch");
+  }
 
   auto rb = open_ring_buffer(s->maps.events, &Impl::on_record, impl.get(), "agent's");
   if (!rb) return std::unexpected(rb.error());
@@ -347,6 +380,33 @@ void Agent::Impl::handle(const fs_flow& k) {
   r.host = opts.host;
   r.host_id = opts.host_id;
   for (auto& s : sinks) s->write(r);
+  if (opts.ownership_claims) claims.observe(r);
+}
+
+void Agent::Impl::write_claims(const std::vector<OwnershipClaim>& cs) {
+  for (const auto& c : cs)
+    for (auto& s : sinks) s->write_claim(c);
+  claims_written += cs.size();
+}
+
+// Address changes since the last call; a removal is written at once (its
+// released claim must not wait for the next tick).
+void Agent::Impl::read_addresses() {
+  if (!addresses) return;
+  changes.clear();
+  if (auto r = addresses->read(changes); !r) {
+    // Flows matter more than this evidence: the watch stops, capture goes on.
+    spdlog::warn("{}; address ownership claims stop", r.error().message);
+    addresses.reset();
+  }
+  const uint64_t now = unix_now_ns();
+  for (const auto& ch : changes) {
+    if (ch.added) {
+      claims.address_added(ch.addr, now);
+    } else if (auto c = claims.address_removed(ch.addr, now)) {
+      write_claims({*c});
+    }
+  }
 }
 
 // One sweep of interim records: flows last reported at or before `cutoff`
@@ -498,6 +558,8 @@ AgentStats Agent::stats() const {
   s.unreported_at_exit = i.unreported_at_exit;
   s.close_missed = i.stat(FS_STAT_CLOSE_MISSED);
   s.children_discarded = i.stat(FS_STAT_CHILDREN_DISCARDED);
+  s.claims_written = i.claims_written;
+  s.addresses_held = i.claims.addresses();
   bpf_program* p;
   bpf_object__for_each_program(p, i.skel->obj) {
     bpf_prog_info info{};
@@ -516,11 +578,13 @@ std::string stats_json(const AgentStats& s, uint64_t time_ns) {
       R"({{"type":"stats","time_ns":{},"state_events":{},"flows_created":{},"flows_closed":{},"flows_emitted":{},)"
       R"("flows_filtered":{},"records_received":{},"lost":{},"flow_map_full":{},"ringbuf_full":{},"tuple_map_full":{},)"
       R"("open_flows":{},"max_flows":{},"map_fill":{:.4f},"bpf_map_bytes":{},"drops_seen":{},"drops_attributed":{},"drops_unspecified":{},"drops_purged_empty":{},)"
-      R"("attributed_accept":{},"resets":{},"unreported_at_exit":{},"close_missed":{},"children_discarded":{},"recursion_misses":{}}})",
+      R"("attributed_accept":{},"resets":{},"unreported_at_exit":{},"close_missed":{},"children_discarded":{},"recursion_misses":{},)"
+      R"("claims_written":{},"addresses_held":{}}})",
       time_ns, s.state_events, s.flows_created, s.flows_closed, s.flows_emitted, s.flows_filtered, s.records_received,
       s.lost(), s.flow_map_full, s.ringbuf_full, s.tuple_map_full, s.open_flows, s.max_flows,
       s.max_flows ? double(s.open_flows) / double(s.max_flows) : 0.0, s.bpf_map_bytes, s.drops_seen, s.drops_attributed,
-      s.drops_unspecified, s.drops_purged_empty, s.attributed_accept, s.resets, s.unreported_at_exit, s.close_missed, s.children_discarded, s.recursion_misses);
+      s.drops_unspecified, s.drops_purged_empty, s.attributed_accept, s.resets, s.unreported_at_exit, s.close_missed, s.children_discarded, s.recursion_misses,
+      s.claims_written, s.addresses_held);
 }
 
 // stats_json plus the sinks' own counters (IPFIX queue and send counters).
@@ -551,14 +615,27 @@ Result<void> Agent::run(const std::atomic<bool>& stop) {
                                                                 std::chrono::milliseconds(5000));
   auto next_dump = clock::now() + dump_every;
   auto next_stats = clock::now() + i.opts.stats_interval;
+  // Ownership claims: a heartbeat of every address held and the ports served
+  // since the last one, at the interim cadence but at least every 5 s (a
+  // collector extends ranges by them), the first at once.
+  const auto claim_every = std::clamp<std::chrono::milliseconds>(timeout, std::chrono::milliseconds(1000),
+                                                                 std::chrono::milliseconds(5000));
+  i.read_addresses();
+  i.write_claims(i.claims.tick(now_ns(CLOCK_REALTIME)));
+  auto next_claims = clock::now() + claim_every;
   while (!stop.load(std::memory_order_relaxed)) {
     // The kernel wakes us only when the buffer fills past a threshold; the
     // timeout bounds the latency of records at low rates.
     int n = ring_buffer__poll(i.rb.get(), 100);
     if (n < 0 && n != -EINTR) return fail_errno(-n, "ring buffer poll failed: {}", std::strerror(-n));
     ring_buffer__consume(i.rb.get());
-    for (auto& s : i.sinks) s->flush();
+    i.read_addresses();
     auto now = clock::now();
+    if (now >= next_claims) {
+      i.write_claims(i.claims.tick(now_ns(CLOCK_REALTIME)));
+      next_claims = now + claim_every;
+    }
+    for (auto& s : i.sinks) s->flush();
     if (now >= next_dump) {
       const uint64_t t = now_ns(CLOCK_MONOTONIC), age = std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
       if (auto r = i.dump(t > age ? t - age : 0); !r) return r;
@@ -572,6 +649,9 @@ Result<void> Agent::run(const std::atomic<bool>& stop) {
     }
   }
   auto r = i.finish();
+  // What changed until now, then every address released at stop.
+  i.read_addresses();
+  i.write_claims(i.claims.stop(now_ns(CLOCK_REALTIME)));
   for (auto& s : i.sinks) s->flush();
   if (i.opts.stats_interval.count() > 0) {
     fmt::print(stderr, "{}\n", i.stats_line(stats()));

@@ -26,6 +26,9 @@ struct AgentOptions {
   std::chrono::milliseconds stats_interval{0};  // 0: no periodic stats
   bool verbose = false;
   bool unspecified_drops = false;  // attribute kfree_skb frees without a reason too
+  // Ownership evidence beside the flows (agent/claims.h, docs/ipfix.md
+  // "Ownership claims"); false: none is made or sent.
+  bool ownership_claims = true;
   // Who reports: on every record, so a collector of many agents knows each
   // record's host (unset: not sent).
   std::optional<std::string> host;
@@ -56,6 +59,8 @@ struct AgentStats {
   uint64_t close_missed = 0;        // flows whose close the kernel skipped, their socket since reused
   uint64_t children_discarded = 0;  // a second child of one handshake, closed by the kernel: not a record
   uint64_t recursion_misses = 0;    // events the kernel skipped: a program already ran on that CPU
+  uint64_t claims_written = 0;      // ownership claims handed to the sinks (agent/claims.h)
+  uint64_t addresses_held = 0;      // local addresses claimed now
   uint64_t lost() const { return flow_map_full + ringbuf_full + unreported_at_exit + close_missed; }
 };
 

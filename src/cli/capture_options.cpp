@@ -78,6 +78,8 @@ void add_capture_options(CLI::App& cmd, CaptureArgs& c) {
   cmd.add_option("--cgroup", o.cgroup, "Only flows of this cgroup (path or cgroup id)");
   cmd.add_flag("--unspecified-drops", o.unspecified_drops,
                "Also attribute kernel frees without a drop reason (NOT_SPECIFIED) to flows");
+  cmd.add_flag("--no-ownership-claims", [&o](int64_t) { o.ownership_claims = false; },
+               "Send no ownership evidence (address and port claims) beside the flows");
   cmd.add_option("--stats", c.stats_s, "Print counters to stderr as JSON lines every SECONDS")
       ->check(CLI::Range(0.0, 86400.0));
 }

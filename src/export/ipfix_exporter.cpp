@@ -99,7 +99,10 @@ class IpfixExporter::Destination {
   }
   ~Destination() { stop(std::chrono::milliseconds(0)); }
 
-  void push(const Flow& r) {
+  // A flow or a claim: both are data records of the same stream, numbered,
+  // windowed, acknowledged and resent alike.
+  template <class R>
+  void push(const R& r) {
     {
       std::lock_guard lk(mu_);
       if (q_.size() >= o_.queue_records) {
@@ -349,7 +352,7 @@ class IpfixExporter::Destination {
   }
 
   // Returns false if the session broke.
-  bool send_batch(std::vector<Flow>& batch) {
+  bool send_batch(std::vector<ipfix::ExportRecord>& batch) {
     {
       std::lock_guard lk(mu_);
       enc_.skip(std::exchange(skipped_, 0));
@@ -384,7 +387,7 @@ class IpfixExporter::Destination {
   bool unconfirmed_in_window() const { return d_.tcp && acking_ && unsent_ > 0; }
 
   void run() {
-    std::vector<Flow> batch;
+    std::vector<ipfix::ExportRecord> batch;
     for (;;) {
       bool stopping;
       {
@@ -451,11 +454,11 @@ class IpfixExporter::Destination {
   static constexpr size_t kAckSize = 16;
   static constexpr auto kFirstAckWait = std::chrono::milliseconds(1000);
 
-  // An encoded message of flow records, kept until the collector confirms it.
+  // An encoded message of data records (flows, claims), kept until the collector confirms it.
   struct Sent {
     ipfix::Message msg;
     uint32_t seq;      // its header's sequence number
-    uint32_t records;  // flow records in it
+    uint32_t records;  // data records in it
   };
 
   IpfixDestination d_;
@@ -480,7 +483,7 @@ class IpfixExporter::Destination {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Flow> q_;
+  std::deque<ipfix::ExportRecord> q_;
   uint64_t skipped_ = 0;
   uint64_t dropped_queue_full_ = 0;
   bool stopping_ = false;
@@ -519,6 +522,10 @@ IpfixExporter::~IpfixExporter() { close(std::chrono::milliseconds(0)); }
 
 void IpfixExporter::write(const Flow& r) {
   for (auto& d : dests_) d->push(r);
+}
+
+void IpfixExporter::write_claim(const OwnershipClaim& c) {
+  for (auto& d : dests_) d->push(c);
 }
 
 void IpfixExporter::flush() {

@@ -85,6 +85,9 @@ class IpfixExporter : public FlowSink {
   ~IpfixExporter() override;
 
   void write(const Flow& r) override;
+  // Claims (template 260) share the flows' queue, sequence numbers and
+  // delivery: a claim is one more data record.
+  void write_claim(const OwnershipClaim& c) override;
   void flush() override;
   std::string stats_fields() const override;
   // Sends what is queued (waiting at most `timeout`), then stops the senders.

@@ -130,6 +130,8 @@ struct Domain {
   std::map<uint16_t, Template> templates;
   // RFC 5610 names learned from this exporter: (pen, id) -> flowscope element.
   std::map<std::pair<uint32_t, uint16_t>, size_t> fs_names;  // -> index in the field table
+  // flowscopeOwnershipState as announced under another PEN (pen, id).
+  std::optional<std::pair<uint32_t, uint16_t>> claim_state_ie;
   // systemInitTimeMilliseconds from an options record (softflowd sends it
   // that way) for *SysUpTime fields.
   std::optional<uint64_t> sys_init_ms;
@@ -217,6 +219,7 @@ struct Values {
   std::optional<uint32_t> ie_pen;
   std::string ie_name;
   std::optional<uint64_t> instance;  // flowscopeExporterInstance
+  std::optional<uint8_t> claim_state;  // flowscopeOwnershipState: the record is a claim
 };
 
 // One of flowscope's own elements into its field, by the field's C++ type.
@@ -746,6 +749,12 @@ struct Decoder::Impl {
       if (len == 8) v.instance = get_uint(p, 8);
       return;
     }
+    if ((f.pen == opts.flowscope_pen && f.id == kOwnershipStateId) ||
+        (d.claim_state_ie && *d.claim_state_ie == std::pair{f.pen, f.id})) {
+      // Any length marks the record a claim; only one octet of 1 or 2 makes a usable one.
+      v.claim_state = len == 1 ? p[0] : 0;
+      return;
+    }
     if (f.pen == opts.flowscope_pen) {
       idx = own_field_by_id(f.id);
     } else if (auto it = d.fs_names.find({f.pen, f.id}); it != d.fs_names.end()) {
@@ -854,10 +863,40 @@ struct Decoder::Impl {
     return out;
   }
 
+  // A claim record (flowscopeOwnershipState present) to a claim, or nothing
+  // if it cannot be one.
+  std::optional<OwnershipClaim> to_claim(Values& v) {
+    if (*v.claim_state != kClaimHeld && *v.claim_state != kClaimReleased) return std::nullopt;
+    OwnershipClaim c;
+    if (v.src6)
+      c.addr = ip16_from_v6(v.src.data());
+    else if (v.src4)
+      c.addr = ip16_from_v4(v.src.data());
+    else
+      return std::nullopt;
+    if (!v.start_ns || !v.end_ns || v.end_ns < v.start_ns) return std::nullopt;
+    c.from_ns = v.start_ns;
+    c.to_ns = v.end_ns;
+    c.port = v.sport;
+    c.protocol = v.proto.value_or(0);
+    c.held = *v.claim_state == kClaimHeld;
+    Flow& o = v.own;
+    c.host = std::move(o.host);
+    c.host_id = std::move(o.host_id);
+    c.exe = std::move(o.exe);
+    c.unit = std::move(o.unit);
+    c.comm = std::move(o.comm);
+    c.container_id = std::move(o.container_id);
+    c.pid = o.pid;
+    c.netns = o.netns;
+    return c;
+  }
+
   // Decodes a data set with its template. Returns the number of records, or
   // nullopt if a record runs past the set (malformed).
   std::optional<uint64_t> data_set(const DomainKey& k, Domain& d, const Template& t, std::span<const uint8_t> body,
-                                   const Ctx& ctx, std::vector<DecodedFlow>& out) {
+                                   const Ctx& ctx, std::vector<DecodedFlow>& out,
+                                   std::vector<OwnershipClaim>& claims) {
     uint64_t n = 0;
     size_t pos = 0;
     // Room for this set's records (growing geometrically: a message of many
@@ -879,6 +918,17 @@ struct Decoder::Impl {
         if (v.ie_id && v.ie_pen && !v.ie_name.empty()) {
           if (auto e = own_field_by_name(v.ie_name); e && d.fs_names.size() < 1024)
             d.fs_names[{*v.ie_pen, *v.ie_id}] = *e;
+          if (v.ie_name == kOwnershipStateName) d.claim_state_ie = {*v.ie_pen, *v.ie_id};
+        }
+        continue;
+      }
+      if (v.claim_state) {
+        if (auto cl = to_claim(v)) {
+          claims.push_back(std::move(*cl));
+          c.claims++;
+        } else {
+          c.claims_unusable++;
+          c.records_unusable++;
         }
         continue;
       }
@@ -894,7 +944,8 @@ struct Decoder::Impl {
 
   FeedResult feed(const std::string& exporter, const std::string& source, Transport t,
                   std::span<const uint8_t> msg, Clock::time_point now);
-  void release_held(const DomainKey& k, Domain& d, const std::vector<uint16_t>& added, std::vector<DecodedFlow>& out);
+  void release_held(const DomainKey& k, Domain& d, const std::vector<uint16_t>& added, std::vector<DecodedFlow>& out,
+                    std::vector<OwnershipClaim>& claims);
 };
 
 FeedResult Decoder::Impl::feed(const std::string& exporter, const std::string& source, Transport transport,
@@ -906,6 +957,7 @@ FeedResult Decoder::Impl::feed(const std::string& exporter, const std::string& s
     c.messages_malformed++;
     if (d) d->stats.malformed++;
     res.flows.clear();
+    res.claims.clear();
     res.error = std::move(why);
     return res;
   };
@@ -1001,7 +1053,7 @@ FeedResult Decoder::Impl::feed(const std::string& exporter, const std::string& s
       hold(d, id, body, now, ctx);
       continue;
     }
-    auto n = data_set(key, *d, *t, body, ctx, res.flows);
+    auto n = data_set(key, *d, *t, body, ctx, res.flows, res.claims);
     if (!n) return bad(fmt::format("data set {}: record overruns the set", id), d);
     records += *n;
   }
@@ -1033,7 +1085,7 @@ FeedResult Decoder::Impl::feed(const std::string& exporter, const std::string& s
       d->seq_valid = records_known;
     }
     res.instance = d->instance;
-    if (!added.empty()) release_held(key, *d, added, res.flows);
+    if (!added.empty()) release_held(key, *d, added, res.flows, res.claims);
     d->stats.flows += res.flows.size();
     d->stats.templates = d->templates.size();
   }
@@ -1042,7 +1094,7 @@ FeedResult Decoder::Impl::feed(const std::string& exporter, const std::string& s
 }
 
 void Decoder::Impl::release_held(const DomainKey& k, Domain& d, const std::vector<uint16_t>& added,
-                                 std::vector<DecodedFlow>& out) {
+                                 std::vector<DecodedFlow>& out, std::vector<OwnershipClaim>& claims) {
   for (auto ref = d.held.begin(); ref != d.held.end();) {
     const auto it = *ref++;  // (unhold() below erases the entry ref was at)
     if (std::find(added.begin(), added.end(), it->set_id) == added.end()) continue;
@@ -1050,9 +1102,11 @@ void Decoder::Impl::release_held(const DomainKey& k, Domain& d, const std::vecto
     if (t) {
       Ctx ctx{std::get<1>(k), it->export_time, it->sys_uptime};
       std::vector<DecodedFlow> flows;
-      if (data_set(k, d, *t, it->body, ctx, flows)) {
+      std::vector<OwnershipClaim> held_claims;
+      if (data_set(k, d, *t, it->body, ctx, flows, held_claims)) {
         c.sets_held_decoded++;
         for (auto& f : flows) out.push_back(std::move(f));
+        for (auto& cl : held_claims) claims.push_back(std::move(cl));
       } else {
         c.messages_malformed++;
         d.stats.malformed++;

@@ -51,6 +51,17 @@
 //   flowscope agent: bidirectional, cumulative, and its close reason is
 //   taken from flowEndReason when the element is absent. Other exporters'
 //   records leave those fields unset.
+//
+// Ownership claims (flow/ownership.h): a data record carrying
+// flowscopeOwnershipState (flowscope's PEN, id 101; or the element an
+// exporter's RFC 5610 type record names so) is a claim, returned in
+// FeedResult::claims and never as a flow: addr from sourceIPv6Address (or
+// sourceIPv4Address), port from sourceTransportPort, from/to from the
+// flowStart/End elements (both required, from <= to), held from the state
+// (1 held, 2 released; any other value, or no address, makes the record
+// unusable: counted in claims_unusable and records_unusable), host and
+// workload from flowscope's elements as for flows. Claims count as data
+// records in the sequence numbers.
 #pragma once
 
 #include <chrono>
@@ -133,6 +144,8 @@ struct DecoderCounters {
   uint64_t withdrawals_ignored = 0;  // withdrawals over UDP (RFC 7011 §8.4: ignored)
   uint64_t data_records = 0;         // data records decoded (flows and options data)
   uint64_t flows = 0;                // flows returned
+  uint64_t claims = 0;               // ownership claims returned (template 260: flowscopeOwnershipState)
+  uint64_t claims_unusable = 0;      // claim records refused: bad state, no address, no or reversed times
   uint64_t options_records = 0;      // options data records (RFC 5610 ones are used)
   uint64_t records_unusable = 0;     // decoded but no flow (no addresses, or records_no_time)
   uint64_t records_time_fallback = 0;  // stored with a time the record lacked (see start_ns/end_ns above)

@@ -107,7 +107,57 @@ std::vector<Message> ie_type_records(uint32_t pen) {
     if (f.ie.pen == schema::kOwnPen)
       out.push_back(type_record(f.ie.id, pen, f.ie.type, f.ie.semantics, f.ie.units, f.ie.name, f.doc));
   });
+  out.push_back(type_record(kOwnershipStateId, pen, DataType::unsigned8, Semantics::identifier, Units::none,
+                            kOwnershipStateName,
+                            "ownership claim: 1 the address (or port) is still held at flowEnd, 2 released at flowEnd"));
   return out;
+}
+
+// The element the field table gives the flow member `m` (host, exe, pid...):
+// a claim's workload fields mean what the flow's do, on the wire too.
+template <class T>
+constexpr schema::Ie ie_of(T Flow::*m) {
+  schema::Ie out{};
+  schema::for_each_field([&](const auto& f) {
+    if constexpr (std::is_same_v<typename std::remove_cvref_t<decltype(f)>::Type, T>)
+      if (f.member == m) out = f.ie;
+  });
+  return out;
+}
+
+constexpr schema::Ie kClaimHost = ie_of(&Flow::host), kClaimHostId = ie_of(&Flow::host_id),
+                     kClaimExe = ie_of(&Flow::exe), kClaimUnit = ie_of(&Flow::unit), kClaimComm = ie_of(&Flow::comm),
+                     kClaimContainer = ie_of(&Flow::container_id), kClaimPid = ie_of(&Flow::pid),
+                     kClaimNetns = ie_of(&Flow::netns);
+
+// Template 260, an ownership claim. Wire order:
+//   flowscopeHostName (var) | flowscopeHostId (var) | sourceIPv6Address (16,
+//   IPv4 mapped) | sourceTransportPort (2, 0: the address) |
+//   protocolIdentifier (1) | flowStartMilliseconds (8) |
+//   flowEndMilliseconds (8) | flowscopeOwnershipState (1) |
+//   flowscopeProgramName | flowscopeSystemdUnit | flowscopeProcessName |
+//   flowscopeContainerId (var each) | flowscopeProcessId (4) |
+//   flowscopeNetnsInode (4)
+Message claim_template(uint32_t pen) {
+  Message t;
+  put16(t, kTemplateClaim);
+  put16(t, 14);  // field count
+  auto own = [&](const schema::Ie& ie) { put_field(t, {ie.id, ie.length, ie.pen}, pen); };
+  own(kClaimHost);
+  own(kClaimHostId);
+  put_field(t, {iana::sourceIPv6Address, 16, 0}, pen);
+  put_field(t, {iana::sourceTransportPort, 2, 0}, pen);
+  put_field(t, {iana::protocolIdentifier, 1, 0}, pen);
+  put_field(t, {iana::flowStartMilliseconds, 8, 0}, pen);
+  put_field(t, {iana::flowEndMilliseconds, 8, 0}, pen);
+  put_field(t, {kOwnershipStateId, 1, schema::kOwnPen}, pen);
+  own(kClaimExe);
+  own(kClaimUnit);
+  own(kClaimComm);
+  own(kClaimContainer);
+  own(kClaimPid);
+  own(kClaimNetns);
+  return t;
 }
 
 // The exporter instance element's type record, so that a collector which
@@ -192,6 +242,29 @@ Message encode_flow(const Flow& r) {
     if (f.ie.id) put_value(b, r.*f.member, f, v6);
   });
   put8(b, r.interim ? kEndActiveTimeout : kEndOfFlow);
+  return b;
+}
+
+Message encode_claim(const OwnershipClaim& c) {
+  Message b;
+  b.reserve(128);
+  auto text = [&](const std::optional<std::string>& v, const schema::Ie& ie) {
+    put_varlen(b, v ? cut(*v, ie.max_text) : std::string_view{});
+  };
+  text(c.host, kClaimHost);
+  text(c.host_id, kClaimHostId);
+  b.insert(b.end(), c.addr.begin(), c.addr.end());
+  put16(b, c.port);
+  put8(b, c.protocol);
+  put64(b, c.from_ns / 1'000'000);
+  put64(b, c.to_ns / 1'000'000);
+  put8(b, c.held ? kClaimHeld : kClaimReleased);
+  text(c.exe, kClaimExe);
+  text(c.unit, kClaimUnit);
+  text(c.comm, kClaimComm);
+  text(c.container_id, kClaimContainer);
+  put32(b, c.pid.value_or(0));  // 0: unknown, as in the flow templates
+  put32(b, c.netns.value_or(0));
   return b;
 }
 
@@ -293,6 +366,7 @@ std::vector<Message> build_templates(const EncoderOptions& o, uint32_t export_ti
   }
   b.add(kSetTemplate, flow_template(kTemplateV4, false, o.pen), false);
   b.add(kSetTemplate, flow_template(kTemplateV6, true, o.pen), false);
+  b.add(kSetTemplate, claim_template(o.pen), false);
   return b.done();
 }
 
@@ -313,6 +387,24 @@ std::vector<Message> Encoder::encode(std::span<const Flow> records, uint32_t exp
                                      std::vector<size_t>* per_message) {
   Builder b(opts_, export_time, seq_, per_message);
   for (const auto& r : records) b.add(r.family() == 6 ? kTemplateV6 : kTemplateV4, encode_flow(r), true);
+  return b.done();
+}
+
+std::vector<Message> Encoder::encode(std::span<const ExportRecord> records, uint32_t export_time,
+                                     std::vector<size_t>* per_message) {
+  Builder b(opts_, export_time, seq_, per_message);
+  for (const auto& r : records) {
+    if (const Flow* f = std::get_if<Flow>(&r))
+      b.add(f->family() == 6 ? kTemplateV6 : kTemplateV4, encode_flow(*f), true);
+    else
+      b.add(kTemplateClaim, encode_claim(std::get<OwnershipClaim>(r)), true);
+  }
+  return b.done();
+}
+
+std::vector<Message> Encoder::encode_claims(std::span<const OwnershipClaim> claims, uint32_t export_time) {
+  Builder b(opts_, export_time, seq_);
+  for (const auto& c : claims) b.add(kTemplateClaim, encode_claim(c), true);
   return b.done();
 }
 

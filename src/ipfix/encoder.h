@@ -20,10 +20,12 @@
 // Templates: 256 = IPv4 flow, 257 = IPv6 flow, 258 = RFC 5610 information
 // element type options template (scope: informationElementId,
 // privateEnterpriseNumber), 259 = the exporter instance options template
-// (scope: flowscopeExporterInstance; sent only when an instance is set). The fields are the field table's (flow/fields.h),
-// in its order; docs/schema.md lists them.
+// (scope: flowscopeExporterInstance; sent only when an instance is set),
+// 260 = ownership claims (flow/ownership.h; docs/ipfix.md lists its fields).
+// The flow templates' fields are the field table's (flow/fields.h), in its
+// order; docs/schema.md lists them.
 //
-// Sequence numbers count data records (flows and RFC 5610 options data
+// Sequence numbers count data records (flows, claims and RFC 5610 options data
 // records), never template records, per observation domain; records dropped
 // before encoding are accounted with skip() so the collector sees the loss
 // (RFC 7011 §10.2.2). One Encoder per transport session and domain.
@@ -32,9 +34,11 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <variant>
 #include <vector>
 
 #include "flow/flow.h"
+#include "flow/ownership.h"
 #include "ipfix/ie.h"
 
 namespace flowscope::ipfix {
@@ -43,6 +47,10 @@ inline constexpr uint16_t kTemplateV4 = 256;
 inline constexpr uint16_t kTemplateV6 = 257;
 inline constexpr uint16_t kTemplateIeType = 258;
 inline constexpr uint16_t kTemplateExporter = 259;
+inline constexpr uint16_t kTemplateClaim = 260;
+
+// What an exporter sends: a flow, or ownership evidence beside the flows.
+using ExportRecord = std::variant<Flow, OwnershipClaim>;
 
 using Message = std::vector<uint8_t>;
 
@@ -76,6 +84,10 @@ class Encoder {
   // `per_message` is given it receives the number of records in each message.
   std::vector<Message> encode(std::span<const Flow> records, uint32_t export_time,
                               std::vector<size_t>* per_message = nullptr);
+  // Flows and claims, in the order given, into as few messages as fit.
+  std::vector<Message> encode(std::span<const ExportRecord> records, uint32_t export_time,
+                              std::vector<size_t>* per_message = nullptr);
+  std::vector<Message> encode_claims(std::span<const OwnershipClaim> claims, uint32_t export_time);
   // `n` data records were dropped before they could be encoded.
   void skip(uint64_t n) { seq_ += static_cast<uint32_t>(n); }
   uint32_t sequence() const { return seq_; }

@@ -77,6 +77,14 @@ inline constexpr uint16_t privateEnterpriseNumber = 346;
 inline constexpr uint16_t kExporterInstanceId = 100;
 inline constexpr const char* kExporterInstanceName = "flowscopeExporterInstance";
 
+// flowscopeOwnershipState: the state of an ownership claim (flow/ownership.h)
+// in the claim template (kTemplateClaim, encoder.h). Its presence in a data
+// record is what makes the record a claim rather than a flow.
+inline constexpr uint16_t kOwnershipStateId = 101;
+inline constexpr const char* kOwnershipStateName = "flowscopeOwnershipState";
+inline constexpr uint8_t kClaimHeld = 1;      // still held at the range's end
+inline constexpr uint8_t kClaimReleased = 2;  // released at the range's end
+
 // flowEndReason values (RFC 5102).
 inline constexpr uint8_t kEndIdleTimeout = 1;
 inline constexpr uint8_t kEndActiveTimeout = 2;

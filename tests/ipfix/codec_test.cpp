@@ -54,9 +54,10 @@ Flow sample(int family, uint16_t lport) {
   return r;
 }
 
-// flowscope's own elements: one RFC 5610 type record each.
+// flowscope's own elements: one RFC 5610 type record each (the field
+// table's, and flowscopeOwnershipState).
 size_t own_elements() {
-  size_t n = 0;
+  size_t n = 1;
   schema::for_each_field([&](const auto& f) { n += f.ie.pen == schema::kOwnPen; });
   return n;
 }
@@ -507,17 +508,17 @@ TEST(IpfixCodec, TemplateMemoryIsBounded) {
   auto tm = enc.template_messages(1);
   auto data = enc.encode(std::vector<Flow>{sample(6, 1)}, 1);
   // Room for the two flow templates (every field with an element, and
-  // flowEndReason), not for the options one as well: the least recently used
-  // one makes room.
+  // flowEndReason) and the claim template (14 fields), not for the options
+  // one as well (sent first): the least recently used one makes room.
   size_t fields = 1;
   flowscope::schema::for_each_field([&](const auto& f) { fields += f.ie.id != 0; });
-  const size_t budget = 2 * (kTemplateCost + fields * kFieldCost);
+  const size_t budget = 2 * (kTemplateCost + fields * kFieldCost) + kTemplateCost + 14 * kFieldCost;
   Decoder dec({.max_template_bytes_per_source = budget});
   feed_all(dec, tm);
   EXPECT_EQ(dec.counters().templates_evicted, 1u);
   EXPECT_EQ(dec.counters().templates_limit, 0u);
   EXPECT_LE(dec.usage().template_bytes, budget);
-  EXPECT_EQ(dec.exporter_stats()[0].templates, 2u);
+  EXPECT_EQ(dec.exporter_stats()[0].templates, 3u);
   EXPECT_EQ(dec.feed("x", Transport::Udp, data[0]).flows.size(), 1u);  // the IPv6 template, defined last of the two, kept
   // Withdrawing over TCP gives its bytes back.
   Decoder tcp({.max_template_bytes_per_source = budget});
@@ -525,5 +526,144 @@ TEST(IpfixCodec, TemplateMemoryIsBounded) {
   const size_t before = tcp.usage().template_bytes;
   EXPECT_TRUE(tcp.feed("x", Transport::Tcp, withdrawal(2, kTemplateV6)).ok());
   EXPECT_EQ(tcp.usage().template_bytes, before - (kTemplateCost + fields * kFieldCost));
-  EXPECT_EQ(tcp.exporter_stats()[0].templates, 1u);
+  EXPECT_EQ(tcp.exporter_stats()[0].templates, 2u);
+}
+
+namespace {
+
+OwnershipClaim address_claim(const char* addr, bool held) {
+  OwnershipClaim c;
+  c.host = "web-1";
+  c.host_id = "0123456789abcdef";
+  c.addr = *parse_ip(addr);
+  c.from_ns = 1'700'000'000'123'000'000ull;
+  c.to_ns = 1'700'000'030'456'000'000ull;
+  c.held = held;
+  return c;
+}
+
+OwnershipClaim port_claim(const char* addr, bool held) {
+  OwnershipClaim c = address_claim(addr, held);
+  c.port = 8443;
+  c.protocol = 6;
+  c.exe = "nginx";
+  c.unit = "nginx.service";
+  c.comm = "nginx: worker";
+  c.container_id = "abc123";
+  c.pid = 4242;
+  c.netns = 4026531840u;
+  return c;
+}
+
+struct Fed {
+  std::vector<DecodedFlow> flows;
+  std::vector<OwnershipClaim> claims;
+};
+
+Fed feed_claims(Decoder& d, const std::vector<Message>& msgs, bool expect_ok = true) {
+  Fed out;
+  for (const auto& m : msgs) {
+    auto r = d.feed("x", Transport::Tcp, m);
+    EXPECT_EQ(r.ok(), expect_ok) << r.error;
+    for (auto& f : r.flows) out.flows.push_back(std::move(f));
+    for (auto& c : r.claims) out.claims.push_back(std::move(c));
+  }
+  return out;
+}
+
+}  // namespace
+
+// Claims (template 260) come back as claims, field for field, never as flows;
+// mixed with flows in one stream, they count in the sequence numbers.
+TEST(IpfixCodec, OwnershipClaimsRoundTrip) {
+  Encoder enc({.domain = 7});
+  Decoder dec;
+  const std::vector<OwnershipClaim> in = {address_claim("10.1.2.3", true), address_claim("fd00::1", false),
+                                          port_claim("192.0.2.7", true), port_claim("2001:db8::9", false)};
+  EXPECT_TRUE(feed_claims(dec, enc.template_messages(1700000000)).claims.empty());
+  std::vector<ExportRecord> mixed = {sample(4, 1000)};
+  for (const auto& c : in) mixed.push_back(c);
+  mixed.push_back(sample(6, 2000));
+  const uint32_t before = enc.sequence();
+  auto got = feed_claims(dec, enc.encode(mixed, 1700000010));
+  EXPECT_EQ(enc.sequence() - before, mixed.size());  // claims are data records
+  ASSERT_EQ(got.flows.size(), 2u);
+  ASSERT_EQ(got.claims.size(), in.size());
+  for (size_t i = 0; i < in.size(); i++) {
+    OwnershipClaim want = in[i];
+    want.from_ns = want.from_ns / 1'000'000 * 1'000'000;  // milliseconds on the wire
+    want.to_ns = want.to_ns / 1'000'000 * 1'000'000;
+    EXPECT_EQ(got.claims[i], want) << i;
+  }
+  EXPECT_TRUE(ip16_is_v4(got.claims[0].addr));
+  EXPECT_FALSE(ip16_is_v4(got.claims[1].addr));
+  EXPECT_EQ(dec.counters().claims, in.size());
+  EXPECT_EQ(dec.counters().flows, 2u);
+  EXPECT_EQ(dec.counters().claims_unusable, 0u);
+  EXPECT_EQ(dec.counters().sequence_gaps, 0u);
+  // A further message follows without a gap: the decoder counted the claims.
+  feed_claims(dec, enc.encode_claims(in, 1700000020));
+  EXPECT_EQ(dec.counters().sequence_gaps, 0u);
+  EXPECT_EQ(dec.counters().claims, 2 * in.size());
+}
+
+// Broken claims: a state that is neither held nor released, a range that ends
+// before it starts, no time at all: counted, not returned, the rest of the
+// message kept. A claim record cut short is a malformed message, as for flows.
+TEST(IpfixCodec, MalformedClaimsAreRejectedAndCounted) {
+  Encoder enc;
+  Decoder dec;
+  feed_claims(dec, enc.template_messages(1700000000));
+  OwnershipClaim reversed = address_claim("10.0.0.1", true);
+  reversed.to_ns = reversed.from_ns - 5'000'000'000ull;
+  OwnershipClaim no_time = address_claim("10.0.0.2", true);
+  no_time.from_ns = no_time.to_ns = 0;
+  const std::vector<OwnershipClaim> in = {address_claim("10.0.0.3", true), reversed, no_time};
+  auto msgs = enc.encode_claims(in, 1700000010);
+  ASSERT_EQ(msgs.size(), 1u);
+  auto got = feed_claims(dec, msgs);
+  ASSERT_EQ(got.claims.size(), 1u);
+  EXPECT_EQ(got.claims[0].addr, *parse_ip("10.0.0.3"));
+  EXPECT_EQ(dec.counters().claims_unusable, 2u);
+
+  // The state octet of a one-claim message set to 7. Its offset: header (16),
+  // set header (4), two empty strings (2), address (16), port (2), protocol
+  // (1), two times (16).
+  OwnershipClaim bare = address_claim("10.0.0.4", false);
+  bare.host.reset();
+  bare.host_id.reset();
+  auto one = enc.encode_claims(std::vector<OwnershipClaim>{bare}, 1700000020);
+  ASSERT_EQ(one.size(), 1u);
+  Message bad = one[0];
+  const size_t state_at = 16 + 4 + 2 + 16 + 2 + 1 + 16;
+  ASSERT_EQ(bad[state_at], kClaimReleased);
+  bad[state_at] = 7;
+  got = feed_claims(dec, {bad});
+  EXPECT_TRUE(got.claims.empty());
+  EXPECT_TRUE(got.flows.empty());
+  EXPECT_EQ(dec.counters().claims_unusable, 3u);
+
+  // Cut inside a record longer than the shortest one (else the rest reads as
+  // padding); set and message lengths shortened to match.
+  auto long_one = enc.encode_claims(std::vector<OwnershipClaim>{port_claim("10.0.0.5", true)}, 1700000030);
+  Message cut = long_one[0];
+  cut.resize(cut.size() - 6);
+  wire::set16(cut, 2, uint16_t(cut.size()));
+  wire::set16(cut, 18, uint16_t(cut.size() - 16));
+  const uint64_t malformed = dec.counters().messages_malformed;
+  got = feed_claims(dec, {cut}, false);
+  EXPECT_TRUE(got.claims.empty());
+  EXPECT_EQ(dec.counters().messages_malformed, malformed + 1);
+}
+
+// An agent with another PEN than the collector's: the claim state element is
+// recognised by the name its RFC 5610 type record announces.
+TEST(IpfixCodec, ClaimsRecognisedByRfc5610NameUnderAnotherPen) {
+  Encoder enc({.pen = 12345});
+  Decoder dec;  // the default PEN
+  feed_claims(dec, enc.template_messages(1700000000));
+  auto got = feed_claims(dec, enc.encode_claims(std::vector<OwnershipClaim>{port_claim("10.9.8.7", true)}, 1700000010));
+  ASSERT_EQ(got.claims.size(), 1u);
+  EXPECT_EQ(got.claims[0].exe, "nginx");
+  EXPECT_TRUE(got.flows.empty());
 }

@@ -42,6 +42,8 @@ struct IpfixDumpOutput {
   std::vector<std::string> flow_records;    // data records other than RFC 5610 type records
   size_t type_records = 0;
   std::vector<std::string> instance_records;  // flowscope's exporter instance options records
+  std::vector<std::string> claim_templates;   // template 260 (ownership claims)
+  std::vector<std::string> claim_records;     // its data records
 };
 
 inline IpfixDumpOutput ipfix_dump(const std::string& file) {
@@ -50,12 +52,15 @@ inline IpfixDumpOutput ipfix_dump(const std::string& file) {
   std::istringstream in(o.text);
   std::string line, kind, body;
   auto flush = [&] {
-    if (kind == "template record") o.flow_templates.push_back(body);
+    const bool claim = body.find("flowscopeOwnershipState") != std::string::npos;
+    if (kind == "template record") (claim ? o.claim_templates : o.flow_templates).push_back(body);
     if (kind == "data record") {
       if (body.find("informationElementName") != std::string::npos)
         o.type_records++;
       else if (body.find("flowscopeExporterInstance") != std::string::npos)
         o.instance_records.push_back(body);
+      else if (claim)
+        o.claim_records.push_back(body);
       else
         o.flow_records.push_back(body);
     }

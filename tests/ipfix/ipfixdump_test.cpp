@@ -72,10 +72,26 @@ TEST_P(IpfixDump, NamesEveryFlowscopeElementWithItsType) {
   std::vector<Message> msgs;
   auto add = [&](std::vector<Message> m) { msgs.insert(msgs.end(), m.begin(), m.end()); };
   const std::vector<Flow> recs = {sample(4, 1000), sample(6, 2000)};
+  OwnershipClaim held;
+  held.host = "web-1";
+  held.addr = *parse_ip("10.1.2.3");
+  held.from_ns = 1'700'000'000'000'000'000ull;
+  held.to_ns = 1'700'000'005'000'000'000ull;
+  OwnershipClaim port = held;
+  port.addr = *parse_ip("fd00::1");
+  port.port = 8443;
+  port.protocol = 6;
+  port.held = false;
+  port.exe = "nginx";
+  port.unit = "nginx.service";
+  port.pid = 4242;
+  std::vector<ExportRecord> mixed(recs.begin(), recs.end());
+  mixed.push_back(held);
+  mixed.push_back(port);
   add(enc.template_messages(1700000000));
-  add(enc.encode(recs, 1700000001));
+  add(enc.encode(mixed, 1700000001));
   add(enc.template_messages(1700000600));  // refresh
-  add(enc.encode(recs, 1700000601));
+  add(enc.encode(mixed, 1700000601));
 
   const std::string path = fmt::format("{}/fs-ipfixdump-{}.ipfix", ::testing::TempDir(), getpid());
   {
@@ -92,7 +108,7 @@ TEST_P(IpfixDump, NamesEveryFlowscopeElementWithItsType) {
   // Per round: the IPv4 and IPv6 templates, one type record per element, the
   // two flows. Two rounds (start and refresh).
   EXPECT_EQ(dump.flow_templates.size(), 4u) << out;
-  EXPECT_EQ(dump.type_records, 2 * fstest::own_elements().size()) << out;
+  EXPECT_EQ(dump.type_records, 2 * (fstest::own_elements().size() + 1)) << out;  // + flowscopeOwnershipState
   ASSERT_EQ(dump.flow_records.size(), 2 * recs.size()) << out;
   for (const auto& t : dump.flow_templates) fstest::expect_template_names_all(t, kDefaultPen);
   // Data records: every element by name; values read with the announced type
@@ -104,6 +120,31 @@ TEST_P(IpfixDump, NamesEveryFlowscopeElementWithItsType) {
     EXPECT_NE(r.find("flowscopeProcessId : 4242\n"), std::string::npos) << r;
     EXPECT_NE(r.find("flowscopeProcessName : (len: 4) curl\n"), std::string::npos) << r;
     EXPECT_NE(r.find("flowscopeCgroupPath : (len: 21) /system.slice/x.scope\n"), std::string::npos) << r;
+  }
+  // Claims (template 260): every element named with its type, values read
+  // as sent.
+  ASSERT_EQ(dump.claim_templates.size(), 2u) << out;
+  for (const auto& t : dump.claim_templates) {
+    EXPECT_EQ(t.find("_alien"), std::string::npos) << t;
+    EXPECT_TRUE(std::regex_search(t, std::regex(fmt::format(R"(ent:\s+{}\s+id:\s+101\s+type:\s+uint8\s+len:\s+1\s+flowscopeOwnershipState)", kDefaultPen))))
+        << t;
+    EXPECT_NE(t.find("sourceIPv6Address"), std::string::npos) << t;
+    EXPECT_NE(t.find("flowscopeProgramName"), std::string::npos) << t;
+  }
+  ASSERT_EQ(dump.claim_records.size(), 4u) << out;
+  for (size_t i = 0; i < 4; i++) {
+    const std::string& r = dump.claim_records[i];
+    EXPECT_EQ(r.find("_alien"), std::string::npos) << r;
+    EXPECT_NE(r.find("flowscopeHostName : (len: 5) web-1\n"), std::string::npos) << r;
+    if (i % 2 == 0) {
+      EXPECT_NE(r.find("sourceIPv6Address : ::ffff:0a01:0203\n"), std::string::npos) << r;
+      EXPECT_NE(r.find("flowscopeOwnershipState : 1\n"), std::string::npos) << r;
+    } else {
+      EXPECT_NE(r.find("sourceTransportPort : 8443\n"), std::string::npos) << r;
+      EXPECT_NE(r.find("flowscopeOwnershipState : 2\n"), std::string::npos) << r;
+      EXPECT_NE(r.find("flowscopeProgramName : (len: 5) nginx\n"), std::string::npos) << r;
+      EXPECT_NE(r.find("flowscopeProcessId : 4242\n"), std::string::npos) << r;
+    }
   }
 }
 

@@ -37,16 +37,32 @@ int AgentRunner::stop() {
 std::vector<Json> AgentRunner::flows() const { return parse_json_lines(proc_->out(), "flow"); }
 std::vector<Json> AgentRunner::stats() const { return parse_json_lines(proc_->err(), "stats"); }
 
-std::vector<Json> AgentRunner::wait_flows(const std::function<bool(const Json&)>& pred,
-                                          std::chrono::milliseconds timeout) const {
+std::vector<Json> AgentRunner::claims() const { return parse_json_lines(proc_->out(), "ownership"); }
+
+namespace {
+
+std::vector<Json> wait_lines(const std::function<std::vector<Json>()>& lines, const std::function<bool(const Json&)>& pred,
+                             std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     std::vector<Json> hits;
-    for (auto& f : flows())
+    for (auto& f : lines())
       if (pred(f)) hits.push_back(f);
     if (!hits.empty() || std::chrono::steady_clock::now() >= deadline) return hits;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+}
+
+}  // namespace
+
+std::vector<Json> AgentRunner::wait_flows(const std::function<bool(const Json&)>& pred,
+                                          std::chrono::milliseconds timeout) const {
+  return wait_lines([this] { return flows(); }, pred, timeout);
+}
+
+std::vector<Json> AgentRunner::wait_claims(const std::function<bool(const Json&)>& pred,
+                                           std::chrono::milliseconds timeout) const {
+  return wait_lines([this] { return claims(); }, pred, timeout);
 }
 
 }  // namespace fstest

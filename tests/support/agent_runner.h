@@ -22,6 +22,10 @@ class AgentRunner {
   int stop();
   // Records of type "flow" printed so far.
   std::vector<Json> flows() const;
+  // Ownership claims ("ownership" lines) printed so far.
+  std::vector<Json> claims() const;
+  // Polls until `pred` holds for some claim or the timeout passes.
+  std::vector<Json> wait_claims(const std::function<bool(const Json&)>& pred, std::chrono::milliseconds timeout) const;
   // "stats" lines from stderr.
   std::vector<Json> stats() const;
   // Polls until `pred` holds for some flow or the timeout passes.
