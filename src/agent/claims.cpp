@@ -83,6 +83,12 @@ std::vector<OwnershipClaim> ClaimTracker::stop(uint64_t now_ns) {
     out.push_back(std::move(c));
   }
   since_.clear();
+  // The stop marker (flow/ownership.h): this agent claims nothing more until
+  // it starts again, so a collector need not wait for its next heartbeat.
+  OwnershipClaim stop = base(Ip16{});
+  stop.from_ns = stop.to_ns = now_ns;
+  stop.held = false;
+  out.push_back(std::move(stop));
   return out;
 }
 

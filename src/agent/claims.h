@@ -40,7 +40,7 @@ class ClaimTracker {
   // Held claims for every address held and every port served since the last tick.
   std::vector<OwnershipClaim> tick(uint64_t now_ns);
   // The agent stops: ports served since the last tick (held), then every
-  // address released at now_ns.
+  // address released at now_ns, then the stop marker.
   std::vector<OwnershipClaim> stop(uint64_t now_ns);
   size_t addresses() const { return since_.size(); }
 

@@ -8,7 +8,9 @@
 // address at to_ns (its next claim will extend the range); a released claim
 // ends the range at to_ns: the address was removed, or the agent stopped.
 // port 0 claims the whole address for the host; a non-zero port claims that
-// TCP/UDP port of the address for the workload that served it.
+// TCP/UDP port of the address for the workload that served it. A released
+// claim of the unspecified address (all zero) is the agent's stop marker: it
+// claims nothing more until it starts again.
 #pragma once
 
 #include <cstdint>

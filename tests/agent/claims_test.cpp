@@ -60,11 +60,12 @@ TEST(ClaimTracker, StopReleasesEveryAddress) {
   t.address_added(*parse_ip("10.0.0.1"), 100);
   t.address_added(*parse_ip("2001:db8::1"), 120);
   auto c = t.stop(500);
-  ASSERT_EQ(c.size(), 2u);
+  ASSERT_EQ(c.size(), 3u);  // both addresses, then the stop marker
   for (const auto& x : c) {
     EXPECT_FALSE(x.held);
     EXPECT_EQ(x.to_ns, 500u);
   }
+  EXPECT_EQ(c.back().addr, Ip16{});
   EXPECT_TRUE(t.tick(600).empty());
 }
 
