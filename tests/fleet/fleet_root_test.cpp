@@ -142,6 +142,18 @@ const Json* edge(const Json& g, const std::string& src, const std::string& dst) 
   return nullptr;
 }
 
+uint64_t unix_now_ns() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+// Not a wait for an event: placing traffic at a distance from a moment on
+// the clock that the attribution rules measure.
+void sleep_until_unix_ns(uint64_t t) {
+  const uint64_t now = unix_now_ns();
+  if (t > now) std::this_thread::sleep_for(std::chrono::nanoseconds(t - now));
+}
+
 struct Expected {
   std::string src, dst;
   int connections;
@@ -275,7 +287,7 @@ TEST(Fleet, GraphAndTotalsEqualTheConnectionMatrix) {
 TEST(Fleet, AMovingAddressIsLabelledWithItsOwnerAtEachConnectionsStart) {
   TempDir dir;
   Fleet fleet;
-  const auto skew = 500ms;
+  const uint64_t skew_ns = 500'000'000ull;
   CollectorProc col(dir.path() + "/flows.db", {"--clock-skew", "0.5"});
   const std::string ipfix = fmt::format("tcp://127.0.0.1:{}", col.tcp_port);
   std::vector<std::unique_ptr<AgentRunner>> agents;
@@ -289,8 +301,9 @@ TEST(Fleet, AMovingAddressIsLabelledWithItsOwnerAtEachConnectionsStart) {
   };
   std::vector<std::unique_ptr<Process>> servers;
   for (int h = 2; h <= 4; ++h) {
-    servers.push_back(std::make_unique<Process>(
-        std::vector<std::string>{"sh", "-c", peer(h, "server --addr 0.0.0.0 --port 7000 --send 10 --count 1000000")}));
+    // exec: the signal that stops it reaches the server itself, not a shell.
+    servers.push_back(std::make_unique<Process>(std::vector<std::string>{
+        "sh", "-c", "exec " + peer(h, "server --addr 0.0.0.0 --port 7000 --send 10 --count 1000000")}));
     ASSERT_TRUE(servers.back()->wait_for("listening", 10s, false)) << servers.back()->err();
   }
   const std::string moving = fleet.spare_addr(200);
@@ -301,22 +314,48 @@ TEST(Fleet, AMovingAddressIsLabelledWithItsOwnerAtEachConnectionsStart) {
   for (int round = 0; round < kRounds; ++round) {
     int to = 2 + static_cast<int>(rng() % 3);
     if (to == at) to = to == 4 ? 2 : to + 1;
+    // The range the old owner's agent claimed ends when it saw the removal.
+    uint64_t released = 0;
     if (at) {
+      const uint64_t removing = unix_now_ns();
       ASSERT_EQ(sh(fmt::format("{} ip addr del {}/24 dev eth0", fleet.host(at).exec(), moving)), 0);
+      if (at != 4) {
+        const auto got = agents.at(at - 1)->wait_claims(
+            [&](const Json& c) {
+              return c["addr"] == moving && c["port"] == 0 && c["held"] == false &&
+                     c["to_ns"].get<uint64_t>() >= removing;
+            },
+            10s);
+        ASSERT_FALSE(got.empty()) << "no release of " << moving << " from h" << at;
+        released = got.front()["to_ns"].get<uint64_t>();
+      }
     }
+    const uint64_t moved = unix_now_ns();
     ASSERT_EQ(sh(fmt::format("{} ip addr add {}/24 dev eth0", fleet.host(to).exec(), moving)), 0);
     ASSERT_EQ(sh(fleet.host(1).exec() + "ip neigh flush dev eth0"), 0);
     at = to;
-    // Not a wait for an event: connections are placed more than the skew
-    // away from the move, where the rules can decide.
-    std::this_thread::sleep_for(skew + 100ms);
+    // Connections start more than the skew after the range the new owner's
+    // agent claims begins, where the rules can decide: wait for that claim,
+    // then for its start plus the skew on the clock.
+    if (to != 4) {
+      const auto got = agents.at(to - 1)->wait_claims(
+          [&](const Json& c) {
+            return c["addr"] == moving && c["port"] == 0 && c["from_ns"].get<uint64_t>() >= moved;
+          },
+          10s);
+      ASSERT_FALSE(got.empty()) << "no claim of " << moving << " from h" << to;
+      sleep_until_unix_ns(std::max(released, got.front()["from_ns"].get<uint64_t>()) + skew_ns + 100'000'000ull);
+    } else {
+      sleep_until_unix_ns(std::max(released, unix_now_ns()) + skew_ns + 100'000'000ull);
+    }
     Process c({"sh", "-c", peer(1, fmt::format("client --addr {} --port 7000 --send 20 --count {}", moving, kPerRound))});
     ASSERT_EQ(c.wait(60s), 0) << c.err();
     for (const auto& line : parse_json_lines(c.out(), "")) {
       ASSERT_FALSE(line.contains("error")) << line.dump();
       truth[line["local_port"].get<uint16_t>()] = fmt::format("h{}", to);
     }
-    std::this_thread::sleep_for(skew + 100ms);
+    // The next move's release lands more than the skew after the last start.
+    sleep_until_unix_ns(unix_now_ns() + skew_ns + 100'000'000ull);
   }
   ASSERT_EQ(sh(fmt::format("{} ip addr del {}/24 dev eth0", fleet.host(at).exec(), moving)), 0);
   const size_t total = static_cast<size_t>(kRounds) * kPerRound;
@@ -362,6 +401,9 @@ TEST(Fleet, AMovingAddressIsLabelledWithItsOwnerAtEachConnectionsStart) {
               "%zu wrong\n",
               total, checked, owner, none, unattributed_held, wrong);
   for (auto& a : agents) EXPECT_EQ(a->stop(), 0);
-  for (auto& s : servers) s->signal(SIGKILL);
+  for (auto& s : servers) {
+    s->signal(SIGKILL);
+    s->wait(10s);
+  }
   EXPECT_EQ(col.stop(), 0);
 }
