@@ -910,7 +910,7 @@ struct Decoder::Impl {
       n++;
       c.data_records++;
       d.stats.data_records++;
-      if (t.options) {
+      if (t.options && !v.claim_state) {
         c.options_records++;
         if (v.sys_init_ms) d.sys_init_ms = v.sys_init_ms;
         if (v.instance) d.instance = v.instance;

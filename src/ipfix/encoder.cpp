@@ -130,7 +130,9 @@ constexpr schema::Ie kClaimHost = ie_of(&Flow::host), kClaimHostId = ie_of(&Flow
                      kClaimContainer = ie_of(&Flow::container_id), kClaimPid = ie_of(&Flow::pid),
                      kClaimNetns = ie_of(&Flow::netns);
 
-// Template 260, an ownership claim. Wire order:
+// Template 260, an ownership claim: an options template (scope: the claiming
+// agent's host name and id), so a collector that does not know it treats
+// claims as options data, never as flows. Wire order:
 //   flowscopeHostName (var) | flowscopeHostId (var) | sourceIPv6Address (16,
 //   IPv4 mapped) | sourceTransportPort (2, 0: the address) |
 //   protocolIdentifier (1) | flowStartMilliseconds (8) |
@@ -142,6 +144,7 @@ Message claim_template(uint32_t pen) {
   Message t;
   put16(t, kTemplateClaim);
   put16(t, 14);  // field count
+  put16(t, 2);   // scope field count: host name and id
   auto own = [&](const schema::Ie& ie) { put_field(t, {ie.id, ie.length, ie.pen}, pen); };
   own(kClaimHost);
   own(kClaimHostId);
@@ -366,7 +369,7 @@ std::vector<Message> build_templates(const EncoderOptions& o, uint32_t export_ti
   }
   b.add(kSetTemplate, flow_template(kTemplateV4, false, o.pen), false);
   b.add(kSetTemplate, flow_template(kTemplateV6, true, o.pen), false);
-  b.add(kSetTemplate, claim_template(o.pen), false);
+  b.add(kSetOptionsTemplate, claim_template(o.pen), false);
   return b.done();
 }
 

@@ -42,7 +42,7 @@ struct IpfixDumpOutput {
   std::vector<std::string> flow_records;    // data records other than RFC 5610 type records
   size_t type_records = 0;
   std::vector<std::string> instance_records;  // flowscope's exporter instance options records
-  std::vector<std::string> claim_templates;   // template 260 (ownership claims)
+  std::vector<std::string> claim_templates;   // options template 260 (ownership claims)
   std::vector<std::string> claim_records;     // its data records
 };
 
@@ -53,7 +53,9 @@ inline IpfixDumpOutput ipfix_dump(const std::string& file) {
   std::string line, kind, body;
   auto flush = [&] {
     const bool claim = body.find("flowscopeOwnershipState") != std::string::npos;
-    if (kind == "template record") (claim ? o.claim_templates : o.flow_templates).push_back(body);
+    // Claims come in an options template, flows in plain ones.
+    if (claim && kind.find("template record") != std::string::npos) o.claim_templates.push_back(body);
+    if (!claim && kind == "template record") o.flow_templates.push_back(body);
     if (kind == "data record") {
       if (body.find("informationElementName") != std::string::npos)
         o.type_records++;
