@@ -179,11 +179,7 @@ Result<std::vector<std::string>> attribution_members(FlowStore& store, const std
       auto it = claims_of.find(r.dst_ip);
       static const std::vector<OwnershipClaim> kNone;
       const auto& mine = it == claims_of.end() ? kNone : it->second;
-      // Claimants that could still speak of this moment.
-      std::vector<Claimant> live;
-      for (const auto& a : claimants)
-        if (a.reported_to_ns + rules.linger_ns >= r.start_ns) live.push_back(a);
-      d = decide_owner(mine, live, r.dst_ip, r.dst_port, r.protocol, r.start_ns, rules);
+      d = decide_owner(mine, claimants, r.dst_ip, r.dst_port, r.protocol, r.start_ns, rules);
     }
     if (d.verdict == OwnerVerdict::Owner) {
       ++n.owner;

@@ -45,8 +45,8 @@ struct OwnerDecision {
 };
 
 // `claims`: every claim about `addr` overlapping the window (any port);
-// `claimants`: agents active up to `linger` before t. Pointers in the
-// result point into `claims`.
+// `claimants`: the agents known (those silent for `linger` before t are
+// not waited for). Pointers in the result point into `claims`.
 OwnerDecision decide_owner(std::span<const OwnershipClaim> claims, std::span<const Claimant> claimants,
                            const Ip16& addr, uint16_t port, uint8_t protocol, uint64_t t, const OwnerRules& rules = {});
 
