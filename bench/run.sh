@@ -19,6 +19,6 @@ if [ ! -f "$BUILD/build.ninja" ]; then
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >&2
 fi
 cmake --build "$BUILD" -j"$(nproc)" --target flowscope fs_churn fs_bulk fs_holdopen fs_ipfix_gen fs_store_query \
-  fs_bpf_costs fs_api_latency $(grep -q 'build bench/fs_micro' "$BUILD/build.ninja" && echo fs_micro) >&2
+  fs_bpf_costs fs_api_latency fs_attribution $(grep -q 'build bench/fs_micro' "$BUILD/build.ninja" && echo fs_micro) >&2
 export FLOWSCOPE_BUILD="$(realpath "$BUILD")"
 exec /usr/bin/python3 bench/harness.py "$@"

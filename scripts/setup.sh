@@ -23,6 +23,7 @@ PKGS_BUILD=(
 PKGS_TEST=(
   iproute2 iputils-ping tcpdump nftables tshark nfdump softflowd libfixbuf-tools libbpf-tools iperf3 procps python3 sqlite3 curl
   gnuplot-nox systemd
+  faketime  # the fleet tests run agents with their clocks offset (libfaketime)
   # The kernel matrix (scripts/kernel-matrix.sh): Debian's kernels booted under qemu.
   qemu-system-x86 busybox-static cpio xz-utils
   clickhouse-server clickhouse-client  # the ClickHouse store's tests start their own servers (never the service)

@@ -97,7 +97,10 @@ void ConversationJoiner::assign(FlowRow& r) {
   count_++;
   r.conversation = convs.back().id;
   r.mirror = false;
-  if (++since_sweep_ >= 4096 || count_ > o_.max_conversations) sweep();
+  // The linger sweep visits every conversation: at most once per as many
+  // records as there are conversations, so it costs about one visit per
+  // record however many are held.
+  if (++since_sweep_ >= std::max<uint64_t>(4096, count_) || count_ > o_.max_conversations) sweep();
 }
 
 void ConversationJoiner::sweep() {

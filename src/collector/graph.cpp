@@ -168,7 +168,12 @@ Result<nlohmann::json> build_graph(FlowStore& store, const GraphQuery& q) {
   // Every record in range, grouped by connection.
   std::unordered_map<std::string, Connection> conns;
   auto conn_key = [](const FlowRow& r) {
-    return r.conversation ? fmt::format("c{}", *r.conversation) : "f" + flow_identity(r);
+    // Built by append: GCC 12 at -O3 misreads `"f" + std::string&&` as an
+    // overlapping copy (-Wrestrict).
+    if (r.conversation) return fmt::format("c{}", *r.conversation);
+    std::string key = "f";
+    key += flow_identity(r);
+    return key;
   };
   FlowQuery fq{.filter = q.filter, .limit = 10'000, .offset = 0};
   uint64_t records = 0;

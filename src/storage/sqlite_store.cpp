@@ -162,6 +162,15 @@ CREATE TABLE IF NOT EXISTS ownership (
   PRIMARY KEY (addr, port, protocol, host, host_id, from_ns, pid)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ownership_to ON ownership(to_ns);
+-- Each claimant's latest report and latest stop marker, kept with its claims:
+-- attribution asks for every claimant on each page it names, and grouping the
+-- whole ownership table for that costs a scan of every claim.
+CREATE TABLE IF NOT EXISTS claimants (
+  host TEXT NOT NULL, host_id TEXT NOT NULL,
+  reported_to_ns INTEGER NOT NULL,  -- the latest to_ns of its claims
+  stopped_ns INTEGER NOT NULL,      -- the latest stop marker's to_ns (0: none)
+  PRIMARY KEY (host, host_id)
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS flows_end ON flows(end_ns);
 CREATE INDEX IF NOT EXISTS flows_src ON flows(src_ip, end_ns);
 CREATE INDEX IF NOT EXISTS flows_dst ON flows(dst_ip, end_ns);
@@ -777,6 +786,15 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const SqliteOptions& opts
   }
   if (auto r = exec(w, schema_sql().c_str()); !r) return fail("{}: {}", opts.path, r.error().message);
   if (auto r = impl->add_missing_columns(); !r) return fail("{}: {}", opts.path, r.error().message);
+  // The claimants of claims stored before that table was kept (idempotent).
+  if (auto r = exec(w, "INSERT INTO claimants (host, host_id, reported_to_ns, stopped_ns) "
+                       "SELECT host, host_id, max(to_ns), coalesce(max(CASE WHEN addr = zeroblob(16) AND held = 0 "
+                       "THEN to_ns END), 0) FROM ownership WHERE true GROUP BY host, host_id "
+                       "ON CONFLICT (host, host_id) DO UPDATE SET "
+                       "reported_to_ns = max(reported_to_ns, excluded.reported_to_ns), "
+                       "stopped_ns = max(stopped_ns, excluded.stopped_ns)");
+      !r)
+    return fail("{}: {}", opts.path, r.error().message);
   {
     // A database from before the rollup: built from its flows once.
     auto have = prepare(w, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'flows_1m'");
@@ -1312,9 +1330,11 @@ Result<uint64_t> SqliteStore::expire(uint64_t cutoff_ns) {
     (void)sqlite3_step(st->get());
   }
   // Evidence about flows no longer stored decides nothing.
-  if (auto st = prepare(i.writer.get(), "DELETE FROM ownership WHERE to_ns < ?")) {
-    sqlite3_bind_int64(st->get(), 1, i64(cutoff_ns));
-    (void)sqlite3_step(st->get());
+  for (const char* sql : {"DELETE FROM ownership WHERE to_ns < ?", "DELETE FROM claimants WHERE reported_to_ns < ?"}) {
+    if (auto st = prepare(i.writer.get(), sql)) {
+      sqlite3_bind_int64(st->get(), 1, i64(cutoff_ns));
+      (void)sqlite3_step(st->get());
+    }
   }
   // Whole minutes, so the rollup and the flows always hold the same records.
   cutoff_ns -= cutoff_ns % kMinuteNs;
@@ -1356,16 +1376,32 @@ Result<void> SqliteStore::insert_claims(const std::vector<OwnershipClaim>& claim
                     "held = CASE WHEN excluded.to_ns >= to_ns THEN excluded.held ELSE held END, "
                     "to_ns = max(to_ns, excluded.to_ns)");
   if (!st) return std::unexpected(st.error());
+  auto who = prepare(w,
+                     "INSERT INTO claimants (host, host_id, reported_to_ns, stopped_ns) VALUES (?,?,?,?) "
+                     "ON CONFLICT (host, host_id) DO UPDATE SET "
+                     "reported_to_ns = max(reported_to_ns, excluded.reported_to_ns), "
+                     "stopped_ns = max(stopped_ns, excluded.stopped_ns)");
+  if (!who) return std::unexpected(who.error());
   if (auto r = exec(w, "BEGIN IMMEDIATE"); !r) return r;
   auto text = [](const std::optional<std::string>& v) -> Value { return v ? Value(*v) : Value(nullptr); };
+  static const Ip16 kUnspecified{};
   for (const auto& c : claims) {
     const std::vector<Value> args = {
         c.host.value_or(""), c.host_id.value_or(""), c.addr, int64_t{c.port}, int64_t{c.protocol}, i64(c.from_ns),
         int64_t{c.pid.value_or(0)}, i64(c.to_ns), int64_t{c.held}, c.exporter, text(c.exe), text(c.unit),
         text(c.comm), text(c.container_id), c.netns ? Value(int64_t{*c.netns}) : Value(nullptr)};
     for (size_t k = 0; k < args.size(); ++k) bind(st->get(), static_cast<int>(k + 1), args[k]);
-    const int rc = sqlite3_step(st->get());
+    int rc = sqlite3_step(st->get());
     sqlite3_reset(st->get());
+    if (rc == SQLITE_DONE) {
+      // The stop marker is a released claim of the unspecified address.
+      const bool stop = c.addr == kUnspecified && !c.held;
+      const std::vector<Value> w_args = {c.host.value_or(""), c.host_id.value_or(""), i64(c.to_ns),
+                                         stop ? i64(c.to_ns) : int64_t{0}};
+      for (size_t k = 0; k < w_args.size(); ++k) bind(who->get(), static_cast<int>(k + 1), w_args[k]);
+      rc = sqlite3_step(who->get());
+      sqlite3_reset(who->get());
+    }
     if (rc != SQLITE_DONE) {
       auto err = fail("SQLite ownership insert: {}", sqlite3_errmsg(w));
       (void)exec(w, "ROLLBACK");
@@ -1373,6 +1409,7 @@ Result<void> SqliteStore::insert_claims(const std::vector<OwnershipClaim>& claim
     }
   }
   sqlite3_clear_bindings(st->get());
+  sqlite3_clear_bindings(who->get());
   return exec(w, "COMMIT");
 }
 
@@ -1427,15 +1464,13 @@ Result<std::vector<Claimant>> SqliteStore::claimants(uint64_t since_ns) {
   std::vector<Claimant> out;
   auto db = impl_->reader();
   if (!db) return std::unexpected(db.error());
-  // The stop marker is a released claim of the unspecified address.
   auto r = run_query(db->get(),
-                     "SELECT host, host_id, max(to_ns), max(CASE WHEN addr = zeroblob(16) AND held = 0 THEN to_ns END) "
-                     "FROM ownership WHERE to_ns >= ? GROUP BY host, host_id",
+                     "SELECT host, host_id, reported_to_ns, stopped_ns FROM claimants WHERE reported_to_ns >= ?",
                      {i64(since_ns)}, [&](sqlite3_stmt* s) {
                        Claimant c{column_text(s, 0), column_text(s, 1),
                                   static_cast<uint64_t>(sqlite3_column_int64(s, 2)), false};
-                       c.stopped = sqlite3_column_type(s, 3) != SQLITE_NULL &&
-                                   static_cast<uint64_t>(sqlite3_column_int64(s, 3)) >= c.reported_to_ns;
+                       const auto stopped = static_cast<uint64_t>(sqlite3_column_int64(s, 3));
+                       c.stopped = stopped != 0 && stopped >= c.reported_to_ns;
                        out.push_back(std::move(c));
                      });
   impl_->give_back(std::move(*db));

@@ -3,7 +3,9 @@
 // exporting to one collector. Workloads run in cgroups named like systemd
 // units. A known matrix of connections is made; the graph, the aggregates and
 // each flow's attribution must equal the matrix exactly, every connection
-// counted once, and the host without an agent must stay unattributed.
+// counted once, and the host without an agent must stay unattributed. One
+// agent's wall clock is off by seconds (libfaketime), within the collector's
+// --clock-skew: joins and labels must not notice.
 #include <signal.h>
 #include <unistd.h>
 
@@ -172,8 +174,16 @@ TEST(Fleet, GraphAndTotalsEqualTheConnectionMatrix) {
   const uint64_t t0 = static_cast<uint64_t>(time(nullptr)) - 1;
   std::vector<std::unique_ptr<AgentRunner>> agents;  // h4 has none
   for (int i = 1; i <= 3; ++i)
-    agents.push_back(std::make_unique<AgentRunner>(std::vector<std::string>{
-        "--netns", fleet.host(i).path(), "--host", fmt::format("h{}", i), "--ipfix", ipfix}));
+    agents.push_back(std::make_unique<AgentRunner>(
+        std::vector<std::string>{"--netns", fleet.host(i).path(), "--host", fmt::format("h{}", i), "--ipfix", ipfix},
+        i == 3 ? 3.0 : 0.0));  // h3's clock runs 3 s ahead; the collector allows 5 (its default)
+  // Its claims say so (their ranges start when it started, on its clock).
+  const uint64_t started = unix_now_ns();
+  ASSERT_FALSE(agents[2]
+                   ->wait_claims([&](const Json& c) { return c["from_ns"].get<uint64_t>() > started + 2'000'000'000ull; },
+                                 10s)
+                   .empty())
+      << "h3's clock is not ahead";
 
   auto peer = [&](int h, const std::string& args) {
     return fmt::format("ip netns exec {} {} {}", fleet.host(h).name(), FS_PEER_BIN, args);
@@ -283,19 +293,27 @@ TEST(Fleet, GraphAndTotalsEqualTheConnectionMatrix) {
 // unattributed. Connections start a skew after each move and end a skew
 // before the next (the skew is the collector's --clock-skew), so none falls
 // in a window the rules must refuse, and the unattributed share of the
-// first kind is expected to be 0.
+// first kind is expected to be 0. The agents' clocks are off (h2 ahead, h3
+// behind, by less than the skew; libfaketime): the test reads their claims
+// on their clocks and widens its spacing by the offset.
 TEST(Fleet, AMovingAddressIsLabelledWithItsOwnerAtEachConnectionsStart) {
   TempDir dir;
   Fleet fleet;
   const uint64_t skew_ns = 500'000'000ull;
+  const int64_t offset_ns[] = {0, 0, 200'000'000, -200'000'000};  // per host h1..h3
+  const uint64_t gap_ns = skew_ns + 200'000'000ull + 100'000'000ull;  // skew + the largest offset + a margin
   CollectorProc col(dir.path() + "/flows.db", {"--clock-skew", "0.5"});
   const std::string ipfix = fmt::format("tcp://127.0.0.1:{}", col.tcp_port);
   std::vector<std::unique_ptr<AgentRunner>> agents;
   agents.push_back(std::make_unique<AgentRunner>(
       std::vector<std::string>{"--netns", fleet.host(1).path(), "--host", "h1", "--port", "7000", "--ipfix", ipfix}));
   for (int i = 2; i <= 3; ++i)
-    agents.push_back(std::make_unique<AgentRunner>(std::vector<std::string>{
-        "--netns", fleet.host(i).path(), "--host", fmt::format("h{}", i), "--port", "9", "--ipfix", ipfix}));
+    agents.push_back(std::make_unique<AgentRunner>(
+        std::vector<std::string>{"--netns", fleet.host(i).path(), "--host", fmt::format("h{}", i), "--port", "9",
+                                 "--ipfix", ipfix},
+        static_cast<double>(offset_ns[i]) / 1e9));
+  // A claim's time on the test's (true) clock.
+  auto true_ns = [&](int host, uint64_t t) { return static_cast<uint64_t>(static_cast<int64_t>(t) - offset_ns[host]); };
   auto peer = [&](int h, const std::string& args) {
     return fmt::format("ip netns exec {} {} {}", fleet.host(h).name(), FS_PEER_BIN, args);
   };
@@ -323,11 +341,11 @@ TEST(Fleet, AMovingAddressIsLabelledWithItsOwnerAtEachConnectionsStart) {
         const auto got = agents.at(at - 1)->wait_claims(
             [&](const Json& c) {
               return c["addr"] == moving && c["port"] == 0 && c["held"] == false &&
-                     c["to_ns"].get<uint64_t>() >= removing;
+                     true_ns(at, c["to_ns"].get<uint64_t>()) >= removing;
             },
             10s);
         ASSERT_FALSE(got.empty()) << "no release of " << moving << " from h" << at;
-        released = got.front()["to_ns"].get<uint64_t>();
+        released = true_ns(at, got.front()["to_ns"].get<uint64_t>());
       }
     }
     const uint64_t moved = unix_now_ns();
@@ -340,13 +358,13 @@ TEST(Fleet, AMovingAddressIsLabelledWithItsOwnerAtEachConnectionsStart) {
     if (to != 4) {
       const auto got = agents.at(to - 1)->wait_claims(
           [&](const Json& c) {
-            return c["addr"] == moving && c["port"] == 0 && c["from_ns"].get<uint64_t>() >= moved;
+            return c["addr"] == moving && c["port"] == 0 && true_ns(to, c["from_ns"].get<uint64_t>()) >= moved;
           },
           10s);
       ASSERT_FALSE(got.empty()) << "no claim of " << moving << " from h" << to;
-      sleep_until_unix_ns(std::max(released, got.front()["from_ns"].get<uint64_t>()) + skew_ns + 100'000'000ull);
+      sleep_until_unix_ns(std::max(released, true_ns(to, got.front()["from_ns"].get<uint64_t>())) + gap_ns);
     } else {
-      sleep_until_unix_ns(std::max(released, unix_now_ns()) + skew_ns + 100'000'000ull);
+      sleep_until_unix_ns(std::max(released, unix_now_ns()) + gap_ns);
     }
     Process c({"sh", "-c", peer(1, fmt::format("client --addr {} --port 7000 --send 20 --count {}", moving, kPerRound))});
     ASSERT_EQ(c.wait(60s), 0) << c.err();
@@ -355,7 +373,7 @@ TEST(Fleet, AMovingAddressIsLabelledWithItsOwnerAtEachConnectionsStart) {
       truth[line["local_port"].get<uint16_t>()] = fmt::format("h{}", to);
     }
     // The next move's release lands more than the skew after the last start.
-    sleep_until_unix_ns(unix_now_ns() + skew_ns + 100'000'000ull);
+    sleep_until_unix_ns(unix_now_ns() + gap_ns);
   }
   ASSERT_EQ(sh(fmt::format("{} ip addr del {}/24 dev eth0", fleet.host(at).exec(), moving)), 0);
   const size_t total = static_cast<size_t>(kRounds) * kPerRound;

@@ -6,6 +6,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include <fmt/format.h>
+
 namespace fstest {
 
 std::vector<Json> parse_json_lines(const std::string& text, const std::string& type) {
@@ -20,8 +22,18 @@ std::vector<Json> parse_json_lines(const std::string& text, const std::string& t
   return out;
 }
 
-AgentRunner::AgentRunner(std::vector<std::string> extra_args) {
-  std::vector<std::string> argv = {FLOWSCOPE_BIN, "agent"};
+AgentRunner::AgentRunner(std::vector<std::string> extra_args) : AgentRunner(std::move(extra_args), 0) {}
+
+AgentRunner::AgentRunner(std::vector<std::string> extra_args, double clock_offset_s) {
+  std::vector<std::string> argv;
+  if (clock_offset_s != 0) {
+    if (std::string(LIBFAKETIME).empty())
+      throw std::runtime_error("libfaketime not found at configure time: apt-get install faketime, then re-run cmake");
+    // env execs the agent, so signals reach it directly.
+    argv = {"env", "LD_PRELOAD=" LIBFAKETIME, fmt::format("FAKETIME={:+.3f}", clock_offset_s),
+            "FAKETIME_DONT_FAKE_MONOTONIC=1"};
+  }
+  argv.insert(argv.end(), {FLOWSCOPE_BIN, "agent"});
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   proc_ = std::make_unique<Process>(argv);
   if (!proc_->wait_for("agent running", std::chrono::seconds(20))) {

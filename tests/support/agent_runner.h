@@ -18,6 +18,10 @@ class AgentRunner {
  public:
   // Starts the agent with extra arguments and waits until it is attached.
   explicit AgentRunner(std::vector<std::string> extra_args = {});
+  // The same, with the agent's wall clock (CLOCK_REALTIME only; its
+  // monotonic clock, which the kernel's timestamps use, stays true) offset
+  // by `clock_offset_s` seconds with libfaketime: a host whose clock is off.
+  AgentRunner(std::vector<std::string> extra_args, double clock_offset_s);
   // SIGINT, wait for exit; returns the exit status.
   int stop();
   // Records of type "flow" printed so far.
