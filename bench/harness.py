@@ -1218,8 +1218,8 @@ def attribution_report(a):
     L = ["## 8. Naming both ends: the collector's join and attribution cost\n"]
     w = L.append
     w(f"In-process (bench/attribution.cpp), {len(a['runs'])} runs. Ingest: {a['records']:,} IPFIX records through "
-      "the collector's path (decode, row, SQLite insert in the writer's batches) with the conversation join's state "
-      f"full ({a['open']:,} conversations held); each record is joined as a new end and a mirrored copy as its "
+      "the collector's path (decode, row, SQLite insert in the writer's batches) with the conversation join "
+      f"holding {a['open']:,} conversations at the start (its bound raised so none is forgotten); each record is joined as a new end and a mirrored copy as its "
       f"second end. Query: {a['rows']:,} flows to {a['addresses']:,} owned addresses (one claim each, 100 agents), "
       "read a page of 1000 at a time (query and JSON), then attributed by ownership.\n")
     w("| run | ingest ns/record | join: new end ns | join: second end ns | join share | bytes per held conversation "
