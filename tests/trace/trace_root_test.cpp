@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <set>
 #include <sstream>
@@ -42,6 +43,8 @@ std::string reason_named(const std::string& part) {
   return "";
 }
 
+bool poll_until(const std::function<bool()>& done, std::chrono::milliseconds timeout);
+
 class Tracer {
  public:
   explicit Tracer(std::vector<std::string> args) {
@@ -74,10 +77,26 @@ class Tracer {
     return m;
   }
   Process& proc() { return *proc_; }
+  // Waits until the events printed so far satisfy `done` (the tracer prints
+  // each event as it comes and flushes every second); false on timeout.
+  bool wait_events(const std::function<bool(const std::vector<Json>&)>& done, std::chrono::milliseconds timeout = 20s) const {
+    return poll_until([&] { return done(events()); }, timeout);
+  }
 
  private:
   std::unique_ptr<Process> proc_;
 };
+
+bool poll_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+  for (auto deadline = std::chrono::steady_clock::now() + timeout;; std::this_thread::sleep_for(50ms)) {
+    if (done()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+  }
+}
+
+bool has_event(const std::vector<Json>& evs, const std::function<bool(const Json&)>& pred) {
+  return std::any_of(evs.begin(), evs.end(), pred);
+}
 
 const Json* find_event(const std::vector<Json>& evs, const std::string& tp) {
   for (const auto& e : evs)
@@ -104,7 +123,13 @@ TEST(TraceRoot, ClosedPortShowsSynDroppedNoSocketAndResetSent) {
   NsPair p("trc");
   Tracer t({"--json", "--netns", p.b.path(), fmt::format("tcp and host {} and port 9", p.b4)});
   sh(peer(p.a, fmt::format("client --addr {} --port 9 --timeout-ms 2000 >/dev/null 2>&1", p.b4)));
-  std::this_thread::sleep_for(500ms);
+  // The SYN's drop and the reset that answered it, printed.
+  t.wait_events([&](const std::vector<Json>& evs) {
+    return has_event(evs, [&](const Json& e) { return e["tracepoint"] == "kfree_skb" && e.value("reason", "") == no_socket; }) &&
+           has_event(evs, [&](const Json& e) {
+             return e.value("sport", 0) == 9 && e.value("tcp_flags", "").find('R') != std::string::npos;
+           });
+  });
   ASSERT_EQ(t.stop(), 0) << t.proc().err();
   auto pk = t.packets();
   bool syn_dropped = false, reset_sent = false, reset_seen = false;
@@ -171,10 +196,15 @@ TEST(TraceRoot, NoRouteDropsWithRoutingReason) {
   ASSERT_EQ(sh(p.a.exec() + fmt::format("ip route add 10.251.0.0/24 via {}", p.b4)), 0);
   ASSERT_EQ(sh(p.b.exec() + "sysctl -qw net.ipv4.ip_forward=1"), 0);
   Tracer t({"--json", fmt::format("udp and dst host {}", dst)});
-  // Two datagrams: the first may wait for ARP.
-  for (int i = 0; i < 2; i++) {
+  // Datagrams until one is seen dropped with its ICMP error (the first may
+  // wait for ARP), at most three.
+  auto dropped_with_icmp = [&](const std::vector<Json>& evs) {
+    return has_event(evs, [&](const Json& e) { return e["tracepoint"] == "kfree_skb" && e.value("reason", "") == no_route; }) &&
+           has_event(evs, [](const Json& e) { return e["tracepoint"] == "icmp_send"; });
+  };
+  for (int i = 0; i < 3; i++) {
     sh(p.a.exec() + fmt::format("bash -c 'echo hello > /dev/udp/{}/7001'", dst));
-    std::this_thread::sleep_for(200ms);
+    if (t.wait_events(dropped_with_icmp, 5s)) break;
   }
   ASSERT_EQ(t.stop(), 0) << t.proc().err();
   auto pk = t.packets();
@@ -195,7 +225,12 @@ TEST(TraceRoot, SuccessfulExchangeShowsReceivePathInOrder) {
   ASSERT_TRUE(server.wait_for("listening", 10s, false));
   Tracer t({"--json", fmt::format("tcp and dst host {} and dst port 7100 and tcp[tcpflags] & tcp-push != 0", p.b4)});
   ASSERT_EQ(sh(peer(p.a, fmt::format("client --addr {} --port 7100 --send 1000 >/dev/null", p.b4))), 0);
-  std::this_thread::sleep_for(300ms);
+  // The data segment's delivery to the server's socket, printed.
+  t.wait_events([&](const std::vector<Json>& evs) {
+    return has_event(evs, [&](const Json& e) {
+      return e["tracepoint"] == "skb_copy_datagram_iovec" && e["netns"].get<unsigned>() == p.b.inode();
+    });
+  });
   ASSERT_EQ(t.stop(), 0) << t.proc().err();
   auto pk = t.packets();
   ASSERT_FALSE(pk.empty()) << t.proc().err();
@@ -260,30 +295,34 @@ TEST(TraceRoot, FilterMatchesExactlyWhatTcpdumpMatches) {
   sh(p.a.exec() + fmt::format("ping -6 -c 2 -i 0.2 -q {} >/dev/null", p.b6));
   for (int i = 0; i < 3; i++) sh(p.a.exec() + fmt::format("bash -c 'echo x{} > /dev/udp/{}/7001'", i, p.b4));
   sh(p.a.exec() + fmt::format("bash -c 'echo y > /dev/udp/{}/7002'", p.b4));
-  // Let tcpdump write the last packets before it is stopped (immediate mode
-  // hands each packet over at once; this covers a loaded machine).
-  std::this_thread::sleep_for(1000ms);
-  for (auto& t : tracers) ASSERT_EQ(t->stop(), 0) << t->proc().err();
+  // tcpdump writes each packet as it captures it (-U): wait for the last
+  // one sent, then stop it.
+  ASSERT_TRUE(poll_until(
+      [&] { return !sh_out(fmt::format("tcpdump -r {} -n 'udp and dst port 7002' 2>/dev/null", pcap)).empty(); }, 20s));
   dump.signal(SIGINT);
   dump.wait(10s);
 
   // Only the traffic this test made: packets between the pair's addresses.
   const std::set<std::string> ours = {p.a4, p.b4, p.a6, p.b6};
-  for (size_t i = 0; i < exprs.size(); i++) {
-    const std::string& e = exprs[i];
+  std::vector<std::multiset<std::string>> wants;
+  for (const auto& e : exprs) {
     // Oracle: tcpdump re-filters its capture with the same expression.
     const std::string filtered = pcap + ".f";
     ASSERT_EQ(sh(fmt::format("tcpdump -r {} -w {} '({}) and (ip or ip6)' 2>/dev/null", pcap, filtered, e)), 0) << e;
-    std::multiset<std::string> want, got;
+    std::multiset<std::string> want;
     for (const auto& c : fstest::read_capture(filtered)) {
       if (c.data.size() <= 14) continue;  // Ethernet
       auto pi = flowscope::trace::decode_packet(c.data.data() + 14, c.data.size() - 14);
       if (ours.count(pi.src) && ours.count(pi.dst)) want.insert(key_of(pi));
     }
     unlink(filtered.c_str());
-    // flowscope: packets seen entering (netif_receive_skb) or leaving
-    // (net_dev_start_xmit) b's eth0, where tcpdump captured.
-    for (const auto& [id, evs] : tracers[i]->packets()) {
+    wants.push_back(std::move(want));
+  }
+  // flowscope: packets seen entering (netif_receive_skb) or leaving
+  // (net_dev_start_xmit) b's eth0, where tcpdump captured.
+  auto seen = [&](const Tracer& t) {
+    std::multiset<std::string> got;
+    for (const auto& [id, evs] : t.packets()) {
       for (const auto& ev : evs) {
         if (ev["netns"].get<unsigned>() != p.b.inode() || ev["ifname"] != "eth0") continue;
         if (ev["tracepoint"] != "netif_receive_skb" && ev["tracepoint"] != "net_dev_start_xmit") continue;
@@ -297,6 +336,18 @@ TEST(TraceRoot, FilterMatchesExactlyWhatTcpdumpMatches) {
         break;
       }
     }
+    return got;
+  };
+  // Each tracer prints as it goes: wait until it shows every packet tcpdump
+  // matched (the comparison below also catches any it showed beyond them).
+  for (size_t i = 0; i < exprs.size(); i++)
+    poll_until([&] { return std::ranges::includes(seen(*tracers[i]), wants[i]); }, 20s);
+  for (auto& t : tracers) ASSERT_EQ(t->stop(), 0) << t->proc().err();
+
+  for (size_t i = 0; i < exprs.size(); i++) {
+    const std::string& e = exprs[i];
+    const std::multiset<std::string>& want = wants[i];
+    const std::multiset<std::string> got = seen(*tracers[i]);
     EXPECT_FALSE(want.empty()) << e;
     std::string diff;
     for (const auto& k : want)
@@ -314,9 +365,11 @@ TEST(TraceRoot, PcapOutputOpensInTsharkWithPathAndReason) {
   const std::string file = fmt::format("/tmp/fs-trp-{}.pcapng", getpid());
   Tracer t({"--pcap", file, fmt::format("tcp and dst host {} and dst port 9", p.b4)});
   sh(peer(p.a, fmt::format("client --addr {} --port 9 --timeout-ms 2000 >/dev/null 2>&1", p.b4)));
-  std::this_thread::sleep_for(300ms);
+  const std::string fields = fmt::format("tshark -r {} -T fields -e ip.dst -e tcp.dstport -e frame.comment 2>/dev/null", file);
+  // The file is flushed every second: wait for the dropped SYN in it.
+  poll_until([&] { return sh_out(fields).find("drop " + no_socket) != std::string::npos; }, 20s);
   ASSERT_EQ(t.stop(), 0) << t.proc().err();
-  const std::string out = sh_out(fmt::format("tshark -r {} -T fields -e ip.dst -e tcp.dstport -e frame.comment 2>/dev/null", file));
+  const std::string out = sh_out(fields);
   EXPECT_NE(out.find(p.b4 + "\t9\t"), std::string::npos) << out;
   EXPECT_NE(out.find("path: "), std::string::npos) << out;
   EXPECT_NE(out.find("netif_receive_skb@eth0"), std::string::npos) << out;
@@ -331,19 +384,28 @@ TEST(TraceRoot, DropsSummaryCountsByReason) {
   Tracer t({"--drops", "--netns", p.b.path()});
   for (int i = 0; i < 3; i++)
     sh(peer(p.a, fmt::format("client --addr {} --port 9 --timeout-ms 2000 >/dev/null 2>&1", p.b4)));
-  std::this_thread::sleep_for(1500ms);
+  // The SYNs dropped with NO_SOCKET in tcp_v4_rcv, in a table (one is printed
+  // every second, and a last one, "total", at the end).
+  auto counted = [&](const std::string& table) {
+    std::istringstream in(table);
+    std::string line;
+    uint64_t count = 0;
+    while (std::getline(in, line))
+      if (line.find(no_socket) != std::string::npos && line.find("tcp_v4_rcv") != std::string::npos) count += std::stoull(line);
+    return count;
+  };
+  poll_until([&] {
+    const std::string out = t.proc().out();
+    const auto last = out.rfind("--- ");
+    return last != std::string::npos && counted(out.substr(last)) >= 3;
+  }, 20s);
   ASSERT_EQ(t.stop(), 0) << t.proc().err();
   const std::string out = t.proc().out();
   const auto total = out.rfind("--- total:");
   ASSERT_NE(total, std::string::npos) << out;
   const std::string table = out.substr(total);
   // Three refused connections: three SYNs dropped in b.
-  std::istringstream in(table);
-  std::string line;
-  uint64_t count = 0;
-  while (std::getline(in, line))
-    if (line.find(no_socket) != std::string::npos && line.find("tcp_v4_rcv") != std::string::npos) count += std::stoull(line);
-  EXPECT_EQ(count, 3u) << table;
+  EXPECT_EQ(counted(table), 3u) << table;
 }
 
 TEST(TraceRoot, MarkFilterSelectsMarkedPackets) {
@@ -354,7 +416,14 @@ TEST(TraceRoot, MarkFilterSelectsMarkedPackets) {
   ASSERT_EQ(sh(p.a.exec() + "nft add rule inet fsm out udp dport 7001 meta mark set 0x2a"), 0);
   Tracer t({"--json", "--mark", "0x20/0xf0", "udp"});
   for (int port : {7001, 7002, 7001}) sh(p.a.exec() + fmt::format("bash -c 'echo m > /dev/udp/{}/{}'", p.b4, port));
-  std::this_thread::sleep_for(300ms);
+  // Both marked datagrams received in b (after ARP), printed.
+  t.wait_events([&](const std::vector<Json>& evs) {
+    std::set<int> received;
+    for (const auto& e : evs)
+      if (e["tracepoint"] == "netif_receive_skb" && e["netns"].get<unsigned>() == p.b.inode() && e.value("dport", 0) == 7001)
+        received.insert(e.value("sport", 0));
+    return received.size() >= 2;
+  });
   ASSERT_EQ(t.stop(), 0) << t.proc().err();
   auto pk = t.packets();
   // Two marked datagrams (two sockets, two source ports). The first may show
