@@ -114,7 +114,7 @@ std::optional<uint64_t> parse_rfc3339(std::string_view v) {
 const std::set<std::string> kFilterParams = {"from",      "to",   "addr",   "src",      "dst",      "port",
                                              "protocol",  "direction", "process", "comm", "pid", "container",
                                              "close",     "exporter",  "record", "drops", "exclude_port",
-                                             "host",      "netns"};
+                                             "host",      "netns",     "workload"};
 
 Result<void> check_params(const Params& p, const std::set<std::string>& extra) {
   for (auto it = p.begin(); it != p.end(); it = p.upper_bound(it->first)) {
@@ -185,6 +185,10 @@ Result<FlowFilter> parse_filter(const Params& p, uint64_t now_ns) {
   if (comm) {
     if (auto r = check_text("process", *comm, 64); !r) return std::unexpected(r.error());
     f.comm = *comm;
+  }
+  if (auto* v = get(p, "workload")) {
+    if (auto r = check_text("workload", *v, 255); !r) return std::unexpected(r.error());
+    f.workload = *v;
   }
   if (auto* v = get(p, "pid")) {
     auto x = parse_uint<uint32_t>("pid", *v, UINT32_MAX);
@@ -311,7 +315,7 @@ Result<TopQuery> parse_top_query(const Params& p, uint64_t now_ns) {
     auto it = g.find(*v);
     if (it == g.end())
       return fail("parameter 'group': expected src, dst, pair, port, process, container, host, netns, close, "
-                  "drop_reason, src_cidr or dst_cidr");
+                  "drop_reason, src_cidr, dst_cidr, remote_workload or remote_host");
     q.group = it->second;
   }
   // Prefix lengths of the CIDR groups, per family.

@@ -120,8 +120,8 @@ std::string members_of(const nlohmann::json& j) {
 
 }  // namespace
 
-Result<std::vector<std::string>> attribution_members(FlowStore& store, const std::vector<FlowRow>& rows,
-                                                     AttributionCounts* counts, const OwnerRules& rules) {
+Result<std::vector<nlohmann::json>> attribute(FlowStore& store, const std::vector<FlowRow>& rows,
+                                              AttributionCounts* counts, const OwnerRules& rules) {
   std::vector<uint64_t> ids;
   for (const auto& r : rows)
     if (r.conversation) ids.push_back(*r.conversation);
@@ -165,13 +165,13 @@ Result<std::vector<std::string>> attribution_members(FlowStore& store, const std
   std::map<Ip16, std::vector<OwnershipClaim>> claims_of;
   for (auto& c : claims) claims_of[c.addr].push_back(std::move(c));
   AttributionCounts n;
-  std::vector<std::string> out;
+  std::vector<nlohmann::json> out;
   out.reserve(rows.size());
   for (size_t k = 0; k < rows.size(); ++k) {
     const FlowRow& r = rows[k];
     if (other[k]) {
       ++n.joined;
-      out.push_back(members_of(remote_json(*other[k])));
+      out.push_back(remote_json(*other[k]));
       continue;
     }
     OwnerDecision d;
@@ -183,14 +183,24 @@ Result<std::vector<std::string>> attribution_members(FlowStore& store, const std
     }
     if (d.verdict == OwnerVerdict::Owner) {
       ++n.owner;
-      out.push_back(members_of(owner_json(d)));
+      out.push_back(owner_json(d));
       continue;
     }
     ++n.none;
     ++n.unattributed[static_cast<size_t>(d.verdict)];
-    out.push_back(members_of({{"attribution", "none"}, {"unattributed", shared_address(r.dst_ip) ? "shared_address" : to_string(d.verdict)}}));
+    out.push_back({{"attribution", "none"}, {"unattributed", shared_address(r.dst_ip) ? "shared_address" : to_string(d.verdict)}});
   }
   if (counts) *counts = n;
+  return out;
+}
+
+Result<std::vector<std::string>> attribution_members(FlowStore& store, const std::vector<FlowRow>& rows,
+                                                     AttributionCounts* counts, const OwnerRules& rules) {
+  auto objects = attribute(store, rows, counts, rules);
+  if (!objects) return std::unexpected(objects.error());
+  std::vector<std::string> out;
+  out.reserve(objects->size());
+  for (const auto& j : *objects) out.push_back(members_of(j));
   return out;
 }
 

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "base/result.h"
 #include "collector/ownership.h"
 #include "storage/flow_store.h"
@@ -38,8 +40,13 @@ struct AttributionCounts {
   uint64_t unattributed[5] = {};  // of none, by OwnerVerdict (Owner's slot stays 0)
 };
 
-// For each row, the JSON members (",\"attribution\":...") naming its remote
-// end, to append to its flow object.
+// For each row, a JSON object naming its remote end: "attribution" and the
+// remote_* members (or "unattributed" and why).
+Result<std::vector<nlohmann::json>> attribute(FlowStore& store, const std::vector<FlowRow>& rows,
+                                              AttributionCounts* counts = nullptr, const OwnerRules& rules = {});
+
+// The same as JSON members (",\"attribution\":...") to append to each row's
+// flow object.
 Result<std::vector<std::string>> attribution_members(FlowStore& store, const std::vector<FlowRow>& rows,
                                                      AttributionCounts* counts = nullptr,
                                                      const OwnerRules& rules = {});

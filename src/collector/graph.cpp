@@ -95,6 +95,9 @@ void add_record(Connection& c, const FlowRow& r) {
 struct Node {
   std::string id;
   bool attributed = true;
+  // The API filter selecting this node's own records (workload nodes from
+  // ownership evidence select by the remote address instead).
+  nlohmann::json filter = nlohmann::json::object();
 };
 
 Node node_of(const FlowRow& r, GraphLevel level) {
@@ -102,30 +105,65 @@ Node node_of(const FlowRow& r, GraphLevel level) {
   std::string w = workload_of(r);
   if (w.empty()) w = "unknown";
   switch (level) {
-    case GraphLevel::Host: return {host};
-    case GraphLevel::Workload: return {w};
+    case GraphLevel::Host: return {host, true, {{"host", host}}};
+    case GraphLevel::Workload: return {w, true, w == "unknown" ? nlohmann::json::object() : nlohmann::json{{"workload", w}}};
     case GraphLevel::Container:
-      return {r.container_id && !r.container_id->empty() ? r.container_id->substr(0, 12) : w};
-    case GraphLevel::Process:
+      if (r.container_id && !r.container_id->empty())
+        return {r.container_id->substr(0, 12), true, {{"container", r.container_id->substr(0, 12)}}};
+      return {w, true, w == "unknown" ? nlohmann::json::object() : nlohmann::json{{"workload", w}}};
+    case GraphLevel::Process: {
+      nlohmann::json f = {{"host", host}};
+      if (r.pid) f["pid"] = *r.pid;
       return {fmt::format("{}/{}[{}]", host, r.exe.value_or(r.comm.value_or("unknown")),
-                          r.pid ? std::to_string(*r.pid) : "?")};
+                          r.pid ? std::to_string(*r.pid) : "?"),
+              true, std::move(f)};
+    }
   }
   return {host};
 }
 
-Node address_node(const Ip16& ip) { return {ip16_to_string(ip), false}; }
+Node address_node(const Ip16& ip) {
+  const std::string a = ip16_to_string(ip);
+  return {a, false, {{"addr", a}}};
+}
+
+// The end at `ip` that no agent's record shows, named from ownership
+// evidence (`owner`: the attribution of a record whose remote end it is) at
+// the graph's level; nullopt when the evidence does not reach that level.
+std::optional<Node> owned_node(const nlohmann::json& owner, const Ip16& ip, GraphLevel level) {
+  if (owner.value("attribution", "") != "owner" || !owner.contains("remote_host")) return std::nullopt;
+  const std::string host = owner["remote_host"];
+  const nlohmann::json by_addr = {{"addr", ip16_to_string(ip)}};
+  switch (level) {
+    case GraphLevel::Host: return Node{host, true, by_addr};
+    case GraphLevel::Workload:
+      if (!owner.contains("remote_workload")) return std::nullopt;
+      return Node{owner["remote_workload"], true, by_addr};
+    case GraphLevel::Container:
+      if (owner.contains("remote_container"))
+        return Node{owner["remote_container"].get<std::string>().substr(0, 12), true, by_addr};
+      if (!owner.contains("remote_workload")) return std::nullopt;
+      return Node{owner["remote_workload"], true, by_addr};
+    case GraphLevel::Process: {
+      if (!owner.contains("remote_pid")) return std::nullopt;
+      const std::string name = owner.value("remote_exe", owner.value("remote_comm", std::string("unknown")));
+      return Node{fmt::format("{}/{}[{}]", host, name, owner["remote_pid"].get<uint32_t>()), true, by_addr};
+    }
+  }
+  return std::nullopt;
+}
 
 struct Edge {
   std::string src, dst;
   uint64_t bytes_fwd = 0, bytes_rev = 0;  // client -> server, server -> client
-  uint64_t connections = 0, joined = 0, unattributed = 0;
+  uint64_t connections = 0, joined = 0, owner = 0, unattributed = 0;
   uint64_t refused = 0, timeout = 0, reset = 0;
   uint64_t retrans = 0;
   std::map<std::string, uint64_t> drops;
   std::vector<uint32_t> rtts;
   void add(const Edge& o) {
     bytes_fwd += o.bytes_fwd, bytes_rev += o.bytes_rev;
-    connections += o.connections, joined += o.joined, unattributed += o.unattributed;
+    connections += o.connections, joined += o.joined, owner += o.owner, unattributed += o.unattributed;
     refused += o.refused, timeout += o.timeout, reset += o.reset, retrans += o.retrans;
     for (const auto& [k, v] : o.drops) drops[k] += v;
     rtts.insert(rtts.end(), o.rtts.begin(), o.rtts.end());
@@ -150,6 +188,7 @@ nlohmann::json edge_json(Edge& e) {
                       {"bytes_dst_to_src", e.bytes_rev},
                       {"connections", e.connections},
                       {"joined", e.joined},
+                      {"owner", e.owner},
                       {"unattributed", e.unattributed},
                       {"failed", e.refused + e.timeout + e.reset},
                       {"failed_by", {{"refused", e.refused}, {"timeout", e.timeout}, {"reset", e.reset}}},
@@ -164,7 +203,7 @@ nlohmann::json edge_json(Edge& e) {
 
 }  // namespace
 
-Result<nlohmann::json> build_graph(FlowStore& store, const GraphQuery& q) {
+Result<nlohmann::json> build_graph(FlowStore& store, const GraphQuery& q, const OwnerRules& rules) {
   // Every record in range, grouped by connection.
   std::unordered_map<std::string, Connection> conns;
   auto conn_key = [](const FlowRow& r) {
@@ -199,8 +238,22 @@ Result<nlohmann::json> build_graph(FlowStore& store, const GraphQuery& q) {
     for (const auto& r : *more) add_record(conns[conn_key(r)], r);
   }
 
+  // The other end of the connections still seen from one end only, named
+  // by ownership evidence where it can be.
+  std::vector<FlowRow> single;
+  std::vector<const Connection*> single_of;
+  for (const auto& [k, c] : conns)
+    if (c.ends.size() == 1) {
+      single.push_back(c.ends[0].rec);
+      single_of.push_back(&c);
+    }
+  auto owners = attribute(store, single, nullptr, rules);
+  if (!owners) return std::unexpected(owners.error());
+  std::unordered_map<const Connection*, const nlohmann::json*> owner_of;
+  for (size_t k = 0; k < single.size(); ++k) owner_of[single_of[k]] = &(*owners)[k];
+
   std::map<std::pair<std::string, std::string>, Edge> edges;
-  std::map<std::string, bool> nodes;  // id -> attributed
+  std::map<std::string, Node> nodes;
   Edge total;
   for (auto& [k, c] : conns) {
     // The client is the end that opened the connection.
@@ -216,13 +269,22 @@ Result<nlohmann::json> build_graph(FlowStore& store, const GraphQuery& q) {
     } else {
       client = &c.ends[0];
     }
-    const Node cn = client ? node_of(client->rec, q.level) : address_node(server->rec.dst_ip);
-    const Node sn = server ? node_of(server->rec, q.level) : address_node(client->rec.dst_ip);
-    nodes[cn.id] = cn.attributed;
-    nodes[sn.id] = sn.attributed;
+    // The end no record shows: its owner, else its address.
+    std::optional<Node> owned;
+    if (!client || !server) {
+      const EndView& seen = client ? *client : *server;
+      owned = owned_node(*owner_of.at(&c), seen.rec.dst_ip, q.level);
+    }
+    const Node cn = client ? node_of(client->rec, q.level) : owned ? *owned : address_node(server->rec.dst_ip);
+    const Node sn = server ? node_of(server->rec, q.level) : owned ? *owned : address_node(client->rec.dst_ip);
+    // A node some record shows selects by that record's fields; one known
+    // only from ownership evidence, by its address.
+    for (const auto& [n, from_record] : {std::pair{&cn, client != nullptr}, std::pair{&sn, server != nullptr}})
+      if (auto [it, added] = nodes.try_emplace(n->id, *n); !added && from_record && it->second.filter.contains("addr"))
+        it->second = *n;
     Edge e;
     e.connections = 1;
-    (client && server ? e.joined : e.unattributed) = 1;
+    (client && server ? e.joined : owned ? e.owner : e.unattributed) = 1;
     // Bytes from the client's record where there is one (what the server
     // acknowledged), else the server's, turned around.
     if (client) {
@@ -279,7 +341,8 @@ Result<nlohmann::json> build_graph(FlowStore& store, const GraphQuery& q) {
     }
   }
   nlohmann::json jnodes = nlohmann::json::array();
-  for (const auto& id : shown) jnodes.push_back({{"id", id}, {"attributed", nodes[id]}});
+  for (const auto& id : shown)
+    jnodes.push_back({{"id", id}, {"attributed", nodes[id].attributed}, {"filter", nodes[id].filter}});
   if (other.connections) {
     jedges.push_back(edge_json(other));
     jnodes.push_back({{"id", "other"}, {"attributed", false}});

@@ -1,6 +1,8 @@
 // Who talks to whom: /api/graph. Nodes are hosts, workloads, containers or
-// processes (the end's own record names it); an end no agent recorded is its
-// address, marked unattributed. Each connection (conversation) is counted
+// processes (the end's own record names it, or, for an end no agent
+// recorded, the agents' ownership evidence where it names the end at the
+// graph's level: collector/attribution.h); any other end is its address,
+// marked unattributed. Each connection (conversation) is counted
 // once, as one edge from its client (the end that opened it) to its server,
 // whether one or both ends were recorded. Computed from the stored records in
 // the collector, so every backend answers the same.
@@ -14,6 +16,7 @@
 
 #include "base/result.h"
 #include "collector/api_params.h"
+#include "collector/ownership.h"
 #include "storage/flow_store.h"
 
 namespace flowscope {
@@ -31,6 +34,6 @@ inline constexpr uint32_t kMaxGraphEdges = 1'000;
 inline constexpr uint64_t kMaxGraphRecords = 2'000'000;
 
 Result<GraphQuery> parse_graph_query(const Params& p, uint64_t now_ns);
-Result<nlohmann::json> build_graph(FlowStore& store, const GraphQuery& q);
+Result<nlohmann::json> build_graph(FlowStore& store, const GraphQuery& q, const OwnerRules& rules = {});
 
 }  // namespace flowscope

@@ -28,6 +28,7 @@
 #include "collector/api_params.h"
 #include "collector/attribution.h"
 #include "collector/graph.h"
+#include "collector/remote_top.h"
 #include "collector/web_console.h"
 #include "net/cidr.h"
 #include "storage/query_deadline.h"
@@ -547,9 +548,14 @@ struct ApiServer::Impl {
       auto q = parse_graph_query(params, now);
       if (!q) return std::unexpected(q.error());
       return [this, q = *q] {
-        auto g = build_graph(*store, q);
+        auto g = build_graph(*store, q, opts.owner_rules);
         return g ? json_reply(200, *g) : store_error(g.error());
       };
+    }
+    if (endpoint == "/api/top" && is_remote_top(params)) {
+      auto q = parse_remote_top_query(params, now);
+      if (!q) return std::unexpected(q.error());
+      return [this, q = *q] { return top_remote(q); };
     }
     if (endpoint == "/api/top") {
       auto q = parse_top_query(params, now);
@@ -627,6 +633,39 @@ struct ApiServer::Impl {
                             {"top", items}});
   }
 
+  static nlohmann::json point_json(const SeriesPoint& p) {
+    return {{"time_ns", p.time_ns}, {"bytes", p.bytes},     {"bytes_out", p.bytes_out},
+            {"bytes_in", p.bytes_in}, {"packets", p.packets}, {"flows", p.flows},
+            {"retransmits", p.retrans}, {"failures", p.failures}, {"drops", p.drops}};
+  }
+
+  Reply top_remote(const RemoteTopQuery& q) {
+    auto top = remote_top(*store, q, opts.owner_rules);
+    if (!top) return store_error(top.error());
+    nlohmann::json items = nlohmann::json::array();
+    for (const auto& e : *top) {
+      nlohmann::json points = nlohmann::json::array();
+      for (const auto& p : e.points) points.push_back(point_json(p));
+      items.push_back({{to_string(q.level), e.key},
+                       {"attributed", e.attributed},
+                       {"bytes", e.total.bytes},
+                       {"bytes_out", e.total.bytes_out},
+                       {"bytes_in", e.total.bytes_in},
+                       {"packets", e.total.packets},
+                       {"flows", e.total.flows},
+                       {"retransmits", e.total.retrans},
+                       {"failures", e.total.failures},
+                       {"drops", e.total.drops},
+                       {"points", std::move(points)}});
+    }
+    return json_reply(200, {{"group", to_string(q.level)},
+                            {"by", to_string(q.top.by)},
+                            {"from_ns", *q.top.filter.from_ns},
+                            {"to_ns", *q.top.filter.to_ns},
+                            {"interval_ns", q.interval_ns},
+                            {"top", items}});
+  }
+
   Reply complete(const CompleteQuery& q) {
     auto values = store->complete(q);
     if (!values) return store_error(values.error());
@@ -647,16 +686,7 @@ struct ApiServer::Impl {
       if (p.time_ns >= from && k < buckets) filled[k] = p;
     }
     nlohmann::json items = nlohmann::json::array();
-    for (const auto& p : filled)
-      items.push_back({{"time_ns", p.time_ns},
-                       {"bytes", p.bytes},
-                       {"bytes_out", p.bytes_out},
-                       {"bytes_in", p.bytes_in},
-                       {"packets", p.packets},
-                       {"flows", p.flows},
-                       {"retransmits", p.retrans},
-                       {"failures", p.failures},
-                       {"drops", p.drops}});
+    for (const auto& p : filled) items.push_back(point_json(p));
     return json_reply(200, {{"from_ns", *q.filter.from_ns},
                             {"to_ns", *q.filter.to_ns},
                             {"interval_ns", q.interval_ns},

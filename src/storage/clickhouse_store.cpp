@@ -1055,6 +1055,8 @@ Where raw_where(const FlowFilter& f) {
   if (f.dst) w.add(range("dst_ip", *f.dst));
   if (f.port) w.add(fmt::format("(src_port = {0} OR dst_port = {0})", *f.port));
   if (f.pid) w.add(fmt::format("pid = {}", *f.pid));
+  if (f.workload)
+    w.add(fmt::format("coalesce(nullIf(unit, ''), nullIf(exe, ''), nullIf(comm, '')) = {}", lit(*f.workload)));
   if (f.host) w.add(fmt::format("host = {}", lit(*f.host)));
   if (f.netns) w.add(fmt::format("netns = {}", *f.netns));
   if (f.interim) w.add(fmt::format("interim = {}", *f.interim ? 1 : 0));
@@ -1074,7 +1076,7 @@ Where raw_where(const FlowFilter& f) {
 // A rollup answers a filter when it has every column the filter needs.
 bool rollup_can_filter(const FlowFilter& f) {
   return !f.addr && !f.src && !f.dst && !f.port && !f.pid && !f.interim && !f.drop_reason && !f.exclude_port &&
-         !f.host && !f.netns && f.conversations.empty();
+         !f.host && !f.netns && !f.workload && f.conversations.empty();
 }
 
 uint64_t now_ns() {

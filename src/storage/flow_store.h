@@ -27,6 +27,9 @@ struct FlowFilter {
   std::optional<uint8_t> protocol;
   std::optional<std::string> direction;
   std::optional<std::string> comm;
+  // The workload name as the fleet view shows it (collector/attribution.h
+  // workload_of): the systemd unit, else the program, else the thread comm.
+  std::optional<std::string> workload;
   std::optional<uint32_t> pid;
   std::optional<std::string> container;  // container id (exact, or a prefix of at least 12 characters)
   std::optional<std::string> close_reason;

@@ -442,6 +442,7 @@ Where build_where(const FlowFilter& f) {
   if (f.protocol) w.add("protocol = ?", {int64_t{*f.protocol}});
   if (f.direction) w.add("direction = ?", {*f.direction});
   if (f.comm) w.add("comm = ?", {*f.comm});
+  if (f.workload) w.add("coalesce(nullif(unit, ''), nullif(exe, ''), nullif(comm, '')) = ?", {*f.workload});
   if (f.pid) w.add("pid = ?", {int64_t{*f.pid}});
   if (f.container) {
     if (f.container->size() >= 64)
@@ -1020,10 +1021,10 @@ namespace {
 thread_local bool t_used_rollup = false;
 
 // The filter on the rollup's columns, or nothing when the filter needs a
-// column only `flows` has (addresses, pid, netns, one drop reason, a port
-// that may be ephemeral). Time bounds are the caller's.
+// column only `flows` has (addresses, pid, netns, workload, one drop
+// reason, a port that may be ephemeral). Time bounds are the caller's.
 std::optional<Where> rollup_where(const FlowFilter& f) {
-  if (f.addr || f.src || f.dst || f.pid || f.netns) return std::nullopt;
+  if (f.addr || f.src || f.dst || f.pid || f.netns || f.workload) return std::nullopt;
   if (f.drop_reason && *f.drop_reason != "any") return std::nullopt;
   if ((f.port && *f.port >= 32768) || (f.exclude_port && *f.exclude_port >= 32768)) return std::nullopt;
   Where w;

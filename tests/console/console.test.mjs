@@ -272,6 +272,20 @@ try {
   await page.waitForFunction(() => location.hash.startsWith('#/flows'));
   await rendered();
   assert.equal(await page.inputValue('#filter'), `dst=${nets.top[0].dst_cidr}`);
+  // By the other end's workload: the API's ranking, its series drawn from
+  // the answer itself, and an unnamed end opens the flows to its address.
+  await open('explore?group=remote_workload&by=bytes&type=stacked&n=5');
+  const remotes = await apiGet(base, `/api/top?group=remote_workload&by=bytes&limit=5&from=-1h${own}`);
+  assert.ok(remotes.top.length > 0 && remotes.top.every((t) => t.points.length > 0), JSON.stringify(remotes.top));
+  assert.deepEqual(await cells('#toptable', 0), remotes.top.map((t) => t.remote_workload));
+  assert.deepEqual((await cells('#stats', 0)).slice(0, remotes.top.length), remotes.top.map((t) => t.remote_workload));
+  const at = remotes.top.findIndex((t) => !t.attributed);
+  assert.ok(at >= 0, JSON.stringify(remotes.top));
+  const unnamed = remotes.top[at];
+  await page.locator('#toptable tbody tr').nth(at).click();
+  await page.waitForFunction(() => location.hash.startsWith('#/flows'));
+  await rendered();
+  assert.equal(await page.inputValue('#filter'), `dst=${unnamed.remote_workload}`);
   // Sankey: source → destination pairs as the API ranks them.
   await open('explore?type=sankey&by=bytes&n=5');
   const sk = await apiGet(base, `/api/top?group=pair&by=bytes&limit=15&from=-1h${own}`);
@@ -294,21 +308,28 @@ try {
   await page.fill('#filter', '');
 
   step('explore');
-  // Map, process → remote address: the refused connection is a red edge that
-  // opens its flows.
+  // Map, workloads (the default): the fleet graph's edges; the refused
+  // connection is a red edge from its workload to the address nobody owns,
+  // and opens its flows.
   await open('map');
-  const edge = await page.evaluate(() => {
-    const e = window.flowscopeGraph.edges().filter((x) => x.data('filter') === 'process=refuser dst=10.0.0.6');
+  const apiGraph = await apiGet(base, `/api/graph?level=workload&limit=60&from=-1h${own}`);
+  assert.equal(await page.evaluate(() => window.flowscopeGraph.edges().length),
+    apiGraph.edges.filter((e) => e.src !== 'other').length);
+  const refusedEdge = (filter) => page.evaluate((f) => {
+    const e = window.flowscopeGraph.edges().filter((x) => x.data('filter') === f);
     return e.length === 1 ? { failing: e.data('failing') } : null;
-  });
-  assert.deepEqual(edge, { failing: true });
+  }, filter);
+  assert.deepEqual(await refusedEdge('workload=refuser dst=10.0.0.6'), { failing: true });
   await shot('map');
   await page.evaluate(() => {
-    window.flowscopeGraph.edges().filter((x) => x.data('filter') === 'process=refuser dst=10.0.0.6').emit('tap');
+    window.flowscopeGraph.edges().filter((x) => x.data('filter') === 'workload=refuser dst=10.0.0.6').emit('tap');
   });
   await page.waitForFunction(() => location.hash.startsWith('#/flows') && location.hash.includes('refuser'));
   await rendered();
   assert.deepEqual(await cells('#flowtable', 7), ['refuser (1004)']);
+  // Processes → remote address: the same edge, from the top lists.
+  await open('map?nodes=process');
+  assert.deepEqual(await refusedEdge('process=refuser dst=10.0.0.6'), { failing: true });
   // Addresses: one edge per pair the API ranks.
   await open('map?nodes=addr');
   const apiPairs = await apiGet(base, `/api/top?group=pair&limit=60&from=-1h${own}`);

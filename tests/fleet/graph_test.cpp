@@ -2,6 +2,7 @@
 // three hosts would send them: both ends of connections between hosts with
 // agents, one end of those to a host without one.
 #include "collector/graph.h"
+#include "collector/remote_top.h"
 
 #include <unistd.h>
 
@@ -162,6 +163,64 @@ TEST_F(Graph, EdgesAndTotalsCountEachConnectionOnce) {
   EXPECT_EQ(bytes, 1000u * 3 + 500 + 700 + 10 + 60000 + 5000 + 7000 + 20);
 }
 
+// Top-N by the other end: each connection counted once, on the end the
+// store counts (the first seen), under the workload at its other end; an end
+// nobody names is its address. The same totals as the store's own top-N.
+TEST_F(Graph, TopByRemoteWorkloadCountsEachConnectionOnceUnderItsOtherEnd) {
+  const Workload kNoAgent{"h9", "10.1.0.9", "x", nullptr, 0};
+  connect(kCurl1, 40001, kWeb2, 80, kT0, 1000, 10000);
+  connect(kCurl1, 40002, kWeb2, 80, kT0 + kSec, 1000, 20000, true, true);  // the server's record first
+  connect(kCurl1, 40003, kWeb2, 80, kT0 + 2 * kSec, 1000, 30000);
+  connect(kCurl3, 40004, kWeb2, 80, kT0, 500, 5000);
+  connect(kCurl1, 40005, kDb3, 5432, kT0, 700, 7000);
+  connect(kCurl1, 40006, kDb3, 5432, kT0, 0, 0, true, false, CloseReason::Refused);
+  connect(kCurl1, 40007, kNoAgent, 80, kT0, 10, 20, false);
+  writer_->drain();
+  const FlowFilter range{.from_ns = kT0 - 60 * kSec, .to_ns = kT0 + 600 * kSec};
+  auto q = parse_remote_top_query({{"group", "remote_workload"}, {"by", "flows"}, {"interval", "60s"},
+                                   {"from", std::to_string(*range.from_ns / kSec)},
+                                   {"to", std::to_string(*range.to_ns / kSec)}},
+                                  kT0);
+  ASSERT_TRUE(q) << q.error().message;
+  auto top = remote_top(*store_, *q);
+  ASSERT_TRUE(top) << top.error().message;
+  std::map<std::string, std::pair<uint64_t, bool>> flows;
+  for (const auto& e : *top) {
+    flows[e.key] = {e.total.flows, e.attributed};
+    uint64_t in_points = 0;
+    for (const auto& p : e.points) in_points += p.flows;
+    EXPECT_EQ(in_points, e.total.flows) << e.key;
+    EXPECT_EQ(e.points.size(), 12u);  // 660 s in 60 s buckets, both ends included, as /api/timeseries
+  }
+  const std::map<std::string, std::pair<uint64_t, bool>> want = {
+      {"web.service", {3, true}}, {"curl", {1, true}}, {"db.service", {2, true}}, {"10.1.0.9", {1, false}}};
+  EXPECT_EQ(flows, want);
+  // Failures are counted on each end's record, as the store counts them.
+  q->top.by = TopMetric::Failures;
+  top = remote_top(*store_, *q);
+  ASSERT_TRUE(top);
+  ASSERT_EQ(top->size(), 2u);
+  for (const auto& e : *top) EXPECT_EQ(e.total.failures, 1u) << e.key;
+  // Bytes: the same total as the store's top-N.
+  q->top.by = TopMetric::Bytes;
+  q->level = RemoteLevel::Host;
+  top = remote_top(*store_, *q);
+  ASSERT_TRUE(top);
+  auto store_top = store_->top({.filter = range, .group = TopGroup::Process, .by = TopMetric::Bytes, .limit = 10});
+  ASSERT_TRUE(store_top);
+  uint64_t mine = 0, theirs = 0;
+  for (const auto& e : *top) mine += e.total.bytes;
+  for (const auto& e : *store_top) theirs += e.bytes;
+  EXPECT_EQ(mine, theirs);
+  std::set<std::string> hosts;
+  for (const auto& e : *top) hosts.insert(e.key);
+  EXPECT_EQ(hosts, (std::set<std::string>{"h1", "h2", "h3", "10.1.0.9"}));
+  // Bad parameters are refused.
+  EXPECT_FALSE(parse_remote_top_query({{"group", "remote_host"}, {"cidr4", "16"}}, kT0));
+  EXPECT_FALSE(parse_remote_top_query({{"group", "remote_host"}, {"interval", "0s"}}, kT0));
+  EXPECT_FALSE(parse_remote_top_query({{"group", "remote_host"}, {"bogus", "1"}}, kT0));
+}
+
 TEST_F(Graph, WorkloadsAreUnitsOrProgramsAndTopNFoldsTheRest) {
   connect(kCurl1, 40001, kWeb2, 80, kT0, 1000, 10000);
   connect(kCurl3, 40002, kWeb2, 80, kT0, 100, 100);
@@ -273,6 +332,35 @@ TEST_F(Graph, ClaimsNameTheOwnerOfAnUnjoinedRemoteEnd) {
   }
   EXPECT_EQ(n.owner, 1u);
   EXPECT_EQ(n.none, 2u);
+  // The graph names the same end the same way, at the levels the claims
+  // reach: the host from the address claim, the workload from the port's.
+  // The conflicting and the unclaimed ends stay addresses.
+  for (auto level : {GraphLevel::Host, GraphLevel::Workload}) {
+    const auto g = graph(level);
+    const std::string client = level == GraphLevel::Host ? "h1" : "curl";
+    const std::string owner = level == GraphLevel::Host ? "h2" : "web.service";
+    const auto* e = edge(g, client, owner);
+    ASSERT_TRUE(e) << g.dump(1);
+    EXPECT_EQ((*e)["owner"], 1) << e->dump();
+    EXPECT_EQ((*e)["unattributed"], 0) << e->dump();
+    EXPECT_EQ((*e)["joined"], 0) << e->dump();
+    for (const char* addr : {"10.1.0.3", "10.1.0.9"}) {
+      const auto* u = edge(g, client, addr);
+      ASSERT_TRUE(u) << addr << "\n" << g.dump(1);
+      EXPECT_EQ((*u)["unattributed"], 1) << u->dump();
+    }
+    for (const auto& node : g["nodes"]) {
+      // The owned end's own records are not there: it selects by address.
+      if (node["id"] == owner) {
+        EXPECT_EQ(node["filter"], nlohmann::json({{"addr", "10.1.0.2"}})) << node.dump();
+      }
+      if (node["id"] == client) {
+        EXPECT_EQ(node["filter"], level == GraphLevel::Host ? nlohmann::json({{"host", "h1"}})
+                                                            : nlohmann::json({{"workload", "curl"}}))
+            << node.dump();
+      }
+    }
+  }
   // An agent that has not reported past a flow's window holds its answer back.
   std::vector<OwnershipClaim> late = {claim("h5", "10.1.0.5", kT0 - 60 * kSec, kT0 - 30 * kSec)};
   writer_->push_claims(late);

@@ -155,6 +155,9 @@ TEST_P(AnyStore, FiltersByCidrPortTimeAndAttributes) {
   batch[1].comm = "wget";
   batch[1].pid = 77;
   batch[1].container_id = "0123456789abcdef0123";
+  batch[1].unit = "fetch.service";
+  batch[0].exe = "python3";  // its thread's comm stays "curl"
+  batch[2].unit = "";        // no unit
   batch[2].close = CloseReason::RstReceived;
   ASSERT_TRUE(insert(*store, batch));
 
@@ -173,6 +176,11 @@ TEST_P(AnyStore, FiltersByCidrPortTimeAndAttributes) {
   EXPECT_EQ(count({.protocol = 17}), 1u);
   EXPECT_EQ(count({.direction = "outbound"}), 3u);
   EXPECT_EQ(count({.comm = "wget"}), 1u);
+  // The workload: the unit, else the program, else the comm.
+  EXPECT_EQ(count({.workload = "fetch.service"}), 1u);
+  EXPECT_EQ(count({.workload = "wget"}), 0u);
+  EXPECT_EQ(count({.workload = "python3"}), 1u);
+  EXPECT_EQ(count({.workload = "curl"}), 1u);
   EXPECT_EQ(count({.pid = 77}), 1u);
   EXPECT_EQ(count({.container = "0123456789ab"}), 1u);
   EXPECT_EQ(count({.container = "0123456789ac"}), 0u);
@@ -482,6 +490,11 @@ TEST_P(AnyStore, OwnershipClaimsKeepTheirLatestEnd) {
     EXPECT_EQ(a.reported_to_ns, a.host == "h1" ? kT0 + 10 * kSec : kT0 + 20 * kSec);
     EXPECT_EQ(a.stopped, a.host == "h2");
   }
+  // Only the agents that reported since a moment.
+  who = store->claimants(kT0 + 15 * kSec);
+  ASSERT_TRUE(who) << who.error().message;
+  ASSERT_EQ(who->size(), 1u);
+  EXPECT_EQ((*who)[0].host, "h2");
 }
 // Bytes each way: `out` is what src sent (the agent: the local end), `in`
 // what it received; a cumulative flow's records count what grew each way

@@ -7,8 +7,8 @@ import { lineChart, sankeyChart, disposeCharts } from './charts.js';
 import * as fmt from './fmt.js';
 
 const VIEWS = ['overview', 'explore', 'map', 'flows', 'drops'];
-const FILTER_KEYS = ['addr', 'src', 'dst', 'port', 'protocol', 'direction', 'process', 'pid', 'container', 'close',
-  'exporter', 'host', 'netns', 'drops', 'record'];
+const FILTER_KEYS = ['addr', 'src', 'dst', 'port', 'protocol', 'direction', 'process', 'workload', 'pid', 'container',
+  'close', 'exporter', 'host', 'netns', 'drops', 'record'];
 // Filter keys whose values /api/complete offers.
 const COMPLETED = ['process', 'container', 'host', 'exporter', 'close', 'direction', 'drops'];
 const RANGES = { '15m': 900, '1h': 3600, '6h': 21600, '24h': 86400, '7d': 604800 };
@@ -141,6 +141,10 @@ const GROUP_FILTER = {
   host: (k) => ({ host: k.host }), netns: (k) => ({ netns: k.netns }), close: (k) => ({ close: k.close }),
   drop_reason: (k) => ({ drops: k.drop_reason }),
   src_cidr: (k) => ({ src: k.src_cidr }), dst_cidr: (k) => ({ dst: k.dst_cidr }),
+  // The other end, as the fleet view names it (or its address: then its
+  // flows are those to it; a named one has no filter of its own).
+  remote_workload: (k) => (k.attributed ? null : { dst: k.remote_workload }),
+  remote_host: (k) => (k.attributed ? null : { dst: k.remote_host }),
 };
 // Prefix lengths offered for the network groups, per family.
 const CIDR4 = ['8', '16', '20', '24', '28', '32'];
@@ -198,13 +202,18 @@ async function explore(root, p) {
   }
   const top = await api('/api/top', { ...base, group, by, limit: n, ...(cidr ? { cidr4, cidr6 } : {}) });
   // "other": everything the top entries leave, from the unfiltered series.
+  // The remote groups bring their series along (no filter selects them), in
+  // buckets the whole series is then asked for too.
+  const remote = group.startsWith('remote_');
   const [series, everything] = await Promise.all([
-    pool(top.top, 4, async (r) => {
-      const s = await api('/api/timeseries', { ...base, ...GROUP_FILTER[group](r) });
-      return { name: keyName(group, r), raw: s.points.map((pt) => pt[by]),
-        points: seriesPoints(s, by, by === 'bytes') };
-    }),
-    api('/api/timeseries', base),
+    remote ? top.top.map((r) => ({ name: keyName(group, r), raw: r.points.map((pt) => pt[by]),
+      points: seriesPoints({ interval_ns: top.interval_ns, points: r.points }, by, by === 'bytes') }))
+      : pool(top.top, 4, async (r) => {
+        const s = await api('/api/timeseries', { ...base, ...GROUP_FILTER[group](r) });
+        return { name: keyName(group, r), raw: s.points.map((pt) => pt[by]),
+          points: seriesPoints(s, by, by === 'bytes') };
+      }),
+    api('/api/timeseries', remote ? { ...base, interval: `${top.interval_ns / 1e9}s` } : base),
   ]);
   // Per-reason series count the flows that had the reason: their sum can
   // exceed the whole, so "other" is left out there.
@@ -238,15 +247,33 @@ async function explore(root, p) {
     { key: 'retransmits', label: 'retransmits', num: true, text: (r) => r.retransmits },
     { key: 'failures', label: 'failures', num: true, text: (r) => r.failures },
     { key: 'drops', label: 'drops', num: true, text: (r) => r.drops },
-  ], top.top, { onRow: (r) => openFlows(GROUP_FILTER[group](r)) });
+  ], top.top, { onRow: (r) => { const f = GROUP_FILTER[group](r); if (f) openFlows(f); } });
   topTable.id = 'toptable';
   root.append(h('h2', {}, `Top ${n} by ${METRICS[by]}`), topTable);
 }
 
-// Edges of the map: process → remote address (default), or source address →
-// destination address, from /api/top until a graph API exists. An edge is
-// failing when its connections failed or its packets were dropped.
+const filterText = (f) => Object.entries(f || {}).map(([k, v]) => term(k, v)).join(' ');
+
+// Edges of the map. Workloads or hosts (default: workloads): the fleet graph,
+// each connection once from its client to its server, both ends named by
+// their own records or the agents' ownership evidence, else an address.
+// Processes → remote address, or source → destination address: the top
+// lists. An edge is failing when its connections failed or packets dropped.
 async function mapEdges(base, mode) {
+  if (mode === 'workload' || mode === 'host') {
+    const g = await api('/api/graph', { ...base, level: mode, limit: 60 });
+    const node = new Map(g.nodes.map((n) => [n.id, n]));
+    const ref = (id) => ({ id: `${mode}:${id}`, label: id, filter: filterText(node.get(id)?.filter),
+      process: node.get(id)?.attributed });
+    return g.edges.filter((e) => e.src !== 'other').map((e) => {
+      const to = node.get(e.dst);
+      // The client's flows; to an end named by its address, only those to it.
+      const dst = to?.filter?.addr ? ` dst=${to.filter.addr}` : '';
+      return { from: ref(e.src), to: ref(e.dst), filter: filterText(node.get(e.src)?.filter) + dst,
+        bytes: e.bytes_src_to_dst + e.bytes_dst_to_src, retransmits: e.retransmits,
+        failing: e.failed > 0 || e.drops_total > 0, connections: e.connections };
+    });
+  }
   if (mode === 'addr') {
     const pairs = await api('/api/top', { ...base, group: 'pair', limit: 60 });
     return pairs.top.map((t) => ({
@@ -266,12 +293,14 @@ async function mapEdges(base, mode) {
   })));
 }
 
+const MAP_MODES = { workload: 'workloads (client → server)', host: 'hosts (client → server)',
+  process: 'process → remote address', addr: 'source → destination address' };
+
 async function map(root, p) {
-  const mode = p.get('nodes') === 'addr' ? 'addr' : 'process';
+  const mode = MAP_MODES[p.get('nodes')] ? p.get('nodes') : 'workload';
   root.append(h('div', { class: 'controls' }, h('label', {}, 'nodes ', h('select', { dataset: { key: 'nodes' },
     onchange: (ev) => go('map', { nodes: ev.target.value }) },
-  h('option', { value: 'process', selected: mode === 'process' }, 'process → remote address'),
-  h('option', { value: 'addr', selected: mode === 'addr' }, 'source → destination address')))));
+  Object.entries(MAP_MODES).map(([v, label]) => h('option', { value: v, selected: mode === v }, label))))));
   // The graph library is the bundle's largest part and only this view
   // draws with it: loaded when the map first opens, not before first paint.
   const [list, { default: cytoscape }] = await Promise.all([mapEdges(baseParams(p), mode), import('cytoscape')]);
