@@ -19,7 +19,7 @@ std::string workload_of(const Flow& f) {
   return {};
 }
 
-Result<std::vector<FlowRow>> conversation_rows(FlowStore& store, std::vector<uint64_t> ids) {
+Result<std::vector<FlowRow>> conversation_rows(FlowStore& store, std::vector<uint64_t> ids, uint64_t since_ns) {
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   std::vector<FlowRow> out;
@@ -28,6 +28,7 @@ Result<std::vector<FlowRow>> conversation_rows(FlowStore& store, std::vector<uin
     FlowQuery q;
     q.filter.conversations.assign(ids.begin() + static_cast<std::ptrdiff_t>(at),
                                   ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size(), at + kIdsPerQuery)));
+    if (since_ns) q.filter.from_ns = since_ns;
     q.limit = 10'000;
     for (;;) {
       auto page = store.query(q);
@@ -123,9 +124,13 @@ std::string members_of(const nlohmann::json& j) {
 Result<std::vector<nlohmann::json>> attribute(FlowStore& store, const std::vector<FlowRow>& rows,
                                               AttributionCounts* counts, const OwnerRules& rules) {
   std::vector<uint64_t> ids;
+  uint64_t first_start = UINT64_MAX;
   for (const auto& r : rows)
-    if (r.conversation) ids.push_back(*r.conversation);
-  auto found = conversation_rows(store, ids);
+    if (r.conversation) {
+      ids.push_back(*r.conversation);
+      first_start = std::min(first_start, r.start_ns);
+    }
+  auto found = conversation_rows(store, ids, first_start > rules.skew_ns ? first_start - rules.skew_ns : 0);
   if (!found) return std::unexpected(found.error());
   std::unordered_map<uint64_t, std::vector<const FlowRow*>> by_conv;
   for (const auto& r : *found) by_conv[*r.conversation].push_back(&r);

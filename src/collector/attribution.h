@@ -28,8 +28,11 @@ namespace flowscope {
 // thread-group leader's comm), else the thread's comm; "" when none is known.
 std::string workload_of(const Flow& f);
 
-// The records of each given conversation, by id (paged through the store).
-Result<std::vector<FlowRow>> conversation_rows(FlowStore& store, std::vector<uint64_t> ids);
+// The records of each given conversation, by id (paged through the store),
+// that end at or after `since_ns`: every record of a connection ends after it
+// began, so callers pass its earliest start less the clock skew, and the
+// store reads from there (its time index) rather than every record it holds.
+Result<std::vector<FlowRow>> conversation_rows(FlowStore& store, std::vector<uint64_t> ids, uint64_t since_ns = 0);
 
 // Of `rows` (records of one conversation), the latest one of the end other
 // than `r`'s; nullopt when only r's end was recorded.

@@ -230,10 +230,14 @@ Result<nlohmann::json> build_graph(FlowStore& store, const GraphQuery& q, const 
   // Connections seen from one end here whose other end's records fell
   // outside the filter: read them by conversation id.
   std::vector<uint64_t> lone;
+  uint64_t first_start = UINT64_MAX;
   for (const auto& [k, c] : conns)
-    if (c.ends.size() == 1 && c.ends[0].rec.conversation) lone.push_back(*c.ends[0].rec.conversation);
+    if (c.ends.size() == 1 && c.ends[0].rec.conversation) {
+      lone.push_back(*c.ends[0].rec.conversation);
+      first_start = std::min(first_start, c.ends[0].rec.start_ns);
+    }
   if (!lone.empty()) {
-    auto more = conversation_rows(store, lone);
+    auto more = conversation_rows(store, lone, first_start > rules.skew_ns ? first_start - rules.skew_ns : 0);
     if (!more) return std::unexpected(more.error());
     for (const auto& r : *more) add_record(conns[conn_key(r)], r);
   }
