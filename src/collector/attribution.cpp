@@ -123,12 +123,20 @@ std::string members_of(const nlohmann::json& j) {
 
 Result<std::vector<nlohmann::json>> attribute(FlowStore& store, const std::vector<FlowRow>& rows,
                                               AttributionCounts* counts, const OwnerRules& rules) {
+  std::vector<const FlowRow*> refs;
+  refs.reserve(rows.size());
+  for (const auto& r : rows) refs.push_back(&r);
+  return attribute(store, refs, counts, rules);
+}
+
+Result<std::vector<nlohmann::json>> attribute(FlowStore& store, std::span<const FlowRow* const> rows,
+                                              AttributionCounts* counts, const OwnerRules& rules) {
   std::vector<uint64_t> ids;
   uint64_t first_start = UINT64_MAX;
-  for (const auto& r : rows)
-    if (r.conversation) {
-      ids.push_back(*r.conversation);
-      first_start = std::min(first_start, r.start_ns);
+  for (const FlowRow* r : rows)
+    if (r->conversation) {
+      ids.push_back(*r->conversation);
+      first_start = std::min(first_start, r->start_ns);
     }
   auto found = conversation_rows(store, ids, first_start > rules.skew_ns ? first_start - rules.skew_ns : 0);
   if (!found) return std::unexpected(found.error());
@@ -139,7 +147,7 @@ Result<std::vector<nlohmann::json>> attribute(FlowStore& store, const std::vecto
   std::vector<Ip16> addrs;
   uint64_t lo = UINT64_MAX, hi = 0;
   for (size_t k = 0; k < rows.size(); ++k) {
-    const FlowRow& r = rows[k];
+    const FlowRow& r = *rows[k];
     if (r.conversation)
       if (auto it = by_conv.find(*r.conversation); it != by_conv.end()) other[k] = other_end(r, it->second);
     if (other[k] || shared_address(r.dst_ip)) continue;
@@ -173,7 +181,7 @@ Result<std::vector<nlohmann::json>> attribute(FlowStore& store, const std::vecto
   std::vector<nlohmann::json> out;
   out.reserve(rows.size());
   for (size_t k = 0; k < rows.size(); ++k) {
-    const FlowRow& r = rows[k];
+    const FlowRow& r = *rows[k];
     if (other[k]) {
       ++n.joined;
       out.push_back(remote_json(*other[k]));

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,9 @@ struct AttributionCounts {
 // For each row, a JSON object naming its remote end: "attribution" and the
 // remote_* members (or "unattributed" and why).
 Result<std::vector<nlohmann::json>> attribute(FlowStore& store, const std::vector<FlowRow>& rows,
+                                              AttributionCounts* counts = nullptr, const OwnerRules& rules = {});
+// The same for rows held elsewhere.
+Result<std::vector<nlohmann::json>> attribute(FlowStore& store, std::span<const FlowRow* const> rows,
                                               AttributionCounts* counts = nullptr, const OwnerRules& rules = {});
 
 // The same as JSON members (",\"attribution\":...") to append to each row's

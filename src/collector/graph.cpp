@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <charconv>
 #include <map>
+#include <optional>
+#include <string_view>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -51,6 +53,7 @@ const char* level_name(GraphLevel l) {
 // One end of a connection as its records tell it: the latest record of a
 // cumulative flow (totals), or the sum of a third party's per-record shares.
 struct EndView {
+  std::string key;  // end_key(rec) of its first record
   FlowRow rec;
   uint64_t bytes = 0, rev_bytes = 0, retrans = 0;
   std::map<std::string, uint64_t> drops;
@@ -60,17 +63,25 @@ struct Connection {
   std::vector<EndView> ends;  // 1 or 2
 };
 
+// One end of a connection: its reporter and its socket (binary, compared
+// once per record).
 std::string end_key(const FlowRow& r) {
-  return fmt::format("{}|{}|{}|{}|{}", r.host_id.value_or(r.host.value_or(r.exporter)), r.domain,
-                     ip16_to_string(r.src_ip), r.src_port, r.start_ns);
+  std::string k = r.host_id.value_or(r.host.value_or(r.exporter));
+  k += '|';
+  const auto put = [&](const auto& v) { k.append(reinterpret_cast<const char*>(&v), sizeof v); };
+  put(r.domain);
+  k.append(reinterpret_cast<const char*>(r.src_ip.data()), r.src_ip.size());
+  put(r.src_port);
+  put(r.start_ns);
+  return k;
 }
 
 void add_record(Connection& c, const FlowRow& r) {
-  const std::string k = end_key(r);
-  auto it = std::find_if(c.ends.begin(), c.ends.end(), [&](const EndView& e) { return end_key(e.rec) == k; });
+  std::string k = end_key(r);
+  auto it = std::find_if(c.ends.begin(), c.ends.end(), [&](const EndView& e) { return e.key == k; });
   if (it == c.ends.end()) {
     if (c.ends.size() >= 2) return;  // a third view of one connection cannot be: keep the first two
-    c.ends.push_back(EndView{r, 0, 0, 0, {}});
+    c.ends.push_back(EndView{std::move(k), r, 0, 0, 0, {}});
     it = c.ends.end() - 1;
     if (r.cumulative) {
       it->bytes = r.bytes, it->rev_bytes = r.rev_bytes, it->retrans = r.retrans.value_or(0);
@@ -95,36 +106,44 @@ void add_record(Connection& c, const FlowRow& r) {
 struct Node {
   std::string id;
   bool attributed = true;
-  // The API filter selecting this node's own records (workload nodes from
-  // ownership evidence select by the remote address instead).
-  nlohmann::json filter = nlohmann::json::object();
+  // The API filter selecting this node's own records (`key`=`value`, and
+  // pid for a process; none without a key); a node named by its address or
+  // by ownership evidence selects by the address instead. Kept as strings
+  // here: the graph names a node once per connection.
+  const char* key = nullptr;
+  std::string value;
+  std::optional<uint32_t> pid;
+  nlohmann::json filter() const {
+    nlohmann::json f = nlohmann::json::object();
+    if (key) f[key] = value;
+    if (pid) f["pid"] = *pid;
+    return f;
+  }
 };
 
 Node node_of(const FlowRow& r, GraphLevel level) {
   const std::string host = r.host.value_or(r.exporter);
   std::string w = workload_of(r);
   if (w.empty()) w = "unknown";
+  const char* by_workload = w == "unknown" ? nullptr : "workload";
   switch (level) {
-    case GraphLevel::Host: return {host, true, {{"host", host}}};
-    case GraphLevel::Workload: return {w, true, w == "unknown" ? nlohmann::json::object() : nlohmann::json{{"workload", w}}};
+    case GraphLevel::Host: return {host, true, "host", host};
+    case GraphLevel::Workload: return {w, true, by_workload, w};
     case GraphLevel::Container:
       if (r.container_id && !r.container_id->empty())
-        return {r.container_id->substr(0, 12), true, {{"container", r.container_id->substr(0, 12)}}};
-      return {w, true, w == "unknown" ? nlohmann::json::object() : nlohmann::json{{"workload", w}}};
-    case GraphLevel::Process: {
-      nlohmann::json f = {{"host", host}};
-      if (r.pid) f["pid"] = *r.pid;
+        return {r.container_id->substr(0, 12), true, "container", r.container_id->substr(0, 12)};
+      return {w, true, by_workload, w};
+    case GraphLevel::Process:
       return {fmt::format("{}/{}[{}]", host, r.exe.value_or(r.comm.value_or("unknown")),
                           r.pid ? std::to_string(*r.pid) : "?"),
-              true, std::move(f)};
-    }
+              true, "host", host, r.pid};
   }
   return {host};
 }
 
 Node address_node(const Ip16& ip) {
   const std::string a = ip16_to_string(ip);
-  return {a, false, {{"addr", a}}};
+  return {a, false, "addr", a};
 }
 
 // The end at `ip` that no agent's record shows, named from ownership
@@ -133,21 +152,21 @@ Node address_node(const Ip16& ip) {
 std::optional<Node> owned_node(const nlohmann::json& owner, const Ip16& ip, GraphLevel level) {
   if (owner.value("attribution", "") != "owner" || !owner.contains("remote_host")) return std::nullopt;
   const std::string host = owner["remote_host"];
-  const nlohmann::json by_addr = {{"addr", ip16_to_string(ip)}};
+  const std::string addr = ip16_to_string(ip);
   switch (level) {
-    case GraphLevel::Host: return Node{host, true, by_addr};
+    case GraphLevel::Host: return Node{host, true, "addr", addr};
     case GraphLevel::Workload:
       if (!owner.contains("remote_workload")) return std::nullopt;
-      return Node{owner["remote_workload"], true, by_addr};
+      return Node{owner["remote_workload"], true, "addr", addr};
     case GraphLevel::Container:
       if (owner.contains("remote_container"))
-        return Node{owner["remote_container"].get<std::string>().substr(0, 12), true, by_addr};
+        return Node{owner["remote_container"].get<std::string>().substr(0, 12), true, "addr", addr};
       if (!owner.contains("remote_workload")) return std::nullopt;
-      return Node{owner["remote_workload"], true, by_addr};
+      return Node{owner["remote_workload"], true, "addr", addr};
     case GraphLevel::Process: {
       if (!owner.contains("remote_pid")) return std::nullopt;
       const std::string name = owner.value("remote_exe", owner.value("remote_comm", std::string("unknown")));
-      return Node{fmt::format("{}/{}[{}]", host, name, owner["remote_pid"].get<uint32_t>()), true, by_addr};
+      return Node{fmt::format("{}/{}[{}]", host, name, owner["remote_pid"].get<uint32_t>()), true, "addr", addr};
     }
   }
   return std::nullopt;
@@ -244,11 +263,11 @@ Result<nlohmann::json> build_graph(FlowStore& store, const GraphQuery& q, const 
 
   // The other end of the connections still seen from one end only, named
   // by ownership evidence where it can be.
-  std::vector<FlowRow> single;
+  std::vector<const FlowRow*> single;
   std::vector<const Connection*> single_of;
   for (const auto& [k, c] : conns)
     if (c.ends.size() == 1) {
-      single.push_back(c.ends[0].rec);
+      single.push_back(&c.ends[0].rec);
       single_of.push_back(&c);
     }
   auto owners = attribute(store, single, nullptr, rules);
@@ -284,7 +303,7 @@ Result<nlohmann::json> build_graph(FlowStore& store, const GraphQuery& q, const 
     // A node some record shows selects by that record's fields; one known
     // only from ownership evidence, by its address.
     for (const auto& [n, from_record] : {std::pair{&cn, client != nullptr}, std::pair{&sn, server != nullptr}})
-      if (auto [it, added] = nodes.try_emplace(n->id, *n); !added && from_record && it->second.filter.contains("addr"))
+      if (auto [it, added] = nodes.try_emplace(n->id, *n); !added && from_record && it->second.key && std::string_view(it->second.key) == "addr")
         it->second = *n;
     Edge e;
     e.connections = 1;
@@ -346,7 +365,7 @@ Result<nlohmann::json> build_graph(FlowStore& store, const GraphQuery& q, const 
   }
   nlohmann::json jnodes = nlohmann::json::array();
   for (const auto& id : shown)
-    jnodes.push_back({{"id", id}, {"attributed", nodes[id].attributed}, {"filter", nodes[id].filter}});
+    jnodes.push_back({{"id", id}, {"attributed", nodes[id].attributed}, {"filter", nodes[id].filter()}});
   if (other.connections) {
     jedges.push_back(edge_json(other));
     jnodes.push_back({{"id", "other"}, {"attributed", false}});

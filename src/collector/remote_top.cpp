@@ -1,7 +1,7 @@
 #include "collector/remote_top.h"
 
 #include <algorithm>
-#include <map>
+#include <unordered_map>
 
 #include "collector/attribution.h"
 #include "net/ip16.h"
@@ -80,7 +80,14 @@ uint64_t metric(const TopEntry& e, TopMetric m) {
 Result<std::vector<RemoteTopEntry>> remote_top(FlowStore& store, const RemoteTopQuery& q, const OwnerRules& rules) {
   const uint64_t from = *q.top.filter.from_ns;
   const uint64_t buckets = (*q.top.filter.to_ns - from) / q.interval_ns + 1;
-  std::map<std::string, RemoteTopEntry> groups;
+  // Per group its total and its records' shares by bucket, sparse (most
+  // remote ends have a few records): only the top entries get whole series.
+  struct Group {
+    bool attributed = false;
+    TopEntry total;
+    std::vector<std::pair<uint64_t, SeriesPoint>> shares;
+  };
+  std::unordered_map<std::string, Group> groups;
   FlowQuery fq{.filter = q.top.filter, .limit = 10'000, .offset = 0};
   uint64_t records = 0;
   for (;;) {
@@ -98,31 +105,43 @@ Result<std::vector<RemoteTopEntry>> remote_top(FlowStore& store, const RemoteTop
       const char* field = q.level == RemoteLevel::Host ? "remote_host" : "remote_workload";
       const bool named = j.contains(field);
       auto [it, added] = groups.try_emplace(named ? j[field].get<std::string>() : ip16_to_string(r.dst_ip));
-      RemoteTopEntry& g = it->second;
-      if (added) {
-        g.key = it->first;
-        g.attributed = named;
-        g.points.resize(buckets);
-        for (uint64_t b = 0; b < buckets; ++b) g.points[b].time_ns = from + b * q.interval_ns;
-      }
+      Group& g = it->second;
+      g.attributed = named;
       add(g.total, r);
       if (r.end_ns >= from) {
         const uint64_t b = (r.end_ns - from) / q.interval_ns;
-        if (b < buckets) add(g.points[b], r);
+        if (b < buckets) {
+          if (g.shares.empty() || g.shares.back().first != b) g.shares.push_back({b, SeriesPoint{}});
+          add(g.shares.back().second, r);
+        }
       }
     }
     if (!page->more) break;
     fq.offset += fq.limit;
   }
-  std::vector<RemoteTopEntry> out;
-  out.reserve(groups.size());
+  std::vector<std::pair<const std::string*, Group*>> ranked;
+  ranked.reserve(groups.size());
   for (auto& [k, g] : groups)
-    if (metric(g.total, q.top.by) > 0) out.push_back(std::move(g));
-  std::sort(out.begin(), out.end(), [&](const RemoteTopEntry& a, const RemoteTopEntry& b) {
-    const uint64_t ma = metric(a.total, q.top.by), mb = metric(b.total, q.top.by);
-    return ma != mb ? ma > mb : a.key < b.key;
-  });
-  if (out.size() > q.top.limit) out.resize(q.top.limit);
+    if (metric(g.total, q.top.by) > 0) ranked.push_back({&k, &g});
+  auto before = [&](const auto& a, const auto& b) {
+    const uint64_t ma = metric(a.second->total, q.top.by), mb = metric(b.second->total, q.top.by);
+    return ma != mb ? ma > mb : *a.first < *b.first;
+  };
+  const size_t n = std::min<size_t>(ranked.size(), q.top.limit);
+  std::partial_sort(ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(n), ranked.end(), before);
+  std::vector<RemoteTopEntry> out;
+  for (size_t k = 0; k < n; ++k) {
+    const Group& g = *ranked[k].second;
+    RemoteTopEntry e{*ranked[k].first, g.attributed, g.total, std::vector<SeriesPoint>(buckets)};
+    for (uint64_t b = 0; b < buckets; ++b) e.points[b].time_ns = from + b * q.interval_ns;
+    for (const auto& [b, share] : g.shares) {
+      SeriesPoint& p = e.points[b];
+      p.bytes += share.bytes, p.bytes_out += share.bytes_out, p.bytes_in += share.bytes_in;
+      p.packets += share.packets, p.flows += share.flows, p.retrans += share.retrans;
+      p.failures += share.failures, p.drops += share.drops;
+    }
+    out.push_back(std::move(e));
+  }
   return out;
 }
 
