@@ -76,31 +76,29 @@ std::string end_key(const FlowRow& r) {
   return k;
 }
 
-void add_record(Connection& c, const FlowRow& r) {
+// Takes the record (moved in: a graph holds the latest record of every end).
+void add_record(Connection& c, FlowRow&& r) {
   std::string k = end_key(r);
   auto it = std::find_if(c.ends.begin(), c.ends.end(), [&](const EndView& e) { return e.key == k; });
   if (it == c.ends.end()) {
     if (c.ends.size() >= 2) return;  // a third view of one connection cannot be: keep the first two
-    c.ends.push_back(EndView{std::move(k), r, 0, 0, 0, {}});
-    it = c.ends.end() - 1;
-    if (r.cumulative) {
-      it->bytes = r.bytes, it->rev_bytes = r.rev_bytes, it->retrans = r.retrans.value_or(0);
-      for (const auto& d : r.drops) it->drops[d.reason] = d.count;
-      return;
-    }
-  } else if (r.cumulative) {
+    EndView e{std::move(k), {}, r.bytes, r.rev_bytes, r.retrans.value_or(0), {}};
+    for (const auto& d : r.drops) e.drops[d.reason] += d.count;
+    e.rec = std::move(r);
+    c.ends.push_back(std::move(e));
+    return;
+  }
+  if (r.cumulative) {
     if (r.end_ns < it->rec.end_ns) return;
-    it->rec = r;
     it->bytes = r.bytes, it->rev_bytes = r.rev_bytes, it->retrans = r.retrans.value_or(0);
     it->drops.clear();
     for (const auto& d : r.drops) it->drops[d.reason] = d.count;
+    it->rec = std::move(r);
     return;
   }
-  if (!r.cumulative) {
-    it->bytes += r.bytes, it->rev_bytes += r.rev_bytes, it->retrans += r.retrans.value_or(0);
-    for (const auto& d : r.drops) it->drops[d.reason] += d.count;
-    if (r.end_ns > it->rec.end_ns) it->rec = r;
-  }
+  it->bytes += r.bytes, it->rev_bytes += r.rev_bytes, it->retrans += r.retrans.value_or(0);
+  for (const auto& d : r.drops) it->drops[d.reason] += d.count;
+  if (r.end_ns > it->rec.end_ns) it->rec = std::move(r);
 }
 
 struct Node {
@@ -242,7 +240,7 @@ Result<nlohmann::json> build_graph(FlowStore& store, const GraphQuery& q, const 
     if (records > kMaxGraphRecords)
       return fail("the graph would read more than {} records: narrow the time range or add filters",
                   kMaxGraphRecords);
-    for (const auto& r : page->flows) add_record(conns[conn_key(r)], r);
+    for (auto& r : page->flows) add_record(conns[conn_key(r)], std::move(r));
     if (!page->more) break;
     fq.offset += fq.limit;
   }
@@ -258,7 +256,7 @@ Result<nlohmann::json> build_graph(FlowStore& store, const GraphQuery& q, const 
   if (!lone.empty()) {
     auto more = conversation_rows(store, lone, first_start > rules.skew_ns ? first_start - rules.skew_ns : 0);
     if (!more) return std::unexpected(more.error());
-    for (const auto& r : *more) add_record(conns[conn_key(r)], r);
+    for (auto& r : *more) add_record(conns[conn_key(r)], std::move(r));
   }
 
   // The other end of the connections still seen from one end only, named
