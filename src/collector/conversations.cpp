@@ -98,8 +98,9 @@ void ConversationJoiner::assign(FlowRow& r) {
   r.conversation = convs.back().id;
   r.mirror = false;
   // The linger sweep visits every conversation: at most once per as many
-  // records as there are conversations, so it costs about one visit per
-  // record however many are held.
+  // new conversations as are held, so it costs about one visit per new one
+  // however many are held. An expired one may so stay until that many new
+  // ones came (never past max_conversations).
   if (++since_sweep_ >= std::max<uint64_t>(4096, count_) || count_ > o_.max_conversations) sweep();
 }
 

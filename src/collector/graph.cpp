@@ -124,8 +124,9 @@ Node node_of(const FlowRow& r, GraphLevel level) {
   std::string w = workload_of(r);
   if (w.empty()) w = "unknown";
   const char* by_workload = w == "unknown" ? nullptr : "workload";
+  const char* by_host = r.host ? "host" : "exporter";  // a third party's record names no host
   switch (level) {
-    case GraphLevel::Host: return {host, true, "host", host};
+    case GraphLevel::Host: return {host, true, by_host, host};
     case GraphLevel::Workload: return {w, true, by_workload, w};
     case GraphLevel::Container:
       if (r.container_id && !r.container_id->empty())
@@ -134,7 +135,7 @@ Node node_of(const FlowRow& r, GraphLevel level) {
     case GraphLevel::Process:
       return {fmt::format("{}/{}[{}]", host, r.exe.value_or(r.comm.value_or("unknown")),
                           r.pid ? std::to_string(*r.pid) : "?"),
-              true, "host", host, r.pid};
+              true, by_host, host, r.pid};
   }
   return {host};
 }
@@ -256,7 +257,14 @@ Result<nlohmann::json> build_graph(FlowStore& store, const GraphQuery& q, const 
   if (!lone.empty()) {
     auto more = conversation_rows(store, lone, first_start > rules.skew_ns ? first_start - rules.skew_ns : 0);
     if (!more) return std::unexpected(more.error());
-    for (auto& r : *more) add_record(conns[conn_key(r)], std::move(r));
+    for (auto& r : *more) {
+      Connection& c = conns[conn_key(r)];
+      // Only the other end's records: the end here was read above, as far
+      // as the filter reaches (adding its records again would count
+      // per-record shares twice).
+      if (!c.ends.empty() && c.ends[0].key == end_key(r)) continue;
+      add_record(c, std::move(r));
+    }
   }
 
   // The other end of the connections still seen from one end only, named

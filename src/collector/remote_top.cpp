@@ -17,6 +17,7 @@ bool is_remote_top(const Params& p) {
 
 Result<RemoteTopQuery> parse_remote_top_query(const Params& p, uint64_t now_ns) {
   RemoteTopQuery q;
+  if (p.count("group") > 1) return fail("parameter 'group' given more than once");
   Params rest = p;
   q.level = rest.find("group")->second == "remote_host" ? RemoteLevel::Host : RemoteLevel::Workload;
   rest.erase("group");
@@ -108,7 +109,7 @@ Result<std::vector<RemoteTopEntry>> remote_top(FlowStore& store, const RemoteTop
       Group& g = it->second;
       g.attributed = named;
       add(g.total, r);
-      if (r.end_ns >= from) {
+      if (r.end_ns >= from && r.end_ns <= *q.top.filter.to_ns) {  // as /api/timeseries buckets them
         const uint64_t b = (r.end_ns - from) / q.interval_ns;
         if (b < buckets) {
           if (g.shares.empty() || g.shares.back().first != b) g.shares.push_back({b, SeriesPoint{}});

@@ -785,10 +785,18 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const SqliteOptions& opts
     if (version > kSchemaVersion)
       return fail("{}: schema version {} is newer than this flowscope ({})", opts.path, version, kSchemaVersion);
   }
+  auto has_table = [&](const char* name) -> Result<bool> {
+    auto st = prepare(w, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?");
+    if (!st) return std::unexpected(st.error());
+    sqlite3_bind_text(st->get(), 1, name, -1, SQLITE_STATIC);
+    return sqlite3_step(st->get()) == SQLITE_ROW && sqlite3_column_int(st->get(), 0) > 0;
+  };
+  auto had_claimants = has_table("claimants");
+  if (!had_claimants) return std::unexpected(had_claimants.error());
   if (auto r = exec(w, schema_sql().c_str()); !r) return fail("{}: {}", opts.path, r.error().message);
   if (auto r = impl->add_missing_columns(); !r) return fail("{}: {}", opts.path, r.error().message);
-  // The claimants of claims stored before that table was kept (idempotent).
-  if (auto r = exec(w, "INSERT INTO claimants (host, host_id, reported_to_ns, stopped_ns) "
+  // The claimants of claims stored before that table was kept, once.
+  if (auto r = *had_claimants ? Result<void>{} : exec(w, "INSERT INTO claimants (host, host_id, reported_to_ns, stopped_ns) "
                        "SELECT host, host_id, max(to_ns), coalesce(max(CASE WHEN addr = zeroblob(16) AND held = 0 "
                        "THEN to_ns END), 0) FROM ownership WHERE true GROUP BY host, host_id "
                        "ON CONFLICT (host, host_id) DO UPDATE SET "

@@ -276,7 +276,9 @@ try {
   // the answer itself, and an unnamed end opens the flows to its address.
   await open('explore?group=remote_workload&by=bytes&type=stacked&n=5');
   const remotes = await apiGet(base, `/api/top?group=remote_workload&by=bytes&limit=5&from=-1h${own}`);
-  assert.ok(remotes.top.length > 0 && remotes.top.every((t) => t.points.length > 0), JSON.stringify(remotes.top));
+  // Each entry's series adds up to its total.
+  assert.ok(remotes.top.length > 0, JSON.stringify(remotes.top));
+  for (const t of remotes.top) assert.equal(t.points.reduce((a, pt) => a + pt.bytes, 0), t.bytes, t.remote_workload);
   assert.deepEqual(await cells('#toptable', 0), remotes.top.map((t) => t.remote_workload));
   assert.deepEqual((await cells('#stats', 0)).slice(0, remotes.top.length), remotes.top.map((t) => t.remote_workload));
   const at = remotes.top.findIndex((t) => !t.attributed);

@@ -268,8 +268,9 @@ async function mapEdges(base, mode) {
     return g.edges.filter((e) => e.src !== 'other').map((e) => {
       const to = node.get(e.dst);
       // The client's flows; to an end named by its address, only those to it.
-      const dst = to?.filter?.addr ? ` dst=${to.filter.addr}` : '';
-      return { from: ref(e.src), to: ref(e.dst), filter: filterText(node.get(e.src)?.filter) + dst,
+      const dst = to?.filter?.addr ? `dst=${to.filter.addr}` : '';
+      const src = filterText(node.get(e.src)?.filter);
+      return { from: ref(e.src), to: ref(e.dst), filter: src && dst ? `${src} ${dst}` : src || dst,
         bytes: e.bytes_src_to_dst + e.bytes_dst_to_src, retransmits: e.retransmits,
         failing: e.failed > 0 || e.drops_total > 0, connections: e.connections };
     });
@@ -297,7 +298,7 @@ const MAP_MODES = { workload: 'workloads (client → server)', host: 'hosts (cli
   process: 'process → remote address', addr: 'source → destination address' };
 
 async function map(root, p) {
-  const mode = MAP_MODES[p.get('nodes')] ? p.get('nodes') : 'workload';
+  const mode = Object.hasOwn(MAP_MODES, p.get('nodes') || '') ? p.get('nodes') : 'workload';
   root.append(h('div', { class: 'controls' }, h('label', {}, 'nodes ', h('select', { dataset: { key: 'nodes' },
     onchange: (ev) => go('map', { nodes: ev.target.value }) },
   Object.entries(MAP_MODES).map(([v, label]) => h('option', { value: v, selected: mode === v }, label))))));
@@ -331,7 +332,11 @@ async function map(root, p) {
     ],
   });
   window.flowscopeGraph = cy;  // for the browser tests
-  cy.on('tap', 'node, edge', (ev) => go('flows', { f: ev.target.data('filter'), offset: '', flow: '' }));
+  // A node no filter selects (a workload no record names) opens nothing.
+  cy.on('tap', 'node, edge', (ev) => {
+    const f = ev.target.data('filter');
+    if (f) go('flows', { f, offset: '', flow: '' });
+  });
 }
 
 const FLOW_COLS = [
