@@ -299,6 +299,16 @@ TEST(TraceRoot, FilterMatchesExactlyWhatTcpdumpMatches) {
   // one sent, then stop it.
   ASSERT_TRUE(poll_until(
       [&] { return !sh_out(fmt::format("tcpdump -r {} -n 'udp and dst port 7002' 2>/dev/null", pcap)).empty(); }, 20s));
+  // And for b's port-unreachable answer to it, which the tracers see too
+  // (unless the kernel's ICMP rate limit kept it from being sent: then
+  // neither sees it, and the wait ends at its bound).
+  poll_until(
+      [&] {
+        return !sh_out(fmt::format("tcpdump -r {} -n 'icmp[icmptype] == icmp-unreach and icmp[30:2] == 7002' 2>/dev/null",
+                                   pcap))
+                    .empty();
+      },
+      3s);
   dump.signal(SIGINT);
   dump.wait(10s);
 
