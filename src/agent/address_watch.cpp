@@ -135,9 +135,17 @@ Result<void> AddressWatch::read(std::vector<AddressChange>& out) {
       }
       return fail_errno(errno, "address watch: reading rtnetlink failed: {}", std::strerror(errno));
     }
-    int len = static_cast<int>(n);
-    for (auto* h = reinterpret_cast<const nlmsghdr*>(buf); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len))
+    // NLMSG_OK/NLMSG_NEXT, unsigned throughout (the macros compare the
+    // kernel's u32 length with an int).
+    size_t left = static_cast<size_t>(n);
+    for (auto* h = reinterpret_cast<const nlmsghdr*>(buf);
+         left >= sizeof(nlmsghdr) && h->nlmsg_len >= sizeof(nlmsghdr) && h->nlmsg_len <= left;) {
       on_message(h, out);
+      const size_t step = NLMSG_ALIGN(h->nlmsg_len);
+      if (step >= left) break;
+      left -= step;
+      h = reinterpret_cast<const nlmsghdr*>(reinterpret_cast<const char*>(h) + step);
+    }
   }
   // One dump at a time per socket (the kernel refuses a second one).
   if (redump && !dumping_) {
