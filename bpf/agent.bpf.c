@@ -52,6 +52,11 @@ const volatile __u64 ringbuf_bytes = 4 * 1024 * 1024;    /* size of `events` */
  * close, whichever claims it first (fs_flow.exit_claim). */
 __u32 stopping = 0;
 
+/* Set by user space once the start-up walk has given every open socket a
+ * flow: a socket seen later without one opened since, and the kernel skipped
+ * the event that opened it. */
+__u32 seeded = 0;
+
 /* Not preallocated: kernel memory follows the number of open connections,
  * bounded by --max-flows (safe in any context since Linux 6.1's bpf_mem_alloc). */
 struct {
@@ -193,11 +198,19 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
+/* Set while on_state runs on this CPU (see on_state_nested). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} state_busy SEC(".maps");
+
 static __always_inline void stat_inc(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
-	if (v)
-		*v += 1;
+	if (v) /* atomic: on_state_nested may interrupt an increment on this CPU */
+		__sync_fetch_and_add(v, 1);
 }
 
 static __always_inline __u32 sk_netns(const struct sock *sk)
@@ -499,6 +512,25 @@ static __always_inline void track_listener(const struct sock *sk, int newstate, 
 	}
 }
 
+/* The socket's cookie: unique for the life of the system, unlike its address,
+ * which a later socket reuses. None on the legacy programs (5.10 has no such
+ * helper for tracing). */
+static __always_inline __u64 sock_cookie(const struct sock *sk, const int legacy)
+{
+	return legacy ? 0 : bpf_get_socket_cookie((void *)sk);
+}
+
+/* A flow whose socket went away without its close seen (the kernel skipped
+ * that event): its record is lost. Counted once: while the agent stops, only
+ * by whichever claims it first (the exit sweep, or a socket reusing the
+ * address); the entry is dropped. */
+static __always_inline void drop_stale(struct fs_flow *f, __u64 key, const int legacy)
+{
+	if (!stopping || (legacy ? !claimed_before(key) : !__sync_val_compare_and_swap(&f->exit_claim, 0, 1)))
+		stat_inc(FS_STAT_CLOSE_MISSED);
+	forget(f, key);
+}
+
 static __always_inline int state_change(const struct sock *sk, const int oldstate, const int newstate,
 					 const int legacy)
 {
@@ -540,6 +572,11 @@ static __always_inline int state_change(const struct sock *sk, const int oldstat
 	const int starts = (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) || oldstate == TCP_LISTEN ||
 			   newstate == TCP_SYN_RECV;
 	struct fs_flow *f = starts ? 0 : bpf_map_lookup_elem(&flows, &key);
+	/* An entry of an earlier socket at this address, whose close was skipped. */
+	if (f && !legacy && f->cookie != sock_cookie(sk, legacy)) {
+		drop_stale(f, key, legacy);
+		f = 0;
+	}
 	if (!f) {
 		__u64 now = bpf_ktime_get_ns();
 		if (oldstate == TCP_CLOSE && newstate == TCP_CLOSE)
@@ -550,8 +587,11 @@ static __always_inline int state_change(const struct sock *sk, const int oldstat
 		if (stopping && newstate != TCP_CLOSE) {
 			/* Not tracked any more; an entry under a starting socket's
 			 * address belongs to a freed socket (see below). */
-			if (starts && !bpf_map_delete_elem(&flows, &key))
-				stat_inc(FS_STAT_CLOSE_MISSED);
+			if (starts) {
+				struct fs_flow *old = bpf_map_lookup_elem(&flows, &key);
+				if (old)
+					drop_stale(old, key, legacy);
+			}
 			return 0;
 		}
 		/* Counted when the map had no room for it: not preexisting. */
@@ -562,6 +602,7 @@ static __always_inline int state_change(const struct sock *sk, const int oldstat
 		}
 		struct fs_flow nf = {};
 		nf.sk = key;
+		nf.cookie = sock_cookie(sk, legacy);
 		nf.start_ns = now;
 		nf.last_report_ns = now;
 		nf.netns = netns;
@@ -583,7 +624,17 @@ static __always_inline int state_change(const struct sock *sk, const int oldstat
 				__builtin_memcpy(nf.exe, o->exe, sizeof(nf.exe));
 			}
 		} else {
+			/* Its start was not seen: open before the agent, or (once the
+			 * start-up walk is done) opened since and that event skipped.
+			 * The direction is told as for the walk: a connection on a
+			 * listening port was accepted. */
 			nf.flags |= FS_F_PREEXISTING;
+			if (seeded)
+				stat_inc(FS_STAT_STARTS_MISSED);
+			if (tp && read_tuple(tp, &nf.tuple)) {
+				struct listener_key lk = {.netns = netns, .port = nf.tuple.local_port};
+				nf.direction = bpf_map_lookup_elem(&listeners, &lk) ? FS_DIR_INBOUND : FS_DIR_OUTBOUND;
+			}
 		}
 		/* An accepted child knows its tuple already on recent kernels (on
 		 * older ones it is read later: see read_tuple); a connecting socket
@@ -598,8 +649,10 @@ static __always_inline int state_change(const struct sock *sk, const int oldstat
 		 * and the entry replaced. */
 		long err = bpf_map_update_elem(&flows, &key, &nf, BPF_NOEXIST);
 		if (err == -EEXIST_ && starts) {
-			stat_inc(FS_STAT_CLOSE_MISSED);
-			err = bpf_map_update_elem(&flows, &key, &nf, BPF_ANY);
+			struct fs_flow *old = bpf_map_lookup_elem(&flows, &key);
+			if (old)
+				drop_stale(old, key, legacy);
+			err = bpf_map_update_elem(&flows, &key, &nf, BPF_NOEXIST);
 		}
 		if (err && err != -EEXIST_) {
 			stat_inc(FS_STAT_FLOW_MAP_FULL);
@@ -658,9 +711,39 @@ static __always_inline int state_change(const struct sock *sk, const int oldstat
 	return 0;
 }
 
+static __always_inline __u32 *state_busy_flag(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&state_busy, &zero);
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_state, const struct sock *sk, const int oldstate, const int newstate)
 {
+	__u32 *busy = state_busy_flag();
+	if (busy)
+		*busy = 1;
+	state_change(sk, oldstate, newstate, 0);
+	if (busy)
+		*busy = 0;
+	return 0;
+}
+
+/* The kernel runs a program at most once at a time per CPU: a state change in
+ * a softirq that interrupts on_state in process context on that CPU (a burst
+ * of loopback connections: a whole backlog of them) is skipped for on_state.
+ * This second program on the same tracepoint handles exactly those: it acts
+ * only while on_state is midway on its CPU, so every other event is handled
+ * once, by on_state. What is left is the few instructions the kernel runs
+ * around on_state's body; a start or close lost there is still found (see
+ * drop_stale and FS_STAT_STARTS_MISSED). */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_state_nested, const struct sock *sk, const int oldstate, const int newstate)
+{
+	__u32 *busy = state_busy_flag();
+	if (!busy || !*busy)
+		return 0;
+	stat_inc(FS_STAT_NESTED_EVENTS);
 	return state_change(sk, oldstate, newstate, 0);
 }
 
@@ -991,6 +1074,17 @@ static __always_inline long dump_flow(__u64 key, struct fs_flow *f, struct dump_
 		c->incomplete = 1;
 		return 1;
 	}
+	const struct tcp_sock *tp = (const struct tcp_sock *)f->sk;
+	/* A socket gone (closed, or its memory another socket's) whose close was
+	 * skipped: nothing true to report. Counted when the agent stops; until
+	 * then a socket reusing the address finds it (drop_stale). A close that
+	 * runs now has claimed the flow before the state reads CLOSE. */
+	if (!legacy && (BPF_CORE_READ(tp, inet_conn.icsk_inet.sk.__sk_common.skc_cookie.counter) != f->cookie ||
+			BPF_CORE_READ(tp, inet_conn.icsk_inet.sk.__sk_common.skc_state) == TCP_CLOSE)) {
+		if (stopping && !__sync_val_compare_and_swap(&f->exit_claim, 0, 1))
+			stat_inc(FS_STAT_CLOSE_MISSED);
+		return 0;
+	}
 	/* At exit, a flow closing right now may have been reported by its close
 	 * (claimed as there: cmpxchg, or the claim insert before 5.12). */
 	if (stopping) {
@@ -1000,7 +1094,6 @@ static __always_inline long dump_flow(__u64 key, struct fs_flow *f, struct dump_
 	if (legacy)
 		merge_accepted(f, key);
 	f->last_report_ns = c->now;
-	const struct tcp_sock *tp = (const struct tcp_sock *)f->sk;
 	if (!f->tuple.local_port)
 		read_tuple_probe(tp, &f->tuple);
 	/* The tuples index serves drop attribution (5.17 and newer). */
@@ -1094,6 +1187,7 @@ static __always_inline int seed_flow(struct sock_common *skc, const int legacy)
 	__u64 now = bpf_ktime_get_ns();
 	struct fs_flow nf = {};
 	nf.sk = key;
+	nf.cookie = legacy ? 0 : bpf_get_socket_cookie(skc);
 	nf.start_ns = now;
 	nf.last_report_ns = now;
 	nf.netns = netns;

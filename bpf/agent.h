@@ -69,6 +69,8 @@ struct fs_drop_slot {
  * buffer. Counters are raw tcp_sock values; user space derives payload bytes. */
 struct fs_flow {
 	fs_u64 sk;           /* struct sock * as an integer: identity while open */
+	fs_u64 cookie;       /* socket cookie: tells this socket from a later one at the same
+			      * address (0 on the legacy programs) */
 	fs_u64 start_ns;     /* bpf_ktime_get_ns() at the first event */
 	fs_u64 end_ns;       /* at close, or at the dump for an interim record */
 	fs_u64 last_report_ns;
@@ -115,6 +117,8 @@ enum fs_stat {
 	FS_STAT_DROPS_PURGED_EMPTY, /* QUEUE_PURGE of a payload-less skb at teardown: not a loss */
 	FS_STAT_CLOSE_MISSED,      /* a flow's socket was reused before its close was seen: record lost */
 	FS_STAT_CHILDREN_DISCARDED, /* accepted children closed from SYN_RECV, empty: no connection of their own */
+	FS_STAT_STARTS_MISSED,     /* flows first seen after their start although start-up saw every open socket */
+	FS_STAT_NESTED_EVENTS,     /* state changes on_state skipped (nested) and on_state_nested handled */
 	FS_STAT_MAX,
 };
 
@@ -131,13 +135,13 @@ struct fs_tuple_key {
 FS_LAYOUT_CHECK(sizeof(struct fs_tuple) == 40);
 FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_tuple, local_port) == 32);
 FS_LAYOUT_CHECK(sizeof(struct fs_drop_slot) == 8);
-FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_flow, comm) == 88);
-FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_flow, tuple) == 104);
-FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_flow, direction) == 144);
-FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_flow, flags) == 148);
-FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_flow, exe) == 160);
-FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_flow, drops) == 176);
-FS_LAYOUT_CHECK(sizeof(struct fs_flow) == 176 + 8 * FS_DROP_SLOTS);
+FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_flow, comm) == 96);
+FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_flow, tuple) == 112);
+FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_flow, direction) == 152);
+FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_flow, flags) == 156);
+FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_flow, exe) == 168);
+FS_LAYOUT_CHECK(__builtin_offsetof(struct fs_flow, drops) == 184);
+FS_LAYOUT_CHECK(sizeof(struct fs_flow) == 184 + 8 * FS_DROP_SLOTS);
 FS_LAYOUT_CHECK(sizeof(struct fs_tuple_key) == 36);
 FS_LAYOUT_CHECK(sizeof(struct fs_flow) % 8 == 0); /* ring buffer records need no padding */
 

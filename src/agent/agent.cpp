@@ -186,6 +186,8 @@ void select_legacy(agent_bpf* s, bool legacy) {
     bpf_program__set_autoload(s->progs.on_kfree_skb, false);
     bpf_program__set_autoload(s->progs.on_recv_length, false);
     bpf_program__set_autoload(s->progs.on_send_length, false);
+    // Its counterpart for nested events uses the socket cookie (5.12).
+    bpf_program__set_autoload(s->progs.on_state_nested, false);
   }
 }
 
@@ -298,7 +300,8 @@ Result<std::unique_ptr<Agent>> Agent::create(const AgentOptions& opts) {
                                  {s->progs.on_accept4_exit},        {s->progs.on_accept_exit},
                                  {s->progs.on_accept4_exit_legacy}, {s->progs.on_accept_exit_legacy},
                                  {s->progs.on_recv_length},         {s->progs.on_send_length},
-                                 {s->progs.on_state, true},         {s->progs.on_state_legacy, true}};
+                                 {s->progs.on_state, true},         {s->progs.on_state_nested},
+                                 {s->progs.on_state_legacy, true}};
   auto links = attach_programs(order, impl->degraded);
   if (!links) return std::unexpected(links.error());
   impl->links = std::move(*links);
@@ -344,19 +347,31 @@ void Agent::Impl::seed_existing(uint32_t only_netns) {
   }
   const int link_fd = bpf_link__fd(link.get());
   size_t walked = 0;
+  bool complete = true;
   for (const auto& [ino, path] : network_namespaces()) {
     if (only_netns && ino != only_netns) continue;
     auto entered = run_in_netns(path, [&] {
       Fd it(bpf_iter_create(link_fd));
-      if (!it) return;
-      char buf[256];
-      while (::read(it.get(), buf, sizeof(buf)) > 0) {
+      if (!it) {
+        complete = false;
+        return;
       }
+      char buf[256];
+      ssize_t n;
+      while ((n = ::read(it.get(), buf, sizeof(buf))) > 0) {
+      }
+      if (n < 0) complete = false;
       walked++;
     });
-    if (!entered) spdlog::debug("seeding: {}", entered.error().message);
+    if (!entered) {
+      complete = false;
+      spdlog::debug("seeding: {}", entered.error().message);
+    }
   }
-  spdlog::debug("seeded open connections from {} network namespaces", walked);
+  // From now on a socket without a flow is one whose opening event the
+  // kernel skipped (counted as starts_missed), unless a walk failed.
+  skel->bss->seeded = complete ? 1 : 0;
+  spdlog::debug("seeded open connections from {} network namespaces{}", walked, complete ? "" : " (incomplete)");
 }
 
 int Agent::Impl::on_record(void* ctx, void* data, size_t size) {
@@ -558,6 +573,8 @@ AgentStats Agent::stats() const {
   s.unreported_at_exit = i.unreported_at_exit;
   s.close_missed = i.stat(FS_STAT_CLOSE_MISSED);
   s.children_discarded = i.stat(FS_STAT_CHILDREN_DISCARDED);
+  s.starts_missed = i.stat(FS_STAT_STARTS_MISSED);
+  s.nested_events = i.stat(FS_STAT_NESTED_EVENTS);
   s.claims_written = i.claims_written;
   s.addresses_held = i.claims.addresses();
   bpf_program* p;
@@ -567,6 +584,8 @@ AgentStats Agent::stats() const {
     if (bpf_program__fd(p) >= 0 && bpf_obj_get_info_by_fd(bpf_program__fd(p), &info, &len) == 0)
       s.recursion_misses += info.recursion_misses;
   }
+  // on_state's skipped events that on_state_nested handled are not misses.
+  s.recursion_misses -= std::min(s.recursion_misses, s.nested_events);
   s.open_flows = s.flows_created > s.flows_closed ? s.flows_created - s.flows_closed : 0;
   s.max_flows = i.opts.max_flows;
   s.bpf_map_bytes = object_memlock(i.skel->obj);
@@ -578,12 +597,12 @@ std::string stats_json(const AgentStats& s, uint64_t time_ns) {
       R"({{"type":"stats","time_ns":{},"state_events":{},"flows_created":{},"flows_closed":{},"flows_emitted":{},)"
       R"("flows_filtered":{},"records_received":{},"lost":{},"flow_map_full":{},"ringbuf_full":{},"tuple_map_full":{},)"
       R"("open_flows":{},"max_flows":{},"map_fill":{:.4f},"bpf_map_bytes":{},"drops_seen":{},"drops_attributed":{},"drops_unspecified":{},"drops_purged_empty":{},)"
-      R"("attributed_accept":{},"resets":{},"unreported_at_exit":{},"close_missed":{},"children_discarded":{},"recursion_misses":{},)"
+      R"("attributed_accept":{},"resets":{},"unreported_at_exit":{},"close_missed":{},"children_discarded":{},"starts_missed":{},"nested_events":{},"recursion_misses":{},)"
       R"("claims_written":{},"addresses_held":{}}})",
       time_ns, s.state_events, s.flows_created, s.flows_closed, s.flows_emitted, s.flows_filtered, s.records_received,
       s.lost(), s.flow_map_full, s.ringbuf_full, s.tuple_map_full, s.open_flows, s.max_flows,
       s.max_flows ? double(s.open_flows) / double(s.max_flows) : 0.0, s.bpf_map_bytes, s.drops_seen, s.drops_attributed,
-      s.drops_unspecified, s.drops_purged_empty, s.attributed_accept, s.resets, s.unreported_at_exit, s.close_missed, s.children_discarded, s.recursion_misses,
+      s.drops_unspecified, s.drops_purged_empty, s.attributed_accept, s.resets, s.unreported_at_exit, s.close_missed, s.children_discarded, s.starts_missed, s.nested_events, s.recursion_misses,
       s.claims_written, s.addresses_held);
 }
 

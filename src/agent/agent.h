@@ -58,7 +58,9 @@ struct AgentStats {
   uint64_t unreported_at_exit = 0;  // flows open at exit the final sweep could not report
   uint64_t close_missed = 0;        // flows whose close the kernel skipped, their socket since reused
   uint64_t children_discarded = 0;  // a second child of one handshake, closed by the kernel: not a record
-  uint64_t recursion_misses = 0;    // events the kernel skipped: a program already ran on that CPU
+  uint64_t starts_missed = 0;       // flows first seen after their skipped start: reported as preexisting
+  uint64_t nested_events = 0;       // state changes on_state was skipped for and on_state_nested handled
+  uint64_t recursion_misses = 0;    // other events the kernel skipped: a program already ran on that CPU
   uint64_t claims_written = 0;      // ownership claims handed to the sinks (agent/claims.h)
   uint64_t addresses_held = 0;      // local addresses claimed now
   uint64_t lost() const { return flow_map_full + ringbuf_full + unreported_at_exit + close_missed; }

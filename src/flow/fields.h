@@ -185,7 +185,8 @@ inline constexpr auto kFields = std::tuple{
           "Kernel packet drops of this flow by reason (IPFIX: \"REASON=count,...\"; storage: a JSON object)"},
     Field{&Flow::preexisting, "preexisting", "preexisting", "preexisting", "preexisting", Sql::Integer,
           {13, kOwnPen, "flowscopePreexistingFlow", DataType::boolean, Semantics::default_, Units::none, 1}, "",
-          "The connection was open before the agent started; start_ns is when it was first seen"},
+          "The agent did not see the connection open: it was open before the agent started, or the kernel skipped "
+          "the event that opened it (the agent's `starts_missed`); start_ns is when it was first seen"},
     Field{&Flow::conversation, "conversation", "", "conversation", "conversation", Sql::Integer, {}, "",
           "The connection's id, shared by the records of both of its ends (set by the collector, docs/fleet.md)"},
     Field{&Flow::mirror, "mirror", "", "mirror", "mirror", Sql::Integer, {}, "",

@@ -61,7 +61,7 @@ struct Flow {
   // repeat and grow them); false: counters cover this record only.
   bool cumulative = false;
   bool interim = false;      // the flow was still open when this record was made
-  bool preexisting = false;  // open before the agent started: start_ns is when it was first seen
+  bool preexisting = false;  // its opening was not seen (before the agent, or skipped): start_ns is when first seen
   std::optional<uint32_t> retrans;
   std::optional<uint32_t> srtt_us;
   std::optional<uint32_t> rttvar_us;
