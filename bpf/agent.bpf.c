@@ -572,10 +572,15 @@ static __always_inline int state_change(const struct sock *sk, const int oldstat
 	const int starts = (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) || oldstate == TCP_LISTEN ||
 			   newstate == TCP_SYN_RECV;
 	struct fs_flow *f = starts ? 0 : bpf_map_lookup_elem(&flows, &key);
-	/* An entry of an earlier socket at this address, whose close was skipped. */
-	if (f && !legacy && f->cookie != sock_cookie(sk, legacy)) {
-		drop_stale(f, key, legacy);
-		f = 0;
+	if (f && !legacy) {
+		__u64 cookie = sock_cookie(sk, legacy);
+		if (!f->cookie) {
+			f->cookie = cookie; /* an accepted child's, final only after its start (see below) */
+		} else if (f->cookie != cookie) {
+			/* An earlier socket's at this address, whose close was skipped. */
+			drop_stale(f, key, legacy);
+			f = 0;
+		}
 	}
 	if (!f) {
 		__u64 now = bpf_ktime_get_ns();
@@ -602,7 +607,6 @@ static __always_inline int state_change(const struct sock *sk, const int oldstat
 		}
 		struct fs_flow nf = {};
 		nf.sk = key;
-		nf.cookie = sock_cookie(sk, legacy);
 		nf.start_ns = now;
 		nf.last_report_ns = now;
 		nf.netns = netns;
@@ -641,6 +645,11 @@ static __always_inline int state_change(const struct sock *sk, const int oldstat
 		 * binds its port after SYN_SENT (read at close then). */
 		if (newstate != TCP_CLOSE && tp)
 			read_tuple(tp, &nf.tuple);
+		/* Before 6.18 an accepted child gets its request's cookie after
+		 * LISTEN->SYN_RECV, with its ports: without them it is taken at
+		 * the flow's next event. */
+		if (!(starts && nf.direction == FS_DIR_INBOUND && !nf.tuple.local_port))
+			nf.cookie = sock_cookie(sk, legacy);
 		/* A socket that starts cannot have a live flow: an entry under its
 		 * address is left from a freed socket whose memory it reuses, whose
 		 * close was never seen (the kernel skips an event that comes while
@@ -1079,7 +1088,7 @@ static __always_inline long dump_flow(__u64 key, struct fs_flow *f, struct dump_
 	 * skipped: nothing true to report. Counted when the agent stops; until
 	 * then a socket reusing the address finds it (drop_stale). A close that
 	 * runs now has claimed the flow before the state reads CLOSE. */
-	if (!legacy && (BPF_CORE_READ(tp, inet_conn.icsk_inet.sk.__sk_common.skc_cookie.counter) != f->cookie ||
+	if (!legacy && ((f->cookie && BPF_CORE_READ(tp, inet_conn.icsk_inet.sk.__sk_common.skc_cookie.counter) != f->cookie) ||
 			BPF_CORE_READ(tp, inet_conn.icsk_inet.sk.__sk_common.skc_state) == TCP_CLOSE)) {
 		if (stopping && !__sync_val_compare_and_swap(&f->exit_claim, 0, 1))
 			stat_inc(FS_STAT_CLOSE_MISSED);
